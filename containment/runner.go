@@ -1,0 +1,123 @@
+package containment
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/breachkit/breach/incident"
+	"golang.org/x/sync/semaphore"
+)
+
+// DefaultConcurrency is how many actions a Runner with Concurrency 0 runs at
+// once.
+const DefaultConcurrency = 4
+
+// Runner applies or releases actions with bounded concurrency. The zero
+// value is ready to use. A Runner holds no state between runs and is safe
+// for concurrent use.
+type Runner struct {
+	// Concurrency bounds the actions running at once; 0 means
+	// DefaultConcurrency.
+	Concurrency int
+	// Now reads the clock for Result timestamps; nil means time.Now.
+	Now func() time.Time
+	// OnResult, when set, is called with each Result as its action
+	// finishes, one call at a time, before Run returns. The orchestrator
+	// uses it to persist each action's outcome as soon as it is known.
+	OnResult func(Result)
+}
+
+// Apply runs each action's Container (and its Verifier, if it is one) under
+// the action's Policy, at most Concurrency at a time. base is the request
+// every action starts from; Apply fills in Action, IdempotencyKey (from
+// keyOf) and Attempt. Apply returns when every action has finished; when ctx
+// ends, actions not yet started get ctx's error without being called.
+func (r Runner) Apply(ctx context.Context, actions []Action, base Request, keyOf func(Action) string) Results {
+	return r.run(ctx, actions, base, keyOf, func(ctx context.Context, a Action, req Request) error {
+		if err := a.Container.Contain(ctx, req); err != nil {
+			return err
+		}
+		if v, ok := a.Container.(Verifier); ok {
+			if err := v.Verify(ctx, req); err != nil {
+				return &VerifyError{Err: err}
+			}
+		}
+		return nil
+	})
+}
+
+// Release undoes each action whose Container is a Releaser, the same way
+// Apply applies them; actions whose Container is not a Releaser are left
+// out of the Results.
+func (r Runner) Release(ctx context.Context, actions []Action, base Request, keyOf func(Action) string) Results {
+	var rel []Action
+	for _, a := range actions {
+		if _, ok := a.Container.(Releaser); ok {
+			rel = append(rel, a)
+		}
+	}
+	return r.run(ctx, rel, base, keyOf, func(ctx context.Context, a Action, req Request) error {
+		return a.Container.(Releaser).Release(ctx, req)
+	})
+}
+
+// VerifyError is a Verifier's complaint that a contained effect does not
+// hold.
+type VerifyError struct{ Err error }
+
+func (e *VerifyError) Error() string { return "containment not verified: " + e.Err.Error() }
+func (e *VerifyError) Unwrap() error { return e.Err }
+
+func (r Runner) run(ctx context.Context, actions []Action, base Request, keyOf func(Action) string,
+	do func(context.Context, Action, Request) error) Results {
+	n := r.Concurrency
+	if n <= 0 {
+		n = DefaultConcurrency
+	}
+	now := r.Now
+	if now == nil {
+		now = time.Now
+	}
+	results := make(Results, len(actions))
+	sem := semaphore.NewWeighted(int64(n))
+	var wg sync.WaitGroup
+	var mu sync.Mutex // serialises OnResult
+	finish := func(i int, res Result) {
+		results[i] = res
+		if r.OnResult != nil {
+			mu.Lock()
+			defer mu.Unlock()
+			r.OnResult(res)
+		}
+	}
+	for i, a := range actions {
+		key := keyOf(a)
+		if err := sem.Acquire(ctx, 1); err != nil {
+			t := now()
+			finish(i, Result{Action: a.Name, IdempotencyKey: key, Err: context.Cause(ctx), Started: t, Finished: t})
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer sem.Release(1)
+			res := Result{Action: a.Name, IdempotencyKey: key, Started: now()}
+			out := a.Policy.Do(ctx, func(ctx context.Context, attempt int) error {
+				req := base
+				req.Action, req.IdempotencyKey, req.Attempt = a.Name, key, attempt
+				return do(ctx, a, req)
+			})
+			res.Attempts, res.Err, res.Finished = out.Attempts, out.Err, now()
+			finish(i, res)
+		}()
+	}
+	wg.Wait()
+	return results
+}
+
+// Key is the idempotency key the orchestrator gives action on incident: a
+// stable function of both, see incident.IdempotencyKey.
+func Key(incidentID string, a Action) string {
+	return incident.IdempotencyKey(incidentID, "contain", a.Name)
+}

@@ -1,0 +1,299 @@
+package incident
+
+import (
+	"maps"
+	"slices"
+	"time"
+)
+
+// MaxSignalSamples bounds SignalSummary.Samples: a storm of a million signals
+// keeps the first few and a count, not a million records.
+const MaxSignalSamples = 8
+
+// Incident is the durable record of one security incident: everything
+// needed to resume its response after a restart and to report on it.
+//
+// An Incident is plain data. Stores hand out copies (see Clone); a copy may
+// be changed freely and written back with Store.Update, which checks
+// Version.
+type Incident struct {
+	ID       string
+	Kind     string
+	Subject  string // what is affected, e.g. an API key's ID; never a secret
+	Account  string // the customer account concerned, when known
+	DedupKey string
+	Severity Severity
+	State    State
+	// Version is bumped by the store on every successful write and checked
+	// on every update (compare-and-swap).
+	Version int64
+	Summary string
+	// CredentialFingerprint identifies the compromised credential (see
+	// Secret.Fingerprint); the credential itself is never stored.
+	CredentialFingerprint string            `json:",omitempty"`
+	Attributes            map[string]string `json:",omitempty"`
+
+	// Phase timestamps; zero until the phase is reached.
+	DetectedAt  time.Time
+	ContainedAt time.Time `json:",omitzero"`
+	NotifiedAt  time.Time `json:",omitzero"`
+	ResolvedAt  time.Time `json:",omitzero"`
+	ClosedAt    time.Time `json:",omitzero"`
+	UpdatedAt   time.Time
+
+	Signals       SignalSummary
+	Investigation *Investigation `json:",omitempty"`
+	// Decision is the notify / do-not-notify decision and its reason,
+	// recorded either way.
+	Decision        *Decision     `json:",omitempty"`
+	Actions         []ActionRecord `json:",omitempty"`
+	Deliveries      []Delivery     `json:",omitempty"`
+	Tasks           []Task         `json:",omitempty"`
+	Recommendations []string       `json:",omitempty"`
+	// Escalation says why automation stopped, while State is
+	// StateEscalated (and afterwards, for the record).
+	Escalation *Escalation `json:",omitempty"`
+	Timeline   Timeline
+}
+
+// SignalSummary counts the signals an incident absorbed, with a bounded
+// sample of them.
+type SignalSummary struct {
+	Count     int64
+	FirstSeen time.Time
+	LastSeen  time.Time
+	Samples   []SignalSample `json:",omitempty"` // at most MaxSignalSamples, oldest first
+}
+
+// SignalSample is what an incident keeps of one signal: never its
+// credential.
+type SignalSample struct {
+	At       time.Time
+	Source   string   `json:",omitempty"`
+	Severity Severity
+	Summary  string `json:",omitempty"`
+}
+
+// Observe folds a validated signal into the summary: the count, first and
+// last seen, and a sample while there is room.
+func (s *SignalSummary) Observe(sig *Signal, at time.Time) {
+	s.Count++
+	if s.FirstSeen.IsZero() || at.Before(s.FirstSeen) {
+		s.FirstSeen = at
+	}
+	if at.After(s.LastSeen) {
+		s.LastSeen = at
+	}
+	if len(s.Samples) < MaxSignalSamples {
+		s.Samples = append(s.Samples, SignalSample{At: at, Source: sig.Source, Severity: sig.Severity, Summary: sig.Summary})
+	}
+}
+
+// DataCategory is a kind of customer data an incident may have exposed.
+type DataCategory string
+
+// The categories of customer data the library knows by name. Hosts may use
+// others; any category counts as customer data.
+const (
+	DataConversion      DataCategory = "conversion_data"
+	DataCampaignReports DataCategory = "campaign_reports"
+	DataAPIAccess       DataCategory = "api_access"
+	DataPartnerDetails  DataCategory = "partner_details"
+	DataFinancial       DataCategory = "financial_information"
+)
+
+// Describe returns a phrase for customer notices, such as "campaign
+// reports". Unknown categories are returned as they are.
+func (c DataCategory) Describe() string {
+	switch c {
+	case DataConversion:
+		return "conversion data"
+	case DataCampaignReports:
+		return "campaign reports"
+	case DataAPIAccess:
+		return "API access"
+	case DataPartnerDetails:
+		return "partner details"
+	case DataFinancial:
+		return "financial information"
+	}
+	return string(c)
+}
+
+// Customer is someone who may have to be told about an incident.
+type Customer struct {
+	ID    string
+	Name  string `json:",omitempty"`
+	Email string `json:",omitempty"`
+}
+
+// Impact is the assessed effect of an incident on customers.
+type Impact struct {
+	Customers []Customer     `json:",omitempty"`
+	Data      []DataCategory `json:",omitempty"`
+	// Summary says in a sentence what was exposed, for the notice.
+	Summary string `json:",omitempty"`
+}
+
+// CustomerDataAffected reports whether the impact includes customer data:
+// at least one affected customer and at least one data category.
+func (i Impact) CustomerDataAffected() bool { return len(i.Customers) > 0 && len(i.Data) > 0 }
+
+// Findings is what an Investigator reports.
+type Findings struct {
+	RootCause string   `json:",omitempty"`
+	Summary   string   `json:",omitempty"`
+	Notes     []string `json:",omitempty"`
+	Impact    Impact
+}
+
+// Investigation records an investigator's findings on the incident.
+type Investigation struct {
+	Findings
+	At       time.Time
+	Attempts int
+}
+
+// Decision records whether affected customers are to be notified, and why.
+type Decision struct {
+	Notify bool
+	Reason string
+	By     string // "system" or the person who decided
+	At     time.Time
+	// Override is true when a person replaced the automatic decision.
+	Override bool `json:",omitempty"`
+}
+
+// ActionStatus is where one containment action stands.
+type ActionStatus string
+
+// The containment action statuses.
+const (
+	ActionPending       ActionStatus = "pending"        // claimed, not yet applied
+	ActionApplied       ActionStatus = "applied"        // the container succeeded
+	ActionFailed        ActionStatus = "failed"         // the retry policy is spent
+	ActionReleased      ActionStatus = "released"       // undone on dismissal
+	ActionReleaseFailed ActionStatus = "release_failed" // undo failed; a person must check
+)
+
+// ActionRecord is the durable record of one containment action.
+type ActionRecord struct {
+	Name           string
+	IdempotencyKey string
+	Status         ActionStatus
+	Attempts       int
+	LastError      string    `json:",omitempty"`
+	StartedAt      time.Time `json:",omitzero"`
+	FinishedAt     time.Time `json:",omitzero"`
+}
+
+// DeliveryStatus is where one customer notice stands.
+type DeliveryStatus string
+
+// The delivery statuses.
+const (
+	// DeliveryClaimed: about to be sent, or sent without the result being
+	// recorded. A resumed orchestrator sends it again with the same key.
+	DeliveryClaimed DeliveryStatus = "claimed"
+	DeliverySent    DeliveryStatus = "sent"
+	DeliveryFailed  DeliveryStatus = "failed"
+)
+
+// Delivery is the durable record of one notice to one recipient on one
+// channel.
+type Delivery struct {
+	Recipient      string // the customer's ID
+	Channel        string
+	IdempotencyKey string
+	Status         DeliveryStatus
+	Attempts       int
+	LastError      string    `json:",omitempty"`
+	ClaimedAt      time.Time `json:",omitzero"`
+	SentAt         time.Time `json:",omitzero"`
+}
+
+// Task is a corrective or preventive task tracked on the incident.
+type Task struct {
+	ID        string
+	Title     string
+	Mandatory bool      `json:",omitempty"`
+	Done      bool      `json:",omitempty"`
+	DoneBy    string    `json:",omitempty"`
+	DoneAt    time.Time `json:",omitzero"`
+	Note      string    `json:",omitempty"`
+}
+
+// Escalation says why automation handed the incident to a person.
+type Escalation struct {
+	From   State // the state the incident was in
+	Reason string
+	At     time.Time
+}
+
+// Clone returns a deep copy: changing the copy never changes the original.
+// Clone of nil is nil.
+func (inc *Incident) Clone() *Incident {
+	if inc == nil {
+		return nil
+	}
+	c := *inc
+	c.Attributes = maps.Clone(inc.Attributes)
+	c.Signals.Samples = slices.Clone(inc.Signals.Samples)
+	if inc.Investigation != nil {
+		inv := *inc.Investigation
+		inv.Notes = slices.Clone(inv.Notes)
+		inv.Impact = inv.Impact.clone()
+		c.Investigation = &inv
+	}
+	if inc.Decision != nil {
+		d := *inc.Decision
+		c.Decision = &d
+	}
+	if inc.Escalation != nil {
+		e := *inc.Escalation
+		c.Escalation = &e
+	}
+	c.Actions = slices.Clone(inc.Actions)
+	c.Deliveries = slices.Clone(inc.Deliveries)
+	c.Tasks = slices.Clone(inc.Tasks)
+	c.Recommendations = slices.Clone(inc.Recommendations)
+	c.Timeline = slices.Clone(inc.Timeline)
+	return &c
+}
+
+func (i Impact) clone() Impact {
+	i.Customers = slices.Clone(i.Customers)
+	i.Data = slices.Clone(i.Data)
+	return i
+}
+
+// Action returns the containment record named name, or nil.
+func (inc *Incident) Action(name string) *ActionRecord {
+	for i := range inc.Actions {
+		if inc.Actions[i].Name == name {
+			return &inc.Actions[i]
+		}
+	}
+	return nil
+}
+
+// Delivery returns the delivery record with the idempotency key, or nil.
+func (inc *Incident) Delivery(key string) *Delivery {
+	for i := range inc.Deliveries {
+		if inc.Deliveries[i].IdempotencyKey == key {
+			return &inc.Deliveries[i]
+		}
+	}
+	return nil
+}
+
+// OpenTasks returns the IDs of mandatory tasks not yet done, in order.
+func (inc *Incident) OpenTasks() []string {
+	var open []string
+	for _, t := range inc.Tasks {
+		if t.Mandatory && !t.Done {
+			open = append(open, t.ID)
+		}
+	}
+	return open
+}

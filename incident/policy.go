@@ -1,0 +1,156 @@
+package incident
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"runtime/debug"
+	"time"
+)
+
+// Policy says how a plugin call (a containment action, a delivery, an
+// investigation) is attempted. Every zero field has a documented default,
+// so the zero Policy is a sensible one.
+type Policy struct {
+	// Attempts is the most calls made, the first included. 0 means 3;
+	// 1 means no retry.
+	Attempts int
+	// Timeout bounds each attempt; each gets a fresh context derived from
+	// the caller's. 0 means 30s.
+	Timeout time.Duration
+	// Backoff is the wait before the second attempt; it doubles for each
+	// one after, up to MaxBackoff, and is jittered by up to ±20% so that
+	// many incidents retrying at once spread out. 0 means 1s.
+	Backoff time.Duration
+	// MaxBackoff caps the wait between attempts. 0 means 30s.
+	MaxBackoff time.Duration
+}
+
+// Defaults returns p with every zero field replaced by its default.
+func (p Policy) Defaults() Policy {
+	if p.Attempts <= 0 {
+		p.Attempts = 3
+	}
+	if p.Timeout <= 0 {
+		p.Timeout = 30 * time.Second
+	}
+	if p.Backoff <= 0 {
+		p.Backoff = time.Second
+	}
+	if p.MaxBackoff <= 0 {
+		p.MaxBackoff = 30 * time.Second
+	}
+	if p.MaxBackoff < p.Backoff {
+		p.MaxBackoff = p.Backoff
+	}
+	return p
+}
+
+// Delay returns the jittered wait after failed attempt n (1 for the
+// first).
+func (p Policy) Delay(n int) time.Duration {
+	p = p.Defaults()
+	d := p.Backoff
+	for i := 1; i < n && d < p.MaxBackoff; i++ {
+		d *= 2
+	}
+	d = min(d, p.MaxBackoff)
+	jitter := time.Duration(rand.Int64N(int64(d)/5+1)) * 2
+	return d - d/5 + jitter
+}
+
+// Outcome is the result of Policy.Do.
+type Outcome struct {
+	Attempts int   // calls made
+	Err      error // nil on success; otherwise the last error (see Do)
+}
+
+// Do calls fn until it succeeds, returns an error marked Permanent, or the
+// policy's attempts are spent, waiting Delay between attempts. Each call
+// gets its 1-based attempt number and a fresh context with the policy's
+// Timeout, derived from ctx.
+//
+// A call that panics is recovered into a *PanicError (with the stack) and
+// counts as a failed attempt; so does one that outlives its timeout, as a
+// *TimeoutError, even if fn ignores its context (Do stops waiting for it;
+// the goroutine running fn ends when fn returns). When ctx ends, Do stops
+// and returns ctx's cause joined with the last error. Do never panics.
+func (p Policy) Do(ctx context.Context, fn func(ctx context.Context, attempt int) error) Outcome {
+	p = p.Defaults()
+	var last error
+	for attempt := 1; ; attempt++ {
+		if err := context.Cause(ctx); err != nil {
+			return Outcome{Attempts: attempt - 1, Err: errors.Join(err, last)}
+		}
+		last = Call(ctx, p.Timeout, func(ctx context.Context) error { return fn(ctx, attempt) })
+		if last == nil {
+			return Outcome{Attempts: attempt}
+		}
+		if IsPermanent(last) || attempt >= p.Attempts {
+			return Outcome{Attempts: attempt, Err: last}
+		}
+		t := time.NewTimer(p.Delay(attempt))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return Outcome{Attempts: attempt, Err: errors.Join(context.Cause(ctx), last)}
+		case <-t.C:
+		}
+	}
+}
+
+// Call runs fn once with a context that ends after timeout (no limit when
+// timeout <= 0), recovering a panic into a *PanicError and giving up on a
+// call that outlives the timeout with a *TimeoutError. fn runs on its own
+// goroutine, which ends when fn returns.
+func Call(ctx context.Context, timeout time.Duration, fn func(ctx context.Context) error) error {
+	cctx, cancel := ctx, context.CancelFunc(func() {})
+	if timeout > 0 {
+		cctx, cancel = context.WithTimeout(ctx, timeout)
+	}
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		defer func() {
+			if v := recover(); v != nil {
+				done <- &PanicError{Value: v, Stack: debug.Stack()}
+			}
+		}()
+		done <- fn(cctx)
+	}()
+	select {
+	case err := <-done:
+		if err != nil && cctx.Err() == context.DeadlineExceeded && ctx.Err() == nil &&
+			errors.Is(err, context.DeadlineExceeded) {
+			return &TimeoutError{After: timeout}
+		}
+		return err
+	case <-cctx.Done():
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
+		return &TimeoutError{After: timeout}
+	}
+}
+
+// Permanent marks err as not worth retrying (a 4xx answer, a key that does
+// not exist): Policy.Do stops at it. errors.Is and errors.As see through the
+// mark to err. Permanent(nil) is nil.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &permanentError{err: err}
+}
+
+// IsPermanent reports whether err, or any error it wraps, was marked with
+// Permanent.
+func IsPermanent(err error) bool {
+	var p *permanentError
+	return errors.As(err, &p)
+}
+
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }

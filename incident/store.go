@@ -1,0 +1,201 @@
+package incident
+
+import (
+	"cmp"
+	"context"
+	"slices"
+	"sync"
+)
+
+// Store keeps incidents durably. It is the source of truth: the
+// orchestrator holds nothing a restart would lose, and several orchestrators
+// (replicas) may share one Store.
+//
+// Implementations must be safe for concurrent use, must honour ctx (return
+// its error when it ends before the operation does), and must never return
+// or keep an alias of a caller's *Incident: they store and hand out copies.
+// incidenttest.TestStore checks all of this for a host's implementation.
+type Store interface {
+	// Create stores a new incident with Version 1 (it sets inc.Version to
+	// 1 on success). It returns an error matching ErrDuplicate when an
+	// open incident (State.Open) with the same DedupKey exists, preferably
+	// a *DuplicateError naming it, and ErrInvalidIncident for an empty ID,
+	// DedupKey or State. Creating an ID that exists also returns
+	// ErrInvalidIncident.
+	Create(ctx context.Context, inc *Incident) error
+	// Get returns a copy of the incident, or an error matching ErrNotFound.
+	Get(ctx context.Context, id string) (*Incident, error)
+	// Update replaces the stored incident if its Version still equals
+	// inc.Version, and then sets inc.Version to the stored Version plus one.
+	// Otherwise it changes nothing and returns an error matching
+	// ErrConflict. It returns ErrNotFound for an unknown ID, and
+	// ErrDuplicate when the update would reopen a dedup key that another
+	// open incident holds.
+	Update(ctx context.Context, inc *Incident) error
+	// FindOpen returns a copy of the open incident with the dedup key, or
+	// an error matching ErrNotFound.
+	FindOpen(ctx context.Context, dedupKey string) (*Incident, error)
+	// ListOpen returns copies of every open incident, oldest DetectedAt
+	// first (ties by ID).
+	ListOpen(ctx context.Context) ([]*Incident, error)
+}
+
+// MemStore is an in-memory Store: for tests, examples and single-process
+// hosts that accept losing incidents on exit. It is safe for concurrent use;
+// every method copies incidents in and out. The zero value is ready to use.
+type MemStore struct {
+	mu   sync.RWMutex
+	byID map[string]*Incident
+	open map[string]string // dedup key → ID of the open incident
+}
+
+var _ Store = (*MemStore)(nil)
+
+// NewMemStore returns an empty MemStore.
+func NewMemStore() *MemStore { return &MemStore{} }
+
+// Create implements Store.
+func (m *MemStore) Create(ctx context.Context, inc *Incident) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := checkStorable(inc); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.byID == nil {
+		m.byID = make(map[string]*Incident)
+		m.open = make(map[string]string)
+	}
+	if _, ok := m.byID[inc.ID]; ok {
+		return &invalidIncidentError{reason: "ID " + inc.ID + " exists"}
+	}
+	if inc.State.Open() {
+		if id, ok := m.open[inc.DedupKey]; ok {
+			return &DuplicateError{DedupKey: inc.DedupKey, ExistingID: id}
+		}
+		m.open[inc.DedupKey] = inc.ID
+	}
+	c := inc.Clone()
+	c.Version = 1
+	m.byID[inc.ID] = c
+	inc.Version = 1
+	return nil
+}
+
+// Get implements Store.
+func (m *MemStore) Get(ctx context.Context, id string) (*Incident, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	inc, ok := m.byID[id]
+	if !ok {
+		return nil, notFound(id)
+	}
+	return inc.Clone(), nil
+}
+
+// Update implements Store.
+func (m *MemStore) Update(ctx context.Context, inc *Incident) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := checkStorable(inc); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cur, ok := m.byID[inc.ID]
+	if !ok {
+		return notFound(inc.ID)
+	}
+	if cur.Version != inc.Version {
+		return &ConflictError{ID: inc.ID, Expected: inc.Version, Actual: cur.Version}
+	}
+	wasOpen, isOpen := cur.State.Open(), inc.State.Open()
+	if isOpen {
+		if id, ok := m.open[inc.DedupKey]; ok && id != inc.ID {
+			return &DuplicateError{DedupKey: inc.DedupKey, ExistingID: id}
+		}
+	}
+	if wasOpen && m.open[cur.DedupKey] == cur.ID {
+		delete(m.open, cur.DedupKey)
+	}
+	if isOpen {
+		m.open[inc.DedupKey] = inc.ID
+	}
+	c := inc.Clone()
+	c.Version = cur.Version + 1
+	m.byID[inc.ID] = c
+	inc.Version = c.Version
+	return nil
+}
+
+// FindOpen implements Store.
+func (m *MemStore) FindOpen(ctx context.Context, dedupKey string) (*Incident, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	id, ok := m.open[dedupKey]
+	if !ok {
+		return nil, &notFoundError{what: "open incident with dedup key " + dedupKey}
+	}
+	return m.byID[id].Clone(), nil
+}
+
+// ListOpen implements Store.
+func (m *MemStore) ListOpen(ctx context.Context) ([]*Incident, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m.mu.RLock()
+	out := make([]*Incident, 0, len(m.open))
+	for _, id := range m.open {
+		out = append(out, m.byID[id].Clone())
+	}
+	m.mu.RUnlock()
+	SortByDetected(out)
+	return out, nil
+}
+
+// SortByDetected orders incidents oldest DetectedAt first, ties by ID: the
+// order Store.ListOpen promises.
+func SortByDetected(incs []*Incident) {
+	slices.SortFunc(incs, func(a, b *Incident) int {
+		if c := a.DetectedAt.Compare(b.DetectedAt); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.ID, b.ID)
+	})
+}
+
+func checkStorable(inc *Incident) error {
+	switch {
+	case inc == nil:
+		return &invalidIncidentError{reason: "nil incident"}
+	case inc.ID == "":
+		return &invalidIncidentError{reason: "empty ID"}
+	case inc.DedupKey == "":
+		return &invalidIncidentError{reason: "empty dedup key"}
+	case inc.State == "":
+		return &invalidIncidentError{reason: "empty state"}
+	}
+	return nil
+}
+
+type notFoundError struct{ what string }
+
+func (e *notFoundError) Error() string        { return "incident: not found: " + e.what }
+func (e *notFoundError) Is(target error) bool { return target == ErrNotFound }
+
+func notFound(id string) error { return &notFoundError{what: "incident " + id} }
+
+type invalidIncidentError struct{ reason string }
+
+func (e *invalidIncidentError) Error() string        { return "incident: invalid incident: " + e.reason }
+func (e *invalidIncidentError) Is(target error) bool { return target == ErrInvalidIncident }

@@ -1,0 +1,139 @@
+package incident
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"hash"
+	"strconv"
+	"time"
+)
+
+// EntryType says what a timeline entry records.
+type EntryType string
+
+// The entry types the orchestrator writes.
+const (
+	EntrySignal        EntryType = "signal"        // a signal opened or joined the incident
+	EntryTransition    EntryType = "transition"    // the state changed
+	EntryContainment   EntryType = "containment"   // a containment action's result
+	EntryInvestigation EntryType = "investigation" // findings and impact
+	EntryDecision      EntryType = "decision"      // the notify decision and its reason
+	EntryDelivery      EntryType = "delivery"      // a customer notice's result
+	EntryTask          EntryType = "task"          // a prevention task opened or done
+	EntryRelease       EntryType = "release"       // containment undone
+	EntryNote          EntryType = "note"          // anything else
+)
+
+// Actors the orchestrator writes. People's actions carry their own name.
+const ActorSystem = "system"
+
+// Hash is a SHA-256 digest. It encodes as hex text.
+type Hash [32]byte
+
+// String returns the hex encoding.
+func (h Hash) String() string { return hex.EncodeToString(h[:]) }
+
+// MarshalText encodes the hash as hex.
+func (h Hash) MarshalText() ([]byte, error) { return []byte(h.String()), nil }
+
+// UnmarshalText decodes 64 hex digits.
+func (h *Hash) UnmarshalText(b []byte) error {
+	if len(b) != 2*len(h) {
+		return errors.New("incident: hash must be " + strconv.Itoa(2*len(h)) + " hex digits")
+	}
+	_, err := hex.Decode(h[:], b)
+	return err
+}
+
+// Entry is one step on an incident's timeline: when, who, what. Entries
+// are chained: Hash covers the entry's fields and the previous entry's
+// Hash.
+type Entry struct {
+	At     time.Time
+	Actor  string
+	Type   EntryType
+	Event  Event  `json:",omitempty"` // for transitions
+	From   State  `json:",omitempty"`
+	To     State  `json:",omitempty"`
+	Detail string `json:",omitempty"`
+	Hash   Hash
+}
+
+// Timeline is an incident's append-only history. Append sets each entry's
+// Hash from its content and the previous entry's Hash, so editing, removing
+// or reordering an entry is found by Verify. Truncating the tail is found by
+// comparing Head with a value kept elsewhere (VerifyHead).
+//
+// The zero value is an empty timeline. A Timeline is not safe for
+// concurrent mutation; it is part of an Incident and shares its rules.
+type Timeline []Entry
+
+// Append adds e, computing its Hash, and returns the entry as stored.
+func (t *Timeline) Append(e Entry) Entry {
+	var prev Hash
+	if n := len(*t); n > 0 {
+		prev = (*t)[n-1].Hash
+	}
+	e.Hash = e.digest(prev, len(*t))
+	*t = append(*t, e)
+	return e
+}
+
+// Head returns the hash of the last entry, or the zero Hash when empty.
+func (t Timeline) Head() Hash {
+	if len(t) == 0 {
+		return Hash{}
+	}
+	return t[len(t)-1].Hash
+}
+
+// Verify recomputes the chain and returns a *TamperError (matching
+// ErrTampered) for the first entry whose hash does not match its content,
+// its position and its predecessor.
+func (t Timeline) Verify() error {
+	var prev Hash
+	for i, e := range t {
+		if e.digest(prev, i) != e.Hash {
+			return &TamperError{Index: i, Reason: "hash does not match the entry, its position or the one before"}
+		}
+		prev = e.Hash
+	}
+	return nil
+}
+
+// VerifyHead is Verify plus a check that the last entry's hash is head, a
+// value recorded elsewhere (an audit log, a report). It finds a removed tail.
+func (t Timeline) VerifyHead(head Hash) error {
+	if err := t.Verify(); err != nil {
+		return err
+	}
+	if t.Head() != head {
+		return &TamperError{Index: len(t), Reason: "head hash differs from the anchor: entries were removed or added at the end"}
+	}
+	return nil
+}
+
+func (e *Entry) digest(prev Hash, index int) Hash {
+	h := sha256.New()
+	h.Write(prev[:])
+	var buf [8]byte
+	binary.BigEndian.PutUint64(buf[:], uint64(index))
+	h.Write(buf[:])
+	binary.BigEndian.PutUint64(buf[:], uint64(e.At.UnixNano()))
+	h.Write(buf[:])
+	for _, s := range [...]string{e.Actor, string(e.Type), string(e.Event), string(e.From), string(e.To), e.Detail} {
+		writeField(h, s)
+	}
+	var out Hash
+	h.Sum(out[:0])
+	return out
+}
+
+func writeField(h hash.Hash, s string) {
+	var buf [8]byte
+	binary.BigEndian.PutUint64(buf[:], uint64(len(s)))
+	h.Write(buf[:])
+	h.Write([]byte(s))
+}

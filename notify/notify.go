@@ -1,0 +1,137 @@
+// Package notify tells people about incidents: the affected customers, with
+// what happened and what to do, and the responders on call.
+//
+// A host implements [Notifier] for each channel it delivers through (often
+// with [Func]). The orchestrator renders one [Message] per recipient and
+// channel from a [Template] and tracks each as a delivery with its own
+// idempotency key. [FanOut] sends one message through several routes and
+// reports every route's failure.
+package notify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/breachkit/breach/incident"
+)
+
+// Message is one notice to one recipient on one channel.
+type Message struct {
+	// IdempotencyKey is the same for every attempt to deliver this notice
+	// (this incident, recipient and channel), across retries, restarts and
+	// replicas. Pass it to the provider so that a repeat is dropped.
+	IdempotencyKey string
+	// Attempt is 1 for the first call and counts up on retries.
+	Attempt int
+	// Channel is the route's name, such as "email".
+	Channel   string
+	Recipient incident.Customer
+
+	Subject string
+	Text    string // plain-text body, always set
+	HTML    string // HTML body, when the template has one
+
+	IncidentID string
+	Kind       string
+	Severity   incident.Severity
+	Impact     incident.Impact
+	// Recommendations are the actions the recipient should take.
+	Recommendations []string
+}
+
+// Notifier delivers a message.
+//
+// Notify must honour ctx (its deadline is the attempt's timeout), must be
+// safe for concurrent use, and should pass msg.IdempotencyKey to its
+// provider: a notice may be handed over more than once (at least once), and
+// the key is how the receiving side drops the repeat. A returned error is
+// retried per the delivery policy unless it is marked with Permanent.
+type Notifier interface {
+	Notify(ctx context.Context, msg Message) error
+}
+
+// Func adapts a function to a Notifier.
+type Func func(ctx context.Context, msg Message) error
+
+// Notify calls f(ctx, msg).
+func (f Func) Notify(ctx context.Context, msg Message) error { return f(ctx, msg) }
+
+// Permanent marks err as not worth retrying (the address does not exist, the
+// request was refused); it is incident.Permanent, so every plugin kind
+// shares one mark.
+func Permanent(err error) error { return incident.Permanent(err) }
+
+// Route is a named channel: "email", "webhook", "pager".
+type Route struct {
+	Channel  string
+	Notifier Notifier
+}
+
+// RouteError is one route's failure inside a FanOut error.
+type RouteError struct {
+	Channel string
+	Err     error
+}
+
+func (e *RouteError) Error() string { return fmt.Sprintf("notify: channel %q: %v", e.Channel, e.Err) }
+func (e *RouteError) Unwrap() error { return e.Err }
+
+// FanOut returns a Notifier that sends each message through every route at
+// once, with msg.Channel set to the route's Channel. It waits for all of
+// them and returns nil when all succeed, or every failure joined, each as a
+// *RouteError. A route that panics is recovered into a
+// *incident.PanicError. The error is marked Permanent only when every
+// failed route's error is.
+func FanOut(routes ...Route) Notifier {
+	routes = append([]Route(nil), routes...)
+	return Func(func(ctx context.Context, msg Message) error {
+		errs := make([]error, len(routes))
+		var wg sync.WaitGroup
+		for i, r := range routes {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				m := msg
+				m.Channel = r.Channel
+				if err := incident.Call(ctx, 0, func(ctx context.Context) error { return r.Notifier.Notify(ctx, m) }); err != nil {
+					errs[i] = &RouteError{Channel: r.Channel, Err: err}
+				}
+			}()
+		}
+		wg.Wait()
+		err := errors.Join(errs...)
+		if err == nil {
+			return nil
+		}
+		for _, e := range errs {
+			if e != nil && !incident.IsPermanent(e) {
+				return err
+			}
+		}
+		return Permanent(err)
+	})
+}
+
+// ValidateRoutes checks that each route has a Channel and a Notifier and
+// that channels are unique. The error matches ErrInvalidRoute.
+func ValidateRoutes(routes []Route) error {
+	seen := make(map[string]bool, len(routes))
+	for i, r := range routes {
+		switch {
+		case r.Channel == "":
+			return fmt.Errorf("%w: route %d has no channel", ErrInvalidRoute, i)
+		case r.Notifier == nil:
+			return fmt.Errorf("%w: channel %q has no notifier", ErrInvalidRoute, r.Channel)
+		case seen[r.Channel]:
+			return fmt.Errorf("%w: two routes for channel %q", ErrInvalidRoute, r.Channel)
+		}
+		seen[r.Channel] = true
+	}
+	return nil
+}
+
+// ErrInvalidRoute: a route without a channel or notifier, or a channel
+// listed twice.
+var ErrInvalidRoute = errors.New("notify: invalid route")
