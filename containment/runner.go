@@ -23,9 +23,14 @@ type Runner struct {
 	// Now reads the clock for Result timestamps; nil means time.Now.
 	Now func() time.Time
 	// OnResult, when set, is called with each Result as its action
-	// finishes, one call at a time, before Run returns. The orchestrator
+	// finishes, one call at a time, before Apply or Release returns. The orchestrator
 	// uses it to persist each action's outcome as soon as it is known.
 	OnResult func(Result)
+	// Stop, when closed, ends a run gracefully: actions not yet started are
+	// not started and failed attempts are not retried (their Result.Err
+	// matches incident.ErrStopped), while attempts in flight finish under
+	// their own context. nil never closes.
+	Stop <-chan struct{}
 }
 
 // Apply runs each action's Container (and its Verifier, if it is one) under
@@ -79,6 +84,9 @@ func (r Runner) run(ctx context.Context, actions []Action, base Request, keyOf f
 	if now == nil {
 		now = time.Now
 	}
+	if keyOf == nil {
+		keyOf = func(a Action) string { return Key(base.IncidentID, a) }
+	}
 	results := make(Results, len(actions))
 	sem := semaphore.NewWeighted(int64(n))
 	var wg sync.WaitGroup
@@ -93,9 +101,17 @@ func (r Runner) run(ctx context.Context, actions []Action, base Request, keyOf f
 	}
 	for i, a := range actions {
 		key := keyOf(a)
-		if err := sem.Acquire(ctx, 1); err != nil {
+		err := sem.Acquire(ctx, 1)
+		if err == nil && r.stopped() {
+			sem.Release(1)
+			err = incident.ErrStopped
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				err = context.Cause(ctx)
+			}
 			t := now()
-			finish(i, Result{Action: a.Name, IdempotencyKey: key, Err: context.Cause(ctx), Started: t, Finished: t})
+			finish(i, Result{Action: a.Name, IdempotencyKey: key, Err: err, Started: t, Finished: t})
 			continue
 		}
 		wg.Add(1)
@@ -103,7 +119,7 @@ func (r Runner) run(ctx context.Context, actions []Action, base Request, keyOf f
 			defer wg.Done()
 			defer sem.Release(1)
 			res := Result{Action: a.Name, IdempotencyKey: key, Started: now()}
-			out := a.Policy.Do(ctx, func(ctx context.Context, attempt int) error {
+			out := a.Policy.DoUntil(ctx, r.Stop, func(ctx context.Context, attempt int) error {
 				req := base
 				req.Action, req.IdempotencyKey, req.Attempt = a.Name, key, attempt
 				return do(ctx, a, req)
@@ -114,6 +130,15 @@ func (r Runner) run(ctx context.Context, actions []Action, base Request, keyOf f
 	}
 	wg.Wait()
 	return results
+}
+
+func (r Runner) stopped() bool {
+	select {
+	case <-r.Stop:
+		return true
+	default:
+		return false
+	}
 }
 
 // Key is the idempotency key the orchestrator gives action on incident: a

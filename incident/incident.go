@@ -45,7 +45,7 @@ type Incident struct {
 	Investigation *Investigation `json:",omitempty"`
 	// Decision is the notify / do-not-notify decision and its reason,
 	// recorded either way.
-	Decision        *Decision     `json:",omitempty"`
+	Decision        *Decision      `json:",omitempty"`
 	Actions         []ActionRecord `json:",omitempty"`
 	Deliveries      []Delivery     `json:",omitempty"`
 	Tasks           []Task         `json:",omitempty"`
@@ -53,7 +53,11 @@ type Incident struct {
 	// Escalation says why automation stopped, while State is
 	// StateEscalated (and afterwards, for the record).
 	Escalation *Escalation `json:",omitempty"`
-	Timeline   Timeline
+	// Dismissal records who dismissed the incident as a false positive and
+	// why. While the incident is still open it means the dismissal is under
+	// way: containment is being released.
+	Dismissal *Dismissal `json:",omitempty"`
+	Timeline  Timeline
 }
 
 // SignalSummary counts the signals an incident absorbed, with a bounded
@@ -69,7 +73,7 @@ type SignalSummary struct {
 // credential.
 type SignalSample struct {
 	At       time.Time
-	Source   string   `json:",omitempty"`
+	Source   string `json:",omitempty"`
 	Severity Severity
 	Summary  string `json:",omitempty"`
 }
@@ -230,6 +234,14 @@ type Escalation struct {
 	At     time.Time
 }
 
+// Dismissal records a person's decision that an incident is a false
+// positive.
+type Dismissal struct {
+	By     string
+	Reason string
+	At     time.Time
+}
+
 // Clone returns a deep copy: changing the copy never changes the original.
 // Clone of nil is nil.
 func (inc *Incident) Clone() *Incident {
@@ -252,6 +264,10 @@ func (inc *Incident) Clone() *Incident {
 	if inc.Escalation != nil {
 		e := *inc.Escalation
 		c.Escalation = &e
+	}
+	if inc.Dismissal != nil {
+		d := *inc.Dismissal
+		c.Dismissal = &d
 	}
 	c.Actions = slices.Clone(inc.Actions)
 	c.Deliveries = slices.Clone(inc.Deliveries)

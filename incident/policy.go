@@ -3,6 +3,7 @@ package incident
 import (
 	"context"
 	"errors"
+	"math"
 	"math/rand/v2"
 	"runtime/debug"
 	"time"
@@ -52,12 +53,21 @@ func (p Policy) Delay(n int) time.Duration {
 	p = p.Defaults()
 	d := p.Backoff
 	for i := 1; i < n && d < p.MaxBackoff; i++ {
+		if d > p.MaxBackoff/2 { // doubling would pass the cap, or overflow
+			d = p.MaxBackoff
+			break
+		}
 		d *= 2
 	}
-	d = min(d, p.MaxBackoff)
+	// maxDelayBase keeps d plus 20% jitter within a Duration.
+	d = min(d, p.MaxBackoff, maxDelayBase)
 	jitter := time.Duration(rand.Int64N(int64(d)/5+1)) * 2
 	return d - d/5 + jitter
 }
+
+// maxDelayBase is the largest backoff Delay jitters: up to 20% more still
+// fits in a time.Duration.
+const maxDelayBase = time.Duration(math.MaxInt64 / 6 * 5)
 
 // Outcome is the result of Policy.Do.
 type Outcome struct {
@@ -76,11 +86,29 @@ type Outcome struct {
 // the goroutine running fn ends when fn returns). When ctx ends, Do stops
 // and returns ctx's cause joined with the last error. Do never panics.
 func (p Policy) Do(ctx context.Context, fn func(ctx context.Context, attempt int) error) Outcome {
+	return p.DoUntil(ctx, nil, fn)
+}
+
+// ErrStopped is joined into DoUntil's error when stop closed before the
+// policy was spent: the work is unfinished, not failed.
+var ErrStopped = errors.New("stopped before the retry policy was spent")
+
+// DoUntil is Do with a second way to stop, for graceful shutdown: once stop
+// is closed, no further attempt starts and a wait between attempts ends at
+// once, with ErrStopped joined to the last error; an attempt in flight is
+// not interrupted by stop, only by ctx and its timeout. A nil stop never
+// closes.
+func (p Policy) DoUntil(ctx context.Context, stop <-chan struct{}, fn func(ctx context.Context, attempt int) error) Outcome {
 	p = p.Defaults()
 	var last error
 	for attempt := 1; ; attempt++ {
 		if err := context.Cause(ctx); err != nil {
 			return Outcome{Attempts: attempt - 1, Err: errors.Join(err, last)}
+		}
+		select {
+		case <-stop:
+			return Outcome{Attempts: attempt - 1, Err: errors.Join(ErrStopped, last)}
+		default:
 		}
 		last = Call(ctx, p.Timeout, func(ctx context.Context) error { return fn(ctx, attempt) })
 		if last == nil {
@@ -94,6 +122,9 @@ func (p Policy) Do(ctx context.Context, fn func(ctx context.Context, attempt int
 		case <-ctx.Done():
 			t.Stop()
 			return Outcome{Attempts: attempt, Err: errors.Join(context.Cause(ctx), last)}
+		case <-stop:
+			t.Stop()
+			return Outcome{Attempts: attempt, Err: errors.Join(ErrStopped, last)}
 		case <-t.C:
 		}
 	}
@@ -143,11 +174,30 @@ func Permanent(err error) error {
 	return &permanentError{err: err}
 }
 
-// IsPermanent reports whether err, or any error it wraps, was marked with
-// Permanent.
+// IsPermanent reports whether err was marked with Permanent: err itself or
+// an error it wraps. A joined error (errors.Join, or fmt.Errorf with several
+// %w) is permanent only when every one of its parts is, so one permanent
+// failure among retryable ones does not stop the retries.
 func IsPermanent(err error) bool {
-	var p *permanentError
-	return errors.As(err, &p)
+	for err != nil {
+		switch e := err.(type) {
+		case *permanentError:
+			return true
+		case interface{ Unwrap() []error }:
+			parts := e.Unwrap()
+			for _, p := range parts {
+				if !IsPermanent(p) {
+					return false
+				}
+			}
+			return len(parts) > 0
+		case interface{ Unwrap() error }:
+			err = e.Unwrap()
+		default:
+			return false
+		}
+	}
+	return false
 }
 
 type permanentError struct{ err error }

@@ -82,8 +82,8 @@ func (e *RouteError) Unwrap() error { return e.Err }
 // once, with msg.Channel set to the route's Channel. It waits for all of
 // them and returns nil when all succeed, or every failure joined, each as a
 // *RouteError. A route that panics is recovered into a
-// *incident.PanicError. The error is marked Permanent only when every
-// failed route's error is.
+// *incident.PanicError. incident.IsPermanent reports true for the error only
+// when every failed route's error is permanent.
 func FanOut(routes ...Route) Notifier {
 	routes = append([]Route(nil), routes...)
 	return Func(func(ctx context.Context, msg Message) error {
@@ -101,16 +101,9 @@ func FanOut(routes ...Route) Notifier {
 			}()
 		}
 		wg.Wait()
-		err := errors.Join(errs...)
-		if err == nil {
-			return nil
-		}
-		for _, e := range errs {
-			if e != nil && !incident.IsPermanent(e) {
-				return err
-			}
-		}
-		return Permanent(err)
+		// errors.Join drops the nil entries; the result is permanent (see
+		// incident.IsPermanent) only when every failed route's error is.
+		return errors.Join(errs...)
 	})
 }
 

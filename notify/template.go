@@ -143,7 +143,10 @@ We are writing to tell you about a security incident that affects your account.
 
 What happened
 {{if .Summary}}{{.Summary}}{{else}}We detected a security incident involving your account.{{end}}
-We detected it on {{.DetectedAt.UTC.Format "2 January 2006 at 15:04 MST"}}.{{if not .ContainedAt.IsZero}} We contained it on {{.ContainedAt.UTC.Format "2 January 2006 at 15:04 MST"}}.{{end}}
+{{- if not .DetectedAt.IsZero}}
+We detected it on {{.DetectedAt.UTC.Format "2 January 2006 at 15:04 MST"}}.
+{{- end}}
+{{- if not .ContainedAt.IsZero}} We contained it on {{.ContainedAt.UTC.Format "2 January 2006 at 15:04 MST"}}.{{end}}
 
 What information was involved
 {{- if .Impact.Summary}}
@@ -151,6 +154,9 @@ What information was involved
 {{- end}}
 {{- range .DataDescribed}}
 - {{.}}
+{{- end}}
+{{- if not (or .Impact.Summary .Impact.Data)}}
+We are still assessing which information was involved.
 {{- end}}
 {{- if .Actions}}
 
@@ -177,13 +183,30 @@ For more information
 <p>We are writing to tell you about a security incident that affects your account.</p>
 <h2>What happened</h2>
 <p>{{if .Summary}}{{.Summary}}{{else}}We detected a security incident involving your account.{{end}}</p>
+{{- if not (and .DetectedAt.IsZero .ContainedAt.IsZero)}}
+<p>
+{{- if not .DetectedAt.IsZero}}We detected it on {{.DetectedAt.UTC.Format "2 January 2006 at 15:04 MST"}}.{{end}}
+{{- if not (or .DetectedAt.IsZero .ContainedAt.IsZero)}} {{end}}
+{{- if not .ContainedAt.IsZero}}We contained it on {{.ContainedAt.UTC.Format "2 January 2006 at 15:04 MST"}}.{{end}}</p>
+{{- end}}
 <h2>What information was involved</h2>
-{{if .Impact.Summary}}<p>{{.Impact.Summary}}</p>{{end}}
+{{- if .Impact.Summary}}
+<p>{{.Impact.Summary}}</p>
+{{- end}}
+{{- if .Impact.Data}}
 <ul>{{range .DataDescribed}}<li>{{.}}</li>{{end}}</ul>
-{{if .Actions}}<h2>What we have done</h2>
-<ul>{{range .Actions}}<li>We {{.}}.</li>{{end}}</ul>{{end}}
-{{if .Recommendations}}<h2>What you should do</h2>
-<ul>{{range .Recommendations}}<li>{{.}}</li>{{end}}</ul>{{end}}
+{{- end}}
+{{- if not (or .Impact.Summary .Impact.Data)}}
+<p>We are still assessing which information was involved.</p>
+{{- end}}
+{{- if .Actions}}
+<h2>What we have done</h2>
+<ul>{{range .Actions}}<li>We {{.}}.</li>{{end}}</ul>
+{{- end}}
+{{- if .Recommendations}}
+<h2>What you should do</h2>
+<ul>{{range .Recommendations}}<li>{{.}}</li>{{end}}</ul>
+{{- end}}
 <h2>For more information</h2>
 <p>{{if .Contact}}If you have questions, contact us at {{.Contact}} and quote reference {{.IncidentID}}.{{else}}If you have questions, reply to this message and quote reference {{.IncidentID}}.{{end}}</p>
 <p>{{if .Sender}}{{.Sender}}{{else}}The security team{{end}}</p>
