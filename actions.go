@@ -1,0 +1,176 @@
+package breach
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/breachkit/breach/incident"
+)
+
+// ErrNoActor: a person's action was called without saying who acts. Every
+// step on the timeline names its actor.
+var ErrNoActor = errors.New("breach: actor required")
+
+// act runs a person's change to an incident: it waits for any step this
+// process is running on the incident, applies change with a
+// compare-and-swap, and schedules the incident to be driven on.
+func (o *Orchestrator) act(ctx context.Context, id, actor string, change func(*incident.Incident) error) (*incident.Incident, error) {
+	if actor == "" {
+		return nil, ErrNoActor
+	}
+	release, err := o.slots.acquire(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	inc, err := o.store.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if err := o.mutate(ctx, inc, change); err != nil {
+		return nil, err
+	}
+	o.sched.add(id)
+	return inc, nil
+}
+
+// Dismiss closes an incident as a false positive. Containment that was
+// applied is released first (each action whose container is a
+// containment.Releaser, with the action's idempotency key), and each release
+// is recorded; then the incident moves to dismissed. A crash part way is
+// finished by the next Run.
+//
+// Dismiss waits for a step this process is running on the incident. It
+// returns a *incident.TransitionError when the incident cannot be dismissed
+// in its state (containing, notifying, resolving, or already ended), and the
+// release failures joined (each a *containment.ActionError) when some
+// containment could not be undone; the incident is dismissed either way.
+func (o *Orchestrator) Dismiss(ctx context.Context, id, actor, reason string) error {
+	if actor == "" {
+		return ErrNoActor
+	}
+	release, err := o.slots.acquire(ctx, id)
+	if err != nil {
+		return err
+	}
+	defer release()
+	inc, err := o.store.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	err = o.mutate(ctx, inc, func(inc *incident.Incident) error {
+		if _, err := o.lc.Next(inc.State, incident.EventDismiss); err != nil {
+			return err
+		}
+		inc.Dismissal = &incident.Dismissal{By: actor, Reason: reason, At: o.cfg.now()}
+		o.record(inc, actor, incident.EntryNote, "dismissed as a false positive: "+reason+"; releasing containment")
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	failed, err := o.finishDismissal(ctx, nil, inc, o.cfg.playbooks[inc.Kind])
+	return errors.Join(failed, err)
+}
+
+// Resolve marks the corrective work of an incident done. From investigating,
+// contained or escalated it opens the playbook's tasks and resolves in one
+// go when none is mandatory. It returns an *OpenTasksError (matching
+// ErrOpenTasks) naming the mandatory tasks still open, and a
+// *incident.TransitionError when the incident cannot be resolved in its
+// state.
+func (o *Orchestrator) Resolve(ctx context.Context, id, actor, note string) error {
+	_, err := o.act(ctx, id, actor, func(inc *incident.Incident) error {
+		if inc.State != incident.StateResolving && o.lc.Can(inc.State, incident.EventRemediate) {
+			if err := o.fire(inc, incident.EventRemediate, actor, "resolution started: "+note); err != nil {
+				return err
+			}
+		}
+		if open := inc.OpenTasks(); len(open) > 0 && inc.State == incident.StateResolving {
+			return &OpenTasksError{IncidentID: inc.ID, Tasks: open}
+		}
+		return o.fire(inc, incident.EventResolve, actor, note)
+	})
+	return err
+}
+
+// Close records that the post-incident review of a resolved incident is
+// done. It returns a *incident.TransitionError for an incident that is not
+// resolved.
+func (o *Orchestrator) Close(ctx context.Context, id, actor, note string) error {
+	_, err := o.act(ctx, id, actor, func(inc *incident.Incident) error {
+		return o.fire(inc, incident.EventClose, actor, note)
+	})
+	return err
+}
+
+// Reopen sends a resolved, closed or dismissed incident back to
+// investigation: the findings and the notify decision are cleared (they
+// stay on the timeline), containment is re-applied where it is not in
+// force, and customers not yet told are notified. It returns an error
+// matching incident.ErrDuplicate when another open incident holds the
+// dedup key, and a *incident.TransitionError from any other state.
+func (o *Orchestrator) Reopen(ctx context.Context, id, actor, reason string) error {
+	_, err := o.act(ctx, id, actor, func(inc *incident.Incident) error {
+		if err := o.fire(inc, incident.EventReopen, actor, reason); err != nil {
+			return err
+		}
+		inc.Investigation, inc.Decision, inc.Dismissal, inc.Escalation = nil, nil, nil, nil
+		inc.ResolvedAt, inc.ClosedAt = time.Time{}, time.Time{}
+		return nil
+	})
+	return err
+}
+
+// Retry hands an escalated incident back to automation, at the step where
+// it stopped: containment, investigation or notification is attempted
+// again, with the same idempotency keys. It returns ErrNotEscalated for an
+// incident that is not escalated.
+func (o *Orchestrator) Retry(ctx context.Context, id, actor, note string) error {
+	_, err := o.act(ctx, id, actor, func(inc *incident.Incident) error {
+		if inc.State != incident.StateEscalated {
+			return fmt.Errorf("%w: incident %s is %s", ErrNotEscalated, inc.ID, inc.State)
+		}
+		from := incident.StateDetected
+		if inc.Escalation != nil {
+			from = inc.Escalation.From
+		}
+		ev := incident.EventInvestigate
+		switch from {
+		case incident.StateContaining:
+			ev = incident.EventContain
+		case incident.StateNotifying:
+			ev = incident.EventNotify
+		case incident.StateResolving:
+			ev = incident.EventRemediate
+		case incident.StateInvestigating:
+			inc.Investigation, inc.Decision = nil, nil
+		}
+		return o.fire(inc, ev, actor, "retry: "+note)
+	})
+	return err
+}
+
+// CompleteTask marks a prevention task done. It returns an error matching
+// ErrNoSuchTask for an unknown task; completing a done task again changes
+// nothing.
+func (o *Orchestrator) CompleteTask(ctx context.Context, id, taskID, actor, note string) error {
+	_, err := o.act(ctx, id, actor, func(inc *incident.Incident) error {
+		for i := range inc.Tasks {
+			t := &inc.Tasks[i]
+			if t.ID != taskID {
+				continue
+			}
+			if !t.Done {
+				t.Done, t.DoneBy, t.DoneAt, t.Note = true, actor, o.cfg.now(), note
+				o.record(inc, actor, incident.EntryTask, "task "+strconv.Quote(taskID)+" done: "+note)
+			}
+			return nil
+		}
+		return fmt.Errorf("%w: incident %s has no task %q", ErrNoSuchTask, inc.ID, taskID)
+	})
+	return err
+}
