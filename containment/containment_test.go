@@ -275,9 +275,7 @@ func TestApplyRecoversPanic(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		actions := []containment.Action{
 			{Name: "revoke", Container: containment.Func(func(context.Context, containment.Request) error {
-				var m map[string]int
-				m["boom"]++
-				return nil
+				panic("container bug")
 			}), Policy: incident.Policy{Attempts: 2}},
 			{Name: "block", Container: ok()},
 		}
