@@ -37,7 +37,7 @@ var (
 	// The error is a *DuplicateError when the store can name it.
 	ErrDuplicate = errors.New("open incident with this dedup key exists")
 	// ErrInvalidIncident: a store was handed an incident it cannot keep (no
-	// ID, no dedup key, a state the lifecycle does not know).
+	// ID, no dedup key, no state, or an ID that exists already).
 	ErrInvalidIncident = errors.New("invalid incident")
 
 	// ErrTampered: Timeline.Verify found an entry whose hash chain is broken.

@@ -23,7 +23,8 @@ type Policy struct {
 	// one after, up to MaxBackoff, and is jittered by up to ±20% so that
 	// many incidents retrying at once spread out. 0 means 1s.
 	Backoff time.Duration
-	// MaxBackoff caps the wait between attempts. 0 means 30s.
+	// MaxBackoff caps the doubling of the wait; the jittered wait may be up
+	// to 20% longer. 0 means 30s.
 	MaxBackoff time.Duration
 }
 
@@ -133,7 +134,9 @@ func (p Policy) DoUntil(ctx context.Context, stop <-chan struct{}, fn func(ctx c
 // Call runs fn once with a context that ends after timeout (no limit when
 // timeout <= 0), recovering a panic into a *PanicError and giving up on a
 // call that outlives the timeout with a *TimeoutError. fn runs on its own
-// goroutine, which ends when fn returns.
+// goroutine, which ends when fn returns: after a timeout that goroutine may
+// still be running, so a plugin that ignores its context can overlap with
+// the next attempt and must guard what it shares.
 func Call(ctx context.Context, timeout time.Duration, fn func(ctx context.Context) error) error {
 	cctx, cancel := ctx, context.CancelFunc(func() {})
 	if timeout > 0 {
