@@ -248,9 +248,10 @@ func (o *Orchestrator) escalate(ctx context.Context, inc *incident.Incident, fro
 	})
 }
 
-// interrupted reports whether err only says that the run is stopping.
+// interrupted reports whether err only says that the run is stopping: the
+// work is unfinished, not failed, and a resumed run takes it up again.
 func interrupted(ctx context.Context, err error) bool {
-	return errors.Is(err, incident.ErrStopped) || ctx.Err() != nil
+	return err != nil && (errors.Is(err, incident.ErrStopped) || ctx.Err() != nil)
 }
 
 // ---- investigation ----

@@ -1,0 +1,224 @@
+package breach_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/breachkit/breach"
+	"github.com/breachkit/breach/containment"
+	"github.com/breachkit/breach/incident"
+	"github.com/breachkit/breach/notify"
+)
+
+var errCrash = errors.New("process crashed")
+
+// crashStore stands for a process that dies before its n-th write: that
+// write and every store call after it fail, as if the process were gone.
+type crashStore struct {
+	incident.Store
+	mu      sync.Mutex
+	writes  int
+	crashAt int // 0: never
+	crashed bool
+}
+
+func (s *crashStore) write() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.writes++
+	if s.crashAt > 0 && s.writes >= s.crashAt {
+		s.crashed = true
+	}
+	return s.crashed
+}
+
+func (s *crashStore) dead() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.crashed
+}
+
+func (s *crashStore) Create(ctx context.Context, inc *incident.Incident) error {
+	if s.write() {
+		return errCrash
+	}
+	return s.Store.Create(ctx, inc)
+}
+
+func (s *crashStore) Update(ctx context.Context, inc *incident.Incident) error {
+	if s.write() {
+		return errCrash
+	}
+	return s.Store.Update(ctx, inc)
+}
+
+func (s *crashStore) Get(ctx context.Context, id string) (*incident.Incident, error) {
+	if s.dead() {
+		return nil, errCrash
+	}
+	return s.Store.Get(ctx, id)
+}
+
+func (s *crashStore) FindOpen(ctx context.Context, key string) (*incident.Incident, error) {
+	if s.dead() {
+		return nil, errCrash
+	}
+	return s.Store.FindOpen(ctx, key)
+}
+
+func (s *crashStore) ListOpen(ctx context.Context) ([]*incident.Incident, error) {
+	if s.dead() {
+		return nil, errCrash
+	}
+	return s.Store.ListOpen(ctx)
+}
+
+// inbox is the customers' side: it drops a notice whose idempotency key it
+// has seen, as a provider honouring the key does.
+type inbox struct {
+	mu       sync.Mutex
+	attempts map[string]int                // key → calls
+	received map[string]notify.Message     // key → first message
+	per      map[[2]string]map[string]bool // (recipient, channel) → keys
+}
+
+func newInbox() *inbox {
+	return &inbox{attempts: map[string]int{}, received: map[string]notify.Message{}, per: map[[2]string]map[string]bool{}}
+}
+
+func (b *inbox) notifier(channel string) notify.Notifier {
+	return notify.Func(func(ctx context.Context, m notify.Message) error {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		b.attempts[m.IdempotencyKey]++
+		if _, dup := b.received[m.IdempotencyKey]; !dup {
+			b.received[m.IdempotencyKey] = m
+		}
+		k := [2]string{m.Recipient.ID, channel}
+		if b.per[k] == nil {
+			b.per[k] = map[string]bool{}
+		}
+		b.per[k][m.IdempotencyKey] = true
+		return nil
+	})
+}
+
+func crashPlaybook(box *inbox, applied *sync.Map) breach.Playbook {
+	counting := func(name string) containment.Container {
+		return containment.Func(func(ctx context.Context, req containment.Request) error {
+			v, _ := applied.LoadOrStore(req.IdempotencyKey, new(int))
+			*(v.(*int))++ // serialised per key: one action runs at a time
+			return nil
+		})
+	}
+	return breach.Playbook{
+		Kind:     "apikey.compromised",
+		Strategy: breach.ContainFirst,
+		Containment: []containment.Action{
+			{Name: "disable-key", Container: counting("disable-key")},
+			{Name: "block-addresses", Container: counting("block-addresses")},
+		},
+		ContainConcurrency: 1,
+		Investigator: impactInvestigator(incident.Impact{
+			Customers: []incident.Customer{customer, {ID: "acct_8", Email: "ops@contoso.example"}},
+			Data:      []incident.DataCategory{incident.DataAPIAccess},
+		}),
+		Notifiers: []notify.Route{
+			{Channel: "email", Notifier: box.notifier("email")},
+			{Channel: "webhook", Notifier: box.notifier("webhook")},
+		},
+		Tasks:       []breach.TaskSpec{{ID: "rotate", Title: "Rotate partner secrets"}},
+		AutoResolve: true,
+		AutoClose:   true,
+	}
+}
+
+// TestCrashAtEveryPersistPoint kills the orchestrator before each write of
+// the API-key playbook in turn, starts a new one on the same store, and
+// checks that the incident still ends closed with every customer told
+// exactly once per channel.
+func TestCrashAtEveryPersistPoint(t *testing.T) {
+	// A clean run counts the writes: every one is a point to crash at.
+	total := 0
+	synctest.Test(t, func(t *testing.T) {
+		cs := &crashStore{Store: incident.NewMemStore()}
+		inc := crashRun(t, cs, newInbox(), &sync.Map{})
+		require.Equal(t, incident.StateClosed, inc.State)
+		total = cs.writes
+	})
+	require.Greater(t, total, 10, "the playbook has many persist points")
+
+	for n := 1; n <= total; n++ {
+		t.Run(fmt.Sprintf("crash before write %d of %d", n, total), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				mem := incident.NewMemStore()
+				box, applied := newInbox(), &sync.Map{}
+				first := &crashStore{Store: mem, crashAt: n}
+				crashRun(t, first, box, applied)
+				require.True(t, first.dead(), "the first process crashed")
+
+				// A new process on the same store finishes the work.
+				inc := crashRun(t, &crashStore{Store: mem}, box, applied)
+				assert.Equal(t, incident.StateClosed, inc.State)
+				assert.NoError(t, inc.Timeline.Verify())
+				assert.Len(t, inc.Deliveries, 4)
+				for _, d := range inc.Deliveries {
+					assert.Equal(t, incident.DeliverySent, d.Status)
+				}
+				box.mu.Lock()
+				defer box.mu.Unlock()
+				assert.Len(t, box.received, 4, "one notice per customer and channel, by idempotency key")
+				assert.Len(t, box.per, 4)
+				for k, keys := range box.per {
+					assert.Len(t, keys, 1, "%v was sent under one key only", k)
+				}
+				for _, a := range inc.Actions {
+					assert.Equal(t, incident.ActionApplied, a.Status)
+					_, ok := applied.Load(a.IdempotencyKey)
+					assert.True(t, ok, "action %s was applied with its recorded key", a.Name)
+				}
+				open, err := mem.ListOpen(context.Background())
+				require.NoError(t, err)
+				assert.Empty(t, open)
+			})
+		})
+	}
+}
+
+// crashRun runs one process on store: it reports the leak (again, if the
+// previous process may have lost it), drives until the incident closes or
+// the store dies, and returns the incident as stored.
+func crashRun(t *testing.T, store *crashStore, box *inbox, applied *sync.Map) *incident.Incident {
+	t.Helper()
+	o, err := breach.New(store, breach.WithPlaybook(crashPlaybook(box, applied)),
+		breach.WithLogger(slog.New(slog.DiscardHandler)), breach.WithShutdownGrace(0))
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- o.Run(ctx) }()
+	rc, rerr := o.Report(ctx, leak())
+	if rerr == nil {
+		wctx, wcancel := context.WithTimeout(ctx, time.Minute)
+		_, _ = o.Await(wctx, rc.IncidentID, func(inc *incident.Incident) bool { return inc.State == incident.StateClosed })
+		wcancel()
+	}
+	synctest.Wait()
+	cancel()
+	require.NoError(t, <-done)
+	if store.dead() {
+		return nil
+	}
+	require.NoError(t, rerr)
+	inc, err := store.Store.Get(context.Background(), rc.IncidentID)
+	require.NoError(t, err)
+	return inc
+}
