@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -419,6 +420,14 @@ func TestContainerFailuresEscalate(t *testing.T) {
 				assert.Len(t, contained, tt.attempts)
 				for _, r := range contained {
 					assert.Equal(t, inc.Actions[0].IdempotencyKey, r.IdempotencyKey, "one key across retries")
+				}
+				if tt.name == "panic" {
+					var stack bool
+					for _, e := range inc.Timeline {
+						stack = stack || (e.Type == incident.EntryContainment && strings.Contains(e.Detail, "stack:\n") &&
+							strings.Contains(e.Detail, "goroutine"))
+					}
+					assert.True(t, stack, "the panic's stack is on the timeline")
 				}
 				if tt.reason != "" {
 					require.NotNil(t, inc.Escalation)

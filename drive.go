@@ -248,6 +248,23 @@ func (o *Orchestrator) escalate(ctx context.Context, inc *incident.Incident, fro
 	})
 }
 
+// maxStack bounds the panic stack kept on a timeline entry.
+const maxStack = 4096
+
+// panicStack returns "\nstack:\n" and the (bounded) stack of the last
+// panic in err, or "" when err holds no *incident.PanicError.
+func panicStack(err error) string {
+	var pe *incident.PanicError
+	if !errors.As(err, &pe) || len(pe.Stack) == 0 {
+		return ""
+	}
+	st := pe.Stack
+	if len(st) > maxStack {
+		st = st[:maxStack]
+	}
+	return "\nstack:\n" + string(st)
+}
+
 // interrupted reports whether err only says that the run is stopping: the
 // work is unfinished, not failed, and a resumed run takes it up again.
 func interrupted(ctx context.Context, err error) bool {
@@ -287,6 +304,14 @@ func (o *Orchestrator) investigate(ctx, grace context.Context, inc *incident.Inc
 	if out.Err != nil {
 		if interrupted(ctx, out.Err) {
 			return false, nil
+		}
+		if stack := panicStack(out.Err); stack != "" {
+			if err := o.mutate(grace, inc, func(inc *incident.Incident) error {
+				o.record(inc, incident.ActorSystem, incident.EntryInvestigation, "investigator panicked"+stack)
+				return nil
+			}); err != nil {
+				return false, err
+			}
 		}
 		return true, o.escalate(grace, inc, from, fmt.Sprintf("investigation failed after %d attempt(s): %v", out.Attempts, out.Err))
 	}
@@ -474,7 +499,7 @@ func (o *Orchestrator) recordAction(inc *incident.Incident, res containment.Resu
 		detail += okWord + " (attempt " + strconv.Itoa(r.Attempts) + ", key " + res.IdempotencyKey + ")"
 	} else {
 		r.Status, r.LastError = failed, o.redact(inc.ID, res.Err.Error())
-		detail += failWord + " after " + strconv.Itoa(res.Attempts) + " attempt(s): " + r.LastError
+		detail += failWord + " after " + strconv.Itoa(res.Attempts) + " attempt(s): " + r.LastError + panicStack(res.Err)
 	}
 	o.record(inc, incident.ActorSystem, typ, detail)
 }
@@ -623,7 +648,7 @@ func (o *Orchestrator) send(ctx, grace context.Context, inc *incident.Incident, 
 				} else {
 					d.Status, d.LastError = incident.DeliveryFailed, o.redact(inc.ID, out.Err.Error())
 					o.record(inc, incident.ActorSystem, incident.EntryDelivery,
-						to+" failed after "+strconv.Itoa(out.Attempts)+" attempt(s): "+d.LastError)
+						to+" failed after "+strconv.Itoa(out.Attempts)+" attempt(s): "+d.LastError+panicStack(out.Err))
 				}
 				return nil
 			})
