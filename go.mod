@@ -4,10 +4,8 @@ go 1.25.0
 
 require (
 	github.com/looplab/fsm v1.0.3
+	github.com/stretchr/testify v1.12.1
 	golang.org/x/sync v0.22.0
 )
 
-require (
-	github.com/stretchr/testify v1.12.1 // indirect
-	go.yaml.in/yaml/v3 v3.0.5 // indirect
-)
+require go.yaml.in/yaml/v3 v3.0.5 // indirect

@@ -1,0 +1,186 @@
+package incidenttest
+
+import (
+	"reflect"
+	"time"
+
+	"github.com/breachkit/breach/incident"
+)
+
+// t0 is the DetectedAt of NewIncident: a fixed instant with a microsecond
+// fraction, in UTC.
+var t0 = time.Date(2025, time.March, 14, 9, 26, 53, 123456000, time.UTC)
+
+// NewIncident returns a small valid incident that any Store must accept:
+// ID id, DedupKey dedupKey, State incident.StateDetected, a fixed
+// DetectedAt, one signal and a one-entry Timeline. Version is 0. Each call
+// returns a new value the caller may change freely.
+func NewIncident(id, dedupKey string) *incident.Incident {
+	inc := &incident.Incident{
+		ID:         id,
+		Kind:       "test.incident",
+		Subject:    "subject-" + id,
+		DedupKey:   dedupKey,
+		Severity:   incident.SeverityMedium,
+		State:      incident.StateDetected,
+		Summary:    "test incident " + id,
+		DetectedAt: t0,
+		UpdatedAt:  t0,
+		Signals:    incident.SignalSummary{Count: 1, FirstSeen: t0, LastSeen: t0},
+	}
+	inc.Timeline.Append(incident.Entry{At: t0, Actor: incident.ActorSystem, Type: incident.EntrySignal, Detail: "opened"})
+	return inc
+}
+
+// FullIncident returns an open incident (incident.StateNotifying) with every
+// field of incident.Incident and of the structs it holds set to a
+// non-zero value, except Version (0, the store sets it): nested pointers,
+// slices with more than one element, attributes, non-ASCII text, and times
+// in a zone other than UTC with a microsecond fraction. Its Timeline is
+// hash-chained with Timeline.Append, so Timeline.Verify passes.
+//
+// TestStore uses it to check that a store keeps everything; a host may use
+// it to test its own encoding of incidents. Each call returns a new value.
+func FullIncident(id, dedupKey string) *incident.Incident {
+	cet := time.FixedZone("CET", 3600)
+	at := func(d time.Duration) time.Time {
+		return time.Date(2025, time.March, 14, 10, 26, 53, 123456000, cet).Add(d)
+	}
+	const us = time.Microsecond
+	inc := &incident.Incident{
+		ID:                    id,
+		Kind:                  "apikey.compromised",
+		Subject:               "key_" + id,
+		Account:               "acct_Zürich_✓",
+		DedupKey:              dedupKey,
+		Severity:              incident.SeverityCritical,
+		State:                 incident.StateNotifying,
+		Summary:               "API key seen in a public repository — « exposé »",
+		CredentialFingerprint: incident.NewSecret("sk_live_" + id).Fingerprint(),
+		Attributes:            map[string]string{"region": "eu-west-1", "ip": "203.0.113.7", "url": "https://example.com/leak?q=1&r=2"},
+		DetectedAt:            at(0),
+		ContainedAt:           at(1*time.Minute + 1*us),
+		NotifiedAt:            at(2*time.Minute + 2*us),
+		ResolvedAt:            at(3*time.Minute + 3*us),
+		ClosedAt:              at(4*time.Minute + 4*us),
+		UpdatedAt:             at(5*time.Minute + 5*us),
+		Signals: incident.SignalSummary{
+			Count:     3,
+			FirstSeen: at(-time.Hour),
+			LastSeen:  at(-time.Minute),
+			Samples: []incident.SignalSample{
+				{At: at(-time.Hour), Source: "github-scanner", Severity: incident.SeverityHigh, Summary: "key in commit 1a2b3c"},
+				{At: at(-time.Minute), Source: "gateway", Severity: incident.SeverityCritical, Summary: "key used from 203.0.113.7"},
+			},
+		},
+		Investigation: &incident.Investigation{
+			Findings: incident.Findings{
+				RootCause: "key committed to a public repository",
+				Summary:   "the key read campaign reports of two customers",
+				Notes:     []string{"first use 09:12 UTC", "no write calls"},
+				Impact: incident.Impact{
+					Customers: []incident.Customer{
+						{ID: "cust_1", Name: "Ada Lovelace", Email: "ada@example.com"},
+						{ID: "cust_2", Name: "Émile Zola", Email: "emile@example.org"},
+					},
+					Data:    []incident.DataCategory{incident.DataCampaignReports, incident.DataAPIAccess},
+					Summary: "campaign reports of two customers were readable",
+				},
+			},
+			At:       at(30 * time.Second),
+			Attempts: 2,
+		},
+		Decision: &incident.Decision{
+			Notify:   true,
+			Reason:   "customer data affected",
+			By:       "alice@example.com",
+			At:       at(90 * time.Second),
+			Override: true,
+		},
+		Actions: []incident.ActionRecord{
+			{Name: "revoke-api-key", IdempotencyKey: "brk_1", Status: incident.ActionApplied, Attempts: 2,
+				LastError: "503 from key service", StartedAt: at(40 * time.Second), FinishedAt: at(50 * time.Second)},
+			{Name: "block-ip", IdempotencyKey: "brk_2", Status: incident.ActionFailed, Attempts: 3,
+				LastError: "firewall unreachable", StartedAt: at(41 * time.Second), FinishedAt: at(55 * time.Second)},
+		},
+		Deliveries: []incident.Delivery{
+			{Recipient: "cust_1", Channel: "email", IdempotencyKey: "brk_3", Status: incident.DeliverySent, Attempts: 1,
+				LastError: "soft bounce", ClaimedAt: at(100 * time.Second), SentAt: at(101 * time.Second)},
+			{Recipient: "cust_2", Channel: "webhook", IdempotencyKey: "brk_4", Status: incident.DeliveryClaimed, Attempts: 2,
+				ClaimedAt: at(102 * time.Second)},
+		},
+		Tasks: []incident.Task{
+			{ID: "rotate", Title: "Rotate every key of the account", Mandatory: true, Done: true,
+				DoneBy: "bob@example.com", DoneAt: at(200 * time.Second), Note: "done via console"},
+			{ID: "scan", Title: "Add secret scanning to CI", Mandatory: false},
+		},
+		Recommendations: []string{"Rotate your API keys", "Review recent campaign exports"},
+		Escalation:      &incident.Escalation{From: incident.StateContaining, Reason: "block-ip failed", At: at(56 * time.Second)},
+		Dismissal:       &incident.Dismissal{By: "carol@example.com", Reason: "proposed, then withdrawn", At: at(57 * time.Second)},
+	}
+	inc.Timeline.Append(incident.Entry{At: at(0), Actor: incident.ActorSystem, Type: incident.EntrySignal, Detail: "opened by github-scanner"})
+	inc.Timeline.Append(incident.Entry{At: at(1 * us), Actor: incident.ActorSystem, Type: incident.EntryTransition,
+		Event: incident.EventInvestigate, From: incident.StateDetected, To: incident.StateInvestigating})
+	inc.Timeline.Append(incident.Entry{At: at(50 * time.Second), Actor: incident.ActorSystem, Type: incident.EntryContainment, Detail: "revoke-api-key applied"})
+	inc.Timeline.Append(incident.Entry{At: at(90 * time.Second), Actor: "alice@example.com", Type: incident.EntryDecision, Detail: "notify: customer data affected"})
+	return inc
+}
+
+// Normalize returns a deep copy of inc in the form TestStore compares:
+// every time.Time in UTC, truncated to the microsecond and without its
+// monotonic clock reading, and every empty slice or map set to nil.
+//
+// It states what a Store may lose: a database keeps instants, not zones or
+// monotonic readings, usually to the microsecond (PostgreSQL's
+// timestamptz), and may not tell an empty list from none. A Store must keep
+// everything else, and times at least to the microsecond. Two incidents a
+// store should treat as the same normalise to equal values (reflect.DeepEqual,
+// assert.Equal). Normalize(nil) is nil.
+func Normalize(inc *incident.Incident) *incident.Incident {
+	c := inc.Clone()
+	if c != nil {
+		normalize(reflect.ValueOf(c).Elem())
+	}
+	return c
+}
+
+var timeType = reflect.TypeFor[time.Time]()
+
+// normalize rewrites v, which must be settable, in place.
+func normalize(v reflect.Value) {
+	switch v.Kind() {
+	case reflect.Struct:
+		if v.Type() == timeType {
+			v.Set(reflect.ValueOf(normTime(v.Interface().(time.Time))))
+			return
+		}
+		for i := range v.NumField() {
+			if f := v.Field(i); f.CanSet() {
+				normalize(f)
+			}
+		}
+	case reflect.Pointer:
+		if !v.IsNil() {
+			normalize(v.Elem())
+		}
+	case reflect.Slice:
+		if v.Len() == 0 {
+			v.SetZero()
+			return
+		}
+		for i := range v.Len() {
+			normalize(v.Index(i))
+		}
+	case reflect.Map:
+		if v.Len() == 0 {
+			v.SetZero()
+		}
+	}
+}
+
+func normTime(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Time{}
+	}
+	return t.UTC().Truncate(time.Microsecond)
+}
