@@ -223,6 +223,10 @@ func New(store incident.Store, opts ...Option) (*Orchestrator, error) {
 			return nil, err
 		}
 	}
+	// Stores keep microseconds; so does the record, so that what is read
+	// back equals what was written.
+	clock := cfg.now
+	cfg.now = func() time.Time { return clock().Truncate(time.Microsecond) }
 	o := &Orchestrator{
 		store:   store,
 		lc:      incident.Standard(),

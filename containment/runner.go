@@ -2,6 +2,7 @@ package containment
 
 import (
 	"context"
+	"maps"
 	"sync"
 	"time"
 
@@ -122,6 +123,7 @@ func (r Runner) run(ctx context.Context, actions []Action, base Request, keyOf f
 			out := a.Policy.DoUntil(ctx, r.Stop, func(ctx context.Context, attempt int) error {
 				req := base
 				req.Action, req.IdempotencyKey, req.Attempt = a.Name, key, attempt
+				req.Attributes = maps.Clone(base.Attributes) // the container may keep its request
 				return do(ctx, a, req)
 			})
 			res.Attempts, res.Err, res.Finished = out.Attempts, out.Err, now()

@@ -29,8 +29,9 @@ type Store interface {
 	// inc.Version, and then sets inc.Version to the stored Version plus one.
 	// Otherwise it changes nothing and returns an error matching
 	// ErrConflict. It returns ErrNotFound for an unknown ID, and
-	// ErrDuplicate when the update would reopen a dedup key that another
-	// open incident holds.
+	// ErrDuplicate when the update would leave two open incidents with one
+	// dedup key (a reopen, or a changed DedupKey, onto a key another open
+	// incident holds).
 	Update(ctx context.Context, inc *Incident) error
 	// FindOpen returns a copy of the open incident with the dedup key, or
 	// an error matching ErrNotFound.

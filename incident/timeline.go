@@ -49,7 +49,8 @@ func (h *Hash) UnmarshalText(b []byte) error {
 
 // Entry is one step on an incident's timeline: when, who, what. Entries
 // are chained: Hash covers the entry's fields and the previous entry's
-// Hash.
+// Hash. At is hashed to the microsecond, the precision stores such as
+// PostgreSQL keep, so a stored timeline still verifies.
 type Entry struct {
 	At     time.Time
 	Actor  string
@@ -121,7 +122,7 @@ func (e *Entry) digest(prev Hash, index int) Hash {
 	var buf [8]byte
 	binary.BigEndian.PutUint64(buf[:], uint64(index))
 	h.Write(buf[:])
-	binary.BigEndian.PutUint64(buf[:], uint64(e.At.UnixNano()))
+	binary.BigEndian.PutUint64(buf[:], uint64(e.At.UnixMicro()))
 	h.Write(buf[:])
 	for _, s := range [...]string{e.Actor, string(e.Type), string(e.Event), string(e.From), string(e.To), e.Detail} {
 		writeField(h, s)

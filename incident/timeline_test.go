@@ -76,7 +76,7 @@ func TestTimelineTamper(t *testing.T) {
 		{"edit Event", func(tl incident.Timeline) incident.Timeline { tl[2].Event = incident.EventDismiss; return tl }, 2},
 		{"edit From", func(tl incident.Timeline) incident.Timeline { tl[2].From = incident.StateClosed; return tl }, 2},
 		{"edit To", func(tl incident.Timeline) incident.Timeline { tl[2].To = incident.StateClosed; return tl }, 2},
-		{"edit At", func(tl incident.Timeline) incident.Timeline { tl[4].At = tl[4].At.Add(time.Nanosecond); return tl }, 4},
+		{"edit At", func(tl incident.Timeline) incident.Timeline { tl[4].At = tl[4].At.Add(time.Microsecond); return tl }, 4},
 		{"edit Hash", func(tl incident.Timeline) incident.Timeline { tl[1].Hash[0] ^= 1; return tl }, 1},
 		{"remove first", func(tl incident.Timeline) incident.Timeline { return slices.Delete(tl, 0, 1) }, 0},
 		{"remove middle", func(tl incident.Timeline) incident.Timeline { return slices.Delete(tl, 2, 3) }, 2},
@@ -243,7 +243,7 @@ func entryRef(prev incident.Hash, index int, e incident.Entry) incident.Hash {
 	h := sha256.New()
 	h.Write(prev[:])
 	h.Write(binary.BigEndian.AppendUint64(nil, uint64(index)))
-	h.Write(binary.BigEndian.AppendUint64(nil, uint64(e.At.UnixNano())))
+	h.Write(binary.BigEndian.AppendUint64(nil, uint64(e.At.UnixMicro())))
 	for _, f := range []string{e.Actor, string(e.Type), string(e.Event), string(e.From), string(e.To), e.Detail} {
 		h.Write(binary.BigEndian.AppendUint64(nil, uint64(len(f))))
 		h.Write([]byte(f))
@@ -265,4 +265,14 @@ func TestTimelineHashFormatPinned(t *testing.T) {
 	a.Append(incident.Entry{At: t0, Actor: "ab", Type: "c"})
 	b.Append(incident.Entry{At: t0, Actor: "a", Type: "bc"})
 	assert.NotEqual(t, a.Head(), b.Head())
+}
+
+func TestTimelineVerifiesAfterMicrosecondTruncation(t *testing.T) {
+	var tl incident.Timeline
+	tl.Append(incident.Entry{At: t0.Add(1234567 * time.Nanosecond), Actor: "system", Type: incident.EntryNote, Detail: "x"})
+	stored := slices.Clone(tl)
+	stored[0].At = stored[0].At.Truncate(time.Microsecond) // what a database keeps
+	assert.NoError(t, stored.Verify())
+	stored[0].At = stored[0].At.Add(time.Microsecond)
+	assert.ErrorIs(t, stored.Verify(), incident.ErrTampered)
 }

@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/breachkit/breach/incident"
@@ -39,6 +40,13 @@ type Message struct {
 	Impact     incident.Impact
 	// Recommendations are the actions the recipient should take.
 	Recommendations []string
+}
+
+func (m Message) clone() Message {
+	m.Impact.Customers = slices.Clone(m.Impact.Customers)
+	m.Impact.Data = slices.Clone(m.Impact.Data)
+	m.Recommendations = slices.Clone(m.Recommendations)
+	return m
 }
 
 // Notifier delivers a message.
@@ -93,7 +101,7 @@ func FanOut(routes ...Route) Notifier {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				m := msg
+				m := msg.clone() // each route may keep its message
 				m.Channel = r.Channel
 				if err := incident.Call(ctx, 0, func(ctx context.Context) error { return r.Notifier.Notify(ctx, m) }); err != nil {
 					errs[i] = &RouteError{Channel: r.Channel, Err: err}
