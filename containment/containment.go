@@ -97,7 +97,41 @@ type Action struct {
 	Container Container
 	// Policy governs attempts; the zero value has sensible defaults.
 	Policy incident.Policy
+	// Approval, when set, makes the action wait for a person's approval
+	// unless the incident is severe enough to act at once.
+	Approval *Approval
 }
+
+// Approval is the rule for an action that needs a person's go-ahead: for
+// example, disabling a customer's API key is automatic for a critical leak
+// but needs approval for a low-severity one.
+type Approval struct {
+	// AutoFrom is the severity from which the action runs without
+	// approval. The zero value, incident.SeverityUnknown, means approval
+	// is always needed.
+	AutoFrom incident.Severity
+	// Timeout is how long to wait for a person; 0 waits for ever.
+	Timeout time.Duration
+	// OnTimeout says what happens when nobody decided in time.
+	OnTimeout TimeoutAction
+}
+
+// Required reports whether the rule asks for approval at severity sev. A
+// nil rule never does.
+func (a *Approval) Required(sev incident.Severity) bool {
+	return a != nil && (a.AutoFrom == incident.SeverityUnknown || sev < a.AutoFrom)
+}
+
+// TimeoutAction is what an unanswered approval request leads to.
+type TimeoutAction int
+
+const (
+	// EscalateOnTimeout, the zero value, hands the incident to a person.
+	EscalateOnTimeout TimeoutAction = iota
+	// ProceedOnTimeout applies the action anyway (break-glass), recorded as
+	// approved by timeout.
+	ProceedOnTimeout
+)
 
 // ErrInvalidAction: an Action is missing its name or container, or two
 // actions share a name.

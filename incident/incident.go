@@ -45,11 +45,15 @@ type Incident struct {
 	Investigation *Investigation `json:",omitempty"`
 	// Decision is the notify / do-not-notify decision and its reason,
 	// recorded either way.
-	Decision        *Decision      `json:",omitempty"`
-	Actions         []ActionRecord `json:",omitempty"`
-	Deliveries      []Delivery     `json:",omitempty"`
-	Tasks           []Task         `json:",omitempty"`
-	Recommendations []string       `json:",omitempty"`
+	Decision   *Decision      `json:",omitempty"`
+	Actions    []ActionRecord `json:",omitempty"`
+	Deliveries []Delivery     `json:",omitempty"`
+	Tasks      []Task         `json:",omitempty"`
+	// Deadlines are the notification clocks that apply, from the playbook.
+	Deadlines []Deadline `json:",omitempty"`
+	// Milestones records when each milestone was first reached.
+	Milestones      map[Milestone]time.Time `json:",omitempty"`
+	Recommendations []string                `json:",omitempty"`
 	// Escalation says why automation stopped, while State is
 	// StateEscalated (and afterwards, for the record).
 	Escalation *Escalation `json:",omitempty"`
@@ -164,7 +168,8 @@ type Decision struct {
 	Reason string
 	By     string // "system" or the person who decided
 	At     time.Time
-	// Override is true when a person replaced the automatic decision.
+	// Override is true when a person replaced the automatic decision; an
+	// investigation that finishes later does not replace an override.
 	Override bool `json:",omitempty"`
 }
 
@@ -173,11 +178,13 @@ type ActionStatus string
 
 // The containment action statuses.
 const (
-	ActionPending       ActionStatus = "pending"        // claimed, not yet applied
-	ActionApplied       ActionStatus = "applied"        // the container succeeded
-	ActionFailed        ActionStatus = "failed"         // the retry policy is spent
-	ActionReleased      ActionStatus = "released"       // undone on dismissal
-	ActionReleaseFailed ActionStatus = "release_failed" // undo failed; a person must check
+	ActionPending       ActionStatus = "pending"           // claimed, not yet applied
+	ActionAwaiting      ActionStatus = "awaiting_approval" // waits for a person's approval
+	ActionDenied        ActionStatus = "denied"            // a person refused it; it will not run
+	ActionApplied       ActionStatus = "applied"           // the container succeeded
+	ActionFailed        ActionStatus = "failed"            // the retry policy is spent
+	ActionReleased      ActionStatus = "released"          // undone on dismissal
+	ActionReleaseFailed ActionStatus = "release_failed"    // undo failed; a person must check
 )
 
 // ActionRecord is the durable record of one containment action.
@@ -189,6 +196,8 @@ type ActionRecord struct {
 	LastError      string    `json:",omitempty"`
 	StartedAt      time.Time `json:",omitzero"`
 	FinishedAt     time.Time `json:",omitzero"`
+	// Approval is set for actions that need a person's approval.
+	Approval *Approval `json:",omitempty"`
 }
 
 // DeliveryStatus is where one customer notice stands.
@@ -270,6 +279,14 @@ func (inc *Incident) Clone() *Incident {
 		c.Dismissal = &d
 	}
 	c.Actions = slices.Clone(inc.Actions)
+	for i := range c.Actions {
+		if a := c.Actions[i].Approval; a != nil {
+			cp := *a
+			c.Actions[i].Approval = &cp
+		}
+	}
+	c.Deadlines = slices.Clone(inc.Deadlines)
+	c.Milestones = maps.Clone(inc.Milestones)
 	c.Deliveries = slices.Clone(inc.Deliveries)
 	c.Tasks = slices.Clone(inc.Tasks)
 	c.Recommendations = slices.Clone(inc.Recommendations)

@@ -46,8 +46,12 @@ func fullIncident() *incident.Incident {
 			At:       t0,
 			Attempts: 1,
 		},
-		Decision:        &incident.Decision{Notify: true, Reason: "r", By: "system", At: t0},
-		Actions:         []incident.ActionRecord{{Name: "revoke", Status: incident.ActionApplied}},
+		Decision: &incident.Decision{Notify: true, Reason: "r", By: "system", At: t0},
+		Actions: []incident.ActionRecord{{Name: "revoke", Status: incident.ActionApplied,
+			Approval: &incident.Approval{RequestedAt: t0, By: "alice", Approved: true, DecidedAt: t0}}},
+		Deadlines: []incident.Deadline{{Name: "gdpr", Start: incident.MilestoneDetected,
+			Stop: incident.MilestoneAuthorityNotified, Status: incident.DeadlineRunning, StartedAt: t0, Due: t0.Add(72 * time.Hour)}},
+		Milestones:      map[incident.Milestone]time.Time{incident.MilestoneDetected: t0},
 		Deliveries:      []incident.Delivery{{Recipient: "c1", Channel: "email", IdempotencyKey: "d1"}},
 		Tasks:           []incident.Task{{ID: "t1", Title: "rotate", Mandatory: true}},
 		Recommendations: []string{"use a vault"},
@@ -76,6 +80,12 @@ func TestCloneDeepCopy(t *testing.T) {
 		{"Dismissal", func(i *incident.Incident) { i.Dismissal.By = "mallory" }},
 		{"Actions", func(i *incident.Incident) { i.Actions[0].Status = incident.ActionFailed }},
 		{"Action()", func(i *incident.Incident) { i.Action("revoke").Attempts = 9 }},
+		{"Actions.Approval", func(i *incident.Incident) { i.Actions[0].Approval.Approved = false }},
+		{"Action().Approval", func(i *incident.Incident) { i.Action("revoke").Approval.By = "mallory" }},
+		{"Deadlines", func(i *incident.Incident) { i.Deadlines[0].Status = incident.DeadlineMissed }},
+		{"Deadline()", func(i *incident.Incident) { i.Deadline("gdpr").Paused = time.Hour }},
+		{"Milestones", func(i *incident.Incident) { i.Milestones[incident.MilestoneDetected] = t0.Add(time.Hour) }},
+		{"Milestones add", func(i *incident.Incident) { i.Milestones[incident.MilestoneContained] = t0 }},
 		{"Deliveries", func(i *incident.Incident) { i.Deliveries[0].Status = incident.DeliverySent }},
 		{"Delivery()", func(i *incident.Incident) { i.Delivery("d1").Attempts = 9 }},
 		{"Tasks", func(i *incident.Incident) { i.Tasks[0].Done = true }},
@@ -197,6 +207,12 @@ func TestActionAndDeliveryLookup(t *testing.T) {
 	d.Status = incident.DeliveryFailed
 	assert.Equal(t, incident.DeliveryFailed, inc.Deliveries[0].Status)
 	assert.Nil(t, inc.Delivery("nope"))
+
+	dl := inc.Deadline("gdpr")
+	require.NotNil(t, dl)
+	dl.Status = incident.DeadlineMet
+	assert.Equal(t, incident.DeadlineMet, inc.Deadlines[0].Status, "Deadline returns a pointer into the incident")
+	assert.Nil(t, inc.Deadline("nope"))
 }
 
 func TestSignalSummaryObserve(t *testing.T) {

@@ -255,7 +255,7 @@ var standard = mustStandard()
 //	containing    contained→contained  escalate→escalated
 //	contained     investigate→investigating  notify→notifying  remediate→resolving  dismiss→dismissed  escalate→escalated
 //	notifying     notified→resolving  escalate→escalated
-//	resolving     resolve→resolved  escalate→escalated
+//	resolving     resolve→resolved  notify→notifying  escalate→escalated
 //	resolved      close→closed  reopen→investigating
 //	closed        reopen→investigating
 //	dismissed     reopen→investigating
@@ -281,7 +281,7 @@ func mustStandard() *Lifecycle {
 	add(StateContained, EventInvestigate, StateInvestigating, EventNotify, StateNotifying,
 		EventRemediate, StateResolving, EventDismiss, StateDismissed, EventEscalate, StateEscalated)
 	add(StateNotifying, EventNotified, StateResolving, EventEscalate, StateEscalated)
-	add(StateResolving, EventResolve, StateResolved, EventEscalate, StateEscalated)
+	add(StateResolving, EventResolve, StateResolved, EventNotify, StateNotifying, EventEscalate, StateEscalated)
 	add(StateResolved, EventClose, StateClosed, EventReopen, StateInvestigating)
 	add(StateClosed, EventReopen, StateInvestigating)
 	add(StateDismissed, EventReopen, StateInvestigating)

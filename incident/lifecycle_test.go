@@ -43,6 +43,7 @@ var standardTable = []incident.Transition{
 	{From: incident.StateNotifying, Event: incident.EventEscalate, To: incident.StateEscalated},
 
 	{From: incident.StateResolving, Event: incident.EventResolve, To: incident.StateResolved},
+	{From: incident.StateResolving, Event: incident.EventNotify, To: incident.StateNotifying},
 	{From: incident.StateResolving, Event: incident.EventEscalate, To: incident.StateEscalated},
 
 	{From: incident.StateResolved, Event: incident.EventClose, To: incident.StateClosed},

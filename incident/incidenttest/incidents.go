@@ -99,9 +99,14 @@ func FullIncident(id, dedupKey string) *incident.Incident {
 		},
 		Actions: []incident.ActionRecord{
 			{Name: "revoke-api-key", IdempotencyKey: "brk_1", Status: incident.ActionApplied, Attempts: 2,
-				LastError: "503 from key service", StartedAt: at(40 * time.Second), FinishedAt: at(50 * time.Second)},
+				LastError: "503 from key service", StartedAt: at(40 * time.Second), FinishedAt: at(50 * time.Second),
+				Approval: &incident.Approval{RequestedAt: at(35 * time.Second), Due: at(5*time.Minute + 35*time.Second),
+					DecidedAt: at(39*time.Second + 7*us), By: "alice@example.com", Approved: true, Note: "approved on the bridge — ok"}},
 			{Name: "block-ip", IdempotencyKey: "brk_2", Status: incident.ActionFailed, Attempts: 3,
-				LastError: "firewall unreachable", StartedAt: at(41 * time.Second), FinishedAt: at(55 * time.Second)},
+				LastError: "firewall unreachable", StartedAt: at(41 * time.Second), FinishedAt: at(55 * time.Second),
+				Approval: &incident.Approval{RequestedAt: at(36 * time.Second), Due: at(40 * time.Second),
+					DecidedAt: at(40*time.Second + 8*us), By: incident.ActorSystem, Approved: true, ByTimeout: true,
+					Note: "break-glass: nobody answered in time"}},
 		},
 		Deliveries: []incident.Delivery{
 			{Recipient: "cust_1", Channel: "email", IdempotencyKey: "brk_3", Status: incident.DeliverySent, Attempts: 1,
@@ -113,6 +118,27 @@ func FullIncident(id, dedupKey string) *incident.Incident {
 			{ID: "rotate", Title: "Rotate every key of the account", Mandatory: true, Done: true,
 				DoneBy: "bob@example.com", DoneAt: at(200 * time.Second), Note: "done via console"},
 			{ID: "scan", Title: "Add secret scanning to CI", Mandatory: false},
+		},
+		Deadlines: []incident.Deadline{
+			{Name: "gdpr-art33", Start: incident.MilestoneDetected, Stop: incident.MilestoneAuthorityNotified,
+				Status: incident.DeadlineMet, StartedAt: at(0), Due: at(72*time.Hour + 30*time.Minute),
+				WarnAt: at(48 * time.Hour), WarnedAt: at(48*time.Hour + 9*us), MetAt: at(70 * time.Hour),
+				Paused: 30 * time.Minute, PauseReason: "law-enforcement request (« délai »)"},
+			{Name: "nis2-early-warning", Start: incident.MilestoneDetected, Stop: incident.MilestoneEarlyWarning,
+				Status: incident.DeadlineLate, StartedAt: at(0), Due: at(24 * time.Hour),
+				WarnAt: at(18 * time.Hour), WarnedAt: at(18*time.Hour + 10*us), EscalatedAt: at(24*time.Hour + 11*us),
+				MetAt: at(26 * time.Hour), LateReason: "CSIRT portal unreachable"},
+			{Name: "sec-8k", Start: incident.MilestoneMateriality, Stop: incident.MilestoneDisclosureFiled,
+				Status: incident.DeadlinePaused, StartedAt: at(2 * time.Hour), Due: at(98 * time.Hour),
+				WarnAt: at(74 * time.Hour), PausedAt: at(3*time.Hour + 12*us), PauseReason: "Attorney General delay"},
+		},
+		Milestones: map[incident.Milestone]time.Time{
+			incident.MilestoneDetected:          at(0),
+			incident.MilestoneContained:         at(1*time.Minute + 1*us),
+			incident.MilestoneCustomersNotified: at(2*time.Minute + 2*us),
+			incident.MilestoneMateriality:       at(2 * time.Hour),
+			incident.MilestoneEarlyWarning:      at(26 * time.Hour),
+			incident.MilestoneAuthorityNotified: at(70 * time.Hour),
 		},
 		Recommendations: []string{"Rotate your API keys", "Review recent campaign exports"},
 		Escalation:      &incident.Escalation{From: incident.StateContaining, Reason: "block-ip failed", At: at(56 * time.Second)},
@@ -127,8 +153,9 @@ func FullIncident(id, dedupKey string) *incident.Incident {
 }
 
 // Normalize returns a deep copy of inc in the form TestStore compares:
-// every time.Time in UTC, truncated to the microsecond and without its
-// monotonic clock reading, and every empty slice or map set to nil.
+// every time.Time (in structs, slices and map values alike) in UTC,
+// truncated to the microsecond and without its monotonic clock reading, and
+// every empty slice or map set to nil.
 //
 // It states what a Store may lose: a database keeps instants, not zones or
 // monotonic readings, usually to the microsecond (PostgreSQL's
@@ -174,6 +201,15 @@ func normalize(v reflect.Value) {
 	case reflect.Map:
 		if v.Len() == 0 {
 			v.SetZero()
+			return
+		}
+		// Map values are not addressable: normalise a copy of each and put
+		// it back. The map is the clone's own (see Normalize).
+		for _, k := range v.MapKeys() {
+			e := reflect.New(v.Type().Elem()).Elem()
+			e.Set(v.MapIndex(k))
+			normalize(e)
+			v.SetMapIndex(k, e)
 		}
 	}
 }

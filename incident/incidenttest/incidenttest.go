@@ -243,6 +243,22 @@ func mutate(inc *incident.Incident) {
 	if len(inc.Actions) > 0 {
 		inc.Actions[0].Status = incident.ActionReleased
 	}
+	for i := range inc.Actions {
+		if a := inc.Actions[i].Approval; a != nil {
+			a.By = "mutated"
+			a.Approved = !a.Approved
+		}
+	}
+	if len(inc.Deadlines) > 0 {
+		inc.Deadlines[0].Status = incident.DeadlineMissed
+		inc.Deadlines[0].LateReason = "mutated"
+	}
+	if inc.Milestones != nil {
+		for m, at := range inc.Milestones {
+			inc.Milestones[m] = at.Add(time.Hour)
+		}
+		inc.Milestones["mutated"] = inc.DetectedAt
+	}
 	if len(inc.Deliveries) > 0 {
 		inc.Deliveries[0].Status = incident.DeliveryFailed
 	}

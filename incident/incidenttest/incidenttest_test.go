@@ -436,11 +436,22 @@ func TestNormalize(t *testing.T) {
 	assert.Equal(t, time.UTC, n.Timeline[0].At.Location(), "nested times are normalised")
 	assert.Equal(t, time.UTC, n.Investigation.At.Location(), "times behind pointers are normalised")
 	assert.True(t, n.Timeline[0].At.Equal(inc.Timeline[0].At))
+	require.NotEmpty(t, n.Milestones)
+	for m, at := range n.Milestones {
+		assert.Equal(t, time.UTC, at.Location(), "times in maps are normalised: Milestones[%s]", m)
+		assert.True(t, at.Equal(inc.Milestones[m]), "Milestones[%s] keeps its instant", m)
+	}
+	assert.Equal(t, time.UTC, n.Actions[0].Approval.DecidedAt.Location(), "times behind pointers in slices are normalised")
+	assert.Equal(t, time.UTC, n.Deadlines[0].Due.Location())
 
 	// What a database may do to an incident normalises to the same value.
 	db := inc.Clone()
 	db.DetectedAt = db.DetectedAt.Round(0).UTC().Truncate(time.Microsecond).In(time.FixedZone("elsewhere", 7200))
 	db.ContainedAt = db.ContainedAt.UTC()
+	for m, at := range db.Milestones {
+		db.Milestones[m] = at.UTC()
+	}
+	db.Deadlines[1].MetAt = db.Deadlines[1].MetAt.UTC()
 	assert.Equal(t, n, incidenttest.Normalize(db))
 
 	empty := incidenttest.NewIncident("inc-2", "key-2")
@@ -452,6 +463,10 @@ func TestNormalize(t *testing.T) {
 	other := inc.Clone()
 	other.DetectedAt = other.DetectedAt.Add(time.Microsecond)
 	assert.NotEqual(t, n, incidenttest.Normalize(other), "a microsecond is a difference")
+
+	other = inc.Clone()
+	other.Milestones[incident.MilestoneContained] = other.Milestones[incident.MilestoneContained].Add(time.Microsecond)
+	assert.NotEqual(t, n, incidenttest.Normalize(other), "a microsecond in a map value is a difference")
 }
 
 // The suite's order check agrees with incident.SortByDetected.

@@ -1,0 +1,106 @@
+package incident
+
+import "time"
+
+// Milestone names a moment in a response that starts or stops a
+// notification clock. The orchestrator records the automatic ones; people
+// record the others (a regulator was told, materiality was determined).
+type Milestone string
+
+// Milestones the orchestrator records itself.
+const (
+	MilestoneDetected          Milestone = "detected" // awareness, discovery: the incident was opened
+	MilestoneContained         Milestone = "contained"
+	MilestoneCustomersNotified Milestone = "customers-notified"
+	MilestoneResolved          Milestone = "resolved"
+	MilestoneClosed            Milestone = "closed"
+)
+
+// Milestones people record.
+const (
+	// MilestoneMateriality: the incident was determined to be material
+	// (starts the SEC Form 8-K clock).
+	MilestoneMateriality Milestone = "materiality-determined"
+	// MilestoneEarlyWarning: the NIS2 early warning went to the CSIRT or
+	// competent authority.
+	MilestoneEarlyWarning Milestone = "early-warning-sent"
+	// MilestoneAuthorityNotified: the supervisory or competent authority was
+	// notified (GDPR Art. 33, NIS2 incident notification).
+	MilestoneAuthorityNotified Milestone = "authority-notified"
+	// MilestoneFinalReport: the NIS2 final report was submitted.
+	MilestoneFinalReport Milestone = "final-report-sent"
+	// MilestoneDisclosureFiled: the public disclosure was filed (SEC Form
+	// 8-K Item 1.05).
+	MilestoneDisclosureFiled Milestone = "disclosure-filed"
+)
+
+// DeadlineStatus is where one notification clock stands.
+type DeadlineStatus string
+
+// The deadline statuses.
+const (
+	DeadlineWaiting   DeadlineStatus = "waiting"   // its start milestone has not happened
+	DeadlineRunning   DeadlineStatus = "running"   // started, due in the future
+	DeadlinePaused    DeadlineStatus = "paused"    // stopped with a reason, e.g. a law-enforcement delay
+	DeadlineMissed    DeadlineStatus = "missed"    // due passed, stop milestone not yet reached
+	DeadlineMet       DeadlineStatus = "met"       // stop milestone reached by the due time
+	DeadlineLate      DeadlineStatus = "late"      // stop milestone reached after the due time
+	DeadlineCancelled DeadlineStatus = "cancelled" // the incident was dismissed before it was met
+)
+
+// Done reports whether the clock no longer runs.
+func (s DeadlineStatus) Done() bool {
+	return s == DeadlineMet || s == DeadlineLate || s == DeadlineCancelled
+}
+
+// Deadline is the durable record of one notification clock on an incident:
+// when it started, when it is due, and whether it was met.
+type Deadline struct {
+	Name   string
+	Start  Milestone
+	Stop   Milestone
+	Status DeadlineStatus
+	// StartedAt is when the start milestone happened; Due when the stop
+	// milestone must happen by, extended by the time spent paused.
+	StartedAt time.Time `json:",omitzero"`
+	Due       time.Time `json:",omitzero"`
+	// WarnAt is when responders are warned that the deadline approaches.
+	WarnAt      time.Time `json:",omitzero"`
+	WarnedAt    time.Time `json:",omitzero"`
+	EscalatedAt time.Time `json:",omitzero"`
+	MetAt       time.Time `json:",omitzero"`
+	// PausedAt is set while paused; Paused sums the time spent paused.
+	PausedAt    time.Time     `json:",omitzero"`
+	Paused      time.Duration `json:",omitempty"`
+	PauseReason string        `json:",omitempty"`
+	// LateReason says why the deadline was missed, when a person said so.
+	LateReason string `json:",omitempty"`
+}
+
+// Deadline returns the clock named name, or nil.
+func (inc *Incident) Deadline(name string) *Deadline {
+	for i := range inc.Deadlines {
+		if inc.Deadlines[i].Name == name {
+			return &inc.Deadlines[i]
+		}
+	}
+	return nil
+}
+
+// Approval records a person's decision on a containment action that needs
+// one.
+type Approval struct {
+	RequestedAt time.Time
+	// Due is when the request times out; zero means it waits for ever.
+	Due       time.Time `json:",omitzero"`
+	DecidedAt time.Time `json:",omitzero"`
+	By        string    `json:",omitempty"`
+	Approved  bool      `json:",omitempty"`
+	// ByTimeout is true when the playbook decided because nobody did in
+	// time (break-glass).
+	ByTimeout bool   `json:",omitempty"`
+	Note      string `json:",omitempty"`
+}
+
+// Decided reports whether the approval was granted or denied.
+func (a *Approval) Decided() bool { return a != nil && !a.DecidedAt.IsZero() }
