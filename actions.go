@@ -174,3 +174,74 @@ func (o *Orchestrator) CompleteTask(ctx context.Context, id, taskID, actor, note
 	})
 	return err
 }
+
+// ErrNoApprovalPending: Approve or Deny named an action that does not wait
+// for approval.
+var ErrNoApprovalPending = errors.New("breach: no approval pending for that action")
+
+// Approve lets a containment action that waits for approval run. It returns
+// an error matching ErrNoApprovalPending when the action does not wait for
+// approval. An escalated incident (approval timed out) still needs Retry to
+// resume containment.
+func (o *Orchestrator) Approve(ctx context.Context, id, action, actor, note string) error {
+	return o.decide(ctx, id, action, actor, note, true)
+}
+
+// Deny refuses a containment action that waits for approval: it will not
+// run, and containment completes without it. Errors as for Approve.
+func (o *Orchestrator) Deny(ctx context.Context, id, action, actor, note string) error {
+	return o.decide(ctx, id, action, actor, note, false)
+}
+
+func (o *Orchestrator) decide(ctx context.Context, id, action, actor, note string, approved bool) error {
+	_, err := o.act(ctx, id, actor, func(inc *incident.Incident) error {
+		r := inc.Action(action)
+		if r == nil || r.Status != incident.ActionAwaiting || r.Approval == nil {
+			return fmt.Errorf("%w: %q on incident %s", ErrNoApprovalPending, action, inc.ID)
+		}
+		r.Approval.DecidedAt, r.Approval.By, r.Approval.Approved, r.Approval.Note = o.cfg.now(), actor, approved, note
+		verdict := "denied"
+		r.Status = incident.ActionDenied
+		if approved {
+			verdict, r.Status = "approved", incident.ActionPending
+		}
+		o.record(inc, actor, incident.EntryContainment, "containment action "+strconv.Quote(action)+" "+verdict+": "+note)
+		return nil
+	})
+	return err
+}
+
+// ErrDecisionLocked: OverrideDecision came too late (notices are going out,
+// or the incident is resolved: reopen it first).
+var ErrDecisionLocked = errors.New("breach: notify decision can no longer change")
+
+// OverrideDecision replaces the notify / do-not-notify decision with a
+// person's, recorded with the reason. An investigation that finishes later
+// does not replace it. Overriding to notify an incident in resolution sends
+// it back to notification. It returns an error matching ErrDecisionLocked
+// while notices are being sent or once the incident is resolved.
+func (o *Orchestrator) OverrideDecision(ctx context.Context, id string, notifyCustomers bool, actor, reason string) error {
+	_, err := o.act(ctx, id, actor, func(inc *incident.Incident) error {
+		switch inc.State {
+		case incident.StateNotifying, incident.StateResolved, incident.StateClosed, incident.StateDismissed:
+			return fmt.Errorf("%w: incident %s is %s", ErrDecisionLocked, inc.ID, inc.State)
+		}
+		prev := "none"
+		if inc.Decision != nil {
+			prev = strconv.FormatBool(inc.Decision.Notify) + " (" + inc.Decision.Reason + ")"
+		}
+		inc.Decision = &incident.Decision{Notify: notifyCustomers, Reason: reason, By: actor, At: o.cfg.now(), Override: true}
+		if notifyCustomers {
+			if pb := o.cfg.playbooks[inc.Kind]; pb != nil && len(inc.Recommendations) == 0 {
+				inc.Recommendations = append([]string(nil), pb.Recommendations...)
+			}
+		}
+		o.record(inc, actor, incident.EntryDecision, "decision overridden: notify customers = "+
+			strconv.FormatBool(notifyCustomers)+" (was "+prev+"): "+reason)
+		if notifyCustomers && inc.State == incident.StateResolving {
+			return o.fire(inc, incident.EventNotify, actor, "customers to be notified after all: "+reason)
+		}
+		return nil
+	})
+	return err
+}

@@ -71,21 +71,27 @@ func (o *Orchestrator) fire(inc *incident.Incident, ev incident.Event, actor, de
 	now := o.cfg.now()
 	from := inc.State
 	inc.State = to
+	inc.Timeline.Append(incident.Entry{At: now, Actor: actor, Type: incident.EntryTransition,
+		Event: ev, From: from, To: to, Detail: o.redact(inc.ID, detail)})
 	switch to {
 	case incident.StateContained:
 		inc.ContainedAt = now
+		o.reach(inc, incident.MilestoneContained, now, actor, "")
 	case incident.StateResolving:
-		defer o.openTasks(inc)
+		o.openTasks(inc)
 	case incident.StateResolved:
 		inc.ResolvedAt = now
+		o.reach(inc, incident.MilestoneResolved, now, actor, "")
 	case incident.StateClosed:
 		inc.ClosedAt = now
+		o.reach(inc, incident.MilestoneClosed, now, actor, "")
+	case incident.StateDismissed:
+		cancelClocks(inc)
 	}
 	if ev == incident.EventNotified {
 		inc.NotifiedAt = now
+		o.reach(inc, incident.MilestoneCustomersNotified, now, actor, "")
 	}
-	inc.Timeline.Append(incident.Entry{At: now, Actor: actor, Type: incident.EntryTransition,
-		Event: ev, From: from, To: to, Detail: o.redact(inc.ID, detail)})
 	o.log.Info("breach: incident "+string(ev), "incident", inc.ID, "from", string(from), "to", string(to), "actor", actor)
 	return nil
 }
@@ -358,6 +364,11 @@ func (o *Orchestrator) recordFindings(inc *incident.Incident, pb *Playbook, f in
 	}
 	detail += "; impact: " + describeImpact(f.Impact)
 	o.record(inc, incident.ActorSystem, incident.EntryInvestigation, detail)
+	if inc.Decision != nil && inc.Decision.Override {
+		o.record(inc, incident.ActorSystem, incident.EntryDecision, "automatic decision would be notify customers = "+
+			strconv.FormatBool(d.Notify)+" ("+d.Reason+"); the override by "+inc.Decision.By+" stands")
+		return
+	}
 	d.By, d.At = incident.ActorSystem, now
 	inc.Decision = d
 	if d.Notify {
@@ -402,11 +413,12 @@ func decide(im incident.Impact) *incident.Decision {
 
 // ---- containment ----
 
-// uncontained returns the playbook's actions that are not applied on inc.
+// uncontained returns the playbook's actions that are neither applied nor
+// denied on inc.
 func (o *Orchestrator) uncontained(inc *incident.Incident, pb *Playbook) []containment.Action {
 	var out []containment.Action
 	for _, a := range pb.Containment {
-		if r := inc.Action(a.Name); r == nil || r.Status != incident.ActionApplied {
+		if r := inc.Action(a.Name); r == nil || (r.Status != incident.ActionApplied && r.Status != incident.ActionDenied) {
 			out = append(out, a)
 		}
 	}
@@ -430,55 +442,118 @@ func (o *Orchestrator) contain(ctx, grace context.Context, inc *incident.Inciden
 	from := inc.State
 	todo := o.uncontained(inc, pb)
 	if len(todo) > 0 {
-		// Claim: every action is on the record, with its key, before it runs.
+		// Claim: every action is on the record, with its key, before it
+		// runs; actions that need a person's approval ask for it.
+		var asked []string
 		err := o.mutate(grace, inc, func(inc *incident.Incident) error {
 			if inc.State != from || inc.Dismissal != nil {
 				return errStale
 			}
+			asked = asked[:0]
 			now := o.cfg.now()
 			for _, a := range todo {
-				if r := inc.Action(a.Name); r != nil {
-					r.Status, r.StartedAt = incident.ActionPending, now
-					continue
+				r := inc.Action(a.Name)
+				if r == nil {
+					inc.Actions = append(inc.Actions, incident.ActionRecord{Name: a.Name, IdempotencyKey: containment.Key(inc.ID, a)})
+					r = &inc.Actions[len(inc.Actions)-1]
 				}
-				inc.Actions = append(inc.Actions, incident.ActionRecord{Name: a.Name,
-					IdempotencyKey: containment.Key(inc.ID, a), Status: incident.ActionPending, StartedAt: now})
+				switch {
+				case r.Status == incident.ActionAwaiting:
+				case a.Approval.Required(inc.Severity) && !r.Approval.Decided():
+					r.Status = incident.ActionAwaiting
+					r.Approval = &incident.Approval{RequestedAt: now}
+					if a.Approval.Timeout > 0 {
+						r.Approval.Due = now.Add(a.Approval.Timeout)
+					}
+					o.record(inc, incident.ActorSystem, incident.EntryContainment, "containment action "+strconv.Quote(a.Name)+
+						" needs approval at severity "+inc.Severity.String())
+					asked = append(asked, a.Name)
+				default:
+					r.Status, r.StartedAt = incident.ActionPending, now
+				}
 			}
 			return nil
 		})
 		if err != nil {
 			return false, err
 		}
-		sctx, cancel := o.stepContext(grace, pb)
-		defer cancel()
-		var werr error
-		runner := containment.Runner{
-			Concurrency: pb.ContainConcurrency,
-			Now:         o.cfg.now,
-			Stop:        stopOf(ctx),
-			OnResult: func(res containment.Result) {
-				if interrupted(ctx, res.Err) {
-					return // not failed, only unfinished: a resumed run retries it
-				}
-				err := o.mutate(grace, inc, func(inc *incident.Incident) error {
-					o.recordAction(inc, res, incident.ActionApplied, incident.ActionFailed, "applied", "failed")
-					return nil
-				})
-				werr = errors.Join(werr, err)
-			},
+		for _, name := range asked {
+			o.page(grace, inc, alert{
+				subject: "Approval needed: " + name + " on incident " + inc.ID,
+				text: "Containment action " + strconv.Quote(name) + " for incident " + inc.ID + " (" + inc.Kind + " about " +
+					inc.Subject + ", " + inc.Severity.String() + ") waits for approval.\n",
+				key: incident.IdempotencyKey(inc.ID, "approval", name),
+			})
 		}
-		results := runner.Apply(sctx, todo, o.baseRequest(inc), func(a containment.Action) string { return containment.Key(inc.ID, a) })
-		if werr != nil {
-			return false, werr
+		var run []containment.Action
+		for _, a := range todo {
+			if r := inc.Action(a.Name); r != nil && r.Status == incident.ActionPending {
+				run = append(run, a)
+			}
 		}
-		if ctx.Err() != nil {
-			return false, nil
-		}
-		if err := results.Err(); err != nil {
-			return true, o.escalate(grace, inc, from, "containment failed: "+err.Error())
+		if len(run) > 0 {
+			sctx, cancel := o.stepContext(grace, pb)
+			defer cancel()
+			var werr error
+			runner := containment.Runner{
+				Concurrency: pb.ContainConcurrency,
+				Now:         o.cfg.now,
+				Stop:        stopOf(ctx),
+				OnResult: func(res containment.Result) {
+					if interrupted(ctx, res.Err) {
+						return // not failed, only unfinished: a resumed run retries it
+					}
+					err := o.mutate(grace, inc, func(inc *incident.Incident) error {
+						o.recordAction(inc, res, incident.ActionApplied, incident.ActionFailed, "applied", "failed")
+						return nil
+					})
+					werr = errors.Join(werr, err)
+				},
+			}
+			results := runner.Apply(sctx, run, o.baseRequest(inc), nil)
+			if werr != nil {
+				return false, werr
+			}
+			if ctx.Err() != nil {
+				return false, nil
+			}
+			if err := results.Err(); err != nil {
+				return true, o.escalate(grace, inc, from, "containment failed: "+err.Error())
+			}
 		}
 	}
-	return true, o.advance(grace, inc, from, incident.EventContained, "every containment action applied")
+	for _, a := range pb.Containment {
+		if r := inc.Action(a.Name); r != nil && r.Status == incident.ActionAwaiting {
+			return false, nil // a person approves or denies; that schedules the incident again
+		}
+	}
+	return true, o.advance(grace, inc, from, incident.EventContained, "every containment action applied or denied")
+}
+
+// approvalTimeouts applies the timeout rule of approval requests nobody
+// answered in time. It returns the reason to escalate, if any.
+func (o *Orchestrator) approvalTimeouts(inc *incident.Incident, now time.Time) string {
+	pb := o.cfg.playbooks[inc.Kind]
+	var reasons []string
+	for i := range inc.Actions {
+		r := &inc.Actions[i]
+		if r.Status != incident.ActionAwaiting || r.Approval == nil || r.Approval.Due.IsZero() || now.Before(r.Approval.Due) {
+			continue
+		}
+		a, ok := pb.action(r.Name)
+		if ok && a.Approval != nil && a.Approval.OnTimeout == containment.ProceedOnTimeout {
+			r.Approval.DecidedAt, r.Approval.By, r.Approval.Approved, r.Approval.ByTimeout = now, incident.ActorSystem, true, true
+			r.Status = incident.ActionPending
+			o.record(inc, incident.ActorSystem, incident.EntryContainment, "containment action "+strconv.Quote(r.Name)+
+				" approved by timeout (break-glass): nobody decided within "+roundDur(now.Sub(r.Approval.RequestedAt)))
+			continue
+		}
+		r.Approval.Due = time.Time{} // escalate once; the request stays open for a person
+		reason := "approval for containment action " + strconv.Quote(r.Name) + " not given in time"
+		o.record(inc, incident.ActorSystem, incident.EntryContainment, reason)
+		reasons = append(reasons, reason)
+	}
+	return strings.Join(reasons, "; ")
 }
 
 func (o *Orchestrator) recordAction(inc *incident.Incident, res containment.Result, ok, failed incident.ActionStatus, okWord, failWord string) {
@@ -543,8 +618,12 @@ func (o *Orchestrator) notify(ctx, grace context.Context, inc *incident.Incident
 	if len(pb.Notifiers) == 0 {
 		return true, o.escalate(grace, inc, from, "customers must be notified but the playbook has no notifier")
 	}
+	plan := o.plan(inc, pb)
+	if len(plan) == 0 {
+		return true, o.escalate(grace, inc, from, "customers must be notified but no affected customer is known: the investigation named none")
+	}
 	var todo []plannedDelivery
-	for _, p := range o.plan(inc, pb) {
+	for _, p := range plan {
 		if d := inc.Delivery(p.key); d == nil || d.Status != incident.DeliverySent {
 			todo = append(todo, p)
 		}
@@ -592,7 +671,7 @@ func (o *Orchestrator) send(ctx, grace context.Context, inc *incident.Incident, 
 	defer cancel()
 	notices := map[string]notify.Rendered{}
 	actions := o.actionDescriptions(inc, pb)
-	sem := semaphore.NewWeighted(deliveryConcurrency)
+	sem := semaphore.NewWeighted(int64(o.cfg.deliveryConcurrency))
 	var mu sync.Mutex // guards inc, failed, werr
 	var wg sync.WaitGroup
 	for _, p := range todo {

@@ -54,15 +54,17 @@ func (e *OpenTasksError) Is(target error) bool { return target == ErrOpenTasks }
 type Option func(*config) error
 
 type config struct {
-	playbooks     map[string]*Playbook
-	logger        *slog.Logger
-	now           func() time.Time
-	newID         func() string
-	concurrency   int
-	grace         time.Duration
-	flushInterval time.Duration
-	retryDelay    time.Duration
-	oncall        notify.Notifier
+	playbooks           map[string]*Playbook
+	logger              *slog.Logger
+	now                 func() time.Time
+	newID               func() string
+	concurrency         int
+	grace               time.Duration
+	flushInterval       time.Duration
+	retryDelay          time.Duration
+	deadlineInterval    time.Duration
+	oncall              notify.Notifier
+	deliveryConcurrency int
 }
 
 // WithPlaybook registers the response to one kind of incident. Playbooks
@@ -158,8 +160,21 @@ func WithFlushInterval(d time.Duration) Option {
 	}
 }
 
+// WithDeadlineInterval sets how often Run checks notification clocks and
+// approval timeouts (see CheckDeadlines); the default is one minute.
+func WithDeadlineInterval(d time.Duration) Option {
+	return func(c *config) error {
+		if d <= 0 {
+			return fmt.Errorf("%w: deadline interval must be positive", ErrInvalidOption)
+		}
+		c.deadlineInterval = d
+		return nil
+	}
+}
+
 // WithOnCall sets the notifier that tells responders when an incident is
-// escalated to them. Its failures are logged and put on the timeline; they
+// escalated to them, when an action waits for their approval, and when a
+// notification clock is about to run out or has run out. Its failures are logged and put on the timeline; they
 // never stop the response.
 func WithOnCall(n notify.Notifier) Option {
 	return func(c *config) error {
@@ -206,14 +221,16 @@ func New(store incident.Store, opts ...Option) (*Orchestrator, error) {
 		return nil, fmt.Errorf("%w: nil store", ErrInvalidOption)
 	}
 	cfg := config{
-		playbooks:     map[string]*Playbook{},
-		logger:        slog.Default(),
-		now:           time.Now,
-		newID:         randomID,
-		concurrency:   8,
-		grace:         10 * time.Second,
-		flushInterval: time.Second,
-		retryDelay:    time.Second,
+		playbooks:           map[string]*Playbook{},
+		logger:              slog.Default(),
+		now:                 time.Now,
+		newID:               randomID,
+		concurrency:         8,
+		grace:               10 * time.Second,
+		flushInterval:       time.Second,
+		retryDelay:          time.Second,
+		deadlineInterval:    time.Minute,
+		deliveryConcurrency: deliveryConcurrency,
 	}
 	for _, opt := range opts {
 		if opt == nil {
@@ -328,10 +345,14 @@ func (o *Orchestrator) Run(ctx context.Context, detectors ...incident.Detector) 
 			o.work(ctx, grace)
 		}()
 	}
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		o.flushLoop(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		o.deadlineLoop(ctx)
 	}()
 	<-ctx.Done()
 	graceTimer := time.AfterFunc(o.cfg.grace, cancelGrace)

@@ -90,6 +90,11 @@ type Playbook struct {
 	// AutoClose closes a resolved incident at once; otherwise a person
 	// calls Close after the review.
 	AutoClose bool
+	// Clocks are the notification deadlines that apply (GDPR, NIS2,
+	// SEC8K, HIPAA or custom). Each starts and stops at a milestone; the
+	// orchestrator warns the on-call notifier before each is due and
+	// escalates after, and the incident records whether each was met.
+	Clocks []Clock
 	// StepTimeout bounds a whole step (containment, investigation,
 	// notification) over all its attempts. 0 means no bound beyond each
 	// policy's attempts and timeouts.
@@ -135,6 +140,21 @@ func (p *Playbook) validate() error {
 			return bad("action %q: negative policy field", a.Name)
 		}
 	}
+	clocks := map[string]bool{}
+	for _, c := range p.Clocks {
+		if err := c.validate(); err != nil {
+			return bad("%v", err)
+		}
+		if clocks[c.Name] {
+			return bad("two clocks named %q", c.Name)
+		}
+		clocks[c.Name] = true
+	}
+	for _, a := range p.Containment {
+		if ap := a.Approval; ap != nil && (ap.Timeout < 0 || ap.OnTimeout < containment.EscalateOnTimeout || ap.OnTimeout > containment.ProceedOnTimeout) {
+			return bad("action %q: bad approval rule", a.Name)
+		}
+	}
 	if p.StepTimeout < 0 || p.ContainConcurrency < 0 {
 		return bad("negative StepTimeout or ContainConcurrency")
 	}
@@ -149,6 +169,17 @@ func (p *Playbook) containFirst(sev incident.Severity) bool {
 		return false
 	}
 	return sev >= incident.SeverityHigh
+}
+
+func (p *Playbook) action(name string) (containment.Action, bool) {
+	if p != nil {
+		for _, a := range p.Containment {
+			if a.Name == name {
+				return a, true
+			}
+		}
+	}
+	return containment.Action{}, false
 }
 
 func (p *Playbook) template() *notify.Template {

@@ -130,6 +130,8 @@ func (o *Orchestrator) newIncident(sig *incident.Signal, key string) *incident.I
 	}
 	inc.Timeline.Append(incident.Entry{At: now, Actor: detectorActor(sig.Source), Type: incident.EntrySignal,
 		To: inc.State, Detail: detail})
+	o.openClocks(inc)
+	o.reach(inc, incident.MilestoneDetected, now, incident.ActorSystem, "")
 	return inc
 }
 

@@ -253,6 +253,7 @@ func scenario(w io.Writer, used bool) error {
 				"Review the API activity of your account for the last 7 days.",
 				"Keep API keys out of source code; use your platform's secret store.",
 			},
+			Clocks:  []breach.Clock{breach.GDPR()},
 			Sender:  "The Example Ads security team",
 			Contact: "security@example.com",
 			Tasks: []breach.TaskSpec{
@@ -291,6 +292,15 @@ func scenario(w io.Writer, used bool) error {
 	}
 	if keys.authenticate("sk_live_4eC39HqLyjWDarjtT1zdp7dc") {
 		return errors.New("the leaked key still works")
+	}
+
+	// The data protection officer notifies the supervisory authority (GDPR Art. 33)
+	// when personal data was exposed, and records it; the 72-hour clock stops.
+	if used {
+		if err := o.RecordMilestone(ctx, inc.ID, incident.MilestoneAuthorityNotified, "dpo@example.com",
+			"breach notified to the supervisory authority, reference 2026-0312"); err != nil {
+			return err
+		}
 	}
 
 	// A responder finishes the corrective work, resolves, and closes after the review.
@@ -332,13 +342,22 @@ func scenario(w io.Writer, used bool) error {
 	}
 	fmt.Fprintf(w, "Timeline verified: %d entries, head %s\n", len(inc.Timeline), inc.Timeline.Head().String()[:16])
 	fmt.Fprintf(w, "\nNotify decision: notify=%t (%s)\n", inc.Decision.Notify, inc.Decision.Reason)
+	for _, d := range inc.Deadlines {
+		fmt.Fprintf(w, "Clock %q: %s, due %s", d.Name, d.Status, d.Due.Format(time.RFC3339))
+		if !d.MetAt.IsZero() {
+			fmt.Fprintf(w, ", met %s", d.MetAt.Format(time.RFC3339))
+		}
+		fmt.Fprintln(w)
+	}
 	if len(outbox) == 0 {
 		fmt.Fprintln(w, "No customer notice was sent: "+inc.Decision.Reason+".")
-		return nil
 	}
 	for _, m := range outbox {
 		fmt.Fprintf(w, "\nCustomer notice via %s to %s <%s> (key %s):\n", m.Channel, m.Recipient.Name, m.Recipient.Email, m.IdempotencyKey)
 		fmt.Fprintf(w, "Subject: %s\n\n%s", m.Subject, m.Text)
+	}
+	if used {
+		fmt.Fprintf(w, "\n--- Post-incident report ---\n\n%s", inc.Report())
 	}
 	return nil
 }

@@ -30,6 +30,10 @@ func TestScenarios(t *testing.T) {
 		"Timeline verified",
 		"Generate a new API key",
 		"Subject: Security notice about your account",
+		`Clock "GDPR Art. 33: notify the supervisory authority": met`,
+		"--- Post-incident report ---",
+		"## Notification deadlines",
+		"```mermaid",
 	} {
 		assert.Contains(t, withImpact, step)
 	}
