@@ -124,6 +124,13 @@ func (o *Orchestrator) drive(ctx, grace context.Context, id string) error {
 		return nil // shutting down
 	}
 	defer release()
+	if o.leaser != nil {
+		unlease, ok, err := o.lease(ctx, grace, id)
+		if err != nil || !ok {
+			return err // another replica drives it; the periodic resume looks again
+		}
+		defer unlease()
+	}
 	inc, err := o.store.Get(grace, id)
 	if err != nil {
 		return err
@@ -141,6 +148,41 @@ func (o *Orchestrator) drive(ctx, grace context.Context, id string) error {
 		}
 	}
 	return nil
+}
+
+// lease takes the store's lease on the incident for this orchestrator and
+// keeps renewing it until the returned function is called.
+func (o *Orchestrator) lease(ctx, grace context.Context, id string) (unlease func(), ok bool, err error) {
+	ttl := o.cfg.leaseTTL
+	if ok, err = o.leaser.Lease(grace, id, o.cfg.owner, ttl); err != nil || !ok {
+		return nil, ok, err
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(ttl / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if ok, err := o.leaser.Lease(grace, id, o.cfg.owner, ttl); err != nil || !ok {
+					o.log.Warn("breach: renewing the lease failed; another replica may take the incident over",
+						"incident", id, "held", ok, "err", err)
+				}
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		wg.Wait()
+		if err := o.leaser.Unlease(grace, id, o.cfg.owner); err != nil {
+			o.log.Warn("breach: giving up the lease failed; it runs out by itself", "incident", id, "err", err)
+		}
+	}, true, nil
 }
 
 // step takes the next step for inc and reports whether there may be another.

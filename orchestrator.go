@@ -65,6 +65,9 @@ type config struct {
 	deadlineInterval    time.Duration
 	oncall              notify.Notifier
 	deliveryConcurrency int
+	owner               string
+	leaseTTL            time.Duration
+	resumeInterval      time.Duration
 }
 
 // WithPlaybook registers the response to one kind of incident. Playbooks
@@ -160,6 +163,23 @@ func WithFlushInterval(d time.Duration) Option {
 	}
 }
 
+// WithLease names this orchestrator among the replicas sharing a store that
+// implements incident.Leaser, and sets how long its lease on an incident
+// lasts without renewal (renewed every third of it while it drives the
+// incident). A replica that dies holds its incidents for at most ttl; then
+// the others' periodic resume (every ttl) takes them over. The defaults are
+// a random owner name and 30s. Without a Leaser store the option has no
+// effect.
+func WithLease(owner string, ttl time.Duration) Option {
+	return func(c *config) error {
+		if owner == "" || ttl <= 0 {
+			return fmt.Errorf("%w: lease needs an owner and a positive TTL", ErrInvalidOption)
+		}
+		c.owner, c.leaseTTL = owner, ttl
+		return nil
+	}
+}
+
 // WithDeadlineInterval sets how often Run checks notification clocks and
 // approval timeouts (see CheckDeadlines); the default is one minute.
 func WithDeadlineInterval(d time.Duration) Option {
@@ -210,6 +230,7 @@ type Orchestrator struct {
 	creds     sync.Map // incident ID → incident.Secret, never persisted
 	sched     scheduler
 	slots     slots
+	leaser    incident.Leaser // the store, when it leases
 	changesMu sync.Mutex
 	changes   chan struct{}
 }
@@ -231,6 +252,7 @@ func New(store incident.Store, opts ...Option) (*Orchestrator, error) {
 		retryDelay:          time.Second,
 		deadlineInterval:    time.Minute,
 		deliveryConcurrency: deliveryConcurrency,
+		leaseTTL:            30 * time.Second,
 	}
 	for _, opt := range opts {
 		if opt == nil {
@@ -253,6 +275,13 @@ func New(store incident.Store, opts ...Option) (*Orchestrator, error) {
 	}
 	o.sched.init()
 	o.slots.init()
+	if l, ok := store.(incident.Leaser); ok {
+		o.leaser = l
+		if o.cfg.owner == "" {
+			o.cfg.owner = "replica_" + randomID()[4:]
+		}
+		o.cfg.resumeInterval = o.cfg.leaseTTL
+	}
 	return o, nil
 }
 
@@ -354,6 +383,22 @@ func (o *Orchestrator) Run(ctx context.Context, detectors ...incident.Detector) 
 		defer wg.Done()
 		o.deadlineLoop(ctx)
 	}()
+	if o.cfg.resumeInterval > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t := time.NewTicker(o.cfg.resumeInterval)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					o.sched.add(resumeAll)
+				}
+			}
+		}()
+	}
 	<-ctx.Done()
 	graceTimer := time.AfterFunc(o.cfg.grace, cancelGrace)
 	defer graceTimer.Stop()

@@ -5,6 +5,7 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"time"
 )
 
 // Store keeps incidents durably. It is the source of truth: the
@@ -41,16 +42,73 @@ type Store interface {
 	ListOpen(ctx context.Context) ([]*Incident, error)
 }
 
+// Leaser is implemented by stores that several orchestrators (replicas)
+// share. A lease gives one owner the right to drive an incident for a while,
+// so that two replicas never step one incident at once; when the owner dies
+// its lease runs out and another replica takes the incident over. Leases
+// guard against duplicated work; the Version check of Update still guards
+// the record.
+type Leaser interface {
+	// Lease takes the lease on incident id for owner, or renews it if owner
+	// holds it, until ttl from now by the store's clock. It reports false,
+	// with a nil error, when another owner holds a lease that has not run
+	// out. A lease may be taken on an incident that does not exist.
+	Lease(ctx context.Context, id, owner string, ttl time.Duration) (bool, error)
+	// Unlease gives the lease up if owner holds it; otherwise it does
+	// nothing.
+	Unlease(ctx context.Context, id, owner string) error
+}
+
 // MemStore is an in-memory Store: for tests, examples and single-process
 // hosts that accept losing incidents on exit. It is safe for concurrent use;
 // every method copies incidents in and out. The zero value is ready to use.
 type MemStore struct {
-	mu   sync.RWMutex
-	byID map[string]*Incident
-	open map[string]string // dedup key → ID of the open incident
+	mu     sync.RWMutex
+	byID   map[string]*Incident
+	open   map[string]string // dedup key → ID of the open incident
+	leases map[string]lease
 }
 
-var _ Store = (*MemStore)(nil)
+type lease struct {
+	owner string
+	until time.Time
+}
+
+var (
+	_ Store  = (*MemStore)(nil)
+	_ Leaser = (*MemStore)(nil)
+)
+
+// Lease implements Leaser, with time.Now as the clock.
+func (m *MemStore) Lease(ctx context.Context, id, owner string, ttl time.Duration) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	now := time.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if l, ok := m.leases[id]; ok && l.owner != owner && now.Before(l.until) {
+		return false, nil
+	}
+	if m.leases == nil {
+		m.leases = map[string]lease{}
+	}
+	m.leases[id] = lease{owner: owner, until: now.Add(ttl)}
+	return true, nil
+}
+
+// Unlease implements Leaser.
+func (m *MemStore) Unlease(ctx context.Context, id, owner string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if l, ok := m.leases[id]; ok && l.owner == owner {
+		delete(m.leases, id)
+	}
+	return nil
+}
 
 // NewMemStore returns an empty MemStore.
 func NewMemStore() *MemStore { return &MemStore{} }
