@@ -147,7 +147,10 @@ func (o *Orchestrator) Retry(ctx context.Context, id, actor, note string) error 
 		case incident.StateResolving:
 			ev = incident.EventRemediate
 		case incident.StateInvestigating:
-			inc.Investigation, inc.Decision = nil, nil
+			inc.Investigation = nil
+			if inc.Decision != nil && !inc.Decision.Override {
+				inc.Decision = nil // a person's override outlives the investigation
+			}
 		}
 		return o.fire(inc, ev, actor, "retry: "+note)
 	})

@@ -71,6 +71,17 @@ func (o *Orchestrator) fire(inc *incident.Incident, ev incident.Event, actor, de
 	now := o.cfg.now()
 	from := inc.State
 	inc.State = to
+	if o.cfg.observer != nil {
+		since := inc.DetectedAt
+		for i := len(inc.Timeline) - 1; i >= 0; i-- {
+			if inc.Timeline[i].Type == incident.EntryTransition {
+				since = inc.Timeline[i].At
+				break
+			}
+		}
+		o.observe(Observation{Kind: ObserveTransition, At: now, IncidentID: inc.ID, IncidentKind: inc.Kind,
+			Severity: inc.Severity, Event: ev, From: from, To: to, Duration: now.Sub(since), Outcome: string(to)})
+	}
 	inc.Timeline.Append(incident.Entry{At: now, Actor: actor, Type: incident.EntryTransition,
 		Event: ev, From: from, To: to, Detail: o.redact(inc.ID, detail)})
 	switch to {
@@ -606,6 +617,13 @@ func (o *Orchestrator) recordAction(inc *incident.Incident, res containment.Resu
 	}
 	r.Attempts += res.Attempts
 	r.FinishedAt = res.Finished
+	step := "contain"
+	if ok == incident.ActionReleased {
+		step = "release"
+	}
+	o.observe(Observation{Kind: ObserveStep, IncidentID: inc.ID, IncidentKind: inc.Kind, Severity: inc.Severity,
+		Step: step, Target: res.Action, Attempts: res.Attempts, Duration: res.Finished.Sub(res.Started),
+		Outcome: outcome(res.Err, false), Err: o.redactErr(inc.ID, res.Err)})
 	detail := "containment action " + strconv.Quote(res.Action) + " "
 	typ := incident.EntryContainment
 	if ok == incident.ActionReleased {

@@ -66,6 +66,7 @@ type config struct {
 	oncall              notify.Notifier
 	deliveryConcurrency int
 	owner               string
+	observer            Observer
 	leaseTTL            time.Duration
 	resumeInterval      time.Duration
 }
@@ -297,6 +298,12 @@ func (o *Orchestrator) Lifecycle() *incident.Lifecycle { return o.lc }
 // Get returns a copy of the incident from the store.
 func (o *Orchestrator) Get(ctx context.Context, id string) (*incident.Incident, error) {
 	return o.store.Get(ctx, id)
+}
+
+// ListOpen returns copies of the open incidents from the store, oldest
+// first.
+func (o *Orchestrator) ListOpen(ctx context.Context) ([]*incident.Incident, error) {
+	return o.store.ListOpen(ctx)
 }
 
 // Await blocks until cond holds for the stored incident, and returns it. It

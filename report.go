@@ -42,9 +42,22 @@ func (o *Orchestrator) Report(ctx context.Context, sig incident.Signal) (inciden
 	if e := o.hot.get(hk); e != nil {
 		e.observe(&sig)
 		o.keepCredential(e.id, sig.Credential)
+		if o.cfg.observer != nil {
+			o.observe(Observation{Kind: ObserveSignal, At: sig.At, IncidentID: e.id, IncidentKind: sig.Kind,
+				Severity: sig.Severity, Outcome: "joined"})
+		}
 		return incident.Receipt{IncidentID: e.id}, nil
 	}
-	return o.reportSlow(ctx, &sig, hk)
+	rc, err := o.reportSlow(ctx, &sig, hk)
+	if err == nil && o.cfg.observer != nil {
+		out := "joined"
+		if rc.Opened {
+			out = "opened"
+		}
+		o.observe(Observation{Kind: ObserveSignal, At: sig.At, IncidentID: rc.IncidentID, IncidentKind: sig.Kind,
+			Severity: sig.Severity, Outcome: out})
+	}
+	return rc, err
 }
 
 type openResult struct {

@@ -1,0 +1,117 @@
+package breach
+
+import (
+	"time"
+
+	"github.com/breachkit/breach/incident"
+)
+
+// ObservationKind says what an Observation is about.
+type ObservationKind string
+
+// The kinds of observation.
+const (
+	// ObserveSignal: a signal was reported; Outcome is "opened" or
+	// "joined".
+	ObserveSignal ObservationKind = "signal"
+	// ObserveTransition: the incident changed state; Duration is the time
+	// spent in From.
+	ObserveTransition ObservationKind = "transition"
+	// ObserveStep: a plugin step finished (Step is "contain", "release",
+	// "investigate" or "notify"); Duration is its run time over all
+	// attempts.
+	ObserveStep ObservationKind = "step"
+)
+
+// Observation describes one thing the orchestrator did, for metrics and
+// tracing. It carries no secret and no customer data beyond IDs.
+type Observation struct {
+	Kind       ObservationKind
+	At         time.Time
+	IncidentID string
+	// IncidentKind is the incident's kind (the playbook).
+	IncidentKind string
+	Severity     incident.Severity
+	// For transitions.
+	Event    incident.Event
+	From, To incident.State
+	// For steps: which one, and the action or channel it was about.
+	Step   string
+	Target string
+	// Attempts made by a step.
+	Attempts int
+	Duration time.Duration
+	// Outcome is "ok", "failed" or "interrupted" for steps, "opened" or
+	// "joined" for signals, and the new state for transitions.
+	Outcome string
+	// Err is the step's failure, redacted; nil otherwise.
+	Err error
+}
+
+// Observer is told about every signal, transition and step. Observe is
+// called synchronously on the orchestrator's goroutines, possibly
+// concurrently: it must be safe for concurrent use and fast (count, record a
+// span, hand off to a channel), and must not call back into the
+// Orchestrator. A panic in Observe is recovered and logged.
+type Observer interface {
+	Observe(Observation)
+}
+
+// ObserverFunc adapts a function to an Observer.
+type ObserverFunc func(Observation)
+
+// Observe calls f(o).
+func (f ObserverFunc) Observe(o Observation) { f(o) }
+
+// WithObserver sets the observer; the default observes nothing.
+func WithObserver(obs Observer) Option {
+	return func(c *config) error {
+		c.observer = obs
+		return nil
+	}
+}
+
+func (o *Orchestrator) observe(ob Observation) {
+	if o.cfg.observer == nil {
+		return
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			o.log.Error("breach: observer panicked", "panic", v)
+		}
+	}()
+	if ob.At.IsZero() {
+		ob.At = o.cfg.now()
+	}
+	o.cfg.observer.Observe(ob)
+}
+
+func outcome(err error, interruptedRun bool) string {
+	switch {
+	case err == nil:
+		return "ok"
+	case interruptedRun:
+		return "interrupted"
+	}
+	return "failed"
+}
+
+// redactedError is an error whose message had a credential removed; it
+// still unwraps to the original for errors.Is and errors.As.
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }
+
+func (o *Orchestrator) redactErr(id string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if msg := o.redact(id, err.Error()); msg != err.Error() {
+		return &redactedError{msg: msg, err: err}
+	}
+	return err
+}
