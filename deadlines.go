@@ -140,7 +140,10 @@ func (c Clock) Due(start time.Time) time.Time {
 		}
 		d := start.In(loc)
 		day := time.Date(d.Year(), d.Month(), d.Day(), 0, 0, 0, 0, loc)
-		for n := 0; n < c.BusinessDays; {
+		for n, tried := 0, 0; n < c.BusinessDays; tried++ {
+			if tried > maxCalendarDays {
+				return start.AddDate(1000, 0, 0) // a calendar with no business day: never due
+			}
 			day = day.AddDate(0, 0, 1)
 			if c.Calendar.BusinessDay(day) {
 				n++
@@ -150,6 +153,10 @@ func (c Clock) Due(start time.Time) time.Time {
 	}
 	return start.Add(c.Within)
 }
+
+// maxCalendarDays bounds the search for business days in a calendar that
+// may have none.
+const maxCalendarDays = 3660
 
 func (c Clock) warnBefore(start, due time.Time) time.Duration {
 	if c.Warn > 0 {
@@ -240,7 +247,7 @@ func cancelClocks(inc *incident.Incident) {
 // open and closed incidents alike.
 func (o *Orchestrator) RecordMilestone(ctx context.Context, id string, m incident.Milestone, actor, note string) error {
 	if m == "" {
-		return fmt.Errorf("%w: empty milestone", ErrInvalidOption)
+		return fmt.Errorf("%w: empty milestone", ErrInvalidMilestone)
 	}
 	_, err := o.act(ctx, id, actor, func(inc *incident.Incident) error {
 		o.record(inc, actor, incident.EntryNote, "milestone "+string(m)+": "+note)
@@ -249,6 +256,9 @@ func (o *Orchestrator) RecordMilestone(ctx context.Context, id string, m inciden
 	})
 	return err
 }
+
+// ErrInvalidMilestone: RecordMilestone was given an empty milestone.
+var ErrInvalidMilestone = errors.New("breach: invalid milestone")
 
 // ErrNoSuchClock: a clock name the incident does not have, or a pause or
 // resume that does not fit the clock's status.
@@ -285,6 +295,9 @@ func (o *Orchestrator) ResumeClock(ctx context.Context, id, clock, actor, note s
 		d.PausedAt, d.Status = time.Time{}, incident.DeadlineRunning
 		if !d.EscalatedAt.IsZero() && !now.Before(d.Due) {
 			d.Status = incident.DeadlineMissed
+		}
+		if !d.WarnedAt.IsZero() && now.Before(d.WarnAt) {
+			d.WarnedAt = time.Time{} // the due time moved: warn again before it
 		}
 		o.record(inc, actor, incident.EntryNote, "clock "+strconv.Quote(clock)+" resumed after "+roundDur(paused)+
 			"; due "+d.Due.UTC().Format(time.RFC3339)+": "+note)

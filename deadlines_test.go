@@ -271,7 +271,7 @@ func TestRecordMilestoneStopsClock(t *testing.T) {
 func TestRecordMilestoneChecksInput(t *testing.T) {
 	o, _, _, id := clockedIncident(t, breach.GDPR())
 	ctx := context.Background()
-	assert.ErrorIs(t, o.RecordMilestone(ctx, id, "", "alice", "x"), breach.ErrInvalidOption)
+	assert.ErrorIs(t, o.RecordMilestone(ctx, id, "", "alice", "x"), breach.ErrInvalidMilestone)
 	assert.ErrorIs(t, o.RecordMilestone(ctx, id, incident.MilestoneAuthorityNotified, "", "x"), breach.ErrNoActor)
 	assert.ErrorIs(t, o.RecordMilestone(ctx, "inc_nope", incident.MilestoneAuthorityNotified, "alice", "x"), incident.ErrNotFound)
 	assert.Equal(t, incident.DeadlineRunning, deadlineOf(t, o, id, gdprName).Status)
