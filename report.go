@@ -5,6 +5,7 @@ import (
 	"errors"
 	"maps"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/breachkit/breach/incident"
@@ -35,20 +36,18 @@ func (o *Orchestrator) Report(ctx context.Context, sig incident.Signal) (inciden
 	if err := sig.Validate(); err != nil {
 		return incident.Receipt{}, err
 	}
-	if sig.At.IsZero() {
-		sig.At = o.cfg.now()
-	}
-	hk := hotKeyOf(&sig)
-	if e := o.hot.get(hk); e != nil {
-		e.observe(&sig)
-		o.keepCredential(e.id, sig.Credential)
+	if e := o.hot.get(hotKeyOf(&sig)); e != nil {
+		e.observe(&sig, o.cfg.now)
+		if !sig.Credential.IsZero() {
+			o.keepCredential(e.id, sig.Credential)
+		}
 		if o.cfg.observer != nil {
 			o.observe(Observation{Kind: ObserveSignal, At: sig.At, IncidentID: e.id, IncidentKind: sig.Kind,
 				Severity: sig.Severity, Outcome: "joined"})
 		}
 		return incident.Receipt{IncidentID: e.id}, nil
 	}
-	rc, err := o.reportSlow(ctx, &sig, hk)
+	rc, err := o.reportSlow(ctx, sig)
 	if err == nil && o.cfg.observer != nil {
 		out := "joined"
 		if rc.Opened {
@@ -65,7 +64,15 @@ type openResult struct {
 	creator *byte // the token of the caller whose signal opened the incident
 }
 
-func (o *Orchestrator) reportSlow(ctx context.Context, sig *incident.Signal, hk hotKey) (incident.Receipt, error) {
+// reportSlow opens or finds the incident for a signal the hot index does
+// not know. It takes the signal by value so that the fast path's copy stays
+// on the stack.
+func (o *Orchestrator) reportSlow(ctx context.Context, s incident.Signal) (incident.Receipt, error) {
+	sig := &s
+	if sig.At.IsZero() {
+		sig.At = o.cfg.now()
+	}
+	hk := hotKeyOf(sig)
 	key := sig.Key()
 	me := new(byte)
 	ch := o.sf.DoChan(key, func() (any, error) {
@@ -83,7 +90,7 @@ func (o *Orchestrator) reportSlow(ctx context.Context, sig *incident.Signal, hk 
 		res := r.Val.(openResult)
 		opened := res.creator == me
 		if !opened {
-			res.entry.observe(sig)
+			res.entry.observe(sig, o.cfg.now)
 			o.keepCredential(res.entry.id, sig.Credential)
 		}
 		return incident.Receipt{IncidentID: res.entry.id, Opened: opened}, nil
@@ -175,10 +182,17 @@ func (o *Orchestrator) credential(id string) incident.Secret {
 // failed to flush is kept for the next try.
 func (o *Orchestrator) Flush(ctx context.Context) error {
 	var errs []error
-	for _, e := range o.hot.dirty() {
+	for _, e := range o.hot.pending() {
 		d := e.take()
 		if d.count == 0 {
 			continue
+		}
+		if d.untimed {
+			// Signals without a time were counted without reading the
+			// clock; the flush is when they are known to have been seen by.
+			if now := o.cfg.now(); now.After(d.last) {
+				d.last = now
+			}
 		}
 		inc, err := o.store.Get(ctx, e.id)
 		if err == nil {
@@ -192,7 +206,6 @@ func (o *Orchestrator) Flush(ctx context.Context) error {
 			errs = append(errs, err)
 			continue
 		}
-		e.flushed(len(d.samples))
 		if !inc.State.Open() {
 			o.hot.remove(e.id)
 		}
@@ -237,7 +250,8 @@ func (o *Orchestrator) flushLoop(ctx context.Context) {
 }
 
 // hotKey identifies a signal's dedup key without building the string: an
-// explicit DedupKey, or the Kind and Subject it defaults from.
+// explicit DedupKey, or the Kind and Subject it defaults from. The index
+// hashes one string of it: the dedup key, or else the subject.
 type hotKey struct{ dedup, kind, subject string }
 
 func hotKeyOf(s *incident.Signal) hotKey {
@@ -247,135 +261,296 @@ func hotKeyOf(s *incident.Signal) hotKey {
 	return hotKey{kind: s.Kind, subject: s.Subject}
 }
 
+// hotMap is a map from hotKey hashing a single string per lookup.
+type hotMap struct {
+	byDedup   map[string]*hotEntry
+	bySubject map[string][]kindEntry // usually one kind per subject
+}
+
+type kindEntry struct {
+	kind string
+	e    *hotEntry
+}
+
+func (m *hotMap) get(k hotKey) *hotEntry {
+	if k.dedup != "" {
+		return m.byDedup[k.dedup]
+	}
+	for _, ke := range m.bySubject[k.subject] {
+		if ke.kind == k.kind {
+			return ke.e
+		}
+	}
+	return nil
+}
+
+func (m *hotMap) set(k hotKey, e *hotEntry) {
+	if k.dedup != "" {
+		if m.byDedup == nil {
+			m.byDedup = map[string]*hotEntry{}
+		}
+		m.byDedup[k.dedup] = e
+		return
+	}
+	if m.bySubject == nil {
+		m.bySubject = map[string][]kindEntry{}
+	}
+	list := m.bySubject[k.subject]
+	for i := range list {
+		if list[i].kind == k.kind {
+			list[i].e = e
+			return
+		}
+	}
+	m.bySubject[k.subject] = append(list, kindEntry{k.kind, e})
+}
+
+func (m *hotMap) each(fn func(hotKey, *hotEntry) bool) bool {
+	for d, e := range m.byDedup {
+		if !fn(hotKey{dedup: d}, e) {
+			return false
+		}
+	}
+	for s, list := range m.bySubject {
+		for _, ke := range list {
+			if !fn(hotKey{kind: ke.kind, subject: s}, ke.e) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func (m *hotMap) len() int {
+	n := len(m.byDedup)
+	for _, list := range m.bySubject {
+		n += len(list)
+	}
+	return n
+}
+
 // hotIndex maps the dedup keys of open incidents this process has seen to
 // in-memory counters, so that a signal storm costs no store write per
-// signal.
+// signal. Reads take no lock: they look in an immutable snapshot behind an
+// atomic pointer. New keys go to a mutex-guarded map that is folded into a
+// new snapshot once lookups have missed the snapshot as often as it has
+// entries (the scheme of sync.Map, without boxing the key). Entries of
+// incidents that ended are marked dead and dropped at the next fold.
 type hotIndex struct {
-	mu sync.RWMutex
-	m  map[hotKey]*hotEntry
+	read   atomic.Pointer[hotMap]
+	mu     sync.Mutex
+	dirty  hotMap // keys not yet in read
+	misses int
 }
 
 func (h *hotIndex) get(k hotKey) *hotEntry {
-	h.mu.RLock()
-	e := h.m[k]
-	h.mu.RUnlock()
-	return e
-}
-
-// put returns the entry for inc, creating it under k.
-func (h *hotIndex) put(k hotKey, inc *incident.Incident) *hotEntry {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.m == nil {
-		h.m = map[hotKey]*hotEntry{}
-	}
-	if e, ok := h.m[k]; ok && e.id == inc.ID {
-		return e
-	}
-	for _, e := range h.m {
-		if e.id == inc.ID {
-			h.m[k] = e
+	if m := h.read.Load(); m != nil {
+		if e := m.get(k); e != nil && !e.dead.Load() {
 			return e
 		}
 	}
-	e := &hotEntry{id: inc.ID, room: incident.MaxSignalSamples - len(inc.Signals.Samples)}
-	h.m[k] = e
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	e := h.dirty.get(k)
+	if n := h.dirty.len(); n > 0 {
+		h.misses++
+		if h.misses >= n {
+			h.fold()
+		}
+	}
+	if e != nil && e.dead.Load() {
+		return nil
+	}
 	return e
 }
 
-// remove forgets every key of the incident, once it is no longer open.
+// fold makes a new snapshot of the live entries; h.mu is held.
+func (h *hotIndex) fold() {
+	m := &hotMap{}
+	keep := func(k hotKey, e *hotEntry) bool {
+		if !e.dead.Load() {
+			m.set(k, e)
+		}
+		return true
+	}
+	if old := h.read.Load(); old != nil {
+		old.each(keep)
+	}
+	h.dirty.each(keep)
+	h.read.Store(m)
+	h.dirty, h.misses = hotMap{}, 0
+}
+
+// put returns the live entry for inc, creating it under k.
+func (h *hotIndex) put(k hotKey, inc *incident.Incident) *hotEntry {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var e *hotEntry
+	h.each(func(ek hotKey, x *hotEntry) bool {
+		if x.id == inc.ID && !x.dead.Load() {
+			e = x
+			return false
+		}
+		return true
+	})
+	if e == nil {
+		e = &hotEntry{id: inc.ID}
+		e.room.Store(int32(incident.MaxSignalSamples - len(inc.Signals.Samples)))
+	}
+	if m := h.read.Load(); m != nil && m.get(k) == e {
+		return e
+	}
+	h.dirty.set(k, e)
+	return e
+}
+
+// each calls fn for every entry in the snapshot and the new keys, until fn
+// returns false; h.mu is held.
+func (h *hotIndex) each(fn func(hotKey, *hotEntry) bool) {
+	if m := h.read.Load(); m != nil && !m.each(fn) {
+		return
+	}
+	h.dirty.each(fn)
+}
+
+// remove forgets the incident once it is no longer open: its entries are
+// marked dead, so the next signal with its key takes the slow path.
 func (h *hotIndex) remove(id string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for k, e := range h.m {
+	h.each(func(_ hotKey, e *hotEntry) bool {
 		if e.id == id {
-			delete(h.m, k)
+			e.dead.Store(true)
 		}
-	}
+		return true
+	})
 }
 
-func (h *hotIndex) dirty() []*hotEntry {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
+// pending returns the entries with signals not yet flushed.
+func (h *hotIndex) pending() []*hotEntry {
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	var out []*hotEntry
 	seen := map[*hotEntry]bool{}
-	for _, e := range h.m {
-		if !seen[e] && e.isDirty() {
+	h.each(func(_ hotKey, e *hotEntry) bool {
+		if !seen[e] && e.count.Load() > 0 {
 			seen[e] = true
 			out = append(out, e)
 		}
-	}
+		return true
+	})
 	return out
 }
 
 type delta struct {
 	count       int64
 	first, last time.Time
+	untimed     bool
 	severity    incident.Severity
 	samples     []incident.SignalSample
 }
 
+// hotEntry gathers the signals of one open incident between flushes. The
+// counters are atomics, so concurrent reports of one key contend on one
+// cache line, as a mutex would, and never block; the first few signals are
+// also kept as samples, under mu.
 type hotEntry struct {
-	id   string
-	mu   sync.Mutex
-	d    delta
-	room int // samples the incident can still take
+	id       string
+	dead     atomic.Bool
+	count    atomic.Int64
+	first    atomic.Int64 // Unix nanoseconds; 0: none since the last take
+	last     atomic.Int64
+	untimed  atomic.Bool // a signal came without At
+	severity atomic.Int32
+	room     atomic.Int32 // samples the incident can still take, less those gathered
+
+	mu      sync.Mutex
+	samples []incident.SignalSample
 }
 
-func (e *hotEntry) observe(s *incident.Signal) {
-	e.mu.Lock()
-	d := &e.d
-	d.count++
-	if d.first.IsZero() || s.At.Before(d.first) {
-		d.first = s.At
+func (e *hotEntry) observe(s *incident.Signal, now func() time.Time) {
+	e.count.Add(1)
+	if sev := int32(s.Severity); sev > e.severity.Load() {
+		casMax32(&e.severity, sev)
 	}
-	if s.At.After(d.last) {
-		d.last = s.At
+	at := s.At
+	if e.room.Load() > 0 {
+		if at.IsZero() {
+			at = now()
+		}
+		e.mu.Lock()
+		if e.room.Load() > 0 {
+			e.room.Add(-1)
+			e.samples = append(e.samples, incident.SignalSample{At: at, Source: s.Source, Severity: s.Severity, Summary: s.Summary})
+		}
+		e.mu.Unlock()
 	}
-	if s.Severity > d.severity {
-		d.severity = s.Severity
+	if at.IsZero() {
+		if !e.untimed.Load() {
+			e.untimed.Store(true)
+		}
+		return
 	}
-	if len(d.samples) < e.room {
-		d.samples = append(d.samples, incident.SignalSample{At: s.At, Source: s.Source, Severity: s.Severity, Summary: s.Summary})
+	ns := at.UnixNano()
+	if ns > e.last.Load() {
+		casMax(&e.last, ns)
 	}
-	e.mu.Unlock()
+	if f := e.first.Load(); f == 0 || ns < f {
+		casMin(&e.first, ns)
+	}
 }
 
-func (e *hotEntry) isDirty() bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.d.count > 0
+func casMax(v *atomic.Int64, x int64) {
+	for old := v.Load(); x > old && !v.CompareAndSwap(old, x); old = v.Load() {
+	}
 }
 
+func casMin(v *atomic.Int64, x int64) {
+	for old := v.Load(); (old == 0 || x < old) && !v.CompareAndSwap(old, x); old = v.Load() {
+	}
+}
+
+func casMax32(v *atomic.Int32, x int32) {
+	for old := v.Load(); x > old && !v.CompareAndSwap(old, x); old = v.Load() {
+	}
+}
+
+func fromNanos(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns).UTC()
+}
+
+// take removes and returns what was gathered since the last take.
 func (e *hotEntry) take() delta {
+	d := delta{
+		count:    e.count.Swap(0),
+		first:    fromNanos(e.first.Swap(0)),
+		last:     fromNanos(e.last.Swap(0)),
+		untimed:  e.untimed.Swap(false),
+		severity: incident.Severity(e.severity.Swap(0)),
+	}
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	d := e.d
-	e.d = delta{}
+	d.samples, e.samples = e.samples, nil
+	e.mu.Unlock()
 	return d
 }
 
 // giveBack merges a delta that could not be flushed into what came since.
 func (e *hotEntry) giveBack(d delta) {
+	e.count.Add(d.count)
+	if !d.first.IsZero() {
+		casMin(&e.first, d.first.UnixNano())
+	}
+	if !d.last.IsZero() {
+		casMax(&e.last, d.last.UnixNano())
+	}
+	if d.untimed {
+		e.untimed.Store(true)
+	}
+	casMax32(&e.severity, int32(d.severity))
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	cur := &e.d
-	cur.count += d.count
-	if !d.first.IsZero() && (cur.first.IsZero() || d.first.Before(cur.first)) {
-		cur.first = d.first
-	}
-	if d.last.After(cur.last) {
-		cur.last = d.last
-	}
-	cur.severity = max(cur.severity, d.severity)
-	cur.samples = append(d.samples, cur.samples...)
-	if len(cur.samples) > e.room {
-		cur.samples = cur.samples[:e.room]
-	}
-}
-
-func (e *hotEntry) flushed(samples int) {
-	e.mu.Lock()
-	e.room = max(0, e.room-samples)
+	e.samples = append(d.samples, e.samples...)
 	e.mu.Unlock()
 }

@@ -27,6 +27,9 @@ func FuzzSignalValidate(f *testing.F) {
 			s.Attributes = map[string]string{attrKey: attrVal}
 		}
 		err := s.Validate()
+		if incident.SignalFastPath(&s) && incident.SignalProblems(&s) != nil {
+			t.Fatalf("the fast path accepts a signal the full check rejects: %+v", s)
+		}
 		if err == nil {
 			if kind == "" || subject == "" || !s.Severity.Valid() || len(s.Key()) > incident.MaxDedupKeyLen {
 				t.Fatalf("invalid signal accepted: %+v", s)

@@ -74,6 +74,45 @@ func (s *Signal) Key() string {
 // rejected, so the secret cannot leak into the record through it, and the
 // error never quotes field values.
 func (s *Signal) Validate() error {
+	if s.valid() {
+		return nil
+	}
+	return s.problems()
+}
+
+// valid is the allocation-free check of the common case: it reports true
+// only for a signal problems would accept. FuzzSignalValidate keeps the two
+// in step.
+func (s *Signal) valid() bool {
+	if !s.Severity.Valid() || s.Kind == "" || s.Subject == "" ||
+		len(s.Kind) > MaxKindLen || len(s.Subject) > MaxSubjectLen || len(s.DedupKey) > MaxDedupKeyLen ||
+		len(s.Source) > MaxSourceLen || len(s.Account) > MaxAccountLen || len(s.Summary) > MaxSummaryLen ||
+		(s.DedupKey == "" && len(s.Kind)+1+len(s.Subject) > MaxDedupKeyLen) ||
+		len(s.Attributes) > 0 || !s.Credential.IsZero() {
+		return false // attributes and credentials take the full check
+	}
+	for i := 0; i < len(s.Kind); i++ {
+		if c := s.Kind[i]; c == ' ' || c == '\t' || c == '\r' || c == '\n' || c >= utf8.RuneSelf {
+			return false
+		}
+	}
+	// ASCII is valid UTF-8: OR every byte, and only look closer when one
+	// has the high bit set.
+	var or byte
+	for _, v := range [...]string{s.Subject, s.DedupKey, s.Source, s.Account, s.Summary} {
+		for i := 0; i < len(v); i++ {
+			or |= v[i]
+		}
+	}
+	if or < utf8.RuneSelf {
+		return true
+	}
+	return utf8.ValidString(s.Subject) && utf8.ValidString(s.DedupKey) && utf8.ValidString(s.Source) &&
+		utf8.ValidString(s.Account) && utf8.ValidString(s.Summary)
+}
+
+// problems is the full check, naming every bad field.
+func (s *Signal) problems() error {
 	var errs []error
 	bad := func(field, reason string, sentinel error) {
 		errs = append(errs, &FieldError{Field: field, Reason: reason, Err: sentinel})
