@@ -1,0 +1,102 @@
+package notify_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"time"
+
+	"github.com/breachkit/breach/incident"
+	"github.com/breachkit/breach/notify"
+)
+
+// A host delivers notices to a customer's webhook; the customer's receiver
+// verifies each delivery (here with VerifyWebhook; any Standard Webhooks
+// library does the same) and drops the webhook-ids it has seen.
+func ExampleWebhook() {
+	const secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" // shared with the receiver
+
+	seen := map[string]bool{}
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+		if err != nil {
+			http.Error(w, "cannot read body", http.StatusBadRequest)
+			return
+		}
+		if err := notify.VerifyWebhook(secret, r.Header, body, 5*time.Minute, time.Now()); err != nil {
+			http.Error(w, "bad signature", http.StatusUnauthorized)
+			return
+		}
+		if id := r.Header.Get("webhook-id"); !seen[id] {
+			seen[id] = true
+			var p notify.WebhookPayload
+			if err := json.Unmarshal(body, &p); err != nil {
+				http.Error(w, "bad payload", http.StatusBadRequest)
+				return
+			}
+			fmt.Printf("received %s for %s: %s (%s)\n", p.Type, p.Data.Recipient.ID, p.Data.Subject, p.Data.Severity)
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer receiver.Close()
+
+	wh, err := notify.NewWebhook(receiver.URL+"/breach", secret)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	msg := notify.Message{
+		IdempotencyKey: "brk_0123",
+		Channel:        "webhook",
+		Recipient:      incident.Customer{ID: "cust-1"},
+		Subject:        "Security notice about your account",
+		Text:           "We are writing to tell you about a security incident.",
+		IncidentID:     "inc-1",
+		Severity:       incident.SeverityHigh,
+	}
+	// The second call repeats the first, as a retry after a lost answer
+	// would: the receiver recognises the webhook-id.
+	for range 2 {
+		if err := wh.Notify(context.Background(), msg); err != nil {
+			fmt.Println(err)
+		}
+	}
+	fmt.Println("deliveries seen:", len(seen))
+	// Output:
+	// received incident.customer_notice for cust-1: Security notice about your account (high)
+	// deliveries seen: 1
+}
+
+// A receiver rejects a delivery whose body was changed after signing, and
+// one signed too long ago.
+func ExampleVerifyWebhook() {
+	const secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	key, err := notify.ParseWebhookSecret(secret)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	sent := time.Unix(1614265330, 0)
+	body := []byte(`{"test": 2432232314}`)
+	req := httptest.NewRequest(http.MethodPost, "/breach", bytes.NewReader(body))
+	req.Header.Set("webhook-id", "msg_p5jXN8AQM9LWM0D4loKWxJek")
+	req.Header.Set("webhook-timestamp", "1614265330")
+	req.Header.Set("webhook-signature", notify.SignWebhook(key, "msg_p5jXN8AQM9LWM0D4loKWxJek", sent, body))
+	fmt.Println(req.Header.Get("webhook-signature"))
+
+	fmt.Println(notify.VerifyWebhook(secret, req.Header, body, time.Minute, sent.Add(30*time.Second)))
+	err = notify.VerifyWebhook(secret, req.Header, []byte(`{"test": 1}`), time.Minute, sent)
+	fmt.Println(errors.Is(err, notify.ErrWebhookSignature))
+	err = notify.VerifyWebhook(secret, req.Header, body, time.Minute, sent.Add(time.Hour))
+	fmt.Println(errors.Is(err, notify.ErrWebhookTimestamp))
+	// Output:
+	// v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=
+	// <nil>
+	// true
+	// true
+}
