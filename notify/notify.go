@@ -6,6 +6,11 @@
 // channel from a [Template] and tracks each as a delivery with its own
 // idempotency key. [FanOut] sends one message through several routes and
 // reports every route's failure.
+//
+// Ready channels: [Webhook] posts signed JSON following the Standard
+// Webhooks specification (receivers check it with [VerifyWebhook]), [Email]
+// sends MIME mail over SMTP with STARTTLS, [Chan] hands messages to a Go
+// channel, and [Log] writes an audit record with log/slog.
 package notify
 
 import (
