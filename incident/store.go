@@ -64,7 +64,8 @@ type Leaser interface {
 // every method copies incidents in and out. The zero value is ready to use.
 type MemStore struct {
 	mu     sync.RWMutex
-	byID   map[string]*Incident
+	byID   map[string]*stored
+	names  names
 	open   map[string]string // dedup key → ID of the open incident
 	leases map[string]lease
 }
@@ -124,7 +125,7 @@ func (m *MemStore) Create(ctx context.Context, inc *Incident) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.byID == nil {
-		m.byID = make(map[string]*Incident)
+		m.byID = make(map[string]*stored)
 		m.open = make(map[string]string)
 	}
 	if _, ok := m.byID[inc.ID]; ok {
@@ -136,10 +137,8 @@ func (m *MemStore) Create(ctx context.Context, inc *Incident) error {
 		}
 		m.open[inc.DedupKey] = inc.ID
 	}
-	c := inc.Clone()
-	c.Version = 1
-	m.byID[inc.ID] = c
 	inc.Version = 1
+	m.byID[inc.ID] = m.names.store(inc)
 	return nil
 }
 
@@ -150,11 +149,11 @@ func (m *MemStore) Get(ctx context.Context, id string) (*Incident, error) {
 	}
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	inc, ok := m.byID[id]
+	s, ok := m.byID[id]
 	if !ok {
 		return nil, notFound(id)
 	}
-	return inc.Clone(), nil
+	return m.names.load(s), nil
 }
 
 // Update implements Store.
@@ -167,10 +166,11 @@ func (m *MemStore) Update(ctx context.Context, inc *Incident) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	cur, ok := m.byID[inc.ID]
+	st, ok := m.byID[inc.ID]
 	if !ok {
 		return notFound(inc.ID)
 	}
+	cur := st.inc
 	if cur.Version != inc.Version {
 		return &ConflictError{ID: inc.ID, Expected: inc.Version, Actual: cur.Version}
 	}
@@ -186,10 +186,8 @@ func (m *MemStore) Update(ctx context.Context, inc *Incident) error {
 	if isOpen {
 		m.open[inc.DedupKey] = inc.ID
 	}
-	c := inc.Clone()
-	c.Version = cur.Version + 1
-	m.byID[inc.ID] = c
-	inc.Version = c.Version
+	inc.Version = cur.Version + 1
+	m.byID[inc.ID] = m.names.store(inc)
 	return nil
 }
 
@@ -204,7 +202,7 @@ func (m *MemStore) FindOpen(ctx context.Context, dedupKey string) (*Incident, er
 	if !ok {
 		return nil, &notFoundError{what: "open incident with dedup key " + dedupKey}
 	}
-	return m.byID[id].Clone(), nil
+	return m.names.load(m.byID[id]), nil
 }
 
 // ListOpen implements Store.
@@ -215,7 +213,7 @@ func (m *MemStore) ListOpen(ctx context.Context) ([]*Incident, error) {
 	m.mu.RLock()
 	out := make([]*Incident, 0, len(m.open))
 	for _, id := range m.open {
-		out = append(out, m.byID[id].Clone())
+		out = append(out, m.names.load(m.byID[id]))
 	}
 	m.mu.RUnlock()
 	SortByDetected(out)
