@@ -65,6 +65,7 @@ type Rendered struct {
 // are text/template; HTML, when present, is html/template, which escapes
 // the notice's fields. A Template is immutable and safe for concurrent use.
 type Template struct {
+	builtin bool // the default notice, rendered without reflection
 	subject *template.Template
 	text    *template.Template
 	html    *htmltemplate.Template
@@ -110,6 +111,13 @@ func MustTemplate(subject, text, html string) *Template {
 // Render executes the template. The subject is one line: new lines are
 // folded to spaces. An execution error matches ErrTemplate.
 func (t *Template) Render(n Notice) (Rendered, error) {
+	if t.builtin {
+		return renderDefault(n), nil
+	}
+	return t.execute(n)
+}
+
+func (t *Template) execute(n Notice) (Rendered, error) {
 	var out Rendered
 	var b bytes.Buffer
 	if err := t.subject.Execute(&b, n); err != nil {
@@ -213,7 +221,11 @@ For more information
 `
 )
 
-var defaultTemplate = MustTemplate(DefaultSubject, DefaultText, DefaultHTML)
+var defaultTemplate = func() *Template {
+	t := MustTemplate(DefaultSubject, DefaultText, DefaultHTML)
+	t.builtin = true
+	return t
+}()
 
 // DefaultTemplate returns the built-in customer notice, in plain text and
 // HTML, good enough to send as it is.
