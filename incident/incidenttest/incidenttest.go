@@ -44,6 +44,12 @@ import (
 // still verifying, that concurrent Creates and Updates are safe, and that
 // each method returns ctx's error for a cancelled context without acting.
 //
+// When the store also implements incident.Leaser, the Lease group checks
+// that contract too: one owner at a time per incident, renewal, Unlease by
+// the owner only, leases on incidents not stored, expiry (with TTLs of a
+// second or less, waited for in real time, at most a few seconds), and
+// concurrent takers. Stores that do not implement it skip the group.
+//
 // Compared incidents go through Normalize first: a store may drop time
 // zones and monotonic clock readings and return nil for an empty slice or
 // map, but must keep times to the microsecond. A *DuplicateError or
@@ -126,6 +132,17 @@ var groups = []struct {
 		{"Update", ctxUpdate},
 		{"FindOpen", ctxFindOpen},
 		{"ListOpen", ctxListOpen},
+	}},
+	// Stores that implement incident.Leaser; the others skip these.
+	{"Lease", []check{
+		{"TakeAndRenew", leaseTakeAndRenew},
+		{"Unlease", leaseUnlease},
+		{"PerIncident", leasePerIncident},
+		{"MissingIncident", leaseMissingIncident},
+		{"Expiry", leaseExpiry},
+		{"RenewalExtends", leaseRenewalExtends},
+		{"Concurrent", leaseConcurrent},
+		{"Context", leaseContext},
 	}},
 }
 
@@ -841,4 +858,150 @@ func ctxListOpen(t *testing.T, s incident.Store) {
 	mustCreate(t, s, NewIncident("inc-1", "key-1"))
 	_, err := s.ListOpen(cancelled(t))
 	assert.ErrorIs(t, err, context.Canceled, "ListOpen with a cancelled context must return its error")
+}
+
+// ---- Lease ----
+
+// leaser returns s as an incident.Leaser, or skips the check.
+func leaser(t *testing.T, s incident.Store) incident.Leaser {
+	t.Helper()
+	l, ok := s.(incident.Leaser)
+	if !ok {
+		t.Skipf("%T does not implement incident.Leaser", s)
+	}
+	return l
+}
+
+func mustLease(t *testing.T, l incident.Leaser, id, owner string, ttl time.Duration) bool {
+	t.Helper()
+	ok, err := l.Lease(t.Context(), id, owner, ttl)
+	require.NoError(t, err, "Lease %s for %s", id, owner)
+	return ok
+}
+
+func leaseTakeAndRenew(t *testing.T, s incident.Store) {
+	l := leaser(t, s)
+	mustCreate(t, s, NewIncident("inc-1", "key-1"))
+	assert.True(t, mustLease(t, l, "inc-1", "alice", time.Minute), "a free lease must be granted")
+	assert.True(t, mustLease(t, l, "inc-1", "alice", time.Minute), "the owner must be able to renew its lease")
+	assert.False(t, mustLease(t, l, "inc-1", "bob", time.Minute), "a lease held by another owner must be refused")
+	assert.True(t, mustLease(t, l, "inc-1", "alice", time.Minute), "a refused taker must not disturb the owner's lease")
+	assert.False(t, mustLease(t, l, "inc-1", "bob", time.Minute), "the lease must still be the owner's")
+}
+
+func leaseUnlease(t *testing.T, s incident.Store) {
+	l := leaser(t, s)
+	mustCreate(t, s, NewIncident("inc-1", "key-1"))
+	require.True(t, mustLease(t, l, "inc-1", "alice", time.Minute))
+	require.NoError(t, l.Unlease(t.Context(), "inc-1", "bob"), "Unlease by a non-owner")
+	assert.False(t, mustLease(t, l, "inc-1", "bob", time.Minute), "Unlease by a non-owner must do nothing")
+	require.NoError(t, l.Unlease(t.Context(), "inc-1", "alice"), "Unlease by the owner")
+	assert.True(t, mustLease(t, l, "inc-1", "bob", time.Minute), "after the owner's Unlease another owner must get the lease")
+	require.NoError(t, l.Unlease(t.Context(), "inc-never-leased", "alice"), "Unlease of a lease nobody holds")
+	assert.Equal(t, incident.StateDetected, mustGet(t, s, "inc-1").State, "leases must leave the incident alone")
+}
+
+func leasePerIncident(t *testing.T, s incident.Store) {
+	l := leaser(t, s)
+	mustCreate(t, s, NewIncident("inc-1", "key-1"))
+	mustCreate(t, s, NewIncident("inc-2", "key-2"))
+	require.True(t, mustLease(t, l, "inc-1", "alice", time.Minute))
+	assert.True(t, mustLease(t, l, "inc-2", "bob", time.Minute), "a lease on one incident must not hold another")
+	assert.False(t, mustLease(t, l, "inc-2", "alice", time.Minute))
+	assert.False(t, mustLease(t, l, "inc-1", "bob", time.Minute))
+}
+
+func leaseMissingIncident(t *testing.T, s incident.Store) {
+	l := leaser(t, s)
+	assert.True(t, mustLease(t, l, "inc-missing", "alice", time.Minute), "a lease may be taken on an incident that does not exist")
+	assert.False(t, mustLease(t, l, "inc-missing", "bob", time.Minute), "and it holds like any other")
+	got, err := s.Get(t.Context(), "inc-missing")
+	assertNotFound(t, got, err, "Get after leasing an incident that does not exist")
+	mustCreate(t, s, NewIncident("inc-missing", "key-1"))
+	assert.False(t, mustLease(t, l, "inc-missing", "bob", time.Minute), "creating the incident must not drop its lease")
+}
+
+// waitLease polls until owner gets the lease on id, for at most limit.
+func waitLease(t *testing.T, l incident.Leaser, id, owner string, ttl, limit time.Duration) bool {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		if mustLease(t, l, id, owner, ttl) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func leaseExpiry(t *testing.T, s incident.Store) {
+	l := leaser(t, s)
+	mustCreate(t, s, NewIncident("inc-1", "key-1"))
+	const ttl = 500 * time.Millisecond
+	start := time.Now()
+	require.True(t, mustLease(t, l, "inc-1", "alice", ttl))
+	if time.Since(start) < ttl/2 {
+		assert.False(t, mustLease(t, l, "inc-1", "bob", time.Minute), "a lease must hold until its TTL runs out")
+	}
+	assert.True(t, waitLease(t, l, "inc-1", "bob", time.Minute, 5*time.Second),
+		"a lease of %s must run out: another owner could not take it within 5s", ttl)
+	assert.False(t, mustLease(t, l, "inc-1", "alice", time.Minute), "the old owner must not take a lease back from the new one")
+}
+
+func leaseRenewalExtends(t *testing.T, s incident.Store) {
+	l := leaser(t, s)
+	mustCreate(t, s, NewIncident("inc-1", "key-1"))
+	const ttl = time.Second
+	start := time.Now()
+	require.True(t, mustLease(t, l, "inc-1", "alice", ttl))
+	time.Sleep(600 * time.Millisecond)
+	renewed := time.Now()
+	require.True(t, mustLease(t, l, "inc-1", "alice", ttl), "renewal")
+	// Past the first TTL, within the renewed one.
+	time.Sleep(time.Until(start.Add(ttl + 200*time.Millisecond)))
+	if time.Since(renewed) < ttl-200*time.Millisecond {
+		assert.False(t, mustLease(t, l, "inc-1", "bob", time.Minute), "renewing must extend the lease to TTL from the renewal")
+	}
+	assert.True(t, waitLease(t, l, "inc-1", "bob", time.Minute, 5*time.Second), "the renewed lease must run out in turn")
+}
+
+func leaseConcurrent(t *testing.T, s incident.Store) {
+	l := leaser(t, s)
+	const n = 20
+	ctx := t.Context()
+	start := make(chan struct{})
+	got := make([]bool, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			got[i], errs[i] = l.Lease(ctx, "inc-contended", fmt.Sprintf("owner-%02d", i), time.Minute)
+		})
+	}
+	close(start)
+	wg.Wait()
+	var winners []int
+	for i := range n {
+		if assert.NoError(t, errs[i], "concurrent Lease %d", i) && got[i] {
+			winners = append(winners, i)
+		}
+	}
+	require.Len(t, winners, 1, "%d owners leasing one incident at once: exactly one must get it", n)
+	w := fmt.Sprintf("owner-%02d", winners[0])
+	assert.True(t, mustLease(t, l, "inc-contended", w, time.Minute), "the winner holds the lease")
+	assert.False(t, mustLease(t, l, "inc-contended", "owner-late", time.Minute))
+}
+
+func leaseContext(t *testing.T, s incident.Store) {
+	l := leaser(t, s)
+	ok, err := l.Lease(cancelled(t), "inc-1", "alice", time.Minute)
+	assert.ErrorIs(t, err, context.Canceled, "Lease with a cancelled context must return its error")
+	assert.False(t, ok, "Lease with a cancelled context reported the lease taken")
+	assert.True(t, mustLease(t, l, "inc-1", "bob", time.Minute), "Lease with a cancelled context must not take the lease")
+	err = l.Unlease(cancelled(t), "inc-1", "bob")
+	assert.ErrorIs(t, err, context.Canceled, "Unlease with a cancelled context must return its error")
+	assert.False(t, mustLease(t, l, "inc-1", "alice", time.Minute), "Unlease with a cancelled context must not give the lease up")
 }
