@@ -136,9 +136,17 @@ func (o *Orchestrator) drive(ctx, grace context.Context, id string) error {
 	}
 	defer release()
 	if o.leaser != nil {
-		unlease, ok, err := o.lease(ctx, grace, id)
-		if err != nil || !ok {
-			return err // another replica drives it; the periodic resume looks again
+		var unlease func()
+		var ok bool
+		ctx, grace, unlease, ok, err = o.lease(ctx, grace, id)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			// Another replica drives it now; look again soon, in case it
+			// stops before seeing what made this one want to drive it.
+			o.sched.later(min(o.cfg.leaseTTL/3, time.Second), id)
+			return nil
 		}
 		defer unlease()
 	}
@@ -162,12 +170,17 @@ func (o *Orchestrator) drive(ctx, grace context.Context, id string) error {
 }
 
 // lease takes the store's lease on the incident for this orchestrator and
-// keeps renewing it until the returned function is called.
-func (o *Orchestrator) lease(ctx, grace context.Context, id string) (unlease func(), ok bool, err error) {
+// renews it every third of its TTL until unlease is called. The contexts it
+// returns end when a renewal fails, so that a replica which lost its lease
+// stops driving the incident (plugin calls in flight are cancelled).
+func (o *Orchestrator) lease(ctx, grace context.Context, id string) (lctx, lgrace context.Context, unlease func(), ok bool, err error) {
 	ttl := o.cfg.leaseTTL
 	if ok, err = o.leaser.Lease(grace, id, o.cfg.owner, ttl); err != nil || !ok {
-		return nil, ok, err
+		return ctx, grace, nil, ok, err
 	}
+	lost := errors.New("breach: lease on incident " + id + " lost")
+	lctx, cancel := context.WithCancelCause(ctx)
+	lgrace, cancelGrace := context.WithCancelCause(grace)
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -180,16 +193,21 @@ func (o *Orchestrator) lease(ctx, grace context.Context, id string) (unlease fun
 			case <-done:
 				return
 			case <-t.C:
-				if ok, err := o.leaser.Lease(grace, id, o.cfg.owner, ttl); err != nil || !ok {
-					o.log.Warn("breach: renewing the lease failed; another replica may take the incident over",
-						"incident", id, "held", ok, "err", err)
+				if ok, err := o.leaser.Lease(lgrace, id, o.cfg.owner, ttl); err != nil || !ok {
+					o.log.Warn("breach: lost the lease on an incident; stopping to drive it",
+						"incident", id, "held by another", !ok && err == nil, "err", err)
+					cancel(lost)
+					cancelGrace(lost)
+					return
 				}
 			}
 		}
 	}()
-	return func() {
+	return lctx, lgrace, func() {
 		close(done)
 		wg.Wait()
+		cancel(nil)
+		cancelGrace(nil)
 		if err := o.leaser.Unlease(grace, id, o.cfg.owner); err != nil {
 			o.log.Warn("breach: giving up the lease failed; it runs out by itself", "incident", id, "err", err)
 		}
@@ -730,7 +748,10 @@ func (o *Orchestrator) send(ctx, grace context.Context, inc *incident.Incident, 
 	sctx, cancel := o.stepContext(grace, pb)
 	defer cancel()
 	notices := map[string]notify.Rendered{}
-	actions := o.actionDescriptions(inc, pb)
+	// The deliveries' goroutines record results into inc under mu, and a
+	// conflicting write may replace *inc; messages are built from a copy.
+	snap := inc.Clone()
+	actions := o.actionDescriptions(snap, pb)
 	sem := semaphore.NewWeighted(int64(o.cfg.deliveryConcurrency))
 	var mu sync.Mutex // guards inc, failed, werr
 	var wg sync.WaitGroup
@@ -739,7 +760,7 @@ func (o *Orchestrator) send(ctx, grace context.Context, inc *incident.Incident, 
 		r, ok := notices[rid]
 		var rerr error
 		if !ok {
-			r, rerr = pb.template().Render(o.notice(inc, pb, p.customer, actions))
+			r, rerr = pb.template().Render(o.notice(snap, pb, p.customer, actions))
 			if rerr == nil {
 				notices[rid] = r
 			}
@@ -758,8 +779,8 @@ func (o *Orchestrator) send(ctx, grace context.Context, inc *incident.Incident, 
 			msg := notify.Message{
 				IdempotencyKey: p.key, Channel: p.route.Channel, Recipient: p.customer,
 				Subject: r.Subject, Text: r.Text, HTML: r.HTML,
-				IncidentID: inc.ID, Kind: inc.Kind, Severity: inc.Severity,
-				Impact: inc.Investigation.Impact, Recommendations: append([]string(nil), inc.Recommendations...),
+				IncidentID: snap.ID, Kind: snap.Kind, Severity: snap.Severity,
+				Impact: snap.Investigation.Impact, Recommendations: append([]string(nil), snap.Recommendations...),
 			}
 			out := incident.Outcome{Attempts: 0, Err: incident.Permanent(rerr)}
 			if rerr == nil {

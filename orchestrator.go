@@ -167,8 +167,10 @@ func WithFlushInterval(d time.Duration) Option {
 // WithLease names this orchestrator among the replicas sharing a store that
 // implements incident.Leaser, and sets how long its lease on an incident
 // lasts without renewal (renewed every third of it while it drives the
-// incident). A replica that dies holds its incidents for at most ttl; then
-// the others' periodic resume (every ttl) takes them over. The defaults are
+// incident). A replica that dies holds its incidents until its leases run
+// out, and the others' periodic resume (every ttl) takes them over: within
+// two TTLs. A replica that fails to renew a lease stops driving that
+// incident. The defaults are
 // a random owner name and 30s. Without a Leaser store the option has no
 // effect.
 func WithLease(owner string, ttl time.Duration) Option {
@@ -307,11 +309,13 @@ func (o *Orchestrator) ListOpen(ctx context.Context) ([]*incident.Incident, erro
 }
 
 // Await blocks until cond holds for the stored incident, and returns it. It
-// re-checks after every write this Orchestrator makes (writes by other
-// replicas are seen at the next local write). An incident that is not in the
-// store yet is waited for. It returns ctx's error when ctx ends first, and
-// other store errors as they are.
+// re-checks after every write this Orchestrator makes, and at least every
+// awaitPoll (one second) for writes by other replicas. An incident that is
+// not in the store yet is waited for. It returns ctx's error when ctx ends
+// first, and other store errors as they are.
 func (o *Orchestrator) Await(ctx context.Context, id string, cond func(*incident.Incident) bool) (*incident.Incident, error) {
+	t := time.NewTicker(awaitPoll)
+	defer t.Stop()
 	for {
 		o.changesMu.Lock()
 		ch := o.changes
@@ -329,9 +333,14 @@ func (o *Orchestrator) Await(ctx context.Context, id string, cond func(*incident
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-ch:
+		case <-t.C:
 		}
 	}
 }
+
+// awaitPoll is how often Await looks at the store for other replicas'
+// writes.
+const awaitPoll = time.Second
 
 func (o *Orchestrator) changed() {
 	o.changesMu.Lock()
@@ -412,8 +421,11 @@ func (o *Orchestrator) Run(ctx context.Context, detectors ...incident.Detector) 
 	o.sched.wakeAll()
 	wg.Wait()
 	o.sched.stopTimers()
-	// Persist signal counts gathered since the last flush.
-	if err := o.Flush(grace); err != nil {
+	// Persist signal counts gathered since the last flush, with time of its
+	// own: the grace may be spent by now.
+	fctx, cancelFlush := context.WithTimeout(context.WithoutCancel(ctx), finalFlushTimeout)
+	defer cancelFlush()
+	if err := o.Flush(fctx); err != nil {
 		o.log.Error("breach: final flush of signal counts failed", "err", err)
 	}
 	return nil
@@ -432,14 +444,22 @@ func (o *Orchestrator) runDetector(ctx context.Context, i int, d incident.Detect
 
 const resumeAll = "\x00resume"
 
+// finalFlushTimeout bounds the flush of signal counts when Run stops.
+const finalFlushTimeout = 10 * time.Second
+
 func (o *Orchestrator) resume(ctx context.Context) error {
 	open, err := o.store.ListOpen(ctx)
 	if err != nil {
 		return err
 	}
+	ids := make(map[string]bool, len(open))
 	for _, inc := range open {
+		ids[inc.ID] = true
 		o.sched.add(inc.ID)
 	}
+	// Another replica may have closed incidents this one still counts
+	// signals for: forget them, so the next signal opens a new incident.
+	o.hot.retain(ids)
 	return nil
 }
 

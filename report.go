@@ -181,36 +181,58 @@ func (o *Orchestrator) credential(id string) incident.Secret {
 // without Run may call it themselves. Failures are returned joined; what
 // failed to flush is kept for the next try.
 func (o *Orchestrator) Flush(ctx context.Context) error {
-	var errs []error
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+	)
+	sem := make(chan struct{}, flushConcurrency)
 	for _, e := range o.hot.pending() {
-		d := e.take()
-		if d.count == 0 {
-			continue
-		}
-		if d.untimed {
-			// Signals without a time were counted without reading the
-			// clock; the flush is when they are known to have been seen by.
-			if now := o.cfg.now(); now.After(d.last) {
-				d.last = now
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := o.flushEntry(ctx, e); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
 			}
-		}
-		inc, err := o.store.Get(ctx, e.id)
-		if err == nil {
-			err = o.mutate(ctx, inc, func(inc *incident.Incident) error {
-				o.applyDelta(inc, d)
-				return nil
-			})
-		}
-		if err != nil {
-			e.giveBack(d)
-			errs = append(errs, err)
-			continue
-		}
-		if !inc.State.Open() {
-			o.hot.remove(e.id)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// flushConcurrency bounds the incidents Flush writes at once.
+const flushConcurrency = 8
+
+func (o *Orchestrator) flushEntry(ctx context.Context, e *hotEntry) error {
+	d := e.take()
+	if d.count == 0 {
+		return nil
+	}
+	if d.untimed {
+		// Signals without a time were counted without reading the clock;
+		// the flush is when they are known to have been seen by.
+		if now := o.cfg.now(); now.After(d.last) {
+			d.last = now
 		}
 	}
-	return errors.Join(errs...)
+	inc, err := o.store.Get(ctx, e.id)
+	if err == nil {
+		err = o.mutate(ctx, inc, func(inc *incident.Incident) error {
+			o.applyDelta(inc, d)
+			return nil
+		})
+	}
+	if err != nil {
+		e.giveBack(d)
+		return err
+	}
+	if !inc.State.Open() {
+		o.hot.remove(e.id)
+	}
+	return nil
 }
 
 func (o *Orchestrator) applyDelta(inc *incident.Incident, d delta) {
@@ -411,6 +433,18 @@ func (h *hotIndex) each(fn func(hotKey, *hotEntry) bool) {
 		return
 	}
 	h.dirty.each(fn)
+}
+
+// retain forgets every incident not in open.
+func (h *hotIndex) retain(open map[string]bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.each(func(_ hotKey, e *hotEntry) bool {
+		if !open[e.id] {
+			e.dead.Store(true)
+		}
+		return true
+	})
 }
 
 // remove forgets the incident once it is no longer open: its entries are

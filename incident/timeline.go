@@ -7,6 +7,7 @@ import (
 	"errors"
 	"hash"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -71,8 +72,13 @@ type Entry struct {
 // concurrent mutation; it is part of an Incident and shares its rules.
 type Timeline []Entry
 
-// Append adds e, computing its Hash, and returns the entry as stored.
+// Append adds e, computing its Hash, and returns the entry as stored. Text
+// that is not valid UTF-8 is repaired first (invalid bytes become U+FFFD),
+// as a JSON or text store would repair it, so that the stored timeline
+// still verifies.
 func (t *Timeline) Append(e Entry) Entry {
+	e.Actor = strings.ToValidUTF8(e.Actor, "\uFFFD")
+	e.Detail = strings.ToValidUTF8(e.Detail, "\uFFFD")
 	var prev Hash
 	if n := len(*t); n > 0 {
 		prev = (*t)[n-1].Hash
