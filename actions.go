@@ -73,7 +73,10 @@ func (o *Orchestrator) Dismiss(ctx context.Context, id, actor, reason string) er
 		return err
 	}
 	failed, err := o.finishDismissal(ctx, nil, inc, o.cfg.playbooks[inc.Kind])
-	return errors.Join(failed, err)
+	if err != nil {
+		o.sched.add(id) // the driver finishes a dismissal that is on record
+	}
+	return errors.Join(o.redactErr(id, failed), err)
 }
 
 // Resolve marks the corrective work of an incident done. From investigating,
@@ -83,17 +86,24 @@ func (o *Orchestrator) Dismiss(ctx context.Context, id, actor, reason string) er
 // *incident.TransitionError when the incident cannot be resolved in its
 // state.
 func (o *Orchestrator) Resolve(ctx context.Context, id, actor, note string) error {
+	var open []string
 	_, err := o.act(ctx, id, actor, func(inc *incident.Incident) error {
+		open = nil
 		if inc.State != incident.StateResolving && o.lc.Can(inc.State, incident.EventRemediate) {
 			if err := o.fire(inc, incident.EventRemediate, actor, "resolution started: "+note); err != nil {
 				return err
 			}
 		}
-		if open := inc.OpenTasks(); len(open) > 0 && inc.State == incident.StateResolving {
-			return &OpenTasksError{IncidentID: inc.ID, Tasks: open}
+		if open = inc.OpenTasks(); len(open) > 0 && inc.State == incident.StateResolving {
+			// Keep the move into resolution (it opened the tasks); refuse
+			// only the resolve itself.
+			return nil
 		}
 		return o.fire(inc, incident.EventResolve, actor, note)
 	})
+	if err == nil && len(open) > 0 {
+		return &OpenTasksError{IncidentID: id, Tasks: open}
+	}
 	return err
 }
 
@@ -120,6 +130,20 @@ func (o *Orchestrator) Reopen(ctx context.Context, id, actor, reason string) err
 		}
 		inc.Investigation, inc.Decision, inc.Dismissal, inc.Escalation = nil, nil, nil, nil
 		inc.ResolvedAt, inc.ClosedAt = time.Time{}, time.Time{}
+		// Containment undone at dismissal is applied again as a new effect,
+		// under a new key: the old one names the effect that was released.
+		gen := 0
+		for _, e := range inc.Timeline {
+			if e.Event == incident.EventReopen {
+				gen++
+			}
+		}
+		for i := range inc.Actions {
+			if r := &inc.Actions[i]; r.Status == incident.ActionReleased || r.Status == incident.ActionReleaseFailed {
+				r.Status, r.Attempts, r.LastError = incident.ActionPending, 0, ""
+				r.IdempotencyKey = incident.IdempotencyKey(inc.ID, "contain/"+strconv.Itoa(gen), r.Name)
+			}
+		}
 		return nil
 	})
 	return err
@@ -144,6 +168,9 @@ func (o *Orchestrator) Retry(ctx context.Context, id, actor, note string) error 
 			ev = incident.EventContain
 		case incident.StateNotifying:
 			ev = incident.EventNotify
+			if inc.Decision != nil && !inc.Decision.Notify {
+				ev = incident.EventRemediate // a person decided since: no notice
+			}
 		case incident.StateResolving:
 			ev = incident.EventRemediate
 		case incident.StateInvestigating:

@@ -337,13 +337,12 @@ func (o *Orchestrator) checkIncident(ctx context.Context, inc *incident.Incident
 	if !o.dueForCheck(inc, now) {
 		return nil
 	}
-	release, err := o.slots.acquire(ctx, inc.ID)
-	if err != nil {
-		return err
-	}
+	// No slot: a check changes the record under compare-and-swap and runs
+	// no plugin, so it need not wait for a drive of the incident in
+	// progress (which may be a long containment).
 	var alerts []alert
 	var escalation string
-	err = o.mutate(ctx, inc, func(inc *incident.Incident) error {
+	err := o.mutate(ctx, inc, func(inc *incident.Incident) error {
 		alerts, escalation = alerts[:0], ""
 		for i := range inc.Deadlines {
 			d := &inc.Deadlines[i]
@@ -369,14 +368,13 @@ func (o *Orchestrator) checkIncident(ctx context.Context, inc *incident.Incident
 					subject: "Deadline approaching: " + d.Name + " (incident " + inc.ID + ")",
 					text: "The clock " + strconv.Quote(d.Name) + " of incident " + inc.ID + " is due at " +
 						d.Due.UTC().Format(time.RFC3339) + " (in " + roundDur(d.Due.Sub(now)) + "): " + string(d.Stop) + " is still to do.\n",
-					key: incident.IdempotencyKey(inc.ID, "deadline-warning", d.Name),
+					key: incident.IdempotencyKey(inc.ID, "deadline-warning", d.Name+"@"+d.Due.UTC().Format(time.RFC3339)),
 				})
 			}
 		}
 		escalation = o.approvalTimeouts(inc, now)
 		return nil
 	})
-	release()
 	if err != nil {
 		return err
 	}

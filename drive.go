@@ -30,6 +30,7 @@ const maxConflicts = 16
 // must be re-read. fn returning errStale ends mutate with errStale.
 func (o *Orchestrator) mutate(ctx context.Context, inc *incident.Incident, fn func(*incident.Incident) error) error {
 	for range maxConflicts {
+		before := len(inc.Timeline)
 		if err := fn(inc); err != nil {
 			return err
 		}
@@ -37,6 +38,7 @@ func (o *Orchestrator) mutate(ctx context.Context, inc *incident.Incident, fn fu
 		err := o.store.Update(ctx, inc)
 		if err == nil {
 			o.changed()
+			o.announce(inc, before)
 			if !inc.State.Open() {
 				o.hot.remove(inc.ID)
 				o.creds.Delete(inc.ID)
@@ -71,17 +73,6 @@ func (o *Orchestrator) fire(inc *incident.Incident, ev incident.Event, actor, de
 	now := o.cfg.now()
 	from := inc.State
 	inc.State = to
-	if o.cfg.observer != nil {
-		since := inc.DetectedAt
-		for i := len(inc.Timeline) - 1; i >= 0; i-- {
-			if inc.Timeline[i].Type == incident.EntryTransition {
-				since = inc.Timeline[i].At
-				break
-			}
-		}
-		o.observe(Observation{Kind: ObserveTransition, At: now, IncidentID: inc.ID, IncidentKind: inc.Kind,
-			Severity: inc.Severity, Event: ev, From: from, To: to, Duration: now.Sub(since), Outcome: string(to)})
-	}
 	inc.Timeline.Append(incident.Entry{At: now, Actor: actor, Type: incident.EntryTransition,
 		Event: ev, From: from, To: to, Detail: o.redact(inc.ID, detail)})
 	switch to {
@@ -103,8 +94,32 @@ func (o *Orchestrator) fire(inc *incident.Incident, ev incident.Event, actor, de
 		inc.NotifiedAt = now
 		o.reach(inc, incident.MilestoneCustomersNotified, now, actor, "")
 	}
-	o.log.Info("breach: incident "+string(ev), "incident", inc.ID, "from", string(from), "to", string(to), "actor", actor)
 	return nil
+}
+
+// announce logs and observes the transitions a successful write recorded,
+// the entries of inc.Timeline from index from on: only what was stored is
+// told.
+func (o *Orchestrator) announce(inc *incident.Incident, from int) {
+	for i := from; i < len(inc.Timeline); i++ {
+		e := &inc.Timeline[i]
+		if e.Type != incident.EntryTransition {
+			continue
+		}
+		o.log.Info("breach: incident "+string(e.Event), "incident", inc.ID, "from", string(e.From), "to", string(e.To), "actor", e.Actor)
+		if o.cfg.observer == nil {
+			continue
+		}
+		since := inc.DetectedAt
+		for j := i - 1; j >= 0; j-- {
+			if inc.Timeline[j].Type == incident.EntryTransition {
+				since = inc.Timeline[j].At
+				break
+			}
+		}
+		o.observe(Observation{Kind: ObserveTransition, At: e.At, IncidentID: inc.ID, IncidentKind: inc.Kind,
+			Severity: inc.Severity, Event: e.Event, From: e.From, To: e.To, Duration: e.At.Sub(since), Outcome: string(e.To)})
+	}
 }
 
 // advance fires ev if inc is still in state from, and persists it.
@@ -401,6 +416,26 @@ func (o *Orchestrator) investigate(ctx, grace context.Context, inc *incident.Inc
 	})
 }
 
+// redactFindings removes the incident's credential from what an
+// investigator wrote, before it is stored, reported or sent to customers.
+func (o *Orchestrator) redactFindings(id string, f incident.Findings) incident.Findings {
+	if o.credential(id).IsZero() {
+		return f
+	}
+	r := func(s string) string { return o.redact(id, s) }
+	f.RootCause, f.Summary, f.Impact.Summary = r(f.RootCause), r(f.Summary), r(f.Impact.Summary)
+	f.Notes = append([]string(nil), f.Notes...)
+	for i := range f.Notes {
+		f.Notes[i] = r(f.Notes[i])
+	}
+	f.Impact.Customers = append([]incident.Customer(nil), f.Impact.Customers...)
+	for i := range f.Impact.Customers {
+		c := &f.Impact.Customers[i]
+		c.ID, c.Name, c.Email = r(c.ID), r(c.Name), r(c.Email)
+	}
+	return f
+}
+
 func checkFindings(f incident.Findings) error {
 	seen := map[string]bool{}
 	for i, c := range f.Impact.Customers {
@@ -425,6 +460,7 @@ func recipientID(c incident.Customer) string {
 
 func (o *Orchestrator) recordFindings(inc *incident.Incident, pb *Playbook, f incident.Findings, attempts int, d *incident.Decision) {
 	now := o.cfg.now()
+	f = o.redactFindings(inc.ID, f)
 	inc.Investigation = &incident.Investigation{Findings: f, At: now, Attempts: attempts}
 	detail := "investigation done"
 	if f.RootCause != "" {
@@ -529,7 +565,8 @@ func (o *Orchestrator) contain(ctx, grace context.Context, inc *incident.Inciden
 					r = &inc.Actions[len(inc.Actions)-1]
 				}
 				switch {
-				case r.Status == incident.ActionAwaiting:
+				case r.Status == incident.ActionAwaiting, r.Status == incident.ActionApplied, r.Status == incident.ActionDenied:
+					// decided since the list was made (another replica, a person)
 				case a.Approval.Required(inc.Severity) && !r.Approval.Decided():
 					r.Status = incident.ActionAwaiting
 					r.Approval = &incident.Approval{RequestedAt: now}
@@ -581,7 +618,7 @@ func (o *Orchestrator) contain(ctx, grace context.Context, inc *incident.Inciden
 					werr = errors.Join(werr, err)
 				},
 			}
-			results := runner.Apply(sctx, run, o.baseRequest(inc), nil)
+			results := runner.Apply(sctx, run, o.baseRequest(inc), recordedKeys(inc))
 			if werr != nil {
 				return false, werr
 			}
@@ -625,6 +662,22 @@ func (o *Orchestrator) approvalTimeouts(inc *incident.Incident, now time.Time) s
 		reasons = append(reasons, reason)
 	}
 	return strings.Join(reasons, "; ")
+}
+
+// recordedKeys returns the idempotency keys on inc's action records, read
+// now: the runner calls it from its goroutines while results change inc.
+func recordedKeys(inc *incident.Incident) func(containment.Action) string {
+	keys := make(map[string]string, len(inc.Actions))
+	for _, r := range inc.Actions {
+		keys[r.Name] = r.IdempotencyKey
+	}
+	id := inc.ID
+	return func(a containment.Action) string {
+		if k := keys[a.Name]; k != "" {
+			return k
+		}
+		return containment.Key(id, a)
+	}
 }
 
 func (o *Orchestrator) recordAction(inc *incident.Incident, res containment.Result, ok, failed incident.ActionStatus, okWord, failWord string) {
@@ -693,6 +746,9 @@ const deliveryConcurrency = 4
 
 func (o *Orchestrator) notify(ctx, grace context.Context, inc *incident.Incident, pb *Playbook) (bool, error) {
 	from := inc.State
+	if inc.Decision == nil || !inc.Decision.Notify {
+		return true, o.escalate(grace, inc, from, "notification started but the decision is not to notify customers")
+	}
 	if len(pb.Notifiers) == 0 {
 		return true, o.escalate(grace, inc, from, "customers must be notified but the playbook has no notifier")
 	}
@@ -737,6 +793,9 @@ func (o *Orchestrator) notify(ctx, grace context.Context, inc *incident.Incident
 		if failed != nil {
 			return true, o.escalate(grace, inc, from, "customer notification failed: "+failed.Error())
 		}
+		if !o.allDelivered(inc, pb) {
+			return true, o.escalate(grace, inc, from, "customer notification incomplete: the step ran out of time before every notice was sent")
+		}
 	}
 	return true, o.advance(grace, inc, from, incident.EventNotified, "every affected customer notified")
 }
@@ -780,7 +839,8 @@ func (o *Orchestrator) send(ctx, grace context.Context, inc *incident.Incident, 
 				IdempotencyKey: p.key, Channel: p.route.Channel, Recipient: p.customer,
 				Subject: r.Subject, Text: r.Text, HTML: r.HTML,
 				IncidentID: snap.ID, Kind: snap.Kind, Severity: snap.Severity,
-				Impact: snap.Investigation.Impact, Recommendations: append([]string(nil), snap.Recommendations...),
+				Impact:          recipientImpact(snap.Investigation.Impact, p.customer),
+				Recommendations: append([]string(nil), snap.Recommendations...),
 			}
 			out := incident.Outcome{Attempts: 0, Err: incident.Permanent(rerr)}
 			if rerr == nil {
@@ -820,6 +880,14 @@ func (o *Orchestrator) send(ctx, grace context.Context, inc *incident.Incident, 
 	}
 	wg.Wait()
 	return failed, werr
+}
+
+// recipientImpact is the impact as one recipient may see it: the data
+// involved, and only themselves among the affected customers.
+func recipientImpact(im incident.Impact, c incident.Customer) incident.Impact {
+	im.Customers = []incident.Customer{c}
+	im.Data = append([]incident.DataCategory(nil), im.Data...)
+	return im
 }
 
 func (o *Orchestrator) actionDescriptions(inc *incident.Incident, pb *Playbook) []string {
@@ -904,7 +972,7 @@ func (o *Orchestrator) finishDismissal(ctx context.Context, stop <-chan struct{}
 			}))
 		},
 	}
-	results := runner.Release(ctx, applied, o.baseRequest(inc), func(a containment.Action) string { return containment.Key(inc.ID, a) })
+	results := runner.Release(ctx, applied, o.baseRequest(inc), recordedKeys(inc))
 	if werr != nil {
 		return nil, werr
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -83,6 +84,11 @@ func WithPlaybook(p Playbook) Option {
 		if _, dup := c.playbooks[p.Kind]; dup {
 			return fmt.Errorf("%w: two playbooks for kind %q", ErrInvalidPlaybook, p.Kind)
 		}
+		p.Containment = slices.Clone(p.Containment)
+		p.Notifiers = slices.Clone(p.Notifiers)
+		p.Recommendations = slices.Clone(p.Recommendations)
+		p.Tasks = slices.Clone(p.Tasks)
+		p.Clocks = slices.Clone(p.Clocks)
 		c.playbooks[p.Kind] = &p
 		return nil
 	}
@@ -197,8 +203,9 @@ func WithDeadlineInterval(d time.Duration) Option {
 
 // WithOnCall sets the notifier that tells responders when an incident is
 // escalated to them, when an action waits for their approval, and when a
-// notification clock is about to run out or has run out. Its failures are logged and put on the timeline; they
-// never stop the response.
+// notification clock is about to run out or has run out. Pages are sent at
+// most once, each with an idempotency key; a failure is logged (and, for an
+// escalation, put on the timeline) and never stops the response.
 func WithOnCall(n notify.Notifier) Option {
 	return func(c *config) error {
 		if n == nil {
@@ -448,6 +455,7 @@ const resumeAll = "\x00resume"
 const finalFlushTimeout = 10 * time.Second
 
 func (o *Orchestrator) resume(ctx context.Context) error {
+	mark := o.hot.mark()
 	open, err := o.store.ListOpen(ctx)
 	if err != nil {
 		return err
@@ -459,7 +467,7 @@ func (o *Orchestrator) resume(ctx context.Context) error {
 	}
 	// Another replica may have closed incidents this one still counts
 	// signals for: forget them, so the next signal opens a new incident.
-	o.hot.retain(ids)
+	o.hot.retain(ids, mark)
 	return nil
 }
 

@@ -155,6 +155,9 @@ func (p *Playbook) validate() error {
 			return bad("action %q: bad approval rule", a.Name)
 		}
 	}
+	if p.Template != nil && !p.Template.Ready() {
+		return bad("Template was not built with notify.NewTemplate")
+	}
 	if p.StepTimeout < 0 || p.ContainConcurrency < 0 {
 		return bad("negative StepTimeout or ContainConcurrency")
 	}

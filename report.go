@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"maps"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -208,7 +209,7 @@ const flushConcurrency = 8
 
 func (o *Orchestrator) flushEntry(ctx context.Context, e *hotEntry) error {
 	d := e.take()
-	if d.count == 0 {
+	if d.count == 0 && d.severity == 0 && d.last.IsZero() && !d.untimed && len(d.samples) == 0 {
 		return nil
 	}
 	if d.untimed {
@@ -221,16 +222,64 @@ func (o *Orchestrator) flushEntry(ctx context.Context, e *hotEntry) error {
 	inc, err := o.store.Get(ctx, e.id)
 	if err == nil {
 		err = o.mutate(ctx, inc, func(inc *incident.Incident) error {
+			if !inc.State.Open() {
+				return errEnded
+			}
 			o.applyDelta(inc, d)
 			return nil
 		})
+	}
+	if errors.Is(err, errEnded) {
+		// The incident ended (here or on another replica) after these
+		// signals were counted on it: they belong to a new incident.
+		o.hot.remove(e.id)
+		return o.refile(ctx, e, d)
 	}
 	if err != nil {
 		e.giveBack(d)
 		return err
 	}
-	if !inc.State.Open() {
-		o.hot.remove(e.id)
+	return nil
+}
+
+// errEnded stops a flush into an incident that is no longer open.
+var errEnded = errors.New("breach: incident ended")
+
+// refile reports signals counted on an incident that ended as one signal
+// for the same key, which opens a new incident (or joins the one open
+// now), and adds the rest of the count to it.
+func (o *Orchestrator) refile(ctx context.Context, e *hotEntry, d delta) error {
+	if d.count == 0 {
+		return nil
+	}
+	sig := incident.Signal{Kind: e.kind, Subject: e.key.subject, DedupKey: e.key.dedup, Severity: d.severity,
+		Source: "coalesced", Summary: strconv.FormatInt(d.count, 10) + " signal(s) that arrived as the previous incident ended",
+		At: d.last}
+	if e.key.dedup != "" {
+		if inc, err := o.store.Get(ctx, e.id); err == nil {
+			sig.Subject = inc.Subject
+		}
+	}
+	if !sig.Severity.Valid() {
+		sig.Severity = incident.SeverityLow
+	}
+	if len(d.samples) > 0 {
+		sig.Source, sig.Summary = d.samples[0].Source, d.samples[0].Summary
+	}
+	if sig.At.IsZero() {
+		sig.At = o.cfg.now()
+	}
+	if err := sig.Validate(); err != nil {
+		return err
+	}
+	if _, err := o.reportSlow(ctx, sig); err != nil {
+		e.giveBack(d)
+		return err
+	}
+	if d.count > 1 {
+		if n := o.hot.get(hotKeyOf(&sig)); n != nil {
+			n.giveBack(delta{count: d.count - 1, last: d.last, untimed: d.untimed, severity: d.severity})
+		}
 	}
 	return nil
 }
@@ -361,6 +410,7 @@ func (m *hotMap) len() int {
 type hotIndex struct {
 	read   atomic.Pointer[hotMap]
 	mu     sync.Mutex
+	seq    uint64 // entries created so far
 	dirty  hotMap // keys not yet in read
 	misses int
 }
@@ -416,7 +466,8 @@ func (h *hotIndex) put(k hotKey, inc *incident.Incident) *hotEntry {
 		return true
 	})
 	if e == nil {
-		e = &hotEntry{id: inc.ID}
+		h.seq++
+		e = &hotEntry{id: inc.ID, key: k, kind: inc.Kind, born: h.seq}
 		e.room.Store(int32(incident.MaxSignalSamples - len(inc.Signals.Samples)))
 	}
 	if m := h.read.Load(); m != nil && m.get(k) == e {
@@ -435,12 +486,20 @@ func (h *hotIndex) each(fn func(hotKey, *hotEntry) bool) {
 	h.dirty.each(fn)
 }
 
-// retain forgets every incident not in open.
-func (h *hotIndex) retain(open map[string]bool) {
+// mark returns a position to pass to retain.
+func (h *hotIndex) mark() uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.seq
+}
+
+// retain forgets every incident not in open that the index knew at mark:
+// entries made since may be for incidents opened after open was read.
+func (h *hotIndex) retain(open map[string]bool, mark uint64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.each(func(_ hotKey, e *hotEntry) bool {
-		if !open[e.id] {
+		if e.born <= mark && !open[e.id] {
 			e.dead.Store(true)
 		}
 		return true
@@ -490,6 +549,9 @@ type delta struct {
 // also kept as samples, under mu.
 type hotEntry struct {
 	id       string
+	key      hotKey // the key it was filed under, to re-file signals
+	kind     string
+	born     uint64 // hotIndex.seq when created
 	dead     atomic.Bool
 	count    atomic.Int64
 	first    atomic.Int64 // Unix nanoseconds; 0: none since the last take

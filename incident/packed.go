@@ -81,7 +81,7 @@ func (t *names) pack(tl Timeline) (packedTimeline, bool) {
 		pe.actor, pe.typ, pe.ev, pe.from, pe.to = actor, uint16(typ), uint16(ev), uint16(from), uint16(to)
 		pe.at = math.MinInt64
 		if !e.At.IsZero() {
-			pe.at = e.At.UnixNano()
+			pe.at = e.At.UnixMicro()
 		}
 		pe.off, pe.n = uint32(b.Len()), uint32(len(e.Detail))
 		b.WriteString(e.Detail)
@@ -100,7 +100,7 @@ func (t *names) unpack(p packedTimeline) Timeline {
 		pe := &p.entries[i]
 		e := &tl[i]
 		if pe.at != math.MinInt64 {
-			e.At = time.Unix(0, pe.at).UTC()
+			e.At = time.UnixMicro(pe.at).UTC()
 		}
 		e.Actor = t.strs[pe.actor]
 		e.Type, e.Event = EntryType(t.strs[pe.typ]), Event(t.strs[pe.ev])

@@ -111,11 +111,18 @@ func MustTemplate(subject, text, html string) *Template {
 // Render executes the template. The subject is one line: new lines are
 // folded to spaces. An execution error matches ErrTemplate.
 func (t *Template) Render(n Notice) (Rendered, error) {
-	if t.builtin {
+	switch {
+	case !t.Ready():
+		return Rendered{}, fmt.Errorf("%w: not built with NewTemplate", ErrTemplate)
+	case t.builtin:
 		return renderDefault(n), nil
 	}
 	return t.execute(n)
 }
+
+// Ready reports whether t can render: it was made by NewTemplate or
+// MustTemplate, or is DefaultTemplate. A nil or zero Template is not.
+func (t *Template) Ready() bool { return t != nil && (t.builtin || t.subject != nil) }
 
 func (t *Template) execute(n Notice) (Rendered, error) {
 	var out Rendered
