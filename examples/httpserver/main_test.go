@@ -185,6 +185,7 @@ func TestEndToEnd(t *testing.T) {
 	// The leaked token appears nowhere it should not.
 	assert.NotContains(t, logs.String(), key.Secret)
 	status, body = get(t, srv.URL+"/incidents/"+id, "")
+	require.Equal(t, http.StatusOK, status)
 	assert.NotContains(t, body, key.Secret)
 	assert.False(t, strings.Contains(fmtAll(sent), key.Secret))
 }
