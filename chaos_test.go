@@ -187,6 +187,8 @@ func TestRunLeavesNoGoroutine(t *testing.T) {
 		cancel()
 		require.NoError(t, <-done)
 		synctest.Wait()
-		assert.Equal(t, before, runtime.NumGoroutine(), "Run left goroutines behind")
+		// The count is process-wide: goroutines of earlier tests may end
+		// meanwhile, so fewer is fine; more would be a leak.
+		assert.LessOrEqual(t, runtime.NumGoroutine(), before, "Run left goroutines behind")
 	})
 }
