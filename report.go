@@ -24,7 +24,11 @@ const storeTimeout = 30 * time.Second
 //
 // A signal for an incident this process already knows costs a map lookup
 // and a counter; its count, last-seen time and sample reach the store with
-// the next flush (see WithFlushInterval and Flush). Report validates the
+// the next flush (see WithFlushInterval and Flush). Replicas: until the next
+// flush or periodic resume, such a signal may be acknowledged with the ID of
+// an incident another replica has just closed; at the flush, signals whose
+// At shows they came after the end are filed to a new incident, and the
+// others are counted on the ended one. Report validates the
 // signal first: an invalid one returns an error matching
 // incident.ErrInvalidSignal and nothing is recorded. A credential in the
 // signal is kept in memory for containment and never stored.
@@ -222,7 +226,7 @@ func (o *Orchestrator) flushEntry(ctx context.Context, e *hotEntry) error {
 	inc, err := o.store.Get(ctx, e.id)
 	if err == nil {
 		err = o.mutate(ctx, inc, func(inc *incident.Incident) error {
-			if !inc.State.Open() {
+			if !inc.State.Open() && !d.untimed && !d.first.IsZero() && d.first.After(endedAt(inc)) {
 				return errEnded
 			}
 			o.applyDelta(inc, d)
@@ -230,8 +234,8 @@ func (o *Orchestrator) flushEntry(ctx context.Context, e *hotEntry) error {
 		})
 	}
 	if errors.Is(err, errEnded) {
-		// The incident ended (here or on another replica) after these
-		// signals were counted on it: they belong to a new incident.
+		// Every one of these signals was seen after the incident ended (on
+		// another replica, say): they belong to a new incident.
 		o.hot.remove(e.id)
 		return o.refile(ctx, e, d)
 	}
@@ -239,7 +243,23 @@ func (o *Orchestrator) flushEntry(ctx context.Context, e *hotEntry) error {
 		e.giveBack(d)
 		return err
 	}
+	if !inc.State.Open() {
+		// Signals seen while it was open, or without a time to tell, stay
+		// on it; the next signal for the key opens a new incident.
+		o.hot.remove(e.id)
+	}
 	return nil
+}
+
+// endedAt is when an incident that is no longer open closed or was
+// dismissed: the time of its last transition.
+func endedAt(inc *incident.Incident) time.Time {
+	for i := len(inc.Timeline) - 1; i >= 0; i-- {
+		if inc.Timeline[i].Type == incident.EntryTransition {
+			return inc.Timeline[i].At
+		}
+	}
+	return inc.UpdatedAt
 }
 
 // errEnded stops a flush into an incident that is no longer open.
