@@ -418,18 +418,3 @@ func (o *Orchestrator) page(ctx context.Context, inc *incident.Incident, a alert
 		o.log.Error("breach: paging on-call failed", "incident", inc.ID, "subject", a.subject, "err", err)
 	}
 }
-
-func (o *Orchestrator) deadlineLoop(ctx context.Context) {
-	t := time.NewTicker(o.cfg.deadlineInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := o.CheckDeadlines(ctx); err != nil && ctx.Err() == nil {
-				o.log.Warn("breach: checking deadlines failed; will retry", "err", err)
-			}
-		}
-	}
-}

@@ -397,30 +397,12 @@ func (o *Orchestrator) Run(ctx context.Context, detectors ...incident.Detector) 
 			o.work(ctx, grace)
 		}()
 	}
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		o.flushLoop(ctx)
-	}()
-	go func() {
-		defer wg.Done()
-		o.deadlineLoop(ctx)
-	}()
+	wg.Go(func() { o.every(ctx, o.cfg.flushInterval, "flushing signal counts", o.Flush) })
+	wg.Go(func() { o.every(ctx, o.cfg.deadlineInterval, "checking deadlines", o.CheckDeadlines) })
 	if o.cfg.resumeInterval > 0 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			t := time.NewTicker(o.cfg.resumeInterval)
-			defer t.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-t.C:
-					o.sched.add(resumeAll)
-				}
-			}
-		}()
+		wg.Go(func() {
+			o.every(ctx, o.cfg.resumeInterval, "", func(context.Context) error { o.sched.add(resumeAll); return nil })
+		})
 	}
 	<-ctx.Done()
 	graceTimer := time.AfterFunc(o.cfg.grace, cancelGrace)
@@ -436,6 +418,22 @@ func (o *Orchestrator) Run(ctx context.Context, detectors ...incident.Detector) 
 		o.log.Error("breach: final flush of signal counts failed", "err", err)
 	}
 	return nil
+}
+
+// every calls fn every d until ctx ends, logging its failures as what.
+func (o *Orchestrator) every(ctx context.Context, d time.Duration, what string, fn func(context.Context) error) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := fn(ctx); err != nil && ctx.Err() == nil {
+				o.log.Warn("breach: "+what+" failed; will retry", "err", err)
+			}
+		}
+	}
 }
 
 func (o *Orchestrator) runDetector(ctx context.Context, i int, d incident.Detector) {

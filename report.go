@@ -325,21 +325,6 @@ func (o *Orchestrator) applyDelta(inc *incident.Incident, d delta) {
 	}
 }
 
-func (o *Orchestrator) flushLoop(ctx context.Context) {
-	t := time.NewTicker(o.cfg.flushInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := o.Flush(ctx); err != nil && ctx.Err() == nil {
-				o.log.Warn("breach: flushing signal counts failed; will retry", "err", err)
-			}
-		}
-	}
-}
-
 // hotKey identifies a signal's dedup key without building the string: an
 // explicit DedupKey, or the Kind and Subject it defaults from. The index
 // hashes one string of it: the dedup key, or else the subject.
