@@ -296,8 +296,8 @@ func (o *Orchestrator) ResumeClock(ctx context.Context, id, clock, actor, note s
 		if !d.EscalatedAt.IsZero() && !now.Before(d.Due) {
 			d.Status = incident.DeadlineMissed
 		}
-		if !d.WarnedAt.IsZero() && now.Before(d.WarnAt) {
-			d.WarnedAt = time.Time{} // the due time moved: warn again before it
+		if !d.WarnedAt.IsZero() && d.WarnedAt.Before(d.WarnAt) {
+			d.WarnedAt = time.Time{} // the due time moved past the warning: warn again
 		}
 		o.record(inc, actor, incident.EntryNote, "clock "+strconv.Quote(clock)+" resumed after "+roundDur(paused)+
 			"; due "+d.Due.UTC().Format(time.RFC3339)+": "+note)

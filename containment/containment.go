@@ -41,9 +41,10 @@ type Request struct {
 	Severity   incident.Severity
 	Attributes map[string]string
 	// Credential is the compromised secret when the signal carried one and
-	// this process still holds it; it is zero after a restart, so a
-	// container should be able to act on Subject or CredentialFingerprint
-	// alone.
+	// this process still holds it; it is zero after a restart, on another
+	// replica, and once the incident has ended (closed or dismissed, even if
+	// reopened later), so a container should be able to act on Subject or
+	// CredentialFingerprint alone.
 	Credential            incident.Secret
 	CredentialFingerprint string
 }
