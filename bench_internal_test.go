@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/looplab/fsm"
@@ -65,11 +66,51 @@ func BenchmarkIncidentEndToEnd(b *testing.B) {
 			}
 		}
 		b.StopTimer()
-		inc, err := o.store.Get(ctx, "")
-		_ = inc
-		if err == nil {
-			b.Fatal("unexpected")
+		inc, err := o.store.Get(ctx, o.cfg.newID())
+		if err == nil || inc != nil {
+			b.Fatal("unexpected incident")
 		}
+	})
+	b.Run("orchestrator-parallel", func(b *testing.B) {
+		o, err := New(incident.NewMemStore(), WithPlaybook(benchPlaybook()), WithLogger(slog.New(slog.DiscardHandler)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx := context.Background()
+		var n atomic.Int64
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			sig := incident.Signal{Kind: "apikey.compromised", Account: "acct_7", Severity: incident.SeverityCritical}
+			for pb.Next() {
+				sig.Subject = "key_" + strconv.FormatInt(n.Add(1), 10)
+				rc, err := o.Report(ctx, sig)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := o.drive(ctx, ctx, rc.IncidentID); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	})
+	b.Run("looplab-fsm-baseline-parallel", func(b *testing.B) {
+		var table fsm.Events
+		for _, t := range incident.Standard().Transitions() {
+			table = append(table, fsm.EventDesc{Name: string(t.Event), Src: []string{string(t.From)}, Dst: string(t.To)})
+		}
+		events := []string{"contain", "contained", "investigate", "notify", "notified", "resolve", "close"}
+		ctx := context.Background()
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				f := fsm.NewFSM("detected", table, nil)
+				for _, ev := range events {
+					if err := f.Event(ctx, ev); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
 	})
 	b.Run("looplab-fsm-baseline", func(b *testing.B) {
 		var table fsm.Events
