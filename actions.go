@@ -10,7 +10,7 @@ import (
 	"github.com/breachkit/breach/incident"
 )
 
-// ErrNoActor: a person's action was called without saying who acts. Every
+// ErrNoActor is returned when a person's action is called without saying who acts. Every
 // step on the timeline names its actor.
 var ErrNoActor = errors.New("breach: actor required")
 
@@ -205,8 +205,8 @@ func (o *Orchestrator) CompleteTask(ctx context.Context, id, taskID, actor, note
 	return err
 }
 
-// ErrNoApprovalPending: Approve or Deny named an action that does not wait
-// for approval.
+// ErrNoApprovalPending is returned when Approve or Deny names an action that
+// does not wait for approval.
 var ErrNoApprovalPending = errors.New("breach: no approval pending for that action")
 
 // Approve lets a containment action that waits for approval run. It returns
@@ -241,7 +241,7 @@ func (o *Orchestrator) decide(ctx context.Context, id, action, actor, note strin
 	return err
 }
 
-// ErrDecisionLocked: OverrideDecision came too late (notices are going out,
+// ErrDecisionLocked is returned when OverrideDecision comes too late (notices are going out,
 // or the incident is resolved: reopen it first).
 var ErrDecisionLocked = errors.New("breach: notify decision can no longer change")
 

@@ -257,11 +257,12 @@ func (o *Orchestrator) RecordMilestone(ctx context.Context, id string, m inciden
 	return err
 }
 
-// ErrInvalidMilestone: RecordMilestone was given an empty milestone.
+// ErrInvalidMilestone is returned when RecordMilestone is given an empty
+// milestone.
 var ErrInvalidMilestone = errors.New("breach: invalid milestone")
 
-// ErrNoSuchClock: a clock name the incident does not have, or a pause or
-// resume that does not fit the clock's status.
+// ErrNoSuchClock reports a clock name the incident does not have, or a pause
+// or resume that does not fit the clock's status.
 var ErrNoSuchClock = errors.New("breach: no such running clock")
 
 // PauseClock stops a running notification clock, for a reason the law

@@ -91,7 +91,7 @@ type GameDayResult struct {
 	Report string
 }
 
-// ErrGameDay: the rehearsal could not run (a bad playbook, a step that
+// ErrGameDay reports that the rehearsal could not run (a bad playbook, a step that
 // failed).
 var ErrGameDay = errors.New("breach: game day")
 

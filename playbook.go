@@ -101,7 +101,7 @@ type Playbook struct {
 	StepTimeout time.Duration
 }
 
-// ErrInvalidPlaybook: a playbook failed validation in New.
+// ErrInvalidPlaybook reports a playbook that failed validation in New.
 var ErrInvalidPlaybook = errors.New("breach: invalid playbook")
 
 func (p *Playbook) validate() error {

@@ -134,8 +134,8 @@ const (
 	ProceedOnTimeout
 )
 
-// ErrInvalidAction: an Action is missing its name or container, or two
-// actions share a name.
+// ErrInvalidAction reports an Action missing its name or container, or two
+// actions that share a name.
 var ErrInvalidAction = errors.New("containment: invalid action")
 
 // Validate checks a list of actions: each has a Name and a Container, and

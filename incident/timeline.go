@@ -27,7 +27,8 @@ const (
 	EntryNote          EntryType = "note"          // anything else
 )
 
-// Actors the orchestrator writes. People's actions carry their own name.
+// ActorSystem is the actor of the steps the orchestrator takes itself;
+// people's actions carry their own name.
 const ActorSystem = "system"
 
 // Hash is a SHA-256 digest. It encodes as hex text.

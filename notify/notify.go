@@ -138,6 +138,6 @@ func ValidateRoutes(routes []Route) error {
 	return nil
 }
 
-// ErrInvalidRoute: a route without a channel or notifier, or a channel
-// listed twice.
+// ErrInvalidRoute reports a route without a channel or notifier, or a
+// channel listed twice.
 var ErrInvalidRoute = errors.New("notify: invalid route")

@@ -71,7 +71,7 @@ type Template struct {
 	html    *htmltemplate.Template
 }
 
-// ErrTemplate: a template failed to parse or to execute.
+// ErrTemplate reports a template that failed to parse or to execute.
 var ErrTemplate = errors.New("notify: template")
 
 // NewTemplate parses a notice template. subject and text are required;
