@@ -413,11 +413,13 @@ func (m *hotMap) len() int {
 // entries (the scheme of sync.Map, without boxing the key). Entries of
 // incidents that ended are marked dead and dropped at the next fold.
 type hotIndex struct {
-	read   atomic.Pointer[hotMap]
-	mu     sync.Mutex
-	seq    uint64 // entries created so far
-	dirty  hotMap // keys not yet in read
-	misses int
+	read     atomic.Pointer[hotMap]
+	mu       sync.Mutex
+	seq      uint64                 // entries created so far
+	live     map[string]*hotEntry   // by incident ID, the entries not dead
+	retiring map[*hotEntry]struct{} // dead entries that may still hold counts
+	dirty    hotMap                 // keys not yet in read
+	misses   int
 }
 
 func (h *hotIndex) get(k hotKey) *hotEntry {
@@ -462,33 +464,21 @@ func (h *hotIndex) fold() {
 func (h *hotIndex) put(k hotKey, inc *incident.Incident) *hotEntry {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	var e *hotEntry
-	h.each(func(ek hotKey, x *hotEntry) bool {
-		if x.id == inc.ID && !x.dead.Load() {
-			e = x
-			return false
-		}
-		return true
-	})
+	e := h.live[inc.ID]
 	if e == nil {
 		h.seq++
 		e = &hotEntry{id: inc.ID, key: k, kind: inc.Kind, born: h.seq}
 		e.room.Store(int32(incident.MaxSignalSamples - len(inc.Signals.Samples)))
+		if h.live == nil {
+			h.live = map[string]*hotEntry{}
+		}
+		h.live[inc.ID] = e
 	}
 	if m := h.read.Load(); m != nil && m.get(k) == e {
 		return e
 	}
 	h.dirty.set(k, e)
 	return e
-}
-
-// each calls fn for every entry in the snapshot and the new keys, until fn
-// returns false; h.mu is held.
-func (h *hotIndex) each(fn func(hotKey, *hotEntry) bool) {
-	if m := h.read.Load(); m != nil && !m.each(fn) {
-		return
-	}
-	h.dirty.each(fn)
 }
 
 // mark returns a position to pass to retain.
@@ -503,40 +493,52 @@ func (h *hotIndex) mark() uint64 {
 func (h *hotIndex) retain(open map[string]bool, mark uint64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.each(func(_ hotKey, e *hotEntry) bool {
-		if e.born <= mark && !open[e.id] {
-			e.dead.Store(true)
+	for id, e := range h.live {
+		if e.born <= mark && !open[id] {
+			h.retire(e)
 		}
-		return true
-	})
+	}
 }
 
-// remove forgets the incident once it is no longer open: its entries are
+// remove forgets the incident once it is no longer open: its entry is
 // marked dead, so the next signal with its key takes the slow path.
 func (h *hotIndex) remove(id string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.each(func(_ hotKey, e *hotEntry) bool {
-		if e.id == id {
-			e.dead.Store(true)
-		}
-		return true
-	})
+	if e := h.live[id]; e != nil {
+		h.retire(e)
+	}
 }
 
-// pending returns the entries with signals not yet flushed.
+// retire marks e dead and keeps it until what it counted is flushed; h.mu
+// is held.
+func (h *hotIndex) retire(e *hotEntry) {
+	e.dead.Store(true)
+	delete(h.live, e.id)
+	if h.retiring == nil {
+		h.retiring = map[*hotEntry]struct{}{}
+	}
+	h.retiring[e] = struct{}{}
+}
+
+// pending returns the entries with signals not yet flushed: live ones with
+// a count, and retired ones until they are found empty.
 func (h *hotIndex) pending() []*hotEntry {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var out []*hotEntry
-	seen := map[*hotEntry]bool{}
-	h.each(func(_ hotKey, e *hotEntry) bool {
-		if !seen[e] && e.count.Load() > 0 {
-			seen[e] = true
+	for _, e := range h.live {
+		if e.count.Load() > 0 {
 			out = append(out, e)
 		}
-		return true
-	})
+	}
+	for e := range h.retiring {
+		if e.count.Load() > 0 {
+			out = append(out, e)
+		} else {
+			delete(h.retiring, e)
+		}
+	}
 	return out
 }
 
