@@ -380,7 +380,8 @@ func (o *Orchestrator) checkIncident(ctx context.Context, inc *incident.Incident
 		return err
 	}
 	for _, a := range alerts {
-		o.page(ctx, inc, a)
+		o.log.Warn("breach: "+a.subject, "incident", inc.ID)
+		_ = o.page(ctx, inc, a) // at most once; a failure is logged
 	}
 	if escalation != "" && o.lc.Can(inc.State, incident.EventEscalate) {
 		if err := o.escalate(ctx, inc, inc.State, escalation); err != nil && !errors.Is(err, errStale) {
@@ -408,14 +409,17 @@ func (o *Orchestrator) dueForCheck(inc *incident.Incident, now time.Time) bool {
 }
 
 // page tells the on-call notifier, best effort, and logs what it could not.
-func (o *Orchestrator) page(ctx context.Context, inc *incident.Incident, a alert) {
-	o.log.Warn("breach: "+a.subject, "incident", inc.ID)
+// It returns the failure, redacted, already logged; nil without an on-call
+// notifier.
+func (o *Orchestrator) page(ctx context.Context, inc *incident.Incident, a alert) error {
 	if o.cfg.oncall == nil {
-		return
+		return nil
 	}
 	msg := notify.Message{IdempotencyKey: a.key, Attempt: 1, Channel: "on-call", Recipient: incident.Customer{ID: "on-call"},
 		Subject: a.subject, Text: a.text, IncidentID: inc.ID, Kind: inc.Kind, Severity: inc.Severity}
-	if err := incident.Call(ctx, 30*time.Second, func(ctx context.Context) error { return o.cfg.oncall.Notify(ctx, msg) }); err != nil {
+	err := o.redactErr(inc.ID, incident.Call(ctx, 30*time.Second, func(ctx context.Context) error { return o.cfg.oncall.Notify(ctx, msg) }))
+	if err != nil {
 		o.log.Error("breach: paging on-call failed", "incident", inc.ID, "subject", a.subject, "err", err)
 	}
+	return err
 }

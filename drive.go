@@ -316,23 +316,15 @@ func (o *Orchestrator) escalate(ctx context.Context, inc *incident.Incident, fro
 	if o.cfg.oncall == nil {
 		return nil
 	}
-	msg := notify.Message{
-		IdempotencyKey: incident.IdempotencyKey(inc.ID, "escalate", strconv.Itoa(len(inc.Timeline))),
-		Attempt:        1,
-		Channel:        "on-call",
-		Recipient:      incident.Customer{ID: "on-call"},
-		Subject:        "Incident " + inc.ID + " (" + inc.Kind + ", " + inc.Severity.String() + ") needs a person",
-		Text: "Incident " + inc.ID + " about " + inc.Subject + " was escalated from " + string(from) + ".\n\nReason: " +
+	nerr := o.page(ctx, inc, alert{
+		key:     incident.IdempotencyKey(inc.ID, "escalate", strconv.Itoa(len(inc.Timeline))),
+		subject: "Incident " + inc.ID + " (" + inc.Kind + ", " + inc.Severity.String() + ") needs a person",
+		text: "Incident " + inc.ID + " about " + inc.Subject + " was escalated from " + string(from) + ".\n\nReason: " +
 			o.redact(inc.ID, reason) + "\n",
-		IncidentID: inc.ID,
-		Kind:       inc.Kind,
-		Severity:   inc.Severity,
-	}
-	nerr := incident.Call(ctx, 30*time.Second, func(ctx context.Context) error { return o.cfg.oncall.Notify(ctx, msg) })
+	})
 	detail := "on-call notified of the escalation"
 	if nerr != nil {
 		detail = "telling on-call of the escalation failed: " + nerr.Error()
-		o.log.Error("breach: on-call notification failed", "incident", inc.ID, "err", o.redact(inc.ID, nerr.Error()))
 	}
 	return o.mutate(ctx, inc, func(inc *incident.Incident) error {
 		o.record(inc, incident.ActorSystem, incident.EntryNote, detail)
@@ -586,7 +578,8 @@ func (o *Orchestrator) contain(ctx, grace context.Context, inc *incident.Inciden
 			return false, err
 		}
 		for _, name := range asked {
-			o.page(grace, inc, alert{
+			o.log.Warn("breach: containment action waits for approval", "incident", inc.ID, "action", name)
+			_ = o.page(grace, inc, alert{ // at most once; a failure is logged
 				subject: "Approval needed: " + name + " on incident " + inc.ID,
 				text: "Containment action " + strconv.Quote(name) + " for incident " + inc.ID + " (" + inc.Kind + " about " +
 					inc.Subject + ", " + inc.Severity.String() + ") waits for approval.\n",
