@@ -3,7 +3,6 @@ package breach
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -90,10 +89,6 @@ type GameDayResult struct {
 	// Report is the post-incident report in Markdown.
 	Report string
 }
-
-// ErrGameDay reports that the rehearsal could not run (a bad playbook, a step that
-// failed).
-var ErrGameDay = errors.New("breach: game day")
 
 // RunGameDay rehearses g and returns what happened. It is deterministic for
 // a given GameDay and performs no real side effect; it does not need Run.

@@ -63,14 +63,6 @@ type ObserverFunc func(Observation)
 // Observe calls f(o).
 func (f ObserverFunc) Observe(o Observation) { f(o) }
 
-// WithObserver sets the observer; the default observes nothing.
-func WithObserver(obs Observer) Option {
-	return func(c *config) error {
-		c.observer = obs
-		return nil
-	}
-}
-
 func (o *Orchestrator) observe(ob Observation) {
 	if o.cfg.observer == nil {
 		return
@@ -94,24 +86,4 @@ func outcome(err error, interruptedRun bool) string {
 		return "interrupted"
 	}
 	return "failed"
-}
-
-// redactedError is an error whose message had a credential removed; it
-// still unwraps to the original for errors.Is and errors.As.
-type redactedError struct {
-	msg string
-	err error
-}
-
-func (e *redactedError) Error() string { return e.msg }
-func (e *redactedError) Unwrap() error { return e.err }
-
-func (o *Orchestrator) redactErr(id string, err error) error {
-	if err == nil {
-		return nil
-	}
-	if msg := o.redact(id, err.Error()); msg != err.Error() {
-		return &redactedError{msg: msg, err: err}
-	}
-	return err
 }

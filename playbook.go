@@ -1,7 +1,6 @@
 package breach
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
@@ -100,9 +99,6 @@ type Playbook struct {
 	// policy's attempts and timeouts.
 	StepTimeout time.Duration
 }
-
-// ErrInvalidPlaybook reports a playbook that failed validation in New.
-var ErrInvalidPlaybook = errors.New("breach: invalid playbook")
 
 func (p *Playbook) validate() error {
 	bad := func(format string, a ...any) error {

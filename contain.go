@@ -1,0 +1,175 @@
+package breach
+
+import (
+	"context"
+	"errors"
+	"strconv"
+
+	"github.com/breachkit/breach/containment"
+	"github.com/breachkit/breach/incident"
+)
+
+// uncontained returns the playbook's actions that are neither applied nor
+// denied on inc.
+func (o *Orchestrator) uncontained(inc *incident.Incident, pb *Playbook) []containment.Action {
+	var out []containment.Action
+	for _, a := range pb.Containment {
+		if r := inc.Action(a.Name); r == nil || (r.Status != incident.ActionApplied && r.Status != incident.ActionDenied) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func (o *Orchestrator) baseRequest(inc *incident.Incident) containment.Request {
+	return containment.Request{
+		IncidentID:            inc.ID,
+		Kind:                  inc.Kind,
+		Subject:               inc.Subject,
+		Account:               inc.Account,
+		Severity:              inc.Severity,
+		Attributes:            inc.Attributes,
+		Credential:            o.credential(inc.ID),
+		CredentialFingerprint: inc.CredentialFingerprint,
+	}
+}
+
+func (o *Orchestrator) contain(ctx, grace context.Context, inc *incident.Incident, pb *Playbook) (bool, error) {
+	from := inc.State
+	todo := o.uncontained(inc, pb)
+	if len(todo) > 0 {
+		// Claim: every action is on the record, with its key, before it
+		// runs; actions that need a person's approval ask for it.
+		var asked []string
+		err := o.mutate(grace, inc, func(inc *incident.Incident) error {
+			if inc.State != from || inc.Dismissal != nil {
+				return errStale
+			}
+			asked = asked[:0]
+			now := o.cfg.now()
+			for _, a := range todo {
+				r := inc.Action(a.Name)
+				if r == nil {
+					inc.Actions = append(inc.Actions, incident.ActionRecord{Name: a.Name, IdempotencyKey: containment.Key(inc.ID, a)})
+					r = &inc.Actions[len(inc.Actions)-1]
+				}
+				switch {
+				case r.Status == incident.ActionAwaiting, r.Status == incident.ActionApplied, r.Status == incident.ActionDenied:
+					// decided since the list was made (another replica, a person)
+				case a.Approval.Required(inc.Severity) && !r.Approval.Decided():
+					r.Status = incident.ActionAwaiting
+					r.Approval = &incident.Approval{RequestedAt: now}
+					if a.Approval.Timeout > 0 {
+						r.Approval.Due = now.Add(a.Approval.Timeout)
+					}
+					o.record(inc, incident.ActorSystem, incident.EntryContainment, "containment action "+strconv.Quote(a.Name)+
+						" needs approval at severity "+inc.Severity.String())
+					asked = append(asked, a.Name)
+				default:
+					r.Status, r.StartedAt = incident.ActionPending, now
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return false, err
+		}
+		for _, name := range asked {
+			o.log.Warn("breach: containment action waits for approval", "incident", inc.ID, "action", name)
+			_ = o.page(grace, inc, alert{ // at most once; a failure is logged
+				subject: "Approval needed: " + name + " on incident " + inc.ID,
+				text: "Containment action " + strconv.Quote(name) + " for incident " + inc.ID + " (" + inc.Kind + " about " +
+					inc.Subject + ", " + inc.Severity.String() + ") waits for approval.\n",
+				key: incident.IdempotencyKey(inc.ID, "approval", name),
+			})
+		}
+		var run []containment.Action
+		for _, a := range todo {
+			if r := inc.Action(a.Name); r != nil && r.Status == incident.ActionPending {
+				run = append(run, a)
+			}
+		}
+		if len(run) > 0 {
+			sctx, cancel := o.stepContext(grace, pb)
+			defer cancel()
+			var werr error
+			runner := containment.Runner{
+				Concurrency: pb.ContainConcurrency,
+				Now:         o.cfg.now,
+				Stop:        stopOf(ctx),
+				OnResult: func(res containment.Result) {
+					if interrupted(ctx, res.Err) {
+						return // not failed, only unfinished: a resumed run retries it
+					}
+					err := o.mutate(grace, inc, func(inc *incident.Incident) error {
+						o.recordAction(inc, res, incident.ActionApplied, incident.ActionFailed, "applied", "failed")
+						return nil
+					})
+					werr = errors.Join(werr, err)
+				},
+			}
+			results := runner.Apply(sctx, run, o.baseRequest(inc), recordedKeys(inc))
+			if werr != nil {
+				return false, werr
+			}
+			if ctx.Err() != nil {
+				return false, nil
+			}
+			if err := results.Err(); err != nil {
+				return true, o.escalate(grace, inc, from, "containment failed: "+err.Error())
+			}
+		}
+	}
+	for _, a := range pb.Containment {
+		if r := inc.Action(a.Name); r != nil && r.Status == incident.ActionAwaiting {
+			return false, nil // a person approves or denies; that schedules the incident again
+		}
+	}
+	return true, o.advance(grace, inc, from, incident.EventContained, "every containment action applied or denied")
+}
+
+// recordedKeys returns the idempotency keys on inc's action records, read
+// now: the runner calls it from its goroutines while results change inc.
+func recordedKeys(inc *incident.Incident) func(containment.Action) string {
+	keys := make(map[string]string, len(inc.Actions))
+	for _, r := range inc.Actions {
+		keys[r.Name] = r.IdempotencyKey
+	}
+	id := inc.ID
+	return func(a containment.Action) string {
+		if k := keys[a.Name]; k != "" {
+			return k
+		}
+		return containment.Key(id, a)
+	}
+}
+
+func (o *Orchestrator) recordAction(inc *incident.Incident, res containment.Result, ok, failed incident.ActionStatus, okWord, failWord string) {
+	r := inc.Action(res.Action)
+	if r == nil {
+		inc.Actions = append(inc.Actions, incident.ActionRecord{Name: res.Action, IdempotencyKey: res.IdempotencyKey})
+		r = &inc.Actions[len(inc.Actions)-1]
+	}
+	r.Attempts += res.Attempts
+	r.FinishedAt = res.Finished
+	step := "contain"
+	if ok == incident.ActionReleased {
+		step = "release"
+	}
+	o.observe(Observation{Kind: ObserveStep, IncidentID: inc.ID, IncidentKind: inc.Kind, Severity: inc.Severity,
+		Step: step, Target: res.Action, Attempts: res.Attempts, Duration: res.Finished.Sub(res.Started),
+		Outcome: outcome(res.Err, false), Err: o.redactErr(inc.ID, res.Err)})
+	detail := "containment action " + strconv.Quote(res.Action) + " "
+	typ := incident.EntryContainment
+	if ok == incident.ActionReleased {
+		typ = incident.EntryRelease
+	}
+	if res.Err == nil {
+		r.Status, r.LastError = ok, ""
+		detail += okWord + " (attempt " + strconv.Itoa(r.Attempts) + ", key " + res.IdempotencyKey + ")"
+	} else {
+		r.Status, r.LastError = failed, o.redact(inc.ID, res.Err.Error())
+		detail += failWord + " after " + strconv.Itoa(res.Attempts) + " attempt(s): " + r.LastError + panicStack(res.Err)
+	}
+	o.record(inc, incident.ActorSystem, typ, detail)
+}

@@ -1,0 +1,74 @@
+package breach
+
+import (
+	"errors"
+	"fmt"
+)
+
+// ErrNoActor is returned when a person's action is called without saying who acts. Every
+// step on the timeline names its actor.
+var ErrNoActor = errors.New("breach: actor required")
+
+// ErrNoApprovalPending is returned when Approve or Deny names an action that
+// does not wait for approval.
+var ErrNoApprovalPending = errors.New("breach: no approval pending for that action")
+
+// ErrDecisionLocked is returned when OverrideDecision comes too late (notices are going out,
+// or the incident is resolved: reopen it first).
+var ErrDecisionLocked = errors.New("breach: notify decision can no longer change")
+
+// ErrInvalidMilestone is returned when RecordMilestone is given an empty
+// milestone.
+var ErrInvalidMilestone = errors.New("breach: invalid milestone")
+
+// ErrNoSuchClock reports a clock name the incident does not have, or a pause
+// or resume that does not fit the clock's status.
+var ErrNoSuchClock = errors.New("breach: no such running clock")
+
+// errStale is returned by a mutation whose precondition no longer holds in
+// the freshly read incident (a person or another replica moved it on). The
+// driver re-reads and decides again.
+var errStale = errors.New("breach: incident changed under the step")
+
+// ErrGameDay reports that the rehearsal could not run (a bad playbook, a step that
+// failed).
+var ErrGameDay = errors.New("breach: game day")
+
+// Errors of the orchestrator. Store and lifecycle errors are passed through
+// wrapped, so errors.Is(err, incident.ErrNotFound) and errors.As(err,
+// new(*incident.TransitionError)) work on what the human actions return.
+var (
+	// ErrRunning: Run was called while another Run of the same
+	// Orchestrator is going on.
+	ErrRunning = errors.New("breach: orchestrator already running")
+	// ErrInvalidOption: New was given a bad option.
+	ErrInvalidOption = errors.New("breach: invalid option")
+	// ErrOpenTasks: Resolve was refused because mandatory tasks are open.
+	// The error is an *OpenTasksError.
+	ErrOpenTasks = errors.New("breach: mandatory tasks open")
+	// ErrNoSuchTask: CompleteTask named a task the incident does not have.
+	ErrNoSuchTask = errors.New("breach: no such task")
+	// ErrNotEscalated: Retry was called on an incident that is not
+	// escalated.
+	ErrNotEscalated = errors.New("breach: incident is not escalated")
+)
+
+// OpenTasksError lists the mandatory tasks that keep an incident from being
+// resolved. It matches ErrOpenTasks.
+type OpenTasksError struct {
+	IncidentID string
+	Tasks      []string
+}
+
+func (e *OpenTasksError) Error() string {
+	return fmt.Sprintf("breach: incident %s: mandatory tasks open: %v", e.IncidentID, e.Tasks)
+}
+
+// Is makes an *OpenTasksError match ErrOpenTasks.
+func (e *OpenTasksError) Is(target error) bool { return target == ErrOpenTasks }
+
+// ErrInvalidPlaybook reports a playbook that failed validation in New.
+var ErrInvalidPlaybook = errors.New("breach: invalid playbook")
+
+// errEnded stops a flush into an incident that is no longer open.
+var errEnded = errors.New("breach: incident ended")

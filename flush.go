@@ -1,0 +1,153 @@
+package breach
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/breachkit/breach/incident"
+)
+
+// Flush writes the signals gathered in memory since the last flush (count,
+// first and last seen, samples, a raised severity) to their incidents. Run
+// calls it every flush interval and once when it stops; hosts that report
+// without Run may call it themselves. Failures are returned joined; what
+// failed to flush is kept for the next try.
+func (o *Orchestrator) Flush(ctx context.Context) error {
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+	)
+	sem := make(chan struct{}, flushConcurrency)
+	for _, e := range o.hot.pending() {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := o.flushEntry(ctx, e); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// flushConcurrency bounds the incidents Flush writes at once.
+const flushConcurrency = 8
+
+func (o *Orchestrator) flushEntry(ctx context.Context, e *hotEntry) error {
+	d := e.take()
+	if d.count == 0 && d.severity == 0 && d.last.IsZero() && !d.untimed && len(d.samples) == 0 {
+		return nil
+	}
+	if d.untimed {
+		// Signals without a time were counted without reading the clock;
+		// the flush is when they are known to have been seen by.
+		if now := o.cfg.now(); now.After(d.last) {
+			d.last = now
+		}
+	}
+	inc, err := o.store.Get(ctx, e.id)
+	if err == nil {
+		err = o.mutate(ctx, inc, func(inc *incident.Incident) error {
+			if !inc.State.Open() && !d.untimed && !d.first.IsZero() && d.first.After(endedAt(inc)) {
+				return errEnded
+			}
+			o.applyDelta(inc, d)
+			return nil
+		})
+	}
+	if errors.Is(err, errEnded) {
+		// Every one of these signals was seen after the incident ended (on
+		// another replica, say): they belong to a new incident.
+		o.hot.remove(e.id)
+		return o.refile(ctx, e, d)
+	}
+	if err != nil {
+		e.giveBack(d)
+		return err
+	}
+	if !inc.State.Open() {
+		// Signals seen while it was open, or without a time to tell, stay
+		// on it; the next signal for the key opens a new incident.
+		o.hot.remove(e.id)
+	}
+	return nil
+}
+
+// endedAt is when an incident that is no longer open closed or was
+// dismissed: the time of its last transition.
+func endedAt(inc *incident.Incident) time.Time {
+	for i := len(inc.Timeline) - 1; i >= 0; i-- {
+		if inc.Timeline[i].Type == incident.EntryTransition {
+			return inc.Timeline[i].At
+		}
+	}
+	return inc.UpdatedAt
+}
+
+// refile reports signals counted on an incident that ended as one signal
+// for the same key, which opens a new incident (or joins the one open
+// now), and adds the rest of the count to it.
+func (o *Orchestrator) refile(ctx context.Context, e *hotEntry, d delta) error {
+	if d.count == 0 {
+		return nil
+	}
+	sig := incident.Signal{Kind: e.kind, Subject: e.key.subject, DedupKey: e.key.dedup, Severity: d.severity,
+		Source: "coalesced", Summary: strconv.FormatInt(d.count, 10) + " signal(s) that arrived as the previous incident ended",
+		At: d.last}
+	if e.key.dedup != "" {
+		if inc, err := o.store.Get(ctx, e.id); err == nil {
+			sig.Subject = inc.Subject
+		}
+	}
+	if !sig.Severity.Valid() {
+		sig.Severity = incident.SeverityLow
+	}
+	if len(d.samples) > 0 {
+		sig.Source, sig.Summary = d.samples[0].Source, d.samples[0].Summary
+	}
+	if sig.At.IsZero() {
+		sig.At = o.cfg.now()
+	}
+	if err := sig.Validate(); err != nil {
+		return err
+	}
+	if _, err := o.reportSlow(ctx, sig); err != nil {
+		e.giveBack(d)
+		return err
+	}
+	if d.count > 1 {
+		if n := o.hot.get(hotKeyOf(&sig)); n != nil {
+			n.giveBack(delta{count: d.count - 1, last: d.last, untimed: d.untimed, severity: d.severity})
+		}
+	}
+	return nil
+}
+
+func (o *Orchestrator) applyDelta(inc *incident.Incident, d delta) {
+	s := &inc.Signals
+	s.Count += d.count
+	if s.FirstSeen.IsZero() || d.first.Before(s.FirstSeen) {
+		s.FirstSeen = d.first
+	}
+	if d.last.After(s.LastSeen) {
+		s.LastSeen = d.last
+	}
+	for _, smp := range d.samples {
+		if len(s.Samples) < incident.MaxSignalSamples {
+			s.Samples = append(s.Samples, smp)
+		}
+	}
+	if d.severity > inc.Severity {
+		o.record(inc, incident.ActorSystem, incident.EntrySignal,
+			"severity raised from "+inc.Severity.String()+" to "+d.severity.String()+" by a later signal")
+		inc.Severity = d.severity
+	}
+}

@@ -1,0 +1,165 @@
+package breach
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"time"
+
+	"github.com/breachkit/breach/incident"
+)
+
+// storeTimeout bounds the store work a Report does on behalf of every
+// caller waiting for the same dedup key, after the first caller has left.
+const storeTimeout = 30 * time.Second
+
+// Report files a signal: it joins the open incident with the signal's dedup
+// key, or opens a new incident and schedules it to be driven. Concurrent
+// reports of one key open exactly one incident: in this process through
+// single-flight, across processes through the store's uniqueness of open
+// dedup keys.
+//
+// A signal for an incident this process already knows costs a map lookup
+// and a counter; its count, last-seen time and sample reach the store with
+// the next flush (see WithFlushInterval and Flush). Replicas: until the next
+// flush or periodic resume, such a signal may be acknowledged with the ID of
+// an incident another replica has just closed; at the flush, signals whose
+// At shows they came after the end are filed to a new incident, and the
+// others are counted on the ended one. Report validates the
+// signal first: an invalid one returns an error matching
+// incident.ErrInvalidSignal and nothing is recorded. A credential in the
+// signal is kept in memory for containment and never stored.
+//
+// Report is safe for concurrent use and works whether Run is running or not.
+// When it returns an error other than an invalid signal, the signal may or
+// may not have been recorded; reporting it again is safe (at worst it is
+// counted twice).
+func (o *Orchestrator) Report(ctx context.Context, sig incident.Signal) (incident.Receipt, error) {
+	if err := sig.Validate(); err != nil {
+		return incident.Receipt{}, err
+	}
+	if e := o.hot.get(hotKeyOf(&sig)); e != nil {
+		e.observe(&sig, o.cfg.now)
+		if !sig.Credential.IsZero() {
+			o.keepCredential(e.id, sig.Credential)
+		}
+		if o.cfg.observer != nil {
+			o.observe(Observation{Kind: ObserveSignal, At: sig.At, IncidentID: e.id, IncidentKind: sig.Kind,
+				Severity: sig.Severity, Outcome: "joined"})
+		}
+		return incident.Receipt{IncidentID: e.id}, nil
+	}
+	rc, err := o.reportSlow(ctx, sig)
+	if err == nil && o.cfg.observer != nil {
+		out := "joined"
+		if rc.Opened {
+			out = "opened"
+		}
+		o.observe(Observation{Kind: ObserveSignal, At: sig.At, IncidentID: rc.IncidentID, IncidentKind: sig.Kind,
+			Severity: sig.Severity, Outcome: out})
+	}
+	return rc, err
+}
+
+type openResult struct {
+	entry   *hotEntry
+	creator *byte // the token of the caller whose signal opened the incident
+}
+
+// reportSlow opens or finds the incident for a signal the hot index does
+// not know. It takes the signal by value so that the fast path's copy stays
+// on the stack.
+func (o *Orchestrator) reportSlow(ctx context.Context, s incident.Signal) (incident.Receipt, error) {
+	sig := &s
+	if sig.At.IsZero() {
+		sig.At = o.cfg.now()
+	}
+	hk := hotKeyOf(sig)
+	key := sig.Key()
+	me := new(byte)
+	ch := o.sf.DoChan(key, func() (any, error) {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
+		defer cancel()
+		return o.openOrJoin(sctx, sig, key, hk, me)
+	})
+	select {
+	case <-ctx.Done():
+		return incident.Receipt{}, ctx.Err()
+	case r := <-ch:
+		if r.Err != nil {
+			return incident.Receipt{}, r.Err
+		}
+		res := r.Val.(openResult)
+		opened := res.creator == me
+		if !opened {
+			res.entry.observe(sig, o.cfg.now)
+			o.keepCredential(res.entry.id, sig.Credential)
+		}
+		return incident.Receipt{IncidentID: res.entry.id, Opened: opened}, nil
+	}
+}
+
+func (o *Orchestrator) openOrJoin(ctx context.Context, sig *incident.Signal, key string, hk hotKey, me *byte) (openResult, error) {
+	for range 3 {
+		inc, err := o.store.FindOpen(ctx, key)
+		if err == nil {
+			return openResult{entry: o.hot.put(hk, inc)}, nil
+		}
+		if !errors.Is(err, incident.ErrNotFound) {
+			return openResult{}, err
+		}
+		inc = o.newIncident(sig, key)
+		err = o.store.Create(ctx, inc)
+		if errors.Is(err, incident.ErrDuplicate) {
+			continue // another replica opened it first: join that one
+		}
+		if err != nil {
+			return openResult{}, err
+		}
+		o.keepCredential(inc.ID, sig.Credential)
+		e := o.hot.put(hk, inc)
+		o.changed()
+		o.log.Info("breach: incident opened", "incident", inc.ID, "kind", inc.Kind, "subject", inc.Subject, "severity", inc.Severity.String())
+		o.sched.add(inc.ID)
+		return openResult{entry: e, creator: me}, nil
+	}
+	return openResult{}, errors.New("breach: dedup key " + key + " keeps changing hands in the store")
+}
+
+func (o *Orchestrator) newIncident(sig *incident.Signal, key string) *incident.Incident {
+	now := o.cfg.now()
+	inc := &incident.Incident{
+		ID:                    o.cfg.newID(),
+		Kind:                  sig.Kind,
+		Subject:               sig.Subject,
+		Account:               sig.Account,
+		DedupKey:              key,
+		Severity:              sig.Severity,
+		State:                 o.lc.Initial(),
+		Summary:               sig.Summary,
+		CredentialFingerprint: sig.Credential.Fingerprint(),
+		Attributes:            maps.Clone(sig.Attributes),
+		DetectedAt:            now,
+		UpdatedAt:             now,
+	}
+	inc.Signals.Observe(sig, sig.At)
+	detail := "opened from a " + sig.Severity.String() + " " + sig.Kind + " signal about " + sig.Subject
+	if sig.Summary != "" {
+		detail += ": " + sig.Summary
+	}
+	if inc.CredentialFingerprint != "" {
+		detail += " (credential " + inc.CredentialFingerprint + ")"
+	}
+	inc.Timeline.Append(incident.Entry{At: now, Actor: detectorActor(sig.Source), Type: incident.EntrySignal,
+		To: inc.State, Detail: detail})
+	o.openClocks(inc)
+	o.reach(inc, incident.MilestoneDetected, now, incident.ActorSystem, "")
+	return inc
+}
+
+func detectorActor(source string) string {
+	if source == "" {
+		return "detector"
+	}
+	return "detector:" + source
+}

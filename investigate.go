@@ -1,0 +1,143 @@
+package breach
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/breachkit/breach/incident"
+)
+
+func (o *Orchestrator) investigate(ctx, grace context.Context, inc *incident.Incident, pb *Playbook) (bool, error) {
+	from := inc.State
+	if pb.Investigator == nil {
+		return true, o.mutate(grace, inc, func(inc *incident.Incident) error {
+			if inc.State != from {
+				return errStale
+			}
+			o.recordFindings(inc, pb, incident.Findings{Summary: "no investigator configured"}, 0,
+				&incident.Decision{Notify: false, Reason: "impact not assessed: the playbook has no investigator"})
+			return nil
+		})
+	}
+	sctx, cancel := o.stepContext(grace, pb)
+	defer cancel()
+	var findings incident.Findings
+	snapshot := inc.Clone()
+	snapshot.Timeline = nil // investigators need the facts, not the history
+	out := pb.Investigation.DoUntil(sctx, stopOf(ctx), func(ctx context.Context, attempt int) error {
+		f, err := pb.Investigator.Investigate(ctx, snapshot.Clone())
+		if err != nil {
+			return err
+		}
+		if err := checkFindings(f); err != nil {
+			return incident.Permanent(err)
+		}
+		findings = f
+		return nil
+	})
+	if out.Err != nil {
+		if interrupted(ctx, out.Err) {
+			return false, nil
+		}
+		if stack := panicStack(out.Err); stack != "" {
+			if err := o.mutate(grace, inc, func(inc *incident.Incident) error {
+				o.record(inc, incident.ActorSystem, incident.EntryInvestigation, "investigator panicked"+stack)
+				return nil
+			}); err != nil {
+				return false, err
+			}
+		}
+		return true, o.escalate(grace, inc, from, fmt.Sprintf("investigation failed after %d attempt(s): %v", out.Attempts, out.Err))
+	}
+	return true, o.mutate(grace, inc, func(inc *incident.Incident) error {
+		if inc.State != from {
+			return errStale
+		}
+		o.recordFindings(inc, pb, findings, out.Attempts, decide(findings.Impact))
+		return nil
+	})
+}
+
+func checkFindings(f incident.Findings) error {
+	seen := map[string]bool{}
+	for i, c := range f.Impact.Customers {
+		id := recipientID(c)
+		if id == "" {
+			return fmt.Errorf("investigator returned customer %d with neither ID nor Email", i)
+		}
+		if seen[id] {
+			return fmt.Errorf("investigator returned customer %q twice", id)
+		}
+		seen[id] = true
+	}
+	return nil
+}
+
+func recipientID(c incident.Customer) string {
+	if c.ID != "" {
+		return c.ID
+	}
+	return c.Email
+}
+
+func (o *Orchestrator) recordFindings(inc *incident.Incident, pb *Playbook, f incident.Findings, attempts int, d *incident.Decision) {
+	now := o.cfg.now()
+	f = o.redactFindings(inc.ID, f)
+	inc.Investigation = &incident.Investigation{Findings: f, At: now, Attempts: attempts}
+	detail := "investigation done"
+	if f.RootCause != "" {
+		detail += "; root cause: " + f.RootCause
+	}
+	if f.Summary != "" {
+		detail += "; " + f.Summary
+	}
+	detail += "; impact: " + describeImpact(f.Impact)
+	o.record(inc, incident.ActorSystem, incident.EntryInvestigation, detail)
+	if inc.Decision != nil && inc.Decision.Override {
+		o.record(inc, incident.ActorSystem, incident.EntryDecision, "automatic decision would be notify customers = "+
+			strconv.FormatBool(d.Notify)+" ("+d.Reason+"); the override by "+inc.Decision.By+" stands")
+		return
+	}
+	d.By, d.At = incident.ActorSystem, now
+	inc.Decision = d
+	if d.Notify {
+		inc.Recommendations = append([]string(nil), pb.Recommendations...)
+	}
+	verdict := "do not notify customers: "
+	if d.Notify {
+		verdict = "notify customers: "
+	}
+	o.record(inc, incident.ActorSystem, incident.EntryDecision, verdict+d.Reason)
+}
+
+func describeImpact(im incident.Impact) string {
+	if len(im.Customers) == 0 && len(im.Data) == 0 {
+		return "no customer or customer data affected"
+	}
+	var data []string
+	for _, d := range im.Data {
+		data = append(data, d.Describe())
+	}
+	s := strconv.Itoa(len(im.Customers)) + " customer(s)"
+	if len(data) > 0 {
+		s += "; data: " + strings.Join(data, ", ")
+	}
+	return s
+}
+
+// decide turns an assessed impact into the notify decision and its reason.
+// Customers are notified only when customer data was affected.
+func decide(im incident.Impact) *incident.Decision {
+	switch {
+	case im.CustomerDataAffected():
+		return &incident.Decision{Notify: true, Reason: "customer data affected (" + describeImpact(im) + ")"}
+	case len(im.Customers) == 0 && len(im.Data) == 0:
+		return &incident.Decision{Reason: "the investigation found no customer data affected"}
+	case len(im.Customers) == 0:
+		return &incident.Decision{Reason: "data categories affected but no customer identified; a person should review (" + describeImpact(im) + ")"}
+	default:
+		return &incident.Decision{Reason: "customers identified but no customer data affected"}
+	}
+}

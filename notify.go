@@ -1,0 +1,222 @@
+package breach
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+
+	"github.com/breachkit/breach/incident"
+	"github.com/breachkit/breach/notify"
+	"golang.org/x/sync/semaphore"
+)
+
+type plannedDelivery struct {
+	customer incident.Customer
+	route    notify.Route
+	key      string
+}
+
+func (o *Orchestrator) plan(inc *incident.Incident, pb *Playbook) []plannedDelivery {
+	if inc.Investigation == nil {
+		return nil
+	}
+	var out []plannedDelivery
+	for _, c := range inc.Investigation.Impact.Customers {
+		for _, r := range pb.Notifiers {
+			out = append(out, plannedDelivery{customer: c, route: r,
+				key: incident.IdempotencyKey(inc.ID, "notify/"+r.Channel, recipientID(c))})
+		}
+	}
+	return out
+}
+
+func (o *Orchestrator) allDelivered(inc *incident.Incident, pb *Playbook) bool {
+	for _, p := range o.plan(inc, pb) {
+		if d := inc.Delivery(p.key); d == nil || d.Status != incident.DeliverySent {
+			return false
+		}
+	}
+	return len(pb.Notifiers) > 0
+}
+
+// deliveryConcurrency bounds the notices of one incident in flight at once.
+const deliveryConcurrency = 4
+
+func (o *Orchestrator) notify(ctx, grace context.Context, inc *incident.Incident, pb *Playbook) (bool, error) {
+	from := inc.State
+	if inc.Decision == nil || !inc.Decision.Notify {
+		return true, o.escalate(grace, inc, from, "notification started but the decision is not to notify customers")
+	}
+	if len(pb.Notifiers) == 0 {
+		return true, o.escalate(grace, inc, from, "customers must be notified but the playbook has no notifier")
+	}
+	plan := o.plan(inc, pb)
+	if len(plan) == 0 {
+		return true, o.escalate(grace, inc, from, "customers must be notified but no affected customer is known: the investigation named none")
+	}
+	var todo []plannedDelivery
+	for _, p := range plan {
+		if d := inc.Delivery(p.key); d == nil || d.Status != incident.DeliverySent {
+			todo = append(todo, p)
+		}
+	}
+	if len(todo) > 0 {
+		// Claim before sending: a crash after this point re-sends only what
+		// is not marked sent, with the same key.
+		err := o.mutate(grace, inc, func(inc *incident.Incident) error {
+			if inc.State != from || inc.Dismissal != nil {
+				return errStale
+			}
+			now := o.cfg.now()
+			for _, p := range todo {
+				if d := inc.Delivery(p.key); d != nil {
+					d.Status, d.ClaimedAt = incident.DeliveryClaimed, now
+					continue
+				}
+				inc.Deliveries = append(inc.Deliveries, incident.Delivery{Recipient: recipientID(p.customer),
+					Channel: p.route.Channel, IdempotencyKey: p.key, Status: incident.DeliveryClaimed, ClaimedAt: now})
+			}
+			return nil
+		})
+		if err != nil {
+			return false, err
+		}
+		failed, err := o.send(ctx, grace, inc, pb, todo)
+		if err != nil {
+			return false, err
+		}
+		if ctx.Err() != nil {
+			return false, nil
+		}
+		if failed != nil {
+			return true, o.escalate(grace, inc, from, "customer notification failed: "+failed.Error())
+		}
+		if !o.allDelivered(inc, pb) {
+			return true, o.escalate(grace, inc, from, "customer notification incomplete: the step ran out of time before every notice was sent")
+		}
+	}
+	return true, o.advance(grace, inc, from, incident.EventNotified, "every affected customer notified")
+}
+
+// send delivers the planned notices, at most deliveryConcurrency at once,
+// and records each result as it comes. It returns the joined delivery
+// failures, and separately an error writing the store.
+func (o *Orchestrator) send(ctx, grace context.Context, inc *incident.Incident, pb *Playbook, todo []plannedDelivery) (failed, werr error) {
+	sctx, cancel := o.stepContext(grace, pb)
+	defer cancel()
+	notices := map[string]notify.Rendered{}
+	// The deliveries' goroutines record results into inc under mu, and a
+	// conflicting write may replace *inc; messages are built from a copy.
+	snap := inc.Clone()
+	actions := o.actionDescriptions(snap, pb)
+	sem := semaphore.NewWeighted(int64(o.cfg.deliveryConcurrency))
+	var mu sync.Mutex // guards inc, failed, werr
+	var wg sync.WaitGroup
+	for _, p := range todo {
+		rid := recipientID(p.customer)
+		r, ok := notices[rid]
+		var rerr error
+		if !ok {
+			r, rerr = pb.template().Render(o.notice(snap, pb, p.customer, actions))
+			if rerr == nil {
+				notices[rid] = r
+			}
+		}
+		if err := sem.Acquire(sctx, 1); err != nil {
+			break
+		}
+		if ctx.Err() != nil {
+			sem.Release(1)
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer sem.Release(1)
+			msg := notify.Message{
+				IdempotencyKey: p.key, Channel: p.route.Channel, Recipient: p.customer,
+				Subject: r.Subject, Text: r.Text, HTML: r.HTML,
+				IncidentID: snap.ID, Kind: snap.Kind, Severity: snap.Severity,
+				Impact:          recipientImpact(snap.Investigation.Impact, p.customer),
+				Recommendations: append([]string(nil), snap.Recommendations...),
+			}
+			out := incident.Outcome{Attempts: 0, Err: incident.Permanent(rerr)}
+			if rerr == nil {
+				out = pb.Delivery.DoUntil(sctx, stopOf(ctx), func(ctx context.Context, attempt int) error {
+					m := msg
+					m.Attempt = attempt
+					return p.route.Notifier.Notify(ctx, m)
+				})
+			}
+			if interrupted(ctx, out.Err) {
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			err := o.mutate(grace, inc, func(inc *incident.Incident) error {
+				d := inc.Delivery(p.key)
+				if d == nil {
+					return fmt.Errorf("breach: delivery %s vanished from incident %s", p.key, inc.ID)
+				}
+				d.Attempts += out.Attempts
+				to := "notice to customer " + strconv.Quote(rid) + " via " + p.route.Channel
+				if out.Err == nil {
+					d.Status, d.SentAt, d.LastError = incident.DeliverySent, o.cfg.now(), ""
+					o.record(inc, incident.ActorSystem, incident.EntryDelivery, to+" sent (key "+p.key+")")
+				} else {
+					d.Status, d.LastError = incident.DeliveryFailed, o.redact(inc.ID, out.Err.Error())
+					o.record(inc, incident.ActorSystem, incident.EntryDelivery,
+						to+" failed after "+strconv.Itoa(out.Attempts)+" attempt(s): "+d.LastError+panicStack(out.Err))
+				}
+				return nil
+			})
+			werr = errors.Join(werr, err)
+			if out.Err != nil {
+				failed = errors.Join(failed, fmt.Errorf("%s via %s: %w", rid, p.route.Channel, out.Err))
+			}
+		}()
+	}
+	wg.Wait()
+	return failed, werr
+}
+
+// recipientImpact is the impact as one recipient may see it: the data
+// involved, and only themselves among the affected customers.
+func recipientImpact(im incident.Impact, c incident.Customer) incident.Impact {
+	im.Customers = []incident.Customer{c}
+	im.Data = append([]incident.DataCategory(nil), im.Data...)
+	return im
+}
+
+func (o *Orchestrator) actionDescriptions(inc *incident.Incident, pb *Playbook) []string {
+	var out []string
+	for _, a := range pb.Containment {
+		if r := inc.Action(a.Name); r != nil && r.Status == incident.ActionApplied && a.Description != "" {
+			out = append(out, a.Description)
+		}
+	}
+	return out
+}
+
+func (o *Orchestrator) notice(inc *incident.Incident, pb *Playbook, c incident.Customer, actions []string) notify.Notice {
+	summary := inc.Investigation.Summary
+	if summary == "" {
+		summary = inc.Summary
+	}
+	return notify.Notice{
+		IncidentID:      inc.ID,
+		Kind:            inc.Kind,
+		Severity:        inc.Severity,
+		Customer:        c,
+		Summary:         summary,
+		DetectedAt:      inc.DetectedAt,
+		ContainedAt:     inc.ContainedAt,
+		Impact:          inc.Investigation.Impact,
+		Actions:         actions,
+		Recommendations: inc.Recommendations,
+		Sender:          pb.Sender,
+		Contact:         pb.Contact,
+	}
+}

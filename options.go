@@ -1,0 +1,183 @@
+package breach
+
+import (
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/breachkit/breach/notify"
+)
+
+// WithObserver sets the observer; the default observes nothing.
+func WithObserver(obs Observer) Option {
+	return func(c *config) error {
+		c.observer = obs
+		return nil
+	}
+}
+
+// Option configures an Orchestrator in New.
+type Option func(*config) error
+
+type config struct {
+	playbooks           map[string]*Playbook
+	logger              *slog.Logger
+	now                 func() time.Time
+	newID               func() string
+	concurrency         int
+	grace               time.Duration
+	flushInterval       time.Duration
+	retryDelay          time.Duration
+	deadlineInterval    time.Duration
+	oncall              notify.Notifier
+	deliveryConcurrency int
+	owner               string
+	observer            Observer
+	leaseTTL            time.Duration
+	resumeInterval      time.Duration
+}
+
+// WithPlaybook registers the response to one kind of incident. Playbooks
+// are validated in New: a missing Kind, a duplicate Kind, an action without a
+// container, a route without a notifier and the like make New fail with an
+// error matching ErrInvalidPlaybook. The playbook is copied.
+func WithPlaybook(p Playbook) Option {
+	return func(c *config) error {
+		if err := p.validate(); err != nil {
+			return err
+		}
+		if _, dup := c.playbooks[p.Kind]; dup {
+			return fmt.Errorf("%w: two playbooks for kind %q", ErrInvalidPlaybook, p.Kind)
+		}
+		p.Containment = slices.Clone(p.Containment)
+		p.Notifiers = slices.Clone(p.Notifiers)
+		p.Recommendations = slices.Clone(p.Recommendations)
+		p.Tasks = slices.Clone(p.Tasks)
+		p.Clocks = slices.Clone(p.Clocks)
+		c.playbooks[p.Kind] = &p
+		return nil
+	}
+}
+
+// WithLogger sets the logger; the default is slog.Default(). Credentials
+// never reach it.
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) error {
+		if l == nil {
+			return fmt.Errorf("%w: nil logger", ErrInvalidOption)
+		}
+		c.logger = l
+		return nil
+	}
+}
+
+// WithClock sets the clock that timestamps the timeline and phases; the
+// default is time.Now. Waits between retries use timers, not this clock.
+func WithClock(now func() time.Time) Option {
+	return func(c *config) error {
+		if now == nil {
+			return fmt.Errorf("%w: nil clock", ErrInvalidOption)
+		}
+		c.now = now
+		return nil
+	}
+}
+
+// WithIDs sets the generator of incident IDs; the default makes "inc_" and
+// 16 random hex digits. IDs must be unique across every process sharing the
+// store.
+func WithIDs(newID func() string) Option {
+	return func(c *config) error {
+		if newID == nil {
+			return fmt.Errorf("%w: nil ID generator", ErrInvalidOption)
+		}
+		c.newID = newID
+		return nil
+	}
+}
+
+// WithConcurrency bounds how many incidents Run drives at once; the default
+// is 8.
+func WithConcurrency(n int) Option {
+	return func(c *config) error {
+		if n < 1 {
+			return fmt.Errorf("%w: concurrency %d < 1", ErrInvalidOption, n)
+		}
+		c.concurrency = n
+		return nil
+	}
+}
+
+// WithShutdownGrace bounds how long Run keeps going after its context ends:
+// a plugin call already started may finish within it (its own timeout
+// permitting) and its result is persisted; then everything still running is
+// cancelled. The default is 10s.
+func WithShutdownGrace(d time.Duration) Option {
+	return func(c *config) error {
+		if d < 0 {
+			return fmt.Errorf("%w: negative shutdown grace", ErrInvalidOption)
+		}
+		c.grace = d
+		return nil
+	}
+}
+
+// WithFlushInterval sets how often signals that joined open incidents are
+// written to the store (count, last seen, samples) while Run runs; the
+// default is 1s. Between flushes they cost a map lookup and a counter.
+func WithFlushInterval(d time.Duration) Option {
+	return func(c *config) error {
+		if d <= 0 {
+			return fmt.Errorf("%w: flush interval must be positive", ErrInvalidOption)
+		}
+		c.flushInterval = d
+		return nil
+	}
+}
+
+// WithLease names this orchestrator among the replicas sharing a store that
+// implements incident.Leaser, and sets how long its lease on an incident
+// lasts without renewal (renewed every third of it while it drives the
+// incident). A replica that dies holds its incidents until its leases run
+// out, and the others' periodic resume (every ttl) takes them over: within
+// two TTLs. A replica that fails to renew a lease stops driving that
+// incident. The defaults are
+// a random owner name and 30s. Without a Leaser store the option has no
+// effect.
+func WithLease(owner string, ttl time.Duration) Option {
+	return func(c *config) error {
+		if owner == "" || ttl <= 0 {
+			return fmt.Errorf("%w: lease needs an owner and a positive TTL", ErrInvalidOption)
+		}
+		c.owner, c.leaseTTL = owner, ttl
+		return nil
+	}
+}
+
+// WithDeadlineInterval sets how often Run checks notification clocks and
+// approval timeouts (see CheckDeadlines); the default is one minute.
+func WithDeadlineInterval(d time.Duration) Option {
+	return func(c *config) error {
+		if d <= 0 {
+			return fmt.Errorf("%w: deadline interval must be positive", ErrInvalidOption)
+		}
+		c.deadlineInterval = d
+		return nil
+	}
+}
+
+// WithOnCall sets the notifier that tells responders when an incident is
+// escalated to them, when an action waits for their approval, and when a
+// notification clock is about to run out or has run out. Pages are sent at
+// most once, each with an idempotency key; a failure is logged (and, for an
+// escalation, put on the timeline) and never stops the response.
+func WithOnCall(n notify.Notifier) Option {
+	return func(c *config) error {
+		if n == nil {
+			return fmt.Errorf("%w: nil on-call notifier", ErrInvalidOption)
+		}
+		c.oncall = n
+		return nil
+	}
+}

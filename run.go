@@ -1,0 +1,164 @@
+package breach
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/breachkit/breach/incident"
+)
+
+// Run starts the detectors and drives incidents, at most WithConcurrency at
+// a time, until ctx ends. It first resumes every open incident in the
+// store. When ctx ends, Run stops the detectors, lets plugin calls in flight
+// finish within the shutdown grace (WithShutdownGrace), persists what
+// happened and pending signal counts, and returns nil with no goroutine of
+// its own left running. A detector that fails or panics is logged and not
+// restarted; the rest go on. Run returns ErrRunning if called while already
+// running.
+func (o *Orchestrator) Run(ctx context.Context, detectors ...incident.Detector) error {
+	if !o.running.CompareAndSwap(false, true) {
+		return ErrRunning
+	}
+	defer o.running.Store(false)
+
+	// grace outlives ctx by the shutdown grace, so that a started side
+	// effect can finish and be recorded.
+	grace, cancelGrace := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelGrace()
+
+	var wg sync.WaitGroup
+	for i, d := range detectors {
+		if d == nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			o.runDetector(ctx, i, d)
+		}()
+	}
+	if err := o.resume(ctx); err != nil {
+		o.log.ErrorContext(ctx, "breach: resuming open incidents failed; will retry", "err", err)
+		o.sched.later(o.cfg.retryDelay, resumeAll)
+	}
+	for range o.cfg.concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			o.work(ctx, grace)
+		}()
+	}
+	wg.Go(func() { o.every(ctx, o.cfg.flushInterval, "flushing signal counts", o.Flush) })
+	wg.Go(func() { o.every(ctx, o.cfg.deadlineInterval, "checking deadlines", o.CheckDeadlines) })
+	if o.cfg.resumeInterval > 0 {
+		wg.Go(func() {
+			o.every(ctx, o.cfg.resumeInterval, "", func(context.Context) error { o.sched.add(resumeAll); return nil })
+		})
+	}
+	<-ctx.Done()
+	graceTimer := time.AfterFunc(o.cfg.grace, cancelGrace)
+	defer graceTimer.Stop()
+	o.sched.wakeAll()
+	wg.Wait()
+	o.sched.stopTimers()
+	// Persist signal counts gathered since the last flush, with time of its
+	// own: the grace may be spent by now.
+	fctx, cancelFlush := context.WithTimeout(context.WithoutCancel(ctx), finalFlushTimeout)
+	defer cancelFlush()
+	if err := o.Flush(fctx); err != nil {
+		o.log.Error("breach: final flush of signal counts failed", "err", err)
+	}
+	return nil
+}
+
+// every calls fn every d until ctx ends, logging its failures as what.
+func (o *Orchestrator) every(ctx context.Context, d time.Duration, what string, fn func(context.Context) error) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := fn(ctx); err != nil && ctx.Err() == nil {
+				o.log.Warn("breach: "+what+" failed; will retry", "err", err)
+			}
+		}
+	}
+}
+
+func (o *Orchestrator) runDetector(ctx context.Context, i int, d incident.Detector) {
+	err := incident.Call(ctx, 0, func(ctx context.Context) error { return d.Detect(ctx, o) })
+	var pe *incident.PanicError
+	switch {
+	case errors.As(err, &pe):
+		o.log.ErrorContext(ctx, "breach: detector panicked; not restarted", "detector", i, "panic", fmt.Sprint(pe.Value), "stack", string(pe.Stack))
+	case err != nil && ctx.Err() == nil:
+		o.log.ErrorContext(ctx, "breach: detector stopped with an error; not restarted", "detector", i, "err", err)
+	}
+}
+
+const resumeAll = "\x00resume"
+
+// finalFlushTimeout bounds the flush of signal counts when Run stops.
+const finalFlushTimeout = 10 * time.Second
+
+func (o *Orchestrator) resume(ctx context.Context) error {
+	mark := o.hot.mark()
+	open, err := o.store.ListOpen(ctx)
+	if err != nil {
+		return err
+	}
+	ids := make(map[string]bool, len(open))
+	for _, inc := range open {
+		ids[inc.ID] = true
+		o.sched.add(inc.ID)
+	}
+	// Another replica may have closed incidents this one still counts
+	// signals for: forget them, so the next signal opens a new incident.
+	o.hot.retain(ids, mark)
+	return nil
+}
+
+// work takes incidents off the queue and drives each as far as it goes.
+func (o *Orchestrator) work(ctx, grace context.Context) {
+	for {
+		id, ok := o.sched.next(ctx)
+		if !ok {
+			return
+		}
+		if id == resumeAll {
+			if err := o.resume(ctx); err != nil && ctx.Err() == nil {
+				o.log.ErrorContext(ctx, "breach: resuming open incidents failed; will retry", "err", err)
+				o.sched.later(o.cfg.retryDelay, resumeAll)
+			}
+			o.sched.done(id)
+			continue
+		}
+		o.driveSafely(ctx, grace, id)
+		o.sched.done(id)
+	}
+}
+
+// driveSafely drives one incident and never lets a bug or a store failure
+// escape: the incident is scheduled again later instead.
+func (o *Orchestrator) driveSafely(ctx, grace context.Context, id string) {
+	defer func() {
+		if v := recover(); v != nil {
+			o.log.Error("breach: panic while driving incident; will retry", "incident", id, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			o.sched.later(o.cfg.retryDelay, id)
+		}
+	}()
+	if err := o.drive(ctx, grace, id); err != nil && ctx.Err() == nil {
+		if errors.Is(err, incident.ErrNotFound) {
+			o.log.Warn("breach: incident vanished from the store", "incident", id)
+			return
+		}
+		o.log.Error("breach: driving incident failed; will retry", "incident", id, "err", err)
+		o.sched.later(o.cfg.retryDelay, id)
+	}
+}

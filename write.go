@@ -1,0 +1,153 @@
+package breach
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/breachkit/breach/incident"
+)
+
+// maxConflicts bounds the retries of one write that keeps losing the
+// compare-and-swap.
+const maxConflicts = 16
+
+// mutate applies fn to inc and writes it with a compare-and-swap. On a
+// version conflict it re-reads the incident into inc and applies fn again.
+// On success inc holds what was stored. On error inc is unspecified and
+// must be re-read. fn returning errStale ends mutate with errStale.
+func (o *Orchestrator) mutate(ctx context.Context, inc *incident.Incident, fn func(*incident.Incident) error) error {
+	for range maxConflicts {
+		before := len(inc.Timeline)
+		if err := fn(inc); err != nil {
+			return err
+		}
+		inc.UpdatedAt = o.cfg.now()
+		err := o.store.Update(ctx, inc)
+		if err == nil {
+			o.changed()
+			o.announce(inc, before)
+			if !inc.State.Open() {
+				o.hot.remove(inc.ID)
+				o.creds.Delete(inc.ID)
+			}
+			return nil
+		}
+		if !errors.Is(err, incident.ErrConflict) {
+			return err
+		}
+		fresh, err := o.store.Get(ctx, inc.ID)
+		if err != nil {
+			return err
+		}
+		*inc = *fresh
+	}
+	return fmt.Errorf("breach: incident %s: %w: gave up after %d conflicting writes", inc.ID, incident.ErrConflict, maxConflicts)
+}
+
+// record appends a timeline entry stamped with the orchestrator's clock.
+func (o *Orchestrator) record(inc *incident.Incident, actor string, typ incident.EntryType, detail string) {
+	inc.Timeline.Append(incident.Entry{At: o.cfg.now(), Actor: actor, Type: typ, Detail: o.redact(inc.ID, detail)})
+}
+
+// fire applies a lifecycle event to inc in memory: the state, the phase
+// timestamp and the timeline entry. It returns the lifecycle's error when
+// the event is not allowed.
+func (o *Orchestrator) fire(inc *incident.Incident, ev incident.Event, actor, detail string) error {
+	to, err := o.lc.Next(inc.State, ev)
+	if err != nil {
+		return err
+	}
+	now := o.cfg.now()
+	from := inc.State
+	inc.State = to
+	inc.Timeline.Append(incident.Entry{At: now, Actor: actor, Type: incident.EntryTransition,
+		Event: ev, From: from, To: to, Detail: o.redact(inc.ID, detail)})
+	switch to {
+	case incident.StateContained:
+		inc.ContainedAt = now
+		o.reach(inc, incident.MilestoneContained, now, actor, "")
+	case incident.StateResolving:
+		o.openTasks(inc)
+	case incident.StateResolved:
+		inc.ResolvedAt = now
+		o.reach(inc, incident.MilestoneResolved, now, actor, "")
+	case incident.StateClosed:
+		inc.ClosedAt = now
+		o.reach(inc, incident.MilestoneClosed, now, actor, "")
+	case incident.StateDismissed:
+		cancelClocks(inc)
+	}
+	if ev == incident.EventNotified {
+		inc.NotifiedAt = now
+		o.reach(inc, incident.MilestoneCustomersNotified, now, actor, "")
+	}
+	return nil
+}
+
+// announce logs and observes the transitions a successful write recorded,
+// the entries of inc.Timeline from index from on: only what was stored is
+// told.
+func (o *Orchestrator) announce(inc *incident.Incident, from int) {
+	for i := from; i < len(inc.Timeline); i++ {
+		e := &inc.Timeline[i]
+		if e.Type != incident.EntryTransition {
+			continue
+		}
+		o.log.Info("breach: incident "+string(e.Event), "incident", inc.ID, "from", string(e.From), "to", string(e.To), "actor", e.Actor)
+		if o.cfg.observer == nil {
+			continue
+		}
+		since := inc.DetectedAt
+		for j := i - 1; j >= 0; j-- {
+			if inc.Timeline[j].Type == incident.EntryTransition {
+				since = inc.Timeline[j].At
+				break
+			}
+		}
+		o.observe(Observation{Kind: ObserveTransition, At: e.At, IncidentID: inc.ID, IncidentKind: inc.Kind,
+			Severity: inc.Severity, Event: e.Event, From: e.From, To: e.To, Duration: e.At.Sub(since), Outcome: string(e.To)})
+	}
+}
+
+// advance fires ev if inc is still in state from, and persists it.
+func (o *Orchestrator) advance(ctx context.Context, inc *incident.Incident, from incident.State, ev incident.Event, detail string) error {
+	return o.mutate(ctx, inc, func(inc *incident.Incident) error {
+		if inc.State != from || inc.Dismissal != nil {
+			return errStale
+		}
+		return o.fire(inc, ev, incident.ActorSystem, detail)
+	})
+}
+
+func stopOf(ctx context.Context) <-chan struct{} { return ctx.Done() }
+
+func (o *Orchestrator) stepContext(grace context.Context, pb *Playbook) (context.Context, context.CancelFunc) {
+	if pb != nil && pb.StepTimeout > 0 {
+		return context.WithTimeout(grace, pb.StepTimeout)
+	}
+	return context.WithCancel(grace)
+}
+
+// maxStack bounds the panic stack kept on a timeline entry.
+const maxStack = 4096
+
+// panicStack returns "\nstack:\n" and the (bounded) stack of the last
+// panic in err, or "" when err holds no *incident.PanicError.
+func panicStack(err error) string {
+	var pe *incident.PanicError
+	if !errors.As(err, &pe) || len(pe.Stack) == 0 {
+		return ""
+	}
+	st := pe.Stack
+	if len(st) > maxStack {
+		st = st[:maxStack]
+	}
+	return "\nstack:\n" + string(st)
+}
+
+// interrupted reports whether err only says that the run is stopping: the
+// work is unfinished, not failed, and a resumed run takes it up again.
+func interrupted(ctx context.Context, err error) bool {
+	return err != nil && (errors.Is(err, incident.ErrStopped) || ctx.Err() != nil)
+}
