@@ -9,18 +9,15 @@ import (
 	"github.com/breachkit/breach/incident"
 )
 
-// act runs a person's change to an incident: it waits for any step this
-// process is running on the incident, applies change with a
-// compare-and-swap, and schedules the incident to be driven on.
+// act runs a person's change to an incident: it applies change with a
+// compare-and-swap (re-read and applied again on a conflict) and schedules
+// the incident to be driven on. It takes no slot: a step running on the
+// incident finds the change when it next writes, and decides again. A
+// person's action therefore never waits for automation.
 func (o *Orchestrator) act(ctx context.Context, id, actor string, change func(*incident.Incident) error) (*incident.Incident, error) {
 	if actor == "" {
 		return nil, ErrNoActor
 	}
-	release, err := o.slots.acquire(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	defer release()
 	inc, err := o.store.Get(ctx, id)
 	if err != nil {
 		return nil, err
@@ -28,8 +25,17 @@ func (o *Orchestrator) act(ctx context.Context, id, actor string, change func(*i
 	if err := o.mutate(ctx, inc, change); err != nil {
 		return nil, err
 	}
-	o.sched.add(id)
+	o.sched.addAt(id, o.priorityOf(inc))
 	return inc, nil
+}
+
+// dismissing refuses a change of course while a dismissal is under way: the
+// dismissal is finished first (by the driver, or by calling Dismiss again).
+func dismissing(inc *incident.Incident) error {
+	if inc.Dismissal != nil && inc.State.Open() {
+		return fmt.Errorf("%w: incident %s", ErrDismissalPending, inc.ID)
+	}
+	return nil
 }
 
 // Reopen sends a resolved, closed or dismissed incident back to
@@ -44,7 +50,8 @@ func (o *Orchestrator) Reopen(ctx context.Context, id, actor, reason string) err
 			return err
 		}
 		inc.Investigation, inc.Decision, inc.Dismissal, inc.Escalation = nil, nil, nil, nil
-		inc.ResolvedAt, inc.ClosedAt = time.Time{}, time.Time{}
+		inc.ResolvedAt, inc.ClosedAt, inc.ReopenedAt = time.Time{}, time.Time{}, o.cfg.now()
+		o.forgetCredential(inc.ID) // a credential of its earlier life
 		// Containment undone at dismissal is applied again as a new effect,
 		// under a new key: the old one names the effect that was released.
 		gen := 0
@@ -70,6 +77,9 @@ func (o *Orchestrator) Reopen(ctx context.Context, id, actor, reason string) err
 // incident that is not escalated.
 func (o *Orchestrator) Retry(ctx context.Context, id, actor, note string) error {
 	_, err := o.act(ctx, id, actor, func(inc *incident.Incident) error {
+		if err := dismissing(inc); err != nil {
+			return err
+		}
 		if inc.State != incident.StateEscalated {
 			return fmt.Errorf("%w: incident %s is %s", ErrNotEscalated, inc.ID, inc.State)
 		}
@@ -106,6 +116,9 @@ func (o *Orchestrator) Retry(ctx context.Context, id, actor, note string) error 
 // while notices are being sent or once the incident is resolved.
 func (o *Orchestrator) OverrideDecision(ctx context.Context, id string, notifyCustomers bool, actor, reason string) error {
 	_, err := o.act(ctx, id, actor, func(inc *incident.Incident) error {
+		if err := dismissing(inc); err != nil {
+			return err
+		}
 		switch inc.State {
 		case incident.StateNotifying, incident.StateResolved, incident.StateClosed, incident.StateDismissed:
 			return fmt.Errorf("%w: incident %s is %s", ErrDecisionLocked, inc.ID, inc.State)

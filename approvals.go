@@ -27,6 +27,9 @@ func (o *Orchestrator) Deny(ctx context.Context, id, action, actor, note string)
 
 func (o *Orchestrator) decide(ctx context.Context, id, action, actor, note string, approved bool) error {
 	_, err := o.act(ctx, id, actor, func(inc *incident.Incident) error {
+		if err := dismissing(inc); err != nil {
+			return err
+		}
 		r := inc.Action(action)
 		if r == nil || r.Status != incident.ActionAwaiting || r.Approval == nil {
 			return fmt.Errorf("%w: %q on incident %s", ErrNoApprovalPending, action, inc.ID)

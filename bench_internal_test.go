@@ -61,7 +61,7 @@ func BenchmarkIncidentEndToEnd(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			if err := o.drive(ctx, ctx, rc.IncidentID); err != nil {
+			if err := o.settle(ctx, rc.IncidentID); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -87,7 +87,7 @@ func BenchmarkIncidentEndToEnd(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				if err := o.drive(ctx, ctx, rc.IncidentID); err != nil {
+				if err := o.settle(ctx, rc.IncidentID); err != nil {
 					b.Fatal(err)
 				}
 			}

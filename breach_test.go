@@ -472,15 +472,35 @@ func TestRetryResumesEscalatedContainment(t *testing.T) {
 	})
 }
 
-func TestUnknownKindIsEscalatedNotDropped(t *testing.T) {
+func TestUnknownKindIsRejectedAtReport(t *testing.T) {
+	store := incident.NewMemStore()
+	o, err := breach.New(store)
+	require.NoError(t, err)
+	_, err = o.Report(context.Background(), incident.Signal{Kind: "db.exfiltration", Subject: "db-1", Severity: incident.SeverityHigh})
+	var uk *breach.UnknownKindError
+	require.ErrorAs(t, err, &uk)
+	assert.Equal(t, "db.exfiltration", uk.Kind)
+	assert.ErrorIs(t, err, breach.ErrUnknownKind)
+	assert.ErrorIs(t, err, incident.ErrInvalidSignal)
+	open, err := store.ListOpen(context.Background())
+	require.NoError(t, err)
+	assert.Empty(t, open, "nothing recorded")
+}
+
+func TestStoredIncidentOfUnknownKindIsEscalatedNotDropped(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		o, err := breach.New(incident.NewMemStore())
+		// An incident whose playbook went away (a deploy removed it) is
+		// handed to a person on resume.
+		store := incident.NewMemStore()
+		now := time.Now()
+		require.NoError(t, store.Create(context.Background(), &incident.Incident{ID: "inc_old", Kind: "db.exfiltration",
+			Subject: "db-1", DedupKey: "db.exfiltration/db-1", Severity: incident.SeverityHigh, State: incident.StateDetected,
+			DetectedAt: now, UpdatedAt: now}))
+		o, err := breach.New(store)
 		require.NoError(t, err)
 		stop := running(t, o)
 		defer stop()
-		rc, err := o.Report(context.Background(), incident.Signal{Kind: "db.exfiltration", Subject: "db-1", Severity: incident.SeverityHigh})
-		require.NoError(t, err)
-		inc := await(t, o, rc.IncidentID, incident.StateEscalated)
+		inc := await(t, o, "inc_old", incident.StateEscalated)
 		assert.Contains(t, inc.Escalation.Reason, `no playbook is registered for incidents of kind "db.exfiltration"`)
 	})
 }
@@ -511,7 +531,7 @@ func TestNewValidates(t *testing.T) {
 		{"nil store", nil, nil, breach.ErrInvalidOption},
 		{"nil option", incident.NewMemStore(), []breach.Option{nil}, breach.ErrInvalidOption},
 		{"zero concurrency", incident.NewMemStore(), []breach.Option{breach.WithConcurrency(0)}, breach.ErrInvalidOption},
-		{"nil clock", incident.NewMemStore(), []breach.Option{breach.WithClock(nil)}, breach.ErrInvalidOption},
+		{"nil clock", incident.NewMemStore(), []breach.Option{breach.WithNow(nil)}, breach.ErrInvalidOption},
 		{"empty kind", incident.NewMemStore(), []breach.Option{breach.WithPlaybook(breach.Playbook{})}, breach.ErrInvalidPlaybook},
 		{"duplicate kind", incident.NewMemStore(), []breach.Option{breach.WithPlaybook(ok), breach.WithPlaybook(ok)}, breach.ErrInvalidPlaybook},
 		{"action without container", incident.NewMemStore(), []breach.Option{breach.WithPlaybook(breach.Playbook{Kind: "k",
@@ -534,7 +554,7 @@ func TestNewValidates(t *testing.T) {
 }
 
 func TestHumanActionsCheckInput(t *testing.T) {
-	o, err := breach.New(incident.NewMemStore())
+	o, err := breach.New(incident.NewMemStore(), breach.WithPlaybook(apiKeyPlaybook(&fakes{}, nil)))
 	require.NoError(t, err)
 	ctx := context.Background()
 	assert.ErrorIs(t, o.Close(ctx, "inc_nope", "", "x"), breach.ErrNoActor)

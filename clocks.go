@@ -212,7 +212,7 @@ func (o *Orchestrator) reach(inc *incident.Incident, m incident.Milestone, at ti
 				d.Due = d.Due.Add(at.Sub(d.PausedAt))
 				d.PausedAt = time.Time{}
 			}
-			d.MetAt = at
+			d.MetAt, d.EndedAt = at, at
 			verdict := "met"
 			if d.Status == incident.DeadlineWaiting || !at.After(d.Due) {
 				d.Status = incident.DeadlineMet
@@ -230,13 +230,67 @@ func (o *Orchestrator) reach(inc *incident.Incident, m incident.Milestone, at ti
 
 func roundDur(d time.Duration) string { return d.Round(time.Second).String() }
 
-// cancelClocks stops the clocks of a dismissed incident.
-func cancelClocks(inc *incident.Incident) {
+// endClocks ends every clock of an incident that ends (closed or
+// dismissed): one that is due and not met is missed; one that never started,
+// or that ends before it is due, does not apply, for the reason given by
+// how (such as "closed"). Each is recorded on the timeline.
+func (o *Orchestrator) endClocks(inc *incident.Incident, now time.Time, actor, how string) {
 	for i := range inc.Deadlines {
-		if d := &inc.Deadlines[i]; !d.Status.Done() {
-			d.Status = incident.DeadlineCancelled
+		d := &inc.Deadlines[i]
+		if d.Status.Done() {
+			continue
 		}
+		due := d.Due
+		if !d.PausedAt.IsZero() {
+			due = due.Add(now.Sub(d.PausedAt)) // paused time does not count
+			d.Paused += now.Sub(d.PausedAt)
+			d.PausedAt = time.Time{}
+		}
+		var verdict string
+		switch {
+		case d.Status == incident.DeadlineWaiting:
+			d.Status = incident.DeadlineNotApplicable
+			d.NotApplicableReason = "the incident was " + how + " before " + string(d.Start) + ", which starts the clock"
+		case d.Status == incident.DeadlineMissed || !now.Before(due):
+			d.Status = incident.DeadlineMissed
+			verdict = "ended missed: the incident was " + how + " without " + string(d.Stop) + ", due by " + due.UTC().Format(time.RFC3339)
+		default:
+			d.Status = incident.DeadlineNotApplicable
+			d.NotApplicableReason = "the incident was " + how + " " + roundDur(due.Sub(now)) + " before the due time, without " + string(d.Stop)
+		}
+		d.EndedAt = now
+		if verdict == "" {
+			verdict = "does not apply: " + d.NotApplicableReason
+		}
+		o.record(inc, actor, incident.EntryNote, "clock "+strconv.Quote(d.Name)+" "+verdict)
 	}
+}
+
+// MarkClockNotApplicable records a person's judgement that a notification
+// clock does not apply to the incident (no personal data was involved, the
+// incident is not material), with the reason; the clock stops for good. It
+// returns an error matching ErrNoSuchClock for a clock the incident does
+// not have or that has already ended met or late, and ErrNoReason for an
+// empty reason.
+func (o *Orchestrator) MarkClockNotApplicable(ctx context.Context, id, clock, actor, reason string) error {
+	if reason == "" {
+		return fmt.Errorf("%w: marking clock %q not applicable", ErrNoReason, clock)
+	}
+	_, err := o.act(ctx, id, actor, func(inc *incident.Incident) error {
+		d := inc.Deadline(clock)
+		if d == nil || d.Status.Done() {
+			return fmt.Errorf("%w: %q on incident %s", ErrNoSuchClock, clock, inc.ID)
+		}
+		now := o.cfg.now()
+		if !d.PausedAt.IsZero() {
+			d.Paused += now.Sub(d.PausedAt)
+			d.PausedAt = time.Time{}
+		}
+		d.Status, d.NotApplicableReason, d.EndedAt = incident.DeadlineNotApplicable, reason, now
+		o.record(inc, actor, incident.EntryNote, "clock "+strconv.Quote(clock)+" marked not applicable: "+reason)
+		return nil
+	})
+	return err
 }
 
 // RecordMilestone records that a person reached a milestone, such as

@@ -29,19 +29,19 @@ func (o *Orchestrator) baseRequest(inc *incident.Incident) containment.Request {
 		Account:               inc.Account,
 		Severity:              inc.Severity,
 		Attributes:            inc.Attributes,
-		Credential:            o.credential(inc.ID),
+		Credential:            o.credentialFor(inc),
 		CredentialFingerprint: inc.CredentialFingerprint,
 	}
 }
 
-func (o *Orchestrator) contain(ctx, grace context.Context, inc *incident.Incident, pb *Playbook) (bool, error) {
+func (o *Orchestrator) contain(st *stepRun, inc *incident.Incident, pb *Playbook) (bool, error) {
 	from := inc.State
 	todo := o.uncontained(inc, pb)
 	if len(todo) > 0 {
 		// Claim: every action is on the record, with its key, before it
 		// runs; actions that need a person's approval ask for it.
 		var asked []string
-		err := o.mutate(grace, inc, func(inc *incident.Incident) error {
+		err := o.mutate(st.write, inc, func(inc *incident.Incident) error {
 			if inc.State != from || inc.Dismissal != nil {
 				return errStale
 			}
@@ -76,7 +76,7 @@ func (o *Orchestrator) contain(ctx, grace context.Context, inc *incident.Inciden
 		}
 		for _, name := range asked {
 			o.log.Warn("breach: containment action waits for approval", "incident", inc.ID, "action", name)
-			_ = o.page(grace, inc, alert{ // at most once; a failure is logged
+			_ = o.page(st.write, inc, alert{ // at most once; a failure is logged
 				subject: "Approval needed: " + name + " on incident " + inc.ID,
 				text: "Containment action " + strconv.Quote(name) + " for incident " + inc.ID + " (" + inc.Kind + " about " +
 					inc.Subject + ", " + inc.Severity.String() + ") waits for approval.\n",
@@ -90,21 +90,27 @@ func (o *Orchestrator) contain(ctx, grace context.Context, inc *incident.Inciden
 			}
 		}
 		if len(run) > 0 {
-			sctx, cancel := o.stepContext(grace, pb)
+			sctx, cancel := st.callContext(pb)
 			defer cancel()
 			var werr error
 			runner := containment.Runner{
 				Concurrency: pb.ContainConcurrency,
 				Now:         o.cfg.now,
-				Stop:        stopOf(ctx),
+				Stop:        st.stop.Done(),
 				OnResult: func(res containment.Result) {
-					if interrupted(ctx, res.Err) {
-						return // not failed, only unfinished: a resumed run retries it
+					if st.cut(res.Err) {
+						// Not failed, only unfinished: a resumed run retries
+						// it, a dismissal releases it.
+						o.observeAction(st.calls, inc, "contain", res, outcomeInterrupted)
+						return
 					}
-					err := o.mutate(grace, inc, func(inc *incident.Incident) error {
+					err := o.mutate(st.write, inc, func(inc *incident.Incident) error {
 						o.recordAction(inc, res, incident.ActionApplied, incident.ActionFailed, "applied", "failed")
 						return nil
 					})
+					if err == nil {
+						o.observeAction(st.calls, inc, "contain", res, outcomeOf(res.Err))
+					}
 					werr = errors.Join(werr, err)
 				},
 			}
@@ -112,11 +118,11 @@ func (o *Orchestrator) contain(ctx, grace context.Context, inc *incident.Inciden
 			if werr != nil {
 				return false, werr
 			}
-			if ctx.Err() != nil {
+			if st.stop.Err() != nil {
 				return false, nil
 			}
 			if err := results.Err(); err != nil {
-				return true, o.escalate(grace, inc, from, "containment failed: "+err.Error())
+				return true, o.escalate(st.write, inc, from, "containment failed: "+err.Error())
 			}
 		}
 	}
@@ -125,7 +131,7 @@ func (o *Orchestrator) contain(ctx, grace context.Context, inc *incident.Inciden
 			return false, nil // a person approves or denies; that schedules the incident again
 		}
 	}
-	return true, o.advance(grace, inc, from, incident.EventContained, "every containment action applied or denied")
+	return true, o.advance(st.write, inc, from, incident.EventContained, "every containment action applied or denied")
 }
 
 // recordedKeys returns the idempotency keys on inc's action records, read
@@ -152,13 +158,6 @@ func (o *Orchestrator) recordAction(inc *incident.Incident, res containment.Resu
 	}
 	r.Attempts += res.Attempts
 	r.FinishedAt = res.Finished
-	step := "contain"
-	if ok == incident.ActionReleased {
-		step = "release"
-	}
-	o.observe(Observation{Kind: ObserveStep, IncidentID: inc.ID, IncidentKind: inc.Kind, Severity: inc.Severity,
-		Step: step, Target: res.Action, Attempts: res.Attempts, Duration: res.Finished.Sub(res.Started),
-		Outcome: outcome(res.Err, false), Err: o.redactErr(inc.ID, res.Err)})
 	detail := "containment action " + strconv.Quote(res.Action) + " "
 	typ := incident.EntryContainment
 	if ok == incident.ActionReleased {
@@ -172,4 +171,12 @@ func (o *Orchestrator) recordAction(inc *incident.Incident, res containment.Resu
 		detail += failWord + " after " + strconv.Itoa(res.Attempts) + " attempt(s): " + r.LastError + panicStack(res.Err)
 	}
 	o.record(inc, incident.ActorSystem, typ, detail)
+}
+
+// observeAction tells the observer of a containment or release result, once
+// it is recorded (or known to be cut).
+func (o *Orchestrator) observeAction(ctx context.Context, inc *incident.Incident, step string, res containment.Result, outcome string) {
+	o.observe(ctx, Observation{Kind: ObserveStep, IncidentID: inc.ID, IncidentKind: inc.Kind, Severity: inc.Severity,
+		Step: step, Target: res.Action, Attempts: res.Attempts, Duration: res.Finished.Sub(res.Started),
+		Outcome: outcome, Err: o.redactErr(inc.ID, res.Err)})
 }

@@ -89,7 +89,7 @@ func clockedIncident(t *testing.T, clocks ...breach.Clock) (*breach.Orchestrator
 	clk := &manualClock{t: t0}
 	p := &pager{}
 	o, err := breach.New(incident.NewMemStore(),
-		breach.WithClock(clk.Now), breach.WithOnCall(p.notifier()), breach.WithLogger(slog.New(slog.DiscardHandler)),
+		breach.WithNow(clk.Now), breach.WithOnCall(p.notifier()), breach.WithLogger(slog.New(slog.DiscardHandler)),
 		breach.WithPlaybook(breach.Playbook{Kind: "apikey.compromised", Clocks: clocks}))
 	require.NoError(t, err)
 	rc, err := o.Report(context.Background(), leak())
@@ -382,7 +382,7 @@ func TestHIPAAStopsWhenCustomersNotified(t *testing.T) {
 				pb := apiKeyPlaybook(f, inv)
 				pb.Clocks = []breach.Clock{breach.HIPAA()}
 				o, err := breach.New(incident.NewMemStore(), breach.WithPlaybook(pb), breach.WithOnCall(p.notifier()),
-					breach.WithClock(clk.Now), breach.WithDeadlineInterval(1000*time.Hour), breach.WithLogger(slog.New(slog.DiscardHandler)))
+					breach.WithNow(clk.Now), breach.WithDeadlineInterval(1000*time.Hour), breach.WithLogger(slog.New(slog.DiscardHandler)))
 				require.NoError(t, err)
 				stop := running(t, o)
 				defer stop()
@@ -663,11 +663,11 @@ func TestDismissalCancelsClocks(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, incident.StateDismissed, inc.State)
 	want := map[string]incident.DeadlineStatus{
-		gdprName:              incident.DeadlineCancelled,
-		sec.Name:              incident.DeadlineCancelled, // it was waiting
+		gdprName:              incident.DeadlineNotApplicable,
+		sec.Name:              incident.DeadlineNotApplicable, // it was waiting
 		breach.NIS2()[0].Name: incident.DeadlineMet,       // it was met before
-		breach.NIS2()[1].Name: incident.DeadlineCancelled,
-		breach.NIS2()[2].Name: incident.DeadlineCancelled,
+		breach.NIS2()[1].Name: incident.DeadlineNotApplicable,
+		breach.NIS2()[2].Name: incident.DeadlineNotApplicable,
 	}
 	for name, status := range want {
 		d := inc.Deadline(name)
@@ -682,7 +682,7 @@ func TestDismissalCancelsClocks(t *testing.T) {
 
 	// A milestone after the dismissal does not revive a cancelled clock.
 	require.NoError(t, o.RecordMilestone(ctx, id, incident.MilestoneAuthorityNotified, "dpo", "told anyway"))
-	assert.Equal(t, incident.DeadlineCancelled, deadlineOf(t, o, id, gdprName).Status)
+	assert.Equal(t, incident.DeadlineNotApplicable, deadlineOf(t, o, id, gdprName).Status)
 	assert.ErrorIs(t, o.PauseClock(ctx, id, gdprName, "legal", "x"), breach.ErrNoSuchClock)
 }
 

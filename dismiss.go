@@ -3,27 +3,42 @@ package breach
 import (
 	"context"
 	"errors"
+	"fmt"
+	"time"
 
 	"github.com/breachkit/breach/containment"
 	"github.com/breachkit/breach/incident"
 )
 
-// Dismiss closes an incident as a false positive. Containment that was
-// applied is released first (each action whose container is a
-// containment.Releaser, with the action's idempotency key), and each release
-// is recorded; then the incident moves to dismissed. A crash part way is
-// finished by the next Run.
+// Dismiss closes an incident as a false positive. It may be called in any
+// open state but resolving, while automation runs: the step running on the
+// incident in this process is interrupted (its remaining attempts are
+// cancelled through their context, with a cause saying why), and Dismiss
+// waits for it to record what it knows, at most one step. With a
+// incident.Leaser store it also waits for another replica stepping the
+// incident to finish its step. Then the dismissal is recorded, containment
+// that was applied is released (each action whose container is a
+// containment.Releaser, with the action's idempotency key), each release is
+// recorded, and the incident moves to dismissed.
 //
-// Dismiss waits for a step this process is running on the incident. It
-// returns a *incident.TransitionError when the incident cannot be dismissed
-// in its state (containing, notifying, resolving, or already ended), and the
-// release failures joined (each a *containment.ActionError) when some
-// containment could not be undone; the incident is dismissed either way.
+// Once Dismiss returns nil no further customer notice leaves: notices the
+// interruption cut mid-call are recorded as incident.DeliveryUnknown, those
+// never tried as incident.DeliveryCancelled; notices already sent stay
+// recorded as sent.
+//
+// It returns a *incident.TransitionError, with nothing recorded, when the
+// incident cannot be dismissed in its state (resolving, or already ended),
+// and the release failures joined (each a *containment.ActionError) when
+// some containment could not be undone; the incident is dismissed either
+// way. When ctx ends after the dismissal was recorded, the error matches
+// both ErrDismissalPending and ctx's error: the dismissal stands and the
+// next Run (or another call of Dismiss) finishes it. When ctx ends before,
+// nothing was recorded.
 func (o *Orchestrator) Dismiss(ctx context.Context, id, actor, reason string) error {
 	if actor == "" {
 		return ErrNoActor
 	}
-	release, err := o.slots.acquire(ctx, id)
+	release, err := o.slots.interrupt(ctx, id, errDismissing)
 	if err != nil {
 		return err
 	}
@@ -33,6 +48,9 @@ func (o *Orchestrator) Dismiss(ctx context.Context, id, actor, reason string) er
 		return err
 	}
 	err = o.mutate(ctx, inc, func(inc *incident.Incident) error {
+		if inc.Dismissal != nil && inc.State.Open() {
+			return nil // under way: finish it
+		}
 		if _, err := o.lc.Next(inc.State, incident.EventDismiss); err != nil {
 			return err
 		}
@@ -41,18 +59,85 @@ func (o *Orchestrator) Dismiss(ctx context.Context, id, actor, reason string) er
 		return nil
 	})
 	if err != nil {
+		if ctx.Err() != nil {
+			o.sched.add(id) // the write may have landed: the driver finishes what is on record
+		}
 		return err
+	}
+	pending := func(err error) error {
+		o.sched.add(id) // the driver finishes a dismissal that is on record
+		return fmt.Errorf("breach: incident %s: %w: %w", id, ErrDismissalPending, err)
+	}
+	if o.leaser != nil {
+		if err := o.awaitLease(ctx, id); err != nil {
+			return pending(err)
+		}
+		defer o.giveUpLease(id)
 	}
 	failed, err := o.finishDismissal(ctx, nil, inc, o.cfg.playbooks[inc.Kind])
 	if err != nil {
-		o.sched.add(id) // the driver finishes a dismissal that is on record
+		return errors.Join(o.redactErr(id, failed), pending(err))
 	}
-	return errors.Join(o.redactErr(id, failed), err)
+	return o.redactErr(id, failed)
+}
+
+// awaitLease takes the lease on id for this replica, waiting while another
+// replica holds it (it is stepping the incident). It returns ctx's error
+// when ctx ends first.
+func (o *Orchestrator) awaitLease(ctx context.Context, id string) error {
+	wait := min(o.cfg.leaseTTL/3, 100*time.Millisecond)
+	for {
+		ok, err := o.leaser.Lease(ctx, id, o.cfg.owner, o.cfg.leaseTTL)
+		if err != nil || ok {
+			return err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// giveUpLease gives up the lease on id that awaitLease took, unless a
+// worker of this replica holds it for its steps.
+func (o *Orchestrator) giveUpLease(id string) {
+	o.leasesMu.Lock()
+	_, held := o.leases[id]
+	o.leasesMu.Unlock()
+	if held {
+		o.dropLease(id)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), o.cfg.leaseTTL)
+	defer cancel()
+	if err := o.leaser.Unlease(ctx, id, o.cfg.owner); err != nil {
+		o.log.Warn("breach: giving up the lease failed; it runs out by itself", "incident", id, "err", err)
+	}
 }
 
 // finishDismissal releases what was contained and then dismisses the
-// incident. It returns the release failures, joined.
-func (o *Orchestrator) finishDismissal(ctx context.Context, stop <-chan struct{}, inc *incident.Incident, pb *Playbook) (error, error) {
+// incident. It returns the release failures, joined, and separately why the
+// dismissal is not finished: a write failed, or ctx ended or stop closed
+// before every release was tried (what was not tried is tried again by the
+// next call).
+func (o *Orchestrator) finishDismissal(ctx context.Context, stop <-chan struct{}, inc *incident.Incident, pb *Playbook) (failed, err error) {
+	if !o.lc.Can(inc.State, incident.EventDismiss) {
+		// A dismissal on record in a state that cannot be dismissed would
+		// wedge the incident: drop it, on the record, rather than retry
+		// for ever.
+		return nil, o.mutate(ctx, inc, func(inc *incident.Incident) error {
+			if inc.Dismissal == nil || !inc.State.Open() || o.lc.Can(inc.State, incident.EventDismiss) {
+				return errStale
+			}
+			o.record(inc, incident.ActorSystem, incident.EntryNote, "dismissal by "+inc.Dismissal.By+
+				" dropped: an incident cannot be dismissed while "+string(inc.State))
+			inc.Dismissal = nil
+			return nil
+		})
+	}
 	var applied []containment.Action
 	if pb != nil {
 		for _, a := range pb.Containment {
@@ -61,34 +146,41 @@ func (o *Orchestrator) finishDismissal(ctx context.Context, stop <-chan struct{}
 			}
 		}
 	}
-	var werr error
+	var werr, unfinished error
 	runner := containment.Runner{
 		Concurrency: pb.containConcurrency(),
 		Now:         o.cfg.now,
 		Stop:        stop,
 		OnResult: func(res containment.Result) {
-			if errors.Is(res.Err, incident.ErrStopped) {
+			if errors.Is(res.Err, incident.ErrStopped) || ctx.Err() != nil {
+				unfinished = errors.Join(unfinished, res.Err) // tried again next time
+				o.observeAction(ctx, inc, "release", res, outcomeInterrupted)
 				return
 			}
-			werr = errors.Join(werr, o.mutate(ctx, inc, func(inc *incident.Incident) error {
+			err := o.mutate(ctx, inc, func(inc *incident.Incident) error {
 				o.recordAction(inc, res, incident.ActionReleased, incident.ActionReleaseFailed, "released", "release failed")
 				return nil
-			}))
+			})
+			if err == nil {
+				o.observeAction(ctx, inc, "release", res, outcomeOf(res.Err))
+			}
+			werr = errors.Join(werr, err)
 		},
 	}
 	results := runner.Release(ctx, applied, o.baseRequest(inc), recordedKeys(inc))
-	if werr != nil {
-		return nil, werr
-	}
-	for _, r := range results {
-		if errors.Is(r.Err, incident.ErrStopped) {
-			return nil, nil // resumed later
-		}
+	if werr != nil || unfinished != nil {
+		return nil, errors.Join(werr, unfinished)
 	}
 	d := inc.Dismissal
-	err := o.mutate(ctx, inc, func(inc *incident.Incident) error {
+	err = o.mutate(ctx, inc, func(inc *incident.Incident) error {
 		if !inc.State.Open() {
 			return nil
+		}
+		if inc.Dismissal != nil {
+			d = inc.Dismissal
+		}
+		if d == nil {
+			return errStale
 		}
 		return o.fire(inc, incident.EventDismiss, d.By, d.Reason)
 	})

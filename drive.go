@@ -4,98 +4,120 @@ import (
 	"context"
 	"errors"
 	"strconv"
-	"time"
 
 	"github.com/breachkit/breach/incident"
 )
 
-// drive moves one incident forward until it waits for a person, ends, or
-// ctx ends. Plugin calls and writes run under grace, which outlives ctx by
-// the shutdown grace.
-func (o *Orchestrator) drive(ctx, grace context.Context, id string) error {
-	release, err := o.slots.acquire(ctx, id)
-	if err != nil {
-		return nil // shutting down
+// drive takes the next step of one incident: it holds the incident's slot
+// (and, with a Leaser store, the lease) for that step alone, then queues the
+// incident again when there is more to do. People act between steps;
+// Dismiss interrupts the running one. Plugin calls and writes outlive ctx
+// by the shutdown grace (grace).
+func (o *Orchestrator) drive(ctx, grace context.Context, id string) (more bool, err error) {
+	st, release, ok := o.beginStep(ctx, grace, id)
+	if !ok {
+		return false, nil // a dismissal holds it, and queues it again
 	}
 	defer release()
 	if o.leaser != nil {
-		var unlease func()
-		var ok bool
-		ctx, grace, unlease, ok, err = o.lease(ctx, grace, id)
-		if err != nil {
-			return err
+		held, err := o.holdLease(st, id)
+		if err != nil || !held {
+			return false, err
 		}
-		if !ok {
-			// Another replica drives it now; look again soon, in case it
-			// stops before seeing what made this one want to drive it.
-			o.sched.later(min(o.cfg.leaseTTL/3, time.Second), id)
-			return nil
-		}
-		defer unlease()
-	}
-	inc, err := o.store.Get(grace, id)
-	if err != nil {
-		return err
-	}
-	for ctx.Err() == nil {
-		more, err := o.step(ctx, grace, inc)
-		if errors.Is(err, errStale) {
-			if inc, err = o.store.Get(grace, id); err != nil {
-				return err
+		defer func() {
+			if !more || err != nil {
+				o.dropLease(id)
 			}
-			continue
-		}
+		}()
+	}
+	inc, err := o.store.Get(st.write, id)
+	if err != nil {
+		return false, err
+	}
+	more, err = o.step(st, inc)
+	if errors.Is(err, errStale) {
+		more, err = true, nil // someone moved it on: decide again from a fresh read
+	}
+	if err == nil && more && st.stop.Err() == nil {
+		o.sched.addAt(id, o.priorityOf(inc))
+	}
+	return more, err
+}
+
+// settle steps the incident until it waits for a person or ends, in the
+// caller's goroutine: for rehearsals and benchmarks, which drive without
+// Run.
+func (o *Orchestrator) settle(ctx context.Context, id string) error {
+	for ctx.Err() == nil {
+		more, err := o.drive(ctx, ctx, id)
 		if err != nil || !more {
 			return err
 		}
 	}
-	return nil
+	return ctx.Err()
+}
+
+// priorityOf is the queue priority of an incident's next step: containment
+// work is urgent.
+func (o *Orchestrator) priorityOf(inc *incident.Incident) priority {
+	switch inc.State {
+	case incident.StateContaining:
+		return urgent
+	case incident.StateDetected:
+		if pb := o.cfg.playbooks[inc.Kind]; pb != nil && pb.containFirst(inc.Severity) && len(pb.Containment) > 0 {
+			return urgent
+		}
+	}
+	return normal
 }
 
 // step takes the next step for inc and reports whether there may be another.
-func (o *Orchestrator) step(ctx, grace context.Context, inc *incident.Incident) (bool, error) {
+func (o *Orchestrator) step(st *stepRun, inc *incident.Incident) (bool, error) {
 	pb := o.cfg.playbooks[inc.Kind]
 	if inc.Dismissal != nil && inc.State.Open() {
-		_, err := o.finishDismissal(grace, stopOf(ctx), inc, pb)
+		_, err := o.finishDismissal(st.write, st.stop.Done(), inc, pb)
+		if err != nil && st.stop.Err() != nil {
+			return false, nil // a person's Dismiss, or the next run, finishes it
+		}
 		return false, err
 	}
 	if pb == nil {
 		if o.lc.Can(inc.State, incident.EventEscalate) {
-			return true, o.escalate(grace, inc, inc.State, "no playbook is registered for incidents of kind "+strconv.Quote(inc.Kind))
+			return true, o.escalate(st.write, inc, inc.State, "no playbook is registered for incidents of kind "+strconv.Quote(inc.Kind))
 		}
 		return false, nil
 	}
 	switch inc.State {
 	case incident.StateDetected:
 		if pb.containFirst(inc.Severity) && len(pb.Containment) > 0 {
-			return true, o.advance(grace, inc, inc.State, incident.EventContain,
+			return true, o.advance(st.write, inc, inc.State, incident.EventContain,
 				pb.Strategy.String()+" playbook: containing before investigating")
 		}
-		return true, o.advance(grace, inc, inc.State, incident.EventInvestigate, "investigating before containing")
+		return true, o.advance(st.write, inc, inc.State, incident.EventInvestigate, "investigating before containing")
 	case incident.StateInvestigating:
 		if inc.Investigation == nil {
-			return o.investigate(ctx, grace, inc, pb)
+			return o.investigate(st, inc, pb)
 		}
 		ev, why := o.afterInvestigation(inc, pb, true)
-		return true, o.advance(grace, inc, inc.State, ev, why)
+		return true, o.advance(st.write, inc, inc.State, ev, why)
 	case incident.StateContaining:
-		return o.contain(ctx, grace, inc, pb)
+		return o.contain(st, inc, pb)
 	case incident.StateContained:
 		if inc.Investigation == nil {
-			return true, o.advance(grace, inc, inc.State, incident.EventInvestigate, "containment holds; investigating root cause and impact")
+			return true, o.advance(st.write, inc, inc.State, incident.EventInvestigate, "containment holds; investigating root cause and impact")
 		}
 		ev, why := o.afterInvestigation(inc, pb, false)
-		return true, o.advance(grace, inc, inc.State, ev, why)
+		return true, o.advance(st.write, inc, inc.State, ev, why)
 	case incident.StateNotifying:
-		return o.notify(ctx, grace, inc, pb)
+		return o.notify(st, inc, pb)
 	case incident.StateResolving:
 		if pb.AutoResolve && len(inc.OpenTasks()) == 0 {
-			return true, o.advance(grace, inc, inc.State, incident.EventResolve, "no mandatory task open; resolved by the playbook")
+			return true, o.advance(st.write, inc, inc.State, incident.EventResolve, "no mandatory task open; resolved by the playbook")
 		}
 		return false, nil
 	case incident.StateResolved:
 		if pb.AutoClose {
-			return true, o.advance(grace, inc, inc.State, incident.EventClose, "closed by the playbook")
+			return true, o.advance(st.write, inc, inc.State, incident.EventClose, "closed by the playbook")
 		}
 		return false, nil
 	}

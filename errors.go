@@ -3,6 +3,9 @@ package breach
 import (
 	"errors"
 	"fmt"
+	"strconv"
+
+	"github.com/breachkit/breach/incident"
 )
 
 // ErrNoActor is returned when a person's action is called without saying who acts. Every
@@ -51,7 +54,37 @@ var (
 	// ErrNotEscalated: Retry was called on an incident that is not
 	// escalated.
 	ErrNotEscalated = errors.New("breach: incident is not escalated")
+	// ErrDismissalPending: a dismissal is on record and not finished yet.
+	// Dismiss returns it (joined with ctx's error) when its context ended
+	// after the dismissal was recorded: the dismissal stands, and Run or
+	// another Dismiss finishes it. Retry, Resolve, Approve, Deny and
+	// OverrideDecision return it while a dismissal is under way.
+	ErrDismissalPending = errors.New("breach: dismissal under way")
+	// ErrNoReason: an action that must say why was given no reason.
+	ErrNoReason = errors.New("breach: reason required")
+	// ErrUnknownKind: Report was handed a signal of a kind no playbook
+	// answers. The error is an *UnknownKindError and also matches
+	// incident.ErrInvalidSignal: nothing was recorded.
+	ErrUnknownKind = errors.New("breach: no playbook for the signal's kind")
+	// ErrOutcomeUnknown: Report's context ended while the signal was being
+	// written: it may have been recorded (the error also matches ctx's).
+	// Reporting it again is safe; at worst it is counted twice.
+	ErrOutcomeUnknown = errors.New("breach: signal may or may not be recorded")
 )
+
+// UnknownKindError names the kind of a signal that no playbook answers. It
+// matches ErrUnknownKind and incident.ErrInvalidSignal.
+type UnknownKindError struct{ Kind string }
+
+func (e *UnknownKindError) Error() string {
+	return "breach: no playbook for signals of kind " + strconv.Quote(e.Kind)
+}
+
+// Is makes an *UnknownKindError match ErrUnknownKind and
+// incident.ErrInvalidSignal.
+func (e *UnknownKindError) Is(target error) bool {
+	return target == ErrUnknownKind || target == incident.ErrInvalidSignal
+}
 
 // OpenTasksError lists the mandatory tasks that keep an incident from being
 // resolved. It matches ErrOpenTasks.

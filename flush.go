@@ -16,6 +16,11 @@ import (
 // without Run may call it themselves. Failures are returned joined; what
 // failed to flush is kept for the next try.
 func (o *Orchestrator) Flush(ctx context.Context) error {
+	// One flush at a time: when Flush returns nil, every count taken
+	// before it was called is stored, including those a concurrent flush
+	// had taken.
+	o.flushMu.Lock()
+	defer o.flushMu.Unlock()
 	var (
 		mu   sync.Mutex
 		errs []error
@@ -54,6 +59,12 @@ func (o *Orchestrator) flushEntry(ctx context.Context, e *hotEntry) error {
 		}
 	}
 	inc, err := o.store.Get(ctx, e.id)
+	if errors.Is(err, incident.ErrNotFound) {
+		// The store no longer has the incident: the signals open a new one.
+		o.log.Warn("breach: incident vanished from the store; its new signals open another", "incident", e.id)
+		o.hot.remove(e.id)
+		return o.refile(ctx, e, d)
+	}
 	if err == nil {
 		err = o.mutate(ctx, inc, func(inc *incident.Incident) error {
 			if !inc.State.Open() && !d.untimed && !d.first.IsZero() && d.first.After(endedAt(inc)) {
@@ -99,14 +110,9 @@ func (o *Orchestrator) refile(ctx context.Context, e *hotEntry, d delta) error {
 	if d.count == 0 {
 		return nil
 	}
-	sig := incident.Signal{Kind: e.kind, Subject: e.key.subject, DedupKey: e.key.dedup, Severity: d.severity,
+	sig := incident.Signal{Kind: e.kind, Subject: e.subject, DedupKey: e.key.dedup, Severity: d.severity,
 		Source: "coalesced", Summary: strconv.FormatInt(d.count, 10) + " signal(s) that arrived as the previous incident ended",
 		At: d.last}
-	if e.key.dedup != "" {
-		if inc, err := o.store.Get(ctx, e.id); err == nil {
-			sig.Subject = inc.Subject
-		}
-	}
 	if !sig.Severity.Valid() {
 		sig.Severity = incident.SeverityLow
 	}

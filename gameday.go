@@ -135,7 +135,7 @@ func RunGameDay(ctx context.Context, g GameDay) (*GameDayResult, error) {
 		res.Pages = append(res.Pages, m)
 		return nil
 	})
-	o, err := New(incident.NewMemStore(), WithPlaybook(pb), WithClock(sim.now), WithIDs(func() string { return "gameday" }),
+	o, err := New(incident.NewMemStore(), WithPlaybook(pb), WithNow(sim.now), WithIDs(func() string { return "gameday" }),
 		WithLogger(slog.New(slog.DiscardHandler)), WithOnCall(oncall),
 		func(c *config) error { c.deliveryConcurrency = 1; return nil })
 	if err != nil {
@@ -148,7 +148,7 @@ func RunGameDay(ctx context.Context, g GameDay) (*GameDayResult, error) {
 		return nil, fmt.Errorf("%w: signal: %w", ErrGameDay, err)
 	}
 	id := rc.IncidentID
-	settle := func() error { return o.drive(ctx, ctx, id) }
+	settle := func() error { return o.settle(ctx, id) }
 	if err := settle(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrGameDay, err)
 	}
@@ -293,12 +293,15 @@ func (c *simClock) advance(d time.Duration) {
 func (r *GameDayResult) Compliance() string {
 	var b strings.Builder
 	for _, d := range r.Incident.Deadlines {
-		fmt.Fprintf(&b, "%-45s %-9s due %s", d.Name, d.Status, d.Due.UTC().Format("2006-01-02 15:04 MST"))
+		fmt.Fprintf(&b, "%-45s %-14s due %s", d.Name, d.Status, d.Due.UTC().Format("2006-01-02 15:04 MST"))
 		if !d.MetAt.IsZero() {
 			fmt.Fprintf(&b, ", done %s", d.MetAt.UTC().Format("2006-01-02 15:04 MST"))
 		}
 		if d.LateReason != "" {
 			fmt.Fprintf(&b, " (late: %s)", d.LateReason)
+		}
+		if d.NotApplicableReason != "" {
+			fmt.Fprintf(&b, " (not applicable: %s)", d.NotApplicableReason)
 		}
 		b.WriteByte('\n')
 	}

@@ -126,6 +126,15 @@ func (h *hotIndex) get(k hotKey) *hotEntry {
 	return e
 }
 
+// join counts s on the live entry for k and returns it; it returns nil,
+// counting nothing, when there is none.
+func (h *hotIndex) join(k hotKey, s *incident.Signal, now func() time.Time) *hotEntry {
+	if e := h.get(k); e != nil && e.add(s, now) {
+		return e
+	}
+	return nil
+}
+
 // fold makes a new snapshot of the live entries; h.mu is held.
 func (h *hotIndex) fold() {
 	m := &hotMap{}
@@ -150,7 +159,7 @@ func (h *hotIndex) put(k hotKey, inc *incident.Incident) *hotEntry {
 	e := h.live[inc.ID]
 	if e == nil {
 		h.seq++
-		e = &hotEntry{id: inc.ID, key: k, kind: inc.Kind, born: h.seq}
+		e = &hotEntry{id: inc.ID, key: k, kind: inc.Kind, subject: inc.Subject, born: h.seq}
 		e.room.Store(int32(incident.MaxSignalSamples - len(inc.Signals.Samples)))
 		if h.live == nil {
 			h.live = map[string]*hotEntry{}
@@ -216,10 +225,14 @@ func (h *hotIndex) pending() []*hotEntry {
 		}
 	}
 	for e := range h.retiring {
-		if e.count.Load() > 0 {
-			out = append(out, e)
-		} else {
+		// An entry is dropped only when no signal is being added to it
+		// (inflight, read first) and nothing is left to flush: one added
+		// after the inflight read sees it dead and takes the slow path.
+		switch {
+		case e.inflight.Load() == 0 && e.count.Load() == 0:
 			delete(h.retiring, e)
+		case e.count.Load() > 0:
+			out = append(out, e)
 		}
 	}
 	return out
@@ -241,8 +254,10 @@ type hotEntry struct {
 	id       string
 	key      hotKey // the key it was filed under, to re-file signals
 	kind     string
+	subject  string
 	born     uint64 // hotIndex.seq when created
 	dead     atomic.Bool
+	inflight atomic.Int32 // adds under way; see add and hotIndex.pending
 	count    atomic.Int64
 	first    atomic.Int64 // Unix nanoseconds; 0: none since the last take
 	last     atomic.Int64
@@ -252,6 +267,18 @@ type hotEntry struct {
 
 	mu      sync.Mutex
 	samples []incident.SignalSample
+}
+
+// add counts s on e unless e is dead (its incident ended): it reports
+// whether it did. A signal add counted is always found by a later flush.
+func (e *hotEntry) add(s *incident.Signal, now func() time.Time) bool {
+	e.inflight.Add(1)
+	defer e.inflight.Add(-1)
+	if e.dead.Load() {
+		return false
+	}
+	e.observe(s, now)
+	return true
 }
 
 func (e *hotEntry) observe(s *incident.Signal, now func() time.Time) {

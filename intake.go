@@ -3,7 +3,9 @@ package breach
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
+	"runtime/debug"
 	"time"
 
 	"github.com/breachkit/breach/incident"
@@ -19,32 +21,44 @@ const storeTimeout = 30 * time.Second
 // single-flight, across processes through the store's uniqueness of open
 // dedup keys.
 //
+// Report validates the signal first: an invalid one returns an error
+// matching incident.ErrInvalidSignal, and one of a kind no playbook answers
+// an *UnknownKindError (matching ErrUnknownKind and
+// incident.ErrInvalidSignal); nothing is recorded. A credential in the
+// signal is kept in memory for containment and never stored.
+//
 // A signal for an incident this process already knows costs a map lookup
 // and a counter; its count, last-seen time and sample reach the store with
 // the next flush (see WithFlushInterval and Flush). Replicas: until the next
 // flush or periodic resume, such a signal may be acknowledged with the ID of
 // an incident another replica has just closed; at the flush, signals whose
 // At shows they came after the end are filed to a new incident, and the
-// others are counted on the ended one. Report validates the
-// signal first: an invalid one returns an error matching
-// incident.ErrInvalidSignal and nothing is recorded. A credential in the
-// signal is kept in memory for containment and never stored.
+// others are counted on the ended one.
+//
+// Cancellation: a Report whose ctx has ended when it is called records
+// nothing and returns ctx's error. When ctx ends while the incident is
+// being opened or looked up in the store, Report returns at once with an
+// error matching both ErrOutcomeUnknown and ctx's error: the signal may or
+// may not have been recorded, and reporting it again is safe (at worst it
+// is counted twice). Other errors (the store failed) mean the same.
 //
 // Report is safe for concurrent use and works whether Run is running or not.
-// When it returns an error other than an invalid signal, the signal may or
-// may not have been recorded; reporting it again is safe (at worst it is
-// counted twice).
 func (o *Orchestrator) Report(ctx context.Context, sig incident.Signal) (incident.Receipt, error) {
+	if err := ctx.Err(); err != nil {
+		return incident.Receipt{}, err
+	}
 	if err := sig.Validate(); err != nil {
 		return incident.Receipt{}, err
 	}
-	if e := o.hot.get(hotKeyOf(&sig)); e != nil {
-		e.observe(&sig, o.cfg.now)
+	if _, ok := o.cfg.playbooks[sig.Kind]; !ok {
+		return incident.Receipt{}, &UnknownKindError{Kind: sig.Kind}
+	}
+	if e := o.hot.join(hotKeyOf(&sig), &sig, o.cfg.now); e != nil {
 		if !sig.Credential.IsZero() {
 			o.keepCredential(e.id, sig.Credential)
 		}
 		if o.cfg.observer != nil {
-			o.observe(Observation{Kind: ObserveSignal, At: sig.At, IncidentID: e.id, IncidentKind: sig.Kind,
+			o.observe(ctx, Observation{Kind: ObserveSignal, At: sig.At, IncidentID: e.id, IncidentKind: sig.Kind,
 				Severity: sig.Severity, Outcome: "joined"})
 		}
 		return incident.Receipt{IncidentID: e.id}, nil
@@ -55,7 +69,7 @@ func (o *Orchestrator) Report(ctx context.Context, sig incident.Signal) (inciden
 		if rc.Opened {
 			out = "opened"
 		}
-		o.observe(Observation{Kind: ObserveSignal, At: sig.At, IncidentID: rc.IncidentID, IncidentKind: sig.Kind,
+		o.observe(ctx, Observation{Kind: ObserveSignal, At: sig.At, IncidentID: rc.IncidentID, IncidentKind: sig.Kind,
 			Severity: sig.Severity, Outcome: out})
 	}
 	return rc, err
@@ -70,6 +84,18 @@ type openResult struct {
 // not know. It takes the signal by value so that the fast path's copy stays
 // on the stack.
 func (o *Orchestrator) reportSlow(ctx context.Context, s incident.Signal) (incident.Receipt, error) {
+	for range 3 {
+		rc, err := o.openOrFind(ctx, s)
+		if !errors.Is(err, errEnded) {
+			return rc, err
+		}
+	}
+	return incident.Receipt{}, fmt.Errorf("breach: the incident for dedup key %s keeps ending", s.Key())
+}
+
+// openOrFind is one try of reportSlow: it returns errEnded when the
+// incident it found ended before the signal could be counted on it.
+func (o *Orchestrator) openOrFind(ctx context.Context, s incident.Signal) (incident.Receipt, error) {
 	sig := &s
 	if sig.At.IsZero() {
 		sig.At = o.cfg.now()
@@ -77,14 +103,19 @@ func (o *Orchestrator) reportSlow(ctx context.Context, s incident.Signal) (incid
 	hk := hotKeyOf(sig)
 	key := sig.Key()
 	me := new(byte)
-	ch := o.sf.DoChan(key, func() (any, error) {
+	ch := o.sf.DoChan(key, func() (res any, err error) {
+		defer func() {
+			if v := recover(); v != nil { // a bug here must not take the host down
+				err = &incident.PanicError{Value: v, Stack: debug.Stack()}
+			}
+		}()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 		defer cancel()
 		return o.openOrJoin(sctx, sig, key, hk, me)
 	})
 	select {
 	case <-ctx.Done():
-		return incident.Receipt{}, ctx.Err()
+		return incident.Receipt{}, fmt.Errorf("%w: %w", ErrOutcomeUnknown, ctx.Err())
 	case r := <-ch:
 		if r.Err != nil {
 			return incident.Receipt{}, r.Err
@@ -92,7 +123,9 @@ func (o *Orchestrator) reportSlow(ctx context.Context, s incident.Signal) (incid
 		res := r.Val.(openResult)
 		opened := res.creator == me
 		if !opened {
-			res.entry.observe(sig, o.cfg.now)
+			if !res.entry.add(sig, o.cfg.now) {
+				return incident.Receipt{}, errEnded // it ended meanwhile: file the signal again
+			}
 			o.keepCredential(res.entry.id, sig.Credential)
 		}
 		return incident.Receipt{IncidentID: res.entry.id, Opened: opened}, nil
@@ -109,18 +142,23 @@ func (o *Orchestrator) openOrJoin(ctx context.Context, sig *incident.Signal, key
 			return openResult{}, err
 		}
 		inc = o.newIncident(sig, key)
+		// The credential is kept before the incident can be seen, so that
+		// no step (a resume, another worker) finds it without one.
+		o.keepCredential(inc.ID, sig.Credential)
 		err = o.store.Create(ctx, inc)
 		if errors.Is(err, incident.ErrDuplicate) {
+			o.forgetCredential(inc.ID)
 			continue // another replica opened it first: join that one
 		}
 		if err != nil {
+			// The create may have landed after all (a timeout): keep the
+			// credential until it expires.
 			return openResult{}, err
 		}
-		o.keepCredential(inc.ID, sig.Credential)
 		e := o.hot.put(hk, inc)
 		o.changed()
 		o.log.Info("breach: incident opened", "incident", inc.ID, "kind", inc.Kind, "subject", inc.Subject, "severity", inc.Severity.String())
-		o.sched.add(inc.ID)
+		o.sched.addAt(inc.ID, o.priorityOf(inc))
 		return openResult{entry: e, creator: me}, nil
 	}
 	return openResult{}, errors.New("breach: dedup key " + key + " keeps changing hands in the store")

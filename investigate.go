@@ -5,15 +5,16 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/breachkit/breach/incident"
 )
 
-func (o *Orchestrator) investigate(ctx, grace context.Context, inc *incident.Incident, pb *Playbook) (bool, error) {
+func (o *Orchestrator) investigate(st *stepRun, inc *incident.Incident, pb *Playbook) (bool, error) {
 	from := inc.State
 	if pb.Investigator == nil {
-		return true, o.mutate(grace, inc, func(inc *incident.Incident) error {
-			if inc.State != from {
+		return true, o.mutate(st.write, inc, func(inc *incident.Incident) error {
+			if inc.State != from || inc.Dismissal != nil {
 				return errStale
 			}
 			o.recordFindings(inc, pb, incident.Findings{Summary: "no investigator configured"}, 0,
@@ -21,12 +22,19 @@ func (o *Orchestrator) investigate(ctx, grace context.Context, inc *incident.Inc
 			return nil
 		})
 	}
-	sctx, cancel := o.stepContext(grace, pb)
+	sctx, cancel := st.callContext(pb)
 	defer cancel()
-	var findings incident.Findings
 	snapshot := inc.Clone()
 	snapshot.Timeline = nil // investigators need the facts, not the history
-	out := pb.Investigation.DoUntil(sctx, stopOf(ctx), func(ctx context.Context, attempt int) error {
+	// An attempt that outlived its timeout may still be running after the
+	// policy gave up on it: only an attempt whose context is live may hand
+	// over its findings, under mu.
+	var (
+		mu       sync.Mutex
+		findings incident.Findings
+	)
+	started := o.cfg.now()
+	out := pb.Investigation.DoUntil(sctx, st.stop.Done(), func(ctx context.Context, attempt int) error {
 		f, err := pb.Investigator.Investigate(ctx, snapshot.Clone())
 		if err != nil {
 			return err
@@ -34,30 +42,49 @@ func (o *Orchestrator) investigate(ctx, grace context.Context, inc *incident.Inc
 		if err := checkFindings(f); err != nil {
 			return incident.Permanent(err)
 		}
+		mu.Lock()
+		defer mu.Unlock()
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		findings = f
 		return nil
 	})
+	mu.Lock()
+	found := findings
+	mu.Unlock()
+	ob := Observation{Kind: ObserveStep, IncidentID: inc.ID, IncidentKind: inc.Kind, Severity: inc.Severity,
+		Step: "investigate", Attempts: out.Attempts, Duration: o.cfg.now().Sub(started)}
 	if out.Err != nil {
-		if interrupted(ctx, out.Err) {
-			return false, nil
+		if st.cut(out.Err) {
+			ob.Outcome, ob.Err = outcomeInterrupted, o.redactErr(inc.ID, out.Err)
+			o.observe(st.calls, ob)
+			return false, nil // resumed, or made moot by a person: nothing to record
 		}
+		ob.Outcome, ob.Err = outcomeFailed, o.redactErr(inc.ID, out.Err)
+		o.observe(st.calls, ob)
 		if stack := panicStack(out.Err); stack != "" {
-			if err := o.mutate(grace, inc, func(inc *incident.Incident) error {
+			if err := o.mutate(st.write, inc, func(inc *incident.Incident) error {
 				o.record(inc, incident.ActorSystem, incident.EntryInvestigation, "investigator panicked"+stack)
 				return nil
 			}); err != nil {
 				return false, err
 			}
 		}
-		return true, o.escalate(grace, inc, from, fmt.Sprintf("investigation failed after %d attempt(s): %v", out.Attempts, out.Err))
+		return true, o.escalate(st.write, inc, from, fmt.Sprintf("investigation failed after %d attempt(s): %v", out.Attempts, out.Err))
 	}
-	return true, o.mutate(grace, inc, func(inc *incident.Incident) error {
-		if inc.State != from {
+	err := o.mutate(st.write, inc, func(inc *incident.Incident) error {
+		if inc.State != from || inc.Dismissal != nil {
 			return errStale
 		}
-		o.recordFindings(inc, pb, findings, out.Attempts, decide(findings.Impact))
+		o.recordFindings(inc, pb, found, out.Attempts, decide(found.Impact))
 		return nil
 	})
+	if err == nil {
+		ob.Outcome = outcomeOK
+		o.observe(st.calls, ob)
+	}
+	return true, err
 }
 
 func checkFindings(f incident.Findings) error {

@@ -44,17 +44,17 @@ func (o *Orchestrator) allDelivered(inc *incident.Incident, pb *Playbook) bool {
 // deliveryConcurrency bounds the notices of one incident in flight at once.
 const deliveryConcurrency = 4
 
-func (o *Orchestrator) notify(ctx, grace context.Context, inc *incident.Incident, pb *Playbook) (bool, error) {
+func (o *Orchestrator) notify(st *stepRun, inc *incident.Incident, pb *Playbook) (bool, error) {
 	from := inc.State
 	if inc.Decision == nil || !inc.Decision.Notify {
-		return true, o.escalate(grace, inc, from, "notification started but the decision is not to notify customers")
+		return true, o.escalate(st.write, inc, from, "notification started but the decision is not to notify customers")
 	}
 	if len(pb.Notifiers) == 0 {
-		return true, o.escalate(grace, inc, from, "customers must be notified but the playbook has no notifier")
+		return true, o.escalate(st.write, inc, from, "customers must be notified but the playbook has no notifier")
 	}
 	plan := o.plan(inc, pb)
 	if len(plan) == 0 {
-		return true, o.escalate(grace, inc, from, "customers must be notified but no affected customer is known: the investigation named none")
+		return true, o.escalate(st.write, inc, from, "customers must be notified but no affected customer is known: the investigation named none")
 	}
 	var todo []plannedDelivery
 	for _, p := range plan {
@@ -65,7 +65,7 @@ func (o *Orchestrator) notify(ctx, grace context.Context, inc *incident.Incident
 	if len(todo) > 0 {
 		// Claim before sending: a crash after this point re-sends only what
 		// is not marked sent, with the same key.
-		err := o.mutate(grace, inc, func(inc *incident.Incident) error {
+		err := o.mutate(st.write, inc, func(inc *incident.Incident) error {
 			if inc.State != from || inc.Dismissal != nil {
 				return errStale
 			}
@@ -83,28 +83,30 @@ func (o *Orchestrator) notify(ctx, grace context.Context, inc *incident.Incident
 		if err != nil {
 			return false, err
 		}
-		failed, err := o.send(ctx, grace, inc, pb, todo)
+		failed, err := o.send(st, inc, pb, todo)
 		if err != nil {
 			return false, err
 		}
-		if ctx.Err() != nil {
+		if st.stop.Err() != nil {
 			return false, nil
 		}
 		if failed != nil {
-			return true, o.escalate(grace, inc, from, "customer notification failed: "+failed.Error())
+			return true, o.escalate(st.write, inc, from, "customer notification failed: "+failed.Error())
 		}
 		if !o.allDelivered(inc, pb) {
-			return true, o.escalate(grace, inc, from, "customer notification incomplete: the step ran out of time before every notice was sent")
+			return true, o.escalate(st.write, inc, from, "customer notification incomplete: the step ran out of time before every notice was sent")
 		}
 	}
-	return true, o.advance(grace, inc, from, incident.EventNotified, "every affected customer notified")
+	return true, o.advance(st.write, inc, from, incident.EventNotified, "every affected customer notified")
 }
 
 // send delivers the planned notices, at most deliveryConcurrency at once,
 // and records each result as it comes. It returns the joined delivery
-// failures, and separately an error writing the store.
-func (o *Orchestrator) send(ctx, grace context.Context, inc *incident.Incident, pb *Playbook, todo []plannedDelivery) (failed, werr error) {
-	sctx, cancel := o.stepContext(grace, pb)
+// failures, and separately an error writing the store. When a person's
+// action interrupts it (a dismissal), no further notice starts: the ones cut
+// mid-call are recorded as unknown and the ones never tried as cancelled.
+func (o *Orchestrator) send(st *stepRun, inc *incident.Incident, pb *Playbook, todo []plannedDelivery) (failed, werr error) {
+	sctx, cancel := st.callContext(pb)
 	defer cancel()
 	notices := map[string]notify.Rendered{}
 	// The deliveries' goroutines record results into inc under mu, and a
@@ -112,9 +114,10 @@ func (o *Orchestrator) send(ctx, grace context.Context, inc *incident.Incident, 
 	snap := inc.Clone()
 	actions := o.actionDescriptions(snap, pb)
 	sem := semaphore.NewWeighted(int64(o.cfg.deliveryConcurrency))
-	var mu sync.Mutex // guards inc, failed, werr
+	var mu sync.Mutex // guards inc, failed, werr, cut
+	var cut []cutDelivery
 	var wg sync.WaitGroup
-	for _, p := range todo {
+	for n, p := range todo {
 		rid := recipientID(p.customer)
 		r, ok := notices[rid]
 		var rerr error
@@ -124,11 +127,15 @@ func (o *Orchestrator) send(ctx, grace context.Context, inc *incident.Incident, 
 				notices[rid] = r
 			}
 		}
-		if err := sem.Acquire(sctx, 1); err != nil {
-			break
-		}
-		if ctx.Err() != nil {
-			sem.Release(1)
+		if err := sem.Acquire(sctx, 1); err != nil || st.stop.Err() != nil {
+			if err == nil {
+				sem.Release(1)
+			}
+			mu.Lock()
+			for _, p := range todo[n:] {
+				cut = append(cut, cutDelivery{p: p})
+			}
+			mu.Unlock()
 			break
 		}
 		wg.Add(1)
@@ -142,20 +149,31 @@ func (o *Orchestrator) send(ctx, grace context.Context, inc *incident.Incident, 
 				Impact:          recipientImpact(snap.Investigation.Impact, p.customer),
 				Recommendations: append([]string(nil), snap.Recommendations...),
 			}
+			started := o.cfg.now()
 			out := incident.Outcome{Attempts: 0, Err: incident.Permanent(rerr)}
 			if rerr == nil {
-				out = pb.Delivery.DoUntil(sctx, stopOf(ctx), func(ctx context.Context, attempt int) error {
+				out = pb.Delivery.DoUntil(sctx, st.stop.Done(), func(ctx context.Context, attempt int) error {
 					m := msg
 					m.Attempt = attempt
 					return p.route.Notifier.Notify(ctx, m)
 				})
 			}
-			if interrupted(ctx, out.Err) {
-				return
+			ob := Observation{Kind: ObserveStep, IncidentID: snap.ID, IncidentKind: snap.Kind, Severity: snap.Severity,
+				Step: "notify", Target: p.route.Channel, Attempts: out.Attempts, Duration: o.cfg.now().Sub(started),
+				Outcome: outcomeOf(out.Err), Err: o.redactErr(snap.ID, out.Err)}
+			if st.cut(out.Err) {
+				ob.Outcome = outcomeInterrupted
+				o.observe(st.calls, ob)
+				if st.interrupted() {
+					mu.Lock()
+					cut = append(cut, cutDelivery{p: p, attempts: out.Attempts})
+					mu.Unlock()
+				}
+				return // a resumed run sends it again, with the same key
 			}
 			mu.Lock()
 			defer mu.Unlock()
-			err := o.mutate(grace, inc, func(inc *incident.Incident) error {
+			err := o.mutate(st.write, inc, func(inc *incident.Incident) error {
 				d := inc.Delivery(p.key)
 				if d == nil {
 					return fmt.Errorf("breach: delivery %s vanished from incident %s", p.key, inc.ID)
@@ -173,13 +191,56 @@ func (o *Orchestrator) send(ctx, grace context.Context, inc *incident.Incident, 
 				return nil
 			})
 			werr = errors.Join(werr, err)
+			if err == nil {
+				o.observe(st.calls, ob)
+			}
 			if out.Err != nil {
 				failed = errors.Join(failed, fmt.Errorf("%s via %s: %w", rid, p.route.Channel, out.Err))
 			}
 		}()
 	}
 	wg.Wait()
+	if len(cut) > 0 && st.interrupted() {
+		werr = errors.Join(werr, o.recordCut(st, inc, cut))
+	}
 	return failed, werr
+}
+
+// cutDelivery is a notice a person's action cut off, with the attempts it
+// had started.
+type cutDelivery struct {
+	p        plannedDelivery
+	attempts int
+}
+
+// recordCut records the notices a person's action cut off: those never
+// tried are cancelled; those whose call was cut are unknown (the recipient
+// may have them).
+func (o *Orchestrator) recordCut(st *stepRun, inc *incident.Incident, cut []cutDelivery) error {
+	why := context.Cause(st.stop)
+	return o.mutate(st.write, inc, func(inc *incident.Incident) error {
+		var cancelled, unknown int
+		for _, c := range cut {
+			d := inc.Delivery(c.p.key)
+			if d == nil || d.Status != incident.DeliveryClaimed {
+				continue
+			}
+			d.Attempts += c.attempts
+			if c.attempts == 0 {
+				d.Status = incident.DeliveryCancelled
+				cancelled++
+			} else {
+				d.Status = incident.DeliveryUnknown
+				unknown++
+			}
+			d.LastError = o.redact(inc.ID, why.Error())
+		}
+		if cancelled+unknown > 0 {
+			o.record(inc, incident.ActorSystem, incident.EntryDelivery, fmt.Sprintf(
+				"notification cut off (%v): %d notice(s) not sent, %d cut mid-call (the recipient may have them)", why, cancelled, unknown))
+		}
+		return nil
+	})
 }
 
 // recipientImpact is the impact as one recipient may see it: the data

@@ -1,6 +1,8 @@
 package breach
 
 import (
+	"context"
+	"fmt"
 	"time"
 
 	"github.com/breachkit/breach/incident"
@@ -52,38 +54,45 @@ type Observation struct {
 // called synchronously on the orchestrator's goroutines, possibly
 // concurrently: it must be safe for concurrent use and fast (count, record a
 // span, hand off to a channel), and must not call back into the
-// Orchestrator. A panic in Observe is recovered and logged.
+// Orchestrator. ctx is the context of the work observed (the caller's for a
+// signal, the step's for a step or a transition), so that a tracer can
+// parent its spans; Observe must not keep it. A panic in Observe is
+// recovered and logged.
 type Observer interface {
-	Observe(Observation)
+	Observe(ctx context.Context, ob Observation)
 }
 
 // ObserverFunc adapts a function to an Observer.
-type ObserverFunc func(Observation)
+type ObserverFunc func(ctx context.Context, ob Observation)
 
-// Observe calls f(o).
-func (f ObserverFunc) Observe(o Observation) { f(o) }
+// Observe calls f(ctx, ob).
+func (f ObserverFunc) Observe(ctx context.Context, ob Observation) { f(ctx, ob) }
 
-func (o *Orchestrator) observe(ob Observation) {
+// Outcomes of a step observation.
+const (
+	outcomeOK          = "ok"
+	outcomeFailed      = "failed"
+	outcomeInterrupted = "interrupted"
+)
+
+func (o *Orchestrator) observe(ctx context.Context, ob Observation) {
 	if o.cfg.observer == nil {
 		return
 	}
 	defer func() {
 		if v := recover(); v != nil {
-			o.log.Error("breach: observer panicked", "panic", v)
+			o.log.Error("breach: observer panicked", "panic", fmt.Sprint(v))
 		}
 	}()
 	if ob.At.IsZero() {
 		ob.At = o.cfg.now()
 	}
-	o.cfg.observer.Observe(ob)
+	o.cfg.observer.Observe(ctx, ob)
 }
 
-func outcome(err error, interruptedRun bool) string {
-	switch {
-	case err == nil:
-		return "ok"
-	case interruptedRun:
-		return "interrupted"
+func outcomeOf(err error) string {
+	if err == nil {
+		return outcomeOK
 	}
-	return "failed"
+	return outcomeFailed
 }

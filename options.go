@@ -9,9 +9,13 @@ import (
 	"github.com/breachkit/breach/notify"
 )
 
-// WithObserver sets the observer; the default observes nothing.
+// WithObserver sets the observer; the default observes nothing. A nil
+// observer is an error matching ErrInvalidOption.
 func WithObserver(obs Observer) Option {
 	return func(c *config) error {
+		if obs == nil {
+			return fmt.Errorf("%w: nil observer", ErrInvalidOption)
+		}
 		c.observer = obs
 		return nil
 	}
@@ -36,6 +40,8 @@ type config struct {
 	observer            Observer
 	leaseTTL            time.Duration
 	resumeInterval      time.Duration
+	storeTimeout        time.Duration
+	credentialTTL       time.Duration
 }
 
 // WithPlaybook registers the response to one kind of incident. Playbooks
@@ -72,12 +78,13 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
-// WithClock sets the clock that timestamps the timeline and phases; the
-// default is time.Now. Waits between retries use timers, not this clock.
-func WithClock(now func() time.Time) Option {
+// WithNow sets the time source that timestamps the timeline, the phases
+// and the notification clocks; the default is time.Now. Waits between
+// retries use timers, not this source.
+func WithNow(now func() time.Time) Option {
 	return func(c *config) error {
 		if now == nil {
-			return fmt.Errorf("%w: nil clock", ErrInvalidOption)
+			return fmt.Errorf("%w: nil time source", ErrInvalidOption)
 		}
 		c.now = now
 		return nil
@@ -142,13 +149,13 @@ func WithFlushInterval(d time.Duration) Option {
 // incident). A replica that dies holds its incidents until its leases run
 // out, and the others' periodic resume (every ttl) takes them over: within
 // two TTLs. A replica that fails to renew a lease stops driving that
-// incident. The defaults are
-// a random owner name and 30s. Without a Leaser store the option has no
-// effect.
+// incident. The defaults are a random owner name and 30s. Without a Leaser
+// store the option has no effect. An empty owner or a TTL under
+// MinLeaseTTL is an error matching ErrInvalidOption.
 func WithLease(owner string, ttl time.Duration) Option {
 	return func(c *config) error {
-		if owner == "" || ttl <= 0 {
-			return fmt.Errorf("%w: lease needs an owner and a positive TTL", ErrInvalidOption)
+		if owner == "" || ttl < MinLeaseTTL {
+			return fmt.Errorf("%w: lease needs an owner and a TTL of at least %v", ErrInvalidOption, MinLeaseTTL)
 		}
 		c.owner, c.leaseTTL = owner, ttl
 		return nil
@@ -178,6 +185,40 @@ func WithOnCall(n notify.Notifier) Option {
 			return fmt.Errorf("%w: nil on-call notifier", ErrInvalidOption)
 		}
 		c.oncall = n
+		return nil
+	}
+}
+
+// MinLeaseTTL is the shortest lease WithLease takes: renewals every third of
+// it must leave a store time to answer.
+const MinLeaseTTL = 30 * time.Millisecond
+
+// WithStoreTimeout bounds every call into the host's Store (and Leaser);
+// the default is 30s. A call that outlives it fails with an
+// *incident.TimeoutError, and one that panics with an *incident.PanicError:
+// the step is retried later, and the process goes on. A non-positive
+// duration is an error matching ErrInvalidOption.
+func WithStoreTimeout(d time.Duration) Option {
+	return func(c *config) error {
+		if d <= 0 {
+			return fmt.Errorf("%w: store timeout must be positive", ErrInvalidOption)
+		}
+		c.storeTimeout = d
+		return nil
+	}
+}
+
+// WithCredentialTTL bounds how long this process keeps a credential that
+// came with a signal, for containers to use; the default is 24 hours. A
+// credential is forgotten sooner when its incident ends, whichever replica
+// ends it (this one learns it at its next resume or flush). A non-positive
+// duration is an error matching ErrInvalidOption.
+func WithCredentialTTL(d time.Duration) Option {
+	return func(c *config) error {
+		if d <= 0 {
+			return fmt.Errorf("%w: credential TTL must be positive", ErrInvalidOption)
+		}
+		c.credentialTTL = d
 		return nil
 	}
 }

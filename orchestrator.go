@@ -29,7 +29,7 @@ import (
 // An Orchestrator is safe for concurrent use. Report and the human actions
 // work whether or not Run is running; incidents advance only while it is.
 type Orchestrator struct {
-	store     incident.Store
+	store     incident.Store // the host's, isolated (see guardedStore)
 	lc        *incident.Lifecycle
 	cfg       config
 	log       *slog.Logger
@@ -40,6 +40,9 @@ type Orchestrator struct {
 	sched     scheduler
 	slots     slots
 	leaser    incident.Leaser // the store, when it leases
+	leasesMu  sync.Mutex
+	leases    map[string]*heldLease // the leases this replica holds
+	flushMu   sync.Mutex
 	changesMu sync.Mutex
 	changes   chan struct{}
 }
@@ -62,6 +65,8 @@ func New(store incident.Store, opts ...Option) (*Orchestrator, error) {
 		deadlineInterval:    time.Minute,
 		deliveryConcurrency: deliveryConcurrency,
 		leaseTTL:            30 * time.Second,
+		storeTimeout:        30 * time.Second,
+		credentialTTL:       24 * time.Hour,
 	}
 	for _, opt := range opts {
 		if opt == nil {
@@ -75,17 +80,20 @@ func New(store incident.Store, opts ...Option) (*Orchestrator, error) {
 	// back equals what was written.
 	clock := cfg.now
 	cfg.now = func() time.Time { return clock().Truncate(time.Microsecond) }
+	g := &guardedStore{s: store, timeout: cfg.storeTimeout}
 	o := &Orchestrator{
-		store:   store,
+		store:   g,
 		lc:      incident.Standard(),
 		cfg:     cfg,
 		log:     cfg.logger,
+		leases:  map[string]*heldLease{},
 		changes: make(chan struct{}),
 	}
 	o.sched.init()
 	o.slots.init()
 	if l, ok := store.(incident.Leaser); ok {
-		o.leaser = l
+		g.l = l
+		o.leaser = g
 		if o.cfg.owner == "" {
 			o.cfg.owner = "replica_" + randomID()[4:]
 		}

@@ -353,7 +353,7 @@ type observations struct {
 	obs []breach.Observation
 }
 
-func (r *observations) Observe(o breach.Observation) {
+func (r *observations) Observe(_ context.Context, o breach.Observation) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.obs = append(r.obs, o)
@@ -446,7 +446,7 @@ func TestDeadlineWarningAfterResumeHasNewKey(t *testing.T) {
 	clk := &manualClock{t: t0}
 	behind := &manualClock{t: t0}
 	replica := func(c *manualClock) *breach.Orchestrator {
-		o, err := breach.New(store, breach.WithClock(c.Now), breach.WithOnCall(p.notifier()), quiet,
+		o, err := breach.New(store, breach.WithNow(c.Now), breach.WithOnCall(p.notifier()), quiet,
 			breach.WithPlaybook(breach.Playbook{Kind: "apikey.compromised", Clocks: []breach.Clock{breach.GDPR()}}))
 		require.NoError(t, err)
 		return o

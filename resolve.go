@@ -17,6 +17,9 @@ import (
 func (o *Orchestrator) Resolve(ctx context.Context, id, actor, note string) error {
 	var open []string
 	_, err := o.act(ctx, id, actor, func(inc *incident.Incident) error {
+		if err := dismissing(inc); err != nil {
+			return err
+		}
 		open = nil
 		if inc.State != incident.StateResolving && o.lc.Can(inc.State, incident.EventRemediate) {
 			if err := o.fire(inc, incident.EventRemediate, actor, "resolution started: "+note); err != nil {

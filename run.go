@@ -43,7 +43,7 @@ func (o *Orchestrator) Run(ctx context.Context, detectors ...incident.Detector) 
 	}
 	if err := o.resume(ctx); err != nil {
 		o.log.ErrorContext(ctx, "breach: resuming open incidents failed; will retry", "err", err)
-		o.sched.later(o.cfg.retryDelay, resumeAll)
+		o.sched.later(o.cfg.retryDelay, resumeAll, normal)
 	}
 	for range o.cfg.concurrency {
 		wg.Add(1)
@@ -52,7 +52,12 @@ func (o *Orchestrator) Run(ctx context.Context, detectors ...incident.Detector) 
 			o.work(ctx, grace)
 		}()
 	}
-	wg.Go(func() { o.every(ctx, o.cfg.flushInterval, "flushing signal counts", o.Flush) })
+	wg.Go(func() {
+		o.every(ctx, o.cfg.flushInterval, "flushing signal counts", func(ctx context.Context) error {
+			o.sweepCredentials(nil, time.Time{})
+			return o.Flush(ctx)
+		})
+	})
 	wg.Go(func() { o.every(ctx, o.cfg.deadlineInterval, "checking deadlines", o.CheckDeadlines) })
 	if o.cfg.resumeInterval > 0 {
 		wg.Go(func() {
@@ -65,6 +70,7 @@ func (o *Orchestrator) Run(ctx context.Context, detectors ...incident.Detector) 
 	o.sched.wakeAll()
 	wg.Wait()
 	o.sched.stopTimers()
+	o.dropLeases()
 	// Persist signal counts gathered since the last flush, with time of its
 	// own: the grace may be spent by now.
 	fctx, cancelFlush := context.WithTimeout(context.WithoutCancel(ctx), finalFlushTimeout)
@@ -108,7 +114,7 @@ const resumeAll = "\x00resume"
 const finalFlushTimeout = 10 * time.Second
 
 func (o *Orchestrator) resume(ctx context.Context) error {
-	mark := o.hot.mark()
+	mark, since := o.hot.mark(), o.cfg.now()
 	open, err := o.store.ListOpen(ctx)
 	if err != nil {
 		return err
@@ -116,11 +122,12 @@ func (o *Orchestrator) resume(ctx context.Context) error {
 	ids := make(map[string]bool, len(open))
 	for _, inc := range open {
 		ids[inc.ID] = true
-		o.sched.add(inc.ID)
+		o.sched.addAt(inc.ID, o.priorityOf(inc))
 	}
 	// Another replica may have closed incidents this one still counts
 	// signals for: forget them, so the next signal opens a new incident.
 	o.hot.retain(ids, mark)
+	o.sweepCredentials(ids, since)
 	return nil
 }
 
@@ -134,7 +141,7 @@ func (o *Orchestrator) work(ctx, grace context.Context) {
 		if id == resumeAll {
 			if err := o.resume(ctx); err != nil && ctx.Err() == nil {
 				o.log.ErrorContext(ctx, "breach: resuming open incidents failed; will retry", "err", err)
-				o.sched.later(o.cfg.retryDelay, resumeAll)
+				o.sched.later(o.cfg.retryDelay, resumeAll, normal)
 			}
 			o.sched.done(id)
 			continue
@@ -150,15 +157,15 @@ func (o *Orchestrator) driveSafely(ctx, grace context.Context, id string) {
 	defer func() {
 		if v := recover(); v != nil {
 			o.log.Error("breach: panic while driving incident; will retry", "incident", id, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
-			o.sched.later(o.cfg.retryDelay, id)
+			o.sched.later(o.cfg.retryDelay, id, normal)
 		}
 	}()
-	if err := o.drive(ctx, grace, id); err != nil && ctx.Err() == nil {
+	if _, err := o.drive(ctx, grace, id); err != nil && ctx.Err() == nil {
 		if errors.Is(err, incident.ErrNotFound) {
 			o.log.Warn("breach: incident vanished from the store", "incident", id)
 			return
 		}
 		o.log.Error("breach: driving incident failed; will retry", "incident", id, "err", err)
-		o.sched.later(o.cfg.retryDelay, id)
+		o.sched.later(o.cfg.retryDelay, id, normal)
 	}
 }

@@ -6,59 +6,70 @@ import (
 	"time"
 )
 
-// scheduler is the queue of incidents waiting to be driven. An incident is
-// queued at most once and driven by one worker at a time; one added while
-// it is being driven is driven again afterwards.
+// priority orders the work of the queue: every urgent incident is driven
+// before any normal one.
+type priority uint8
+
+const (
+	normal priority = iota + 1
+	// urgent is containment work (a new contain-first incident, a step
+	// that leads into containment, a containment retry): disabling a key
+	// never waits behind notifications, flushes or resumes.
+	urgent
+)
+
+// scheduler is the queue of incidents waiting for their next step. An
+// incident is queued at most once and stepped by one worker at a time; one
+// added while it is being stepped is queued again afterwards, at the
+// higher of the two priorities.
 type scheduler struct {
 	mu     sync.Mutex
-	queue  []string
-	queued map[string]bool
+	queues [urgent + 1][]string
+	queued map[string]priority // the priority an incident is queued at
 	active map[string]bool
-	again  map[string]bool
+	again  map[string]priority
 	signal chan struct{} // closed and replaced when work is added
 	timers map[*time.Timer]struct{}
 }
 
 func (s *scheduler) init() {
-	s.queued = map[string]bool{}
+	s.queued = map[string]priority{}
 	s.active = map[string]bool{}
-	s.again = map[string]bool{}
+	s.again = map[string]priority{}
 	s.signal = make(chan struct{})
 	s.timers = map[*time.Timer]struct{}{}
 }
 
-func (s *scheduler) add(id string) {
+// add queues id at normal priority.
+func (s *scheduler) add(id string) { s.addAt(id, normal) }
+
+// addAt queues id at priority p, or raises its priority if it is queued
+// lower.
+func (s *scheduler) addAt(id string, p priority) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.active[id] {
-		s.again[id] = true
+		s.again[id] = max(s.again[id], p)
 		return
 	}
-	if s.queued[id] {
+	if q := s.queued[id]; q >= p {
 		return
 	}
-	s.queued[id] = true
-	s.queue = append(s.queue, id)
+	// A lower entry, if any, stays in its queue and is skipped when met.
+	s.queued[id] = p
+	s.queues[p] = append(s.queues[p], id)
 	close(s.signal)
 	s.signal = make(chan struct{})
 }
 
-// next blocks until there is an incident to drive or ctx ends.
+// next blocks until there is an incident to step or ctx ends.
 func (s *scheduler) next(ctx context.Context) (string, bool) {
 	for {
 		if ctx.Err() != nil {
 			return "", false
 		}
 		s.mu.Lock()
-		if len(s.queue) > 0 {
-			id := s.queue[0]
-			s.queue[0] = ""
-			s.queue = s.queue[1:]
-			if len(s.queue) == 0 {
-				s.queue = nil
-			}
-			delete(s.queued, id)
-			s.active[id] = true
+		if id, ok := s.pop(); ok {
 			s.mu.Unlock()
 			return id, true
 		}
@@ -72,19 +83,41 @@ func (s *scheduler) next(ctx context.Context) (string, bool) {
 	}
 }
 
+// pop takes the first incident of the highest non-empty queue; s.mu is
+// held.
+func (s *scheduler) pop() (string, bool) {
+	for p := urgent; p >= normal; p-- {
+		for len(s.queues[p]) > 0 {
+			id := s.queues[p][0]
+			s.queues[p][0] = ""
+			s.queues[p] = s.queues[p][1:]
+			if len(s.queues[p]) == 0 {
+				s.queues[p] = nil
+			}
+			if s.queued[id] != p {
+				continue // raised to a higher queue, already taken from there
+			}
+			delete(s.queued, id)
+			s.active[id] = true
+			return id, true
+		}
+	}
+	return "", false
+}
+
 func (s *scheduler) done(id string) {
 	s.mu.Lock()
 	delete(s.active, id)
 	again := s.again[id]
 	delete(s.again, id)
 	s.mu.Unlock()
-	if again {
-		s.add(id)
+	if again != 0 {
+		s.addAt(id, again)
 	}
 }
 
-// later adds id after d, unless stopTimers runs first.
-func (s *scheduler) later(d time.Duration, id string) {
+// later adds id after d at priority p, unless stopTimers runs first.
+func (s *scheduler) later(d time.Duration, id string, p priority) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var t *time.Timer
@@ -92,7 +125,7 @@ func (s *scheduler) later(d time.Duration, id string) {
 		s.mu.Lock()
 		delete(s.timers, t)
 		s.mu.Unlock()
-		s.add(id)
+		s.addAt(id, p)
 	})
 	s.timers[t] = struct{}{}
 }
@@ -113,35 +146,82 @@ func (s *scheduler) stopTimers() {
 	}
 }
 
-// slots gives one goroutine of this process at a time the right to change
-// an incident: a worker driving it, or a person's action.
+// slots give one goroutine of this process at a time the right to run a
+// step of an incident. A worker holds an incident's slot for one step; a
+// dismissal takes it between steps, after interrupting the running one.
+// People's other actions take no slot: they change the record under
+// compare-and-swap, and a step that read the record before them finds the
+// change when it writes.
 type slots struct {
-	mu   sync.Mutex
-	held map[string]chan struct{}
+	mu      sync.Mutex
+	held    map[string]*slot
+	waiting map[string]int // interruptions waiting for the slot: no new step starts
 }
 
-func (s *slots) init() { s.held = map[string]chan struct{}{} }
+type slot struct {
+	free   chan struct{} // closed when the holder releases it
+	cancel context.CancelCauseFunc
+}
 
-func (s *slots) acquire(ctx context.Context, id string) (release func(), err error) {
+func (s *slots) init() {
+	s.held = map[string]*slot{}
+	s.waiting = map[string]int{}
+}
+
+// begin gives the slot of id to a step whose work cancel interrupts. It
+// reports false, without waiting, when the slot is held or an interruption
+// waits for it: the incident is queued again by whoever holds it.
+func (s *slots) begin(id string, cancel context.CancelCauseFunc) (release func(), ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, busy := s.held[id]; busy || s.waiting[id] > 0 {
+		return nil, false
+	}
+	sl := &slot{free: make(chan struct{}), cancel: cancel}
+	s.held[id] = sl
+	return func() { s.release(id, sl) }, true
+}
+
+// interrupt takes the slot of id for a person's action that makes the
+// running step moot: the step's work is cancelled with cause and no new
+// step starts meanwhile. It waits for the running step to wind down, and
+// returns ctx's error when ctx ends first.
+func (s *slots) interrupt(ctx context.Context, id string, cause error) (release func(), err error) {
+	s.mu.Lock()
+	s.waiting[id]++
+	defer func() {
+		if s.waiting[id]--; s.waiting[id] == 0 {
+			delete(s.waiting, id)
+		}
+		s.mu.Unlock()
+	}()
 	for {
-		s.mu.Lock()
-		ch, busy := s.held[id]
+		sl, busy := s.held[id]
 		if !busy {
-			ch = make(chan struct{})
-			s.held[id] = ch
-			s.mu.Unlock()
-			return func() {
-				s.mu.Lock()
-				delete(s.held, id)
-				s.mu.Unlock()
-				close(ch)
-			}, nil
+			mine := &slot{free: make(chan struct{})}
+			s.held[id] = mine
+			return func() { s.release(id, mine) }, nil
+		}
+		if sl.cancel != nil {
+			sl.cancel(cause)
 		}
 		s.mu.Unlock()
 		select {
-		case <-ch:
+		case <-sl.free:
 		case <-ctx.Done():
-			return nil, ctx.Err()
+		}
+		s.mu.Lock()
+		if err := ctx.Err(); err != nil {
+			return nil, err
 		}
 	}
+}
+
+func (s *slots) release(id string, sl *slot) {
+	s.mu.Lock()
+	if s.held[id] == sl {
+		delete(s.held, id)
+	}
+	s.mu.Unlock()
+	close(sl.free)
 }

@@ -2,6 +2,7 @@ package breach
 
 import (
 	"strings"
+	"time"
 
 	"github.com/breachkit/breach/incident"
 )
@@ -56,15 +57,60 @@ func (o *Orchestrator) redactErr(id string, err error) error {
 	return err
 }
 
+// keptCredential is a credential held in memory for containers, with
+// when this process was handed it.
+type keptCredential struct {
+	s  incident.Secret
+	at time.Time
+}
+
+// keepCredential holds the credential a signal brought for its incident:
+// in memory only, for at most the credential TTL. The first one kept for an
+// incident stays.
 func (o *Orchestrator) keepCredential(id string, s incident.Secret) {
 	if !s.IsZero() {
-		o.creds.LoadOrStore(id, s)
+		o.creds.LoadOrStore(id, keptCredential{s: s, at: o.cfg.now()})
 	}
 }
 
+// credential returns the credential held for the incident, or the zero
+// Secret when there is none or it has expired.
 func (o *Orchestrator) credential(id string) incident.Secret {
-	if v, ok := o.creds.Load(id); ok {
-		return v.(incident.Secret)
+	v, ok := o.creds.Load(id)
+	if !ok {
+		return incident.Secret{}
 	}
-	return incident.Secret{}
+	k := v.(keptCredential)
+	if o.cfg.now().Sub(k.at) >= o.cfg.credentialTTL {
+		o.creds.CompareAndDelete(id, v)
+		return incident.Secret{}
+	}
+	return k.s
+}
+
+// credentialFor returns the credential held for inc in its current open
+// period: one kept before the incident was last reopened belongs to its
+// earlier life and is forgotten.
+func (o *Orchestrator) credentialFor(inc *incident.Incident) incident.Secret {
+	if v, ok := o.creds.Load(inc.ID); ok && !inc.ReopenedAt.IsZero() && v.(keptCredential).at.Before(inc.ReopenedAt) {
+		o.creds.CompareAndDelete(inc.ID, v)
+		return incident.Secret{}
+	}
+	return o.credential(inc.ID)
+}
+
+func (o *Orchestrator) forgetCredential(id string) { o.creds.Delete(id) }
+
+// sweepCredentials forgets the credentials that expired and, when open is
+// not nil, those of incidents not in it that were kept before mark (the
+// incidents ended, here or on another replica).
+func (o *Orchestrator) sweepCredentials(open map[string]bool, mark time.Time) {
+	now := o.cfg.now()
+	o.creds.Range(func(id, v any) bool {
+		k := v.(keptCredential)
+		if now.Sub(k.at) >= o.cfg.credentialTTL || (open != nil && !open[id.(string)] && k.at.Before(mark)) {
+			o.creds.CompareAndDelete(id, v)
+		}
+		return true
+	})
 }

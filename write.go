@@ -26,10 +26,10 @@ func (o *Orchestrator) mutate(ctx context.Context, inc *incident.Incident, fn fu
 		err := o.store.Update(ctx, inc)
 		if err == nil {
 			o.changed()
-			o.announce(inc, before)
+			o.announce(ctx, inc, before)
 			if !inc.State.Open() {
 				o.hot.remove(inc.ID)
-				o.creds.Delete(inc.ID)
+				o.forgetCredential(inc.ID)
 			}
 			return nil
 		}
@@ -75,8 +75,9 @@ func (o *Orchestrator) fire(inc *incident.Incident, ev incident.Event, actor, de
 	case incident.StateClosed:
 		inc.ClosedAt = now
 		o.reach(inc, incident.MilestoneClosed, now, actor, "")
+		o.endClocks(inc, now, actor, "closed")
 	case incident.StateDismissed:
-		cancelClocks(inc)
+		o.endClocks(inc, now, actor, "dismissed as a false positive")
 	}
 	if ev == incident.EventNotified {
 		inc.NotifiedAt = now
@@ -88,7 +89,7 @@ func (o *Orchestrator) fire(inc *incident.Incident, ev incident.Event, actor, de
 // announce logs and observes the transitions a successful write recorded,
 // the entries of inc.Timeline from index from on: only what was stored is
 // told.
-func (o *Orchestrator) announce(inc *incident.Incident, from int) {
+func (o *Orchestrator) announce(ctx context.Context, inc *incident.Incident, from int) {
 	for i := from; i < len(inc.Timeline); i++ {
 		e := &inc.Timeline[i]
 		if e.Type != incident.EntryTransition {
@@ -105,7 +106,7 @@ func (o *Orchestrator) announce(inc *incident.Incident, from int) {
 				break
 			}
 		}
-		o.observe(Observation{Kind: ObserveTransition, At: e.At, IncidentID: inc.ID, IncidentKind: inc.Kind,
+		o.observe(ctx, Observation{Kind: ObserveTransition, At: e.At, IncidentID: inc.ID, IncidentKind: inc.Kind,
 			Severity: inc.Severity, Event: e.Event, From: e.From, To: e.To, Duration: e.At.Sub(since), Outcome: string(e.To)})
 	}
 }
@@ -120,13 +121,57 @@ func (o *Orchestrator) advance(ctx context.Context, inc *incident.Incident, from
 	})
 }
 
-func stopOf(ctx context.Context) <-chan struct{} { return ctx.Done() }
+// stepRun is what one step runs under.
+type stepRun struct {
+	// stop ends when Run is stopping or the step is interrupted: no new
+	// attempt starts, and waits between attempts end.
+	stop context.Context
+	// calls is the context of plugin calls: it outlives stop by the
+	// shutdown grace, and ends at once, with the cause, when the step is
+	// interrupted or its lease is lost.
+	calls context.Context
+	// write is the context of store writes: it ends after the shutdown
+	// grace or when the lease is lost, but not on an interruption, so that
+	// a cut step records what it knows.
+	write context.Context
+	// fence ends all three, with the cause.
+	fence func(cause error)
+	ends  []func()
+}
 
-func (o *Orchestrator) stepContext(grace context.Context, pb *Playbook) (context.Context, context.CancelFunc) {
-	if pb != nil && pb.StepTimeout > 0 {
-		return context.WithTimeout(grace, pb.StepTimeout)
+// onEnd runs fn when the step ends.
+func (st *stepRun) onEnd(fn func()) { st.ends = append(st.ends, fn) }
+
+// beginStep takes the slot of id for one step under Run's ctx and grace. It
+// reports false when the slot is taken (a dismissal holds or waits for it).
+func (o *Orchestrator) beginStep(ctx, grace context.Context, id string) (*stepRun, func(), bool) {
+	stop, cancelStop := context.WithCancelCause(ctx)
+	calls, cancelCalls := context.WithCancelCause(grace)
+	write, cancelWrite := context.WithCancelCause(grace)
+	interrupt := func(cause error) { cancelStop(cause); cancelCalls(cause) }
+	st := &stepRun{stop: stop, calls: calls, write: write,
+		fence: func(cause error) { interrupt(cause); cancelWrite(cause) }}
+	release, ok := o.slots.begin(id, interrupt)
+	if !ok {
+		st.fence(nil)
+		return nil, nil, false
 	}
-	return context.WithCancel(grace)
+	return st, func() {
+		for _, fn := range st.ends {
+			fn()
+		}
+		release()
+		st.fence(nil)
+	}, true
+}
+
+// callContext is the context of one step's plugin calls, bounded by the
+// playbook's StepTimeout.
+func (st *stepRun) callContext(pb *Playbook) (context.Context, context.CancelFunc) {
+	if pb != nil && pb.StepTimeout > 0 {
+		return context.WithTimeout(st.calls, pb.StepTimeout)
+	}
+	return context.WithCancel(st.calls)
 }
 
 // maxStack bounds the panic stack kept on a timeline entry.
@@ -146,8 +191,17 @@ func panicStack(err error) string {
 	return "\nstack:\n" + string(st)
 }
 
-// interrupted reports whether err only says that the run is stopping: the
-// work is unfinished, not failed, and a resumed run takes it up again.
-func interrupted(ctx context.Context, err error) bool {
-	return err != nil && (errors.Is(err, incident.ErrStopped) || ctx.Err() != nil)
+// errDismissing is the cause a step is cancelled with when a person
+// dismisses its incident.
+var errDismissing = errors.New("breach: the incident is being dismissed")
+
+// cut reports whether err only says that the step was cut short: Run is
+// stopping, the lease was lost, or a person's action made the step moot.
+// The work is unfinished, not failed.
+func (st *stepRun) cut(err error) bool {
+	return err != nil && (errors.Is(err, incident.ErrStopped) || st.stop.Err() != nil)
 }
+
+// interrupted reports whether a person's action (a dismissal) cut the step,
+// as opposed to Run stopping.
+func (st *stepRun) interrupted() bool { return errors.Is(context.Cause(st.stop), errDismissing) }

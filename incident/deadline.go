@@ -39,18 +39,23 @@ type DeadlineStatus string
 
 // The deadline statuses.
 const (
-	DeadlineWaiting   DeadlineStatus = "waiting"   // its start milestone has not happened
-	DeadlineRunning   DeadlineStatus = "running"   // started, due in the future
-	DeadlinePaused    DeadlineStatus = "paused"    // stopped with a reason, e.g. a law-enforcement delay
-	DeadlineMissed    DeadlineStatus = "missed"    // due passed, stop milestone not yet reached
-	DeadlineMet       DeadlineStatus = "met"       // stop milestone reached by the due time
-	DeadlineLate      DeadlineStatus = "late"      // stop milestone reached after the due time
-	DeadlineCancelled DeadlineStatus = "cancelled" // the incident was dismissed before it was met
+	DeadlineWaiting DeadlineStatus = "waiting" // its start milestone has not happened
+	DeadlineRunning DeadlineStatus = "running" // started, due in the future
+	DeadlinePaused  DeadlineStatus = "paused"  // stopped with a reason, e.g. a law-enforcement delay
+	DeadlineMissed  DeadlineStatus = "missed"  // due passed, stop milestone not yet reached
+	DeadlineMet     DeadlineStatus = "met"     // stop milestone reached by the due time
+	DeadlineLate    DeadlineStatus = "late"    // stop milestone reached after the due time
+	// DeadlineNotApplicable: the clock does not apply (the incident was
+	// dismissed, ended before the clock was due or before it started, or a
+	// person said so); NotApplicableReason says why.
+	DeadlineNotApplicable DeadlineStatus = "not_applicable"
 )
 
-// Done reports whether the clock no longer runs.
+// Done reports whether the clock no longer runs: met, late or not
+// applicable. A missed clock still waits for its stop milestone while the
+// incident is open.
 func (s DeadlineStatus) Done() bool {
-	return s == DeadlineMet || s == DeadlineLate || s == DeadlineCancelled
+	return s == DeadlineMet || s == DeadlineLate || s == DeadlineNotApplicable
 }
 
 // Deadline is the durable record of one notification clock on an incident:
@@ -75,6 +80,12 @@ type Deadline struct {
 	PauseReason string        `json:",omitempty"`
 	// LateReason says why the deadline was missed, when a person said so.
 	LateReason string `json:",omitempty"`
+	// NotApplicableReason says why the clock does not apply, with status
+	// DeadlineNotApplicable.
+	NotApplicableReason string `json:",omitempty"`
+	// EndedAt is when the clock stopped counting for good: met, late, not
+	// applicable, or missed when the incident ended.
+	EndedAt time.Time `json:",omitzero"`
 }
 
 // Deadline returns the clock named name, or nil.

@@ -39,7 +39,9 @@ type Incident struct {
 	NotifiedAt  time.Time `json:",omitzero"`
 	ResolvedAt  time.Time `json:",omitzero"`
 	ClosedAt    time.Time `json:",omitzero"`
-	UpdatedAt   time.Time
+	// ReopenedAt is when the incident was last reopened.
+	ReopenedAt time.Time `json:",omitzero"`
+	UpdatedAt  time.Time
 
 	Signals       SignalSummary
 	Investigation *Investigation `json:",omitempty"`
@@ -210,6 +212,13 @@ const (
 	DeliveryClaimed DeliveryStatus = "claimed"
 	DeliverySent    DeliveryStatus = "sent"
 	DeliveryFailed  DeliveryStatus = "failed"
+	// DeliveryCancelled: claimed, never attempted, and not to be sent: the
+	// incident was dismissed (or otherwise stopped) first.
+	DeliveryCancelled DeliveryStatus = "cancelled"
+	// DeliveryUnknown: an attempt was cut off (the incident was dismissed
+	// while it ran) before the channel answered: the recipient may or may
+	// not have the notice. It is not sent again.
+	DeliveryUnknown DeliveryStatus = "unknown"
 )
 
 // Delivery is the durable record of one notice to one recipient on one

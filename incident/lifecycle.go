@@ -252,9 +252,9 @@ var standard = mustStandard()
 //
 //	detected      investigate→investigating  contain→containing  dismiss→dismissed  escalate→escalated
 //	investigating contain→containing  notify→notifying  remediate→resolving  dismiss→dismissed  escalate→escalated
-//	containing    contained→contained  escalate→escalated
+//	containing    contained→contained  dismiss→dismissed  escalate→escalated
 //	contained     investigate→investigating  notify→notifying  remediate→resolving  dismiss→dismissed  escalate→escalated
-//	notifying     notified→resolving  escalate→escalated
+//	notifying     notified→resolving  dismiss→dismissed  escalate→escalated
 //	resolving     resolve→resolved  notify→notifying  escalate→escalated
 //	resolved      close→closed  reopen→investigating
 //	closed        reopen→investigating
@@ -277,10 +277,10 @@ func mustStandard() *Lifecycle {
 		EventDismiss, StateDismissed, EventEscalate, StateEscalated)
 	add(StateInvestigating, EventContain, StateContaining, EventNotify, StateNotifying,
 		EventRemediate, StateResolving, EventDismiss, StateDismissed, EventEscalate, StateEscalated)
-	add(StateContaining, EventContained, StateContained, EventEscalate, StateEscalated)
+	add(StateContaining, EventContained, StateContained, EventDismiss, StateDismissed, EventEscalate, StateEscalated)
 	add(StateContained, EventInvestigate, StateInvestigating, EventNotify, StateNotifying,
 		EventRemediate, StateResolving, EventDismiss, StateDismissed, EventEscalate, StateEscalated)
-	add(StateNotifying, EventNotified, StateResolving, EventEscalate, StateEscalated)
+	add(StateNotifying, EventNotified, StateResolving, EventDismiss, StateDismissed, EventEscalate, StateEscalated)
 	add(StateResolving, EventResolve, StateResolved, EventNotify, StateNotifying, EventEscalate, StateEscalated)
 	add(StateResolved, EventClose, StateClosed, EventReopen, StateInvestigating)
 	add(StateClosed, EventReopen, StateInvestigating)

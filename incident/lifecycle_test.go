@@ -31,6 +31,7 @@ var standardTable = []incident.Transition{
 	{From: incident.StateInvestigating, Event: incident.EventEscalate, To: incident.StateEscalated},
 
 	{From: incident.StateContaining, Event: incident.EventContained, To: incident.StateContained},
+	{From: incident.StateContaining, Event: incident.EventDismiss, To: incident.StateDismissed},
 	{From: incident.StateContaining, Event: incident.EventEscalate, To: incident.StateEscalated},
 
 	{From: incident.StateContained, Event: incident.EventInvestigate, To: incident.StateInvestigating},
@@ -40,6 +41,7 @@ var standardTable = []incident.Transition{
 	{From: incident.StateContained, Event: incident.EventEscalate, To: incident.StateEscalated},
 
 	{From: incident.StateNotifying, Event: incident.EventNotified, To: incident.StateResolving},
+	{From: incident.StateNotifying, Event: incident.EventDismiss, To: incident.StateDismissed},
 	{From: incident.StateNotifying, Event: incident.EventEscalate, To: incident.StateEscalated},
 
 	{From: incident.StateResolving, Event: incident.EventResolve, To: incident.StateResolved},

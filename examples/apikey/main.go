@@ -230,7 +230,7 @@ func scenario(w io.Writer, used bool) error {
 
 	logs := &strings.Builder{}
 	o, err := breach.New(incident.NewMemStore(),
-		breach.WithClock(clock.now),
+		breach.WithNow(clock.now),
 		breach.WithIDs(func() string { return "inc_0001" }),
 		breach.WithLogger(slog.New(slog.NewTextHandler(logs, nil))),
 		breach.WithPlaybook(breach.Playbook{

@@ -64,7 +64,7 @@ func run(w io.Writer) error {
 			breach.MilestoneStep(64*time.Hour, incident.MilestoneEarlyWarning, "dpo@example.com", "DPO reached on Monday"),
 			// ...and the authority is notified on Monday afternoon.
 			breach.MilestoneStep(70*time.Hour, incident.MilestoneAuthorityNotified, "dpo@example.com", "notified the supervisory authority"),
-			breach.ResolveStep(96*time.Hour, "alice@example.com", "key rotated, scanning enabled"),
+			breach.ResolveStep(21*24*time.Hour, "alice@example.com", "key rotated, scanning enabled, final report filed"),
 			breach.MilestoneStep(20*24*time.Hour, incident.MilestoneFinalReport, "dpo@example.com", "final report submitted"),
 		},
 	})

@@ -234,7 +234,7 @@ func newApp(keySource secretscan.KeySource, log *slog.Logger) (*app, error) {
 }
 
 // count feeds the expvar counters.
-func count(ob breach.Observation) {
+func count(_ context.Context, ob breach.Observation) {
 	switch ob.Kind {
 	case breach.ObserveSignal:
 		metrics.Add("signals_"+ob.Outcome, 1)

@@ -63,6 +63,7 @@ func FullIncident(id, dedupKey string) *incident.Incident {
 		NotifiedAt:            at(2*time.Minute + 2*us),
 		ResolvedAt:            at(3*time.Minute + 3*us),
 		ClosedAt:              at(4*time.Minute + 4*us),
+		ReopenedAt:            at(4*time.Minute + 30*time.Second),
 		UpdatedAt:             at(5*time.Minute + 5*us),
 		Signals: incident.SignalSummary{
 			Count:     3,
@@ -123,7 +124,7 @@ func FullIncident(id, dedupKey string) *incident.Incident {
 			{Name: "gdpr-art33", Start: incident.MilestoneDetected, Stop: incident.MilestoneAuthorityNotified,
 				Status: incident.DeadlineMet, StartedAt: at(0), Due: at(72*time.Hour + 30*time.Minute),
 				WarnAt: at(48 * time.Hour), WarnedAt: at(48*time.Hour + 9*us), MetAt: at(70 * time.Hour),
-				Paused: 30 * time.Minute, PauseReason: "law-enforcement request (« délai »)"},
+				EndedAt: at(70 * time.Hour), Paused: 30 * time.Minute, PauseReason: "law-enforcement request (« délai »)"},
 			{Name: "nis2-early-warning", Start: incident.MilestoneDetected, Stop: incident.MilestoneEarlyWarning,
 				Status: incident.DeadlineLate, StartedAt: at(0), Due: at(24 * time.Hour),
 				WarnAt: at(18 * time.Hour), WarnedAt: at(18*time.Hour + 10*us), EscalatedAt: at(24*time.Hour + 11*us),
@@ -131,6 +132,9 @@ func FullIncident(id, dedupKey string) *incident.Incident {
 			{Name: "sec-8k", Start: incident.MilestoneMateriality, Stop: incident.MilestoneDisclosureFiled,
 				Status: incident.DeadlinePaused, StartedAt: at(2 * time.Hour), Due: at(98 * time.Hour),
 				WarnAt: at(74 * time.Hour), PausedAt: at(3*time.Hour + 12*us), PauseReason: "Attorney General delay"},
+			{Name: "hipaa", Start: incident.MilestoneDetected, Stop: incident.MilestoneCustomersNotified,
+				Status: incident.DeadlineNotApplicable, NotApplicableReason: "no protected health information involved",
+				EndedAt: at(time.Hour)},
 		},
 		Milestones: map[incident.Milestone]time.Time{
 			incident.MilestoneDetected:          at(0),

@@ -1,0 +1,114 @@
+package breach
+
+import (
+	"context"
+	"fmt"
+	"runtime/debug"
+	"time"
+
+	"github.com/breachkit/breach/incident"
+)
+
+// isolate runs fn, a call into host code, on a goroutine of its own with a
+// context that ends after timeout: a panic comes back as an
+// *incident.PanicError and a call that outlives its timeout as an
+// *incident.TimeoutError (fn's goroutine is left to end by itself; what it
+// returns then is dropped). When ctx ends first, its cause is returned.
+func isolate[T any](ctx context.Context, timeout time.Duration, fn func(context.Context) (T, error)) (T, error) {
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	type result struct {
+		v   T
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		defer func() {
+			if v := recover(); v != nil {
+				done <- result{err: &incident.PanicError{Value: v, Stack: debug.Stack()}}
+			}
+		}()
+		v, err := fn(cctx)
+		done <- result{v, err}
+	}()
+	select {
+	case r := <-done:
+		return r.v, r.err
+	case <-cctx.Done():
+		var zero T
+		if ctx.Err() != nil {
+			return zero, context.Cause(ctx)
+		}
+		return zero, &incident.TimeoutError{After: timeout}
+	}
+}
+
+// guardedStore is the host's Store (and Leaser) as the orchestrator calls
+// it: every call isolated, so that a store that panics or hangs fails the
+// call (it is retried or escalated like any failed step) instead of taking
+// the process down. The store sees copies of the caller's incident header,
+// so that a call abandoned after its timeout cannot race with the caller.
+type guardedStore struct {
+	s       incident.Store
+	l       incident.Leaser // s, when it leases
+	timeout time.Duration
+}
+
+func (g *guardedStore) Create(ctx context.Context, inc *incident.Incident) error {
+	c := *inc
+	_, err := isolate(ctx, g.timeout, func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, g.s.Create(ctx, &c)
+	})
+	if err == nil {
+		inc.Version = c.Version
+	}
+	return storeErr("create", err)
+}
+
+func (g *guardedStore) Get(ctx context.Context, id string) (*incident.Incident, error) {
+	inc, err := isolate(ctx, g.timeout, func(ctx context.Context) (*incident.Incident, error) { return g.s.Get(ctx, id) })
+	return inc, storeErr("get", err)
+}
+
+func (g *guardedStore) Update(ctx context.Context, inc *incident.Incident) error {
+	c := *inc
+	_, err := isolate(ctx, g.timeout, func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, g.s.Update(ctx, &c)
+	})
+	if err == nil {
+		inc.Version = c.Version
+	}
+	return storeErr("update", err)
+}
+
+func (g *guardedStore) FindOpen(ctx context.Context, key string) (*incident.Incident, error) {
+	inc, err := isolate(ctx, g.timeout, func(ctx context.Context) (*incident.Incident, error) { return g.s.FindOpen(ctx, key) })
+	return inc, storeErr("find open", err)
+}
+
+func (g *guardedStore) ListOpen(ctx context.Context) ([]*incident.Incident, error) {
+	incs, err := isolate(ctx, g.timeout, func(ctx context.Context) ([]*incident.Incident, error) { return g.s.ListOpen(ctx) })
+	return incs, storeErr("list open", err)
+}
+
+func (g *guardedStore) Lease(ctx context.Context, id, owner string, ttl time.Duration) (bool, error) {
+	ok, err := isolate(ctx, g.timeout, func(ctx context.Context) (bool, error) { return g.l.Lease(ctx, id, owner, ttl) })
+	return ok, storeErr("lease", err)
+}
+
+func (g *guardedStore) Unlease(ctx context.Context, id, owner string) error {
+	_, err := isolate(ctx, g.timeout, func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, g.l.Unlease(ctx, id, owner)
+	})
+	return storeErr("unlease", err)
+}
+
+// storeErr says which store call a panic or a timeout came from; other
+// errors (the store's own, ctx's) pass as they are.
+func storeErr(op string, err error) error {
+	switch err.(type) {
+	case *incident.PanicError, *incident.TimeoutError:
+		return fmt.Errorf("breach: store %s: %w", op, err)
+	}
+	return err
+}
