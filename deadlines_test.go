@@ -665,7 +665,7 @@ func TestDismissalCancelsClocks(t *testing.T) {
 	want := map[string]incident.DeadlineStatus{
 		gdprName:              incident.DeadlineNotApplicable,
 		sec.Name:              incident.DeadlineNotApplicable, // it was waiting
-		breach.NIS2()[0].Name: incident.DeadlineMet,       // it was met before
+		breach.NIS2()[0].Name: incident.DeadlineMet,           // it was met before
 		breach.NIS2()[1].Name: incident.DeadlineNotApplicable,
 		breach.NIS2()[2].Name: incident.DeadlineNotApplicable,
 	}
