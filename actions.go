@@ -16,7 +16,7 @@ import (
 // person's action therefore never waits for automation.
 func (o *Orchestrator) act(ctx context.Context, id, actor string, change func(*incident.Incident) error) (*incident.Incident, error) {
 	if actor == "" {
-		return nil, ErrNoActor
+		return nil, errNoActor
 	}
 	inc, err := o.store.Get(ctx, id)
 	if err != nil {

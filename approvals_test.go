@@ -341,7 +341,7 @@ func TestNoApprovalPending(t *testing.T) {
 
 	o, err := breach.New(incident.NewMemStore())
 	require.NoError(t, err)
-	assert.ErrorIs(t, o.Approve(context.Background(), "inc_nope", "disable-key", "", "x"), breach.ErrNoActor)
+	assert.ErrorIs(t, o.Approve(context.Background(), "inc_nope", "disable-key", "", "x"), breach.ErrInvalidInput)
 	assert.ErrorIs(t, o.Deny(context.Background(), "inc_nope", "disable-key", "alice", "x"), incident.ErrNotFound)
 }
 
@@ -658,7 +658,7 @@ func TestOverrideDecisionLocked(t *testing.T) {
 		assert.ErrorIs(t, r.o.OverrideDecision(ctx, r.id, false, "frank", "x"), breach.ErrDecisionLocked)
 		require.NoError(t, r.o.Close(ctx, r.id, "erin", "reviewed"))
 		assert.ErrorIs(t, r.o.OverrideDecision(ctx, r.id, false, "frank", "x"), breach.ErrDecisionLocked)
-		assert.ErrorIs(t, r.o.OverrideDecision(ctx, r.id, false, "", "x"), breach.ErrNoActor)
+		assert.ErrorIs(t, r.o.OverrideDecision(ctx, r.id, false, "", "x"), breach.ErrInvalidInput)
 		synctest.Wait()
 		inc = r.get(t)
 		assert.Equal(t, incident.StateClosed, inc.State)

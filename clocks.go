@@ -10,18 +10,10 @@ import (
 	"github.com/breachkit/breach/incident"
 )
 
-// Calendar says which days count for clocks measured in business days.
-type Calendar interface {
-	// BusinessDay reports whether the calendar day containing t is a
-	// business day.
-	BusinessDay(t time.Time) bool
-}
-
-// CalendarFunc adapts a function to a Calendar.
-type CalendarFunc func(t time.Time) bool
-
-// BusinessDay calls f(t).
-func (f CalendarFunc) BusinessDay(t time.Time) bool { return f(t) }
+// Calendar says which days count for clocks measured in business days: it
+// reports whether the calendar day containing t is a business day. It must
+// be safe for concurrent use.
+type Calendar func(t time.Time) bool
 
 // Weekdays returns a Calendar whose business days are Monday to Friday in
 // loc (nil means UTC), except the given holidays, each taken as the day it
@@ -34,7 +26,7 @@ func Weekdays(loc *time.Location, holidays ...time.Time) Calendar {
 	for _, h := range holidays {
 		off[h.In(loc).Format(time.DateOnly)] = true
 	}
-	return CalendarFunc(func(t time.Time) bool {
+	return Calendar(func(t time.Time) bool {
 		t = t.In(loc)
 		wd := t.Weekday()
 		return wd != time.Saturday && wd != time.Sunday && !off[t.Format(time.DateOnly)]
@@ -121,8 +113,8 @@ func (c Clock) validate() error {
 	return nil
 }
 
-// Due returns when a clock started at start is due.
-func (c Clock) Due(start time.Time) time.Time {
+// due returns when a clock started at start is due.
+func (c Clock) due(start time.Time) time.Time {
 	switch {
 	case c.Months > 0:
 		due := start.AddDate(0, c.Months, 0)
@@ -144,7 +136,7 @@ func (c Clock) Due(start time.Time) time.Time {
 				return start.AddDate(1000, 0, 0) // a calendar with no business day: never due
 			}
 			day = day.AddDate(0, 0, 1)
-			if c.Calendar.BusinessDay(day) {
+			if c.Calendar(day) {
 				n++
 			}
 		}
@@ -202,7 +194,7 @@ func (o *Orchestrator) reach(inc *incident.Incident, m incident.Milestone, at ti
 		d := &inc.Deadlines[i]
 		c, ok := pb.clock(d.Name)
 		if d.Start == m && d.Status == incident.DeadlineWaiting && ok {
-			d.Status, d.StartedAt, d.Due = incident.DeadlineRunning, at, c.Due(at)
+			d.Status, d.StartedAt, d.Due = incident.DeadlineRunning, at, c.due(at)
 			d.WarnAt = d.Due.Add(-c.warnBefore(at, d.Due))
 			o.record(inc, actor, incident.EntryNote, "clock "+strconv.Quote(d.Name)+" started; due "+d.Due.UTC().Format(time.RFC3339))
 		}
@@ -270,11 +262,11 @@ func (o *Orchestrator) endClocks(inc *incident.Incident, now time.Time, actor, h
 // clock does not apply to the incident (no personal data was involved, the
 // incident is not material), with the reason; the clock stops for good. It
 // returns an error matching ErrNoSuchClock for a clock the incident does
-// not have or that has already ended met or late, and ErrNoReason for an
+// not have or that has already ended met or late, and ErrInvalidInput for an
 // empty reason.
 func (o *Orchestrator) MarkClockNotApplicable(ctx context.Context, id, clock, actor, reason string) error {
 	if reason == "" {
-		return fmt.Errorf("%w: marking clock %q not applicable", ErrNoReason, clock)
+		return fmt.Errorf("%w: a reason is required to mark clock %q not applicable", ErrInvalidInput, clock)
 	}
 	_, err := o.act(ctx, id, actor, func(inc *incident.Incident) error {
 		d := inc.Deadline(clock)
@@ -300,7 +292,7 @@ func (o *Orchestrator) MarkClockNotApplicable(ctx context.Context, id, clock, ac
 // open and closed incidents alike.
 func (o *Orchestrator) RecordMilestone(ctx context.Context, id string, m incident.Milestone, actor, note string) error {
 	if m == "" {
-		return fmt.Errorf("%w: empty milestone", ErrInvalidMilestone)
+		return fmt.Errorf("%w: empty milestone", ErrInvalidInput)
 	}
 	_, err := o.act(ctx, id, actor, func(inc *incident.Incident) error {
 		o.record(inc, actor, incident.EntryNote, "milestone "+string(m)+": "+note)

@@ -36,7 +36,7 @@ import (
 // nothing was recorded.
 func (o *Orchestrator) Dismiss(ctx context.Context, id, actor, reason string) error {
 	if actor == "" {
-		return ErrNoActor
+		return errNoActor
 	}
 	release, err := o.slots.interrupt(ctx, id, errDismissing)
 	if err != nil {

@@ -3,14 +3,16 @@ package breach
 import (
 	"errors"
 	"fmt"
-	"strconv"
-
-	"github.com/breachkit/breach/incident"
 )
 
-// ErrNoActor is returned when a person's action is called without saying who acts. Every
-// step on the timeline names its actor.
-var ErrNoActor = errors.New("breach: actor required")
+// ErrInvalidInput is returned when a person's action is called with a
+// missing or bad argument: no actor (every step on the timeline names its
+// actor), no reason where one is required, an empty milestone. Nothing is
+// recorded.
+var ErrInvalidInput = errors.New("breach: invalid input")
+
+// errNoActor is ErrInvalidInput for an action without an actor.
+var errNoActor = fmt.Errorf("%w: actor required", ErrInvalidInput)
 
 // ErrNoApprovalPending is returned when Approve or Deny names an action that
 // does not wait for approval.
@@ -19,10 +21,6 @@ var ErrNoApprovalPending = errors.New("breach: no approval pending for that acti
 // ErrDecisionLocked is returned when OverrideDecision comes too late (notices are going out,
 // or the incident is resolved: reopen it first).
 var ErrDecisionLocked = errors.New("breach: notify decision can no longer change")
-
-// ErrInvalidMilestone is returned when RecordMilestone is given an empty
-// milestone.
-var ErrInvalidMilestone = errors.New("breach: invalid milestone")
 
 // ErrNoSuchClock reports a clock name the incident does not have, or a pause
 // or resume that does not fit the clock's status.
@@ -60,31 +58,15 @@ var (
 	// another Dismiss finishes it. Retry, Resolve, Approve, Deny and
 	// OverrideDecision return it while a dismissal is under way.
 	ErrDismissalPending = errors.New("breach: dismissal under way")
-	// ErrNoReason: an action that must say why was given no reason.
-	ErrNoReason = errors.New("breach: reason required")
 	// ErrUnknownKind: Report was handed a signal of a kind no playbook
-	// answers. The error is an *UnknownKindError and also matches
-	// incident.ErrInvalidSignal: nothing was recorded.
+	// answers. The error also matches incident.ErrInvalidSignal, and
+	// names the kind: nothing was recorded.
 	ErrUnknownKind = errors.New("breach: no playbook for the signal's kind")
 	// ErrOutcomeUnknown: Report's context ended while the signal was being
 	// written: it may have been recorded (the error also matches ctx's).
 	// Reporting it again is safe; at worst it is counted twice.
 	ErrOutcomeUnknown = errors.New("breach: signal may or may not be recorded")
 )
-
-// UnknownKindError names the kind of a signal that no playbook answers. It
-// matches ErrUnknownKind and incident.ErrInvalidSignal.
-type UnknownKindError struct{ Kind string }
-
-func (e *UnknownKindError) Error() string {
-	return "breach: no playbook for signals of kind " + strconv.Quote(e.Kind)
-}
-
-// Is makes an *UnknownKindError match ErrUnknownKind and
-// incident.ErrInvalidSignal.
-func (e *UnknownKindError) Is(target error) bool {
-	return target == ErrUnknownKind || target == incident.ErrInvalidSignal
-}
 
 // OpenTasksError lists the mandatory tasks that keep an incident from being
 // resolved. It matches ErrOpenTasks.

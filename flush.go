@@ -10,13 +10,12 @@ import (
 	"github.com/breachkit/breach/incident"
 )
 
-// Flush writes the signals gathered in memory since the last flush (count,
+// flush writes the signals gathered in memory since the last flush (count,
 // first and last seen, samples, a raised severity) to their incidents. Run
-// calls it every flush interval and once when it stops; hosts that report
-// without Run may call it themselves. Failures are returned joined; what
-// failed to flush is kept for the next try.
-func (o *Orchestrator) Flush(ctx context.Context) error {
-	// One flush at a time: when Flush returns nil, every count taken
+// calls it every flush interval and once when it stops. Failures are
+// returned joined; what failed to flush is kept for the next try.
+func (o *Orchestrator) flush(ctx context.Context) error {
+	// One flush at a time: when flush returns nil, every count taken
 	// before it was called is stored, including those a concurrent flush
 	// had taken.
 	o.flushMu.Lock()

@@ -23,8 +23,8 @@ const storeTimeout = 30 * time.Second
 //
 // Report validates the signal first: an invalid one returns an error
 // matching incident.ErrInvalidSignal, and one of a kind no playbook answers
-// an *UnknownKindError (matching ErrUnknownKind and
-// incident.ErrInvalidSignal); nothing is recorded. A credential in the
+// an error matching both ErrUnknownKind and incident.ErrInvalidSignal;
+// nothing is recorded. A credential in the
 // signal is kept in memory for containment and never stored.
 //
 // A signal for an incident this process already knows costs a map lookup
@@ -51,7 +51,7 @@ func (o *Orchestrator) Report(ctx context.Context, sig incident.Signal) (inciden
 		return incident.Receipt{}, err
 	}
 	if _, ok := o.cfg.playbooks[sig.Kind]; !ok {
-		return incident.Receipt{}, &UnknownKindError{Kind: sig.Kind}
+		return incident.Receipt{}, fmt.Errorf("%w: %w: %q", incident.ErrInvalidSignal, ErrUnknownKind, sig.Kind)
 	}
 	if e := o.hot.join(hotKeyOf(&sig), &sig, o.cfg.now); e != nil {
 		if !sig.Credential.IsZero() {

@@ -150,12 +150,12 @@ func WithFlushInterval(d time.Duration) Option {
 // out, and the others' periodic resume (every ttl) takes them over: within
 // two TTLs. A replica that fails to renew a lease stops driving that
 // incident. The defaults are a random owner name and 30s. Without a Leaser
-// store the option has no effect. An empty owner or a TTL under
-// MinLeaseTTL is an error matching ErrInvalidOption.
+// store the option has no effect. An empty owner or a TTL under 30ms is an
+// error matching ErrInvalidOption.
 func WithLease(owner string, ttl time.Duration) Option {
 	return func(c *config) error {
-		if owner == "" || ttl < MinLeaseTTL {
-			return fmt.Errorf("%w: lease needs an owner and a TTL of at least %v", ErrInvalidOption, MinLeaseTTL)
+		if owner == "" || ttl < minLeaseTTL {
+			return fmt.Errorf("%w: lease needs an owner and a TTL of at least %v", ErrInvalidOption, minLeaseTTL)
 		}
 		c.owner, c.leaseTTL = owner, ttl
 		return nil
@@ -189,9 +189,9 @@ func WithOnCall(n notify.Notifier) Option {
 	}
 }
 
-// MinLeaseTTL is the shortest lease WithLease takes: renewals every third of
+// minLeaseTTL is the shortest lease WithLease takes: renewals every third of
 // it must leave a store time to answer.
-const MinLeaseTTL = 30 * time.Millisecond
+const minLeaseTTL = 30 * time.Millisecond
 
 // WithStoreTimeout bounds every call into the host's Store (and Leaser);
 // the default is 30s. A call that outlives it fails with an

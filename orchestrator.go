@@ -108,9 +108,6 @@ func randomID() string {
 	return "inc_" + hex.EncodeToString(b[:])
 }
 
-// Lifecycle returns the lifecycle the orchestrator drives.
-func (o *Orchestrator) Lifecycle() *incident.Lifecycle { return o.lc }
-
 // Get returns a copy of the incident from the store.
 func (o *Orchestrator) Get(ctx context.Context, id string) (*incident.Incident, error) {
 	return o.store.Get(ctx, id)

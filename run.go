@@ -55,7 +55,7 @@ func (o *Orchestrator) Run(ctx context.Context, detectors ...incident.Detector) 
 	wg.Go(func() {
 		o.every(ctx, o.cfg.flushInterval, "flushing signal counts", func(ctx context.Context) error {
 			o.sweepCredentials(nil, time.Time{})
-			return o.Flush(ctx)
+			return o.flush(ctx)
 		})
 	})
 	wg.Go(func() { o.every(ctx, o.cfg.deadlineInterval, "checking deadlines", o.CheckDeadlines) })
@@ -75,7 +75,7 @@ func (o *Orchestrator) Run(ctx context.Context, detectors ...incident.Detector) 
 	// own: the grace may be spent by now.
 	fctx, cancelFlush := context.WithTimeout(context.WithoutCancel(ctx), finalFlushTimeout)
 	defer cancelFlush()
-	if err := o.Flush(fctx); err != nil {
+	if err := o.flush(fctx); err != nil {
 		o.log.Error("breach: final flush of signal counts failed", "err", err)
 	}
 	return nil

@@ -364,7 +364,7 @@ func (a *app) fail(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, incident.ErrNotFound):
 		status = http.StatusNotFound
-	case errors.Is(err, breach.ErrNoActor), errors.Is(err, breach.ErrNoSuchTask), errors.Is(err, breach.ErrInvalidMilestone):
+	case errors.Is(err, breach.ErrInvalidInput), errors.Is(err, breach.ErrNoSuchTask), errors.Is(err, breach.ErrInvalidInput):
 		status = http.StatusBadRequest
 	case errors.As(err, &te), errors.Is(err, breach.ErrOpenTasks), errors.Is(err, breach.ErrNotEscalated),
 		errors.Is(err, incident.ErrDuplicate), errors.Is(err, incident.ErrConflict):
