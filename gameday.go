@@ -163,6 +163,7 @@ func RunGameDay(ctx context.Context, g GameDay) (*GameDayResult, error) {
 	// advanceTo moves the clock to t, stopping at every warning, due time
 	// and approval timeout on the way to check them.
 	advanceTo := func(t time.Time) error {
+		lastVersion := int64(-1)
 		for {
 			inc, err := o.store.Get(ctx, id)
 			if err != nil {
@@ -172,6 +173,10 @@ func RunGameDay(ctx context.Context, g GameDay) (*GameDayResult, error) {
 			if !ok || next.After(t) {
 				break
 			}
+			if !next.After(sim.now()) && inc.Version == lastVersion {
+				break // the last check changed nothing: it would again
+			}
+			lastVersion = inc.Version
 			sim.set(next)
 			if err := o.CheckDeadlines(ctx); err != nil {
 				return err
@@ -218,6 +223,9 @@ func RunGameDay(ctx context.Context, g GameDay) (*GameDayResult, error) {
 // nextCheck returns the earliest time after now at which a check could
 // change the incident: a clock's warning or due time, an approval timeout.
 func nextCheck(inc *incident.Incident, now time.Time) (time.Time, bool) {
+	if !inc.State.Open() {
+		return time.Time{}, false // its clocks ended with it; nothing is checked
+	}
 	var next time.Time
 	consider := func(t time.Time) {
 		if !t.IsZero() && (next.IsZero() || t.Before(next)) {
