@@ -55,14 +55,7 @@ type guardedStore struct {
 }
 
 func (g *guardedStore) Create(ctx context.Context, inc *incident.Incident) error {
-	c := *inc
-	_, err := isolate(ctx, g.timeout, func(ctx context.Context) (struct{}, error) {
-		return struct{}{}, g.s.Create(ctx, &c)
-	})
-	if err == nil {
-		inc.Version = c.Version
-	}
-	return storeErr("create", err)
+	return g.write(ctx, "create", inc, g.s.Create)
 }
 
 func (g *guardedStore) Get(ctx context.Context, id string) (*incident.Incident, error) {
@@ -71,14 +64,19 @@ func (g *guardedStore) Get(ctx context.Context, id string) (*incident.Incident, 
 }
 
 func (g *guardedStore) Update(ctx context.Context, inc *incident.Incident) error {
+	return g.write(ctx, "update", inc, g.s.Update)
+}
+
+// write hands the store a copy of inc's header and, on success, copies the
+// Version it set back.
+func (g *guardedStore) write(ctx context.Context, op string, inc *incident.Incident,
+	fn func(context.Context, *incident.Incident) error) error {
 	c := *inc
-	_, err := isolate(ctx, g.timeout, func(ctx context.Context) (struct{}, error) {
-		return struct{}{}, g.s.Update(ctx, &c)
-	})
+	_, err := isolate(ctx, g.timeout, func(ctx context.Context) (struct{}, error) { return struct{}{}, fn(ctx, &c) })
 	if err == nil {
 		inc.Version = c.Version
 	}
-	return storeErr("update", err)
+	return storeErr(op, err)
 }
 
 func (g *guardedStore) FindOpen(ctx context.Context, key string) (*incident.Incident, error) {
