@@ -347,6 +347,9 @@ func scenario(w io.Writer, used bool) error {
 		if !d.MetAt.IsZero() {
 			fmt.Fprintf(w, ", met %s", d.MetAt.Format(time.RFC3339))
 		}
+		if d.NotApplicableReason != "" {
+			fmt.Fprintf(w, " (%s)", d.NotApplicableReason)
+		}
 		fmt.Fprintln(w)
 	}
 	if len(outbox) == 0 {
