@@ -11,6 +11,7 @@ import (
 
 	"github.com/breachkit/breach/containment"
 	"github.com/breachkit/breach/incident"
+	"github.com/breachkit/breach/internal/retry"
 	"github.com/breachkit/breach/notify"
 	"golang.org/x/sync/semaphore"
 )
@@ -374,7 +375,7 @@ func (o *Orchestrator) investigate(ctx, grace context.Context, inc *incident.Inc
 	var findings incident.Findings
 	snapshot := inc.Clone()
 	snapshot.Timeline = nil // investigators need the facts, not the history
-	out := pb.Investigation.DoUntil(sctx, stopOf(ctx), func(ctx context.Context, attempt int) error {
+	out := retry.Do(sctx, pb.Investigation, stopOf(ctx), func(ctx context.Context, attempt int) error {
 		f, err := pb.Investigator.Investigate(ctx, snapshot.Clone())
 		if err != nil {
 			return err
@@ -835,9 +836,9 @@ func (o *Orchestrator) send(ctx, grace context.Context, inc *incident.Incident, 
 				Impact:          recipientImpact(snap.Investigation.Impact, p.customer),
 				Recommendations: append([]string(nil), snap.Recommendations...),
 			}
-			out := incident.Outcome{Attempts: 0, Err: incident.Permanent(rerr)}
+			out := retry.Outcome{Attempts: 0, Err: incident.Permanent(rerr)}
 			if rerr == nil {
-				out = pb.Delivery.DoUntil(sctx, stopOf(ctx), func(ctx context.Context, attempt int) error {
+				out = retry.Do(sctx, pb.Delivery, stopOf(ctx), func(ctx context.Context, attempt int) error {
 					m := msg
 					m.Attempt = attempt
 					return p.route.Notifier.Notify(ctx, m)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/breachkit/breach/incident"
+	"github.com/breachkit/breach/internal/retry"
 	"golang.org/x/sync/semaphore"
 )
 
@@ -120,7 +121,7 @@ func (r Runner) run(ctx context.Context, actions []Action, base Request, keyOf f
 			defer wg.Done()
 			defer sem.Release(1)
 			res := Result{Action: a.Name, IdempotencyKey: key, Started: now()}
-			out := a.Policy.DoUntil(ctx, r.Stop, func(ctx context.Context, attempt int) error {
+			out := retry.Do(ctx, a.Policy, r.Stop, func(ctx context.Context, attempt int) error {
 				req := base
 				req.Action, req.IdempotencyKey, req.Attempt = a.Name, key, attempt
 				req.Attributes = maps.Clone(base.Attributes) // the container may keep its request

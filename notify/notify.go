@@ -21,6 +21,7 @@ import (
 	"sync"
 
 	"github.com/breachkit/breach/incident"
+	"github.com/breachkit/breach/internal/retry"
 )
 
 // Message is one notice to one recipient on one channel.
@@ -108,7 +109,7 @@ func FanOut(routes ...Route) Notifier {
 				defer wg.Done()
 				m := msg.clone() // each route may keep its message
 				m.Channel = r.Channel
-				if err := incident.Call(ctx, 0, func(ctx context.Context) error { return r.Notifier.Notify(ctx, m) }); err != nil {
+				if err := retry.Call(ctx, 0, func(ctx context.Context) error { return r.Notifier.Notify(ctx, m) }); err != nil {
 					errs[i] = &RouteError{Channel: r.Channel, Err: err}
 				}
 			}()

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/breachkit/breach/incident"
+	"github.com/breachkit/breach/internal/retry"
 	"github.com/breachkit/breach/notify"
 )
 
@@ -279,7 +280,7 @@ func TestFanOutMixedFailureIsRetried(t *testing.T) {
 			})},
 		)
 
-		out := incident.Policy{Attempts: 5}.Do(t.Context(), func(ctx context.Context, _ int) error {
+		out := retry.Do(t.Context(), incident.Policy{Attempts: 5}, nil, func(ctx context.Context, _ int) error {
 			return n.Notify(ctx, sampleMessage())
 		})
 

@@ -20,9 +20,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/breachkit/breach/internal/retry"
 	"golang.org/x/sync/singleflight"
-
-	"github.com/breachkit/breach/incident"
 )
 
 // GitHubKeysURL is where GitHub publishes the public keys that sign its
@@ -305,7 +304,7 @@ func (ks *KeySet) load(ctx context.Context) error {
 		timeout = DefaultRefreshTimeout
 	}
 	var pems map[string]string
-	err := incident.Call(ctx, timeout, func(ctx context.Context) error {
+	err := retry.Call(ctx, timeout, func(ctx context.Context) error {
 		if ks.Source == nil {
 			return nil
 		}

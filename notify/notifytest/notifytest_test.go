@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/breachkit/breach/incident"
+	"github.com/breachkit/breach/internal/retry"
 	"github.com/breachkit/breach/notify"
 	"github.com/breachkit/breach/notify/notifytest"
 )
@@ -36,8 +37,8 @@ func msg(key, recipient string, attempt int) notify.Message {
 
 // deliver sends m through n under policy p, with the attempt number set,
 // as the orchestrator does.
-func deliver(ctx context.Context, n notify.Notifier, m notify.Message, p incident.Policy) incident.Outcome {
-	return p.Do(ctx, func(ctx context.Context, attempt int) error {
+func deliver(ctx context.Context, n notify.Notifier, m notify.Message, p incident.Policy) retry.Outcome {
+	return retry.Do(ctx, p, nil, func(ctx context.Context, attempt int) error {
 		m := m
 		m.Attempt = attempt
 		return n.Notify(ctx, m)
