@@ -406,7 +406,7 @@ func TestVerifiedContainment(t *testing.T) {
 			return nil
 		}, 2, incident.StateResolving, incident.ActionApplied},
 		{"never verified", func(int) error { return stillAccepted }, 3, incident.StateEscalated, incident.ActionFailed},
-		{"verification fails for good", func(int) error { return containment.Permanent(stillAccepted) }, 1,
+		{"verification fails for good", func(int) error { return incident.Permanent(stillAccepted) }, 1,
 			incident.StateEscalated, incident.ActionFailed},
 	}
 	for _, tt := range tests {

@@ -103,7 +103,7 @@ func TestRetryHonoursDoNotNotifyOverride(t *testing.T) {
 			Customers: []incident.Customer{customer}, Data: []incident.DataCategory{incident.DataFinancial}}))
 		pb.Notifiers = []notify.Route{{Channel: "email", Notifier: notify.Func(func(ctx context.Context, m notify.Message) error {
 			calls.Add(1)
-			return notify.Permanent(errors.New("mail relay rejected the message"))
+			return incident.Permanent(errors.New("mail relay rejected the message"))
 		})}}
 		o, err := breach.New(incident.NewMemStore(), breach.WithPlaybook(pb), quiet)
 		require.NoError(t, err)

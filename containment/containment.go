@@ -54,8 +54,9 @@ type Request struct {
 // Contain must be idempotent for a given Request.IdempotencyKey, must honour
 // ctx (its deadline is the attempt's timeout), and must be safe for
 // concurrent use: several incidents are contained at once. A returned error
-// is retried per the action's Policy unless it is marked with Permanent.
-// A panic is recovered and counts as a failed attempt.
+// is retried per the action's Policy unless it is marked with
+// incident.Permanent (or after the delay it carries when it is marked with
+// incident.RetryAfter). A panic is recovered and counts as a failed attempt.
 type Container interface {
 	Contain(ctx context.Context, req Request) error
 }
@@ -81,10 +82,6 @@ type Releaser interface {
 type Verifier interface {
 	Verify(ctx context.Context, req Request) error
 }
-
-// Permanent marks err as not worth retrying; it is incident.Permanent, so
-// every plugin kind shares one mark.
-func Permanent(err error) error { return incident.Permanent(err) }
 
 // Action is one named containment step of a playbook.
 type Action struct {

@@ -16,6 +16,7 @@ import (
 	"sync"
 
 	"github.com/breachkit/breach/containment"
+	"github.com/breachkit/breach/incident"
 )
 
 // ErrInjected is the error the failing fakes return when they are given a
@@ -244,11 +245,11 @@ func FailAlways(err error) *Recorder {
 	return &Recorder{Err: func(context.Context, Call) error { return err }}
 }
 
-// Permanent returns a Recorder whose every call fails with
-// containment.Permanent(err) (ErrInjected when err is nil): a Runner stops
+// FailPermanent returns a Recorder whose every call fails with
+// incident.Permanent(err) (ErrInjected when err is nil): a Runner stops
 // after the first attempt. errors.Is still finds err.
-func Permanent(err error) *Recorder {
-	err = containment.Permanent(orInjected(err))
+func FailPermanent(err error) *Recorder {
+	err = incident.Permanent(orInjected(err))
 	return &Recorder{Err: func(context.Context, Call) error { return err }}
 }
 

@@ -75,7 +75,7 @@ func (k *apiKeys) setActive(id string, active bool) error {
 	defer k.mu.Unlock()
 	key, ok := k.keys[id]
 	if !ok {
-		return containment.Permanent(fmt.Errorf("no API key %q", id))
+		return incident.Permanent(fmt.Errorf("no API key %q", id))
 	}
 	key.Active = active
 	return nil

@@ -111,7 +111,7 @@ func (s *keyService) setActive(id string, active bool) error {
 	defer s.mu.Unlock()
 	k, ok := s.keys[id]
 	if !ok {
-		return containment.Permanent(fmt.Errorf("no API key %s", id))
+		return incident.Permanent(fmt.Errorf("no API key %s", id))
 	}
 	k.Active = active
 	return nil

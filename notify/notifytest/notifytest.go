@@ -15,6 +15,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/breachkit/breach/incident"
 	"github.com/breachkit/breach/notify"
 )
 
@@ -215,11 +216,11 @@ func FailAlways(err error) *Recorder {
 	return &Recorder{Err: func(context.Context, Call) error { return err }}
 }
 
-// Permanent returns a Recorder whose every call fails with
-// notify.Permanent(err) (ErrInjected when err is nil), as for an address
+// FailPermanent returns a Recorder whose every call fails with
+// incident.Permanent(err) (ErrInjected when err is nil), as for an address
 // that does not exist: it is not retried. errors.Is still finds err.
-func Permanent(err error) *Recorder {
-	err = notify.Permanent(orInjected(err))
+func FailPermanent(err error) *Recorder {
+	err = incident.Permanent(orInjected(err))
 	return &Recorder{Err: func(context.Context, Call) error { return err }}
 }
 

@@ -1,4 +1,4 @@
-package notify_test
+package webhook_test
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -22,7 +23,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/breachkit/breach/incident"
+	"github.com/breachkit/breach/internal/retry"
 	"github.com/breachkit/breach/notify"
+	"github.com/breachkit/breach/notify/internal/sample"
+	"github.com/breachkit/breach/notify/webhook"
 )
 
 // testSecret is the secret of the Standard Webhooks test vector (24 bytes).
@@ -31,26 +35,7 @@ const testSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 // otherSecret is another valid secret.
 var otherSecret = "whsec_" + base64.StdEncoding.EncodeToString([]byte("another-key-of-32-bytes-length!!"))
 
-func noticeMessage() notify.Message {
-	return notify.Message{
-		IdempotencyKey: "brk_5f1e0c2d9a7b4e3f8c6d1a2b3c4d5e6f",
-		Attempt:        1,
-		Channel:        "webhook",
-		Recipient:      incident.Customer{ID: "cust-42", Name: "Zoë Müller", Email: "zoe@example.com"},
-		Subject:        "Sicherheitshinweis für Ihr Konto",
-		Text:           "Dear Zoë Müller,\n\nWe detected a security incident.\n",
-		HTML:           "<p>Dear Zoë Müller,</p>",
-		IncidentID:     "inc-7",
-		Kind:           "api_key_leak",
-		Severity:       incident.SeverityHigh,
-		Impact: incident.Impact{
-			Customers: []incident.Customer{{ID: "cust-42"}, {ID: "cust-43", Email: "someone.else@example.com"}},
-			Data:      []incident.DataCategory{incident.DataAPIAccess},
-			Summary:   "An API key was published.",
-		},
-		Recommendations: []string{"Rotate your API key"},
-	}
-}
+func noticeMessage() notify.Message { return sample.Message() }
 
 // delivery is one request a test receiver saw.
 type delivery struct {
@@ -104,16 +89,16 @@ func (t handlerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return rec.Result(), nil
 }
 
-func inMemoryWebhook(t *testing.T, h http.Handler, opts ...notify.WebhookOption) *notify.Webhook {
+func inMemoryWebhook(t *testing.T, h http.Handler, opts ...webhook.Option) *webhook.Notifier {
 	t.Helper()
-	opts = append([]notify.WebhookOption{notify.WithHTTPClient(&http.Client{Transport: handlerTransport{h}})}, opts...)
-	wh, err := notify.NewWebhook("https://receiver.test/hooks?token=t0ps3cret", testSecret, opts...)
+	opts = append([]webhook.Option{webhook.WithClient(&http.Client{Transport: handlerTransport{h}})}, opts...)
+	wh, err := webhook.New("https://receiver.test/hooks?token=t0ps3cret", testSecret, opts...)
 	require.NoError(t, err)
 	return wh
 }
 
-func TestParseWebhookSecret(t *testing.T) {
-	key, err := notify.ParseWebhookSecret(testSecret)
+func TestParseSecret(t *testing.T) {
+	key, err := webhook.ParseSecret(testSecret)
 	require.NoError(t, err)
 	want, _ := base64.StdEncoding.DecodeString("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
 	assert.Equal(t, want, key)
@@ -128,8 +113,8 @@ func TestParseWebhookSecret(t *testing.T) {
 		{"empty key", "whsec_", "the key is 0 bytes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := notify.ParseWebhookSecret(tc.secret)
-			require.ErrorIs(t, err, notify.ErrWebhookSecret)
+			_, err := webhook.ParseSecret(tc.secret)
+			require.ErrorIs(t, err, webhook.ErrSecret)
 			assert.ErrorContains(t, err, tc.says)
 			if len(tc.secret) > len("whsec_") {
 				assert.NotContains(t, err.Error(), tc.secret[len("whsec_"):], "the error shows the secret")
@@ -138,10 +123,10 @@ func TestParseWebhookSecret(t *testing.T) {
 	}
 }
 
-func TestGenerateWebhookSecret(t *testing.T) {
-	a, b := notify.GenerateWebhookSecret(), notify.GenerateWebhookSecret()
+func TestGenerateSecret(t *testing.T) {
+	a, b := webhook.GenerateSecret(), webhook.GenerateSecret()
 	assert.NotEqual(t, a, b)
-	key, err := notify.ParseWebhookSecret(a)
+	key, err := webhook.ParseSecret(a)
 	require.NoError(t, err)
 	assert.Len(t, key, 32)
 }
@@ -149,16 +134,16 @@ func TestGenerateWebhookSecret(t *testing.T) {
 // TestSignWebhookKnownAnswer checks the signature against the test vector
 // published with the Standard Webhooks reference libraries, and against an
 // HMAC computed here from the specification's text.
-func TestSignWebhookKnownAnswer(t *testing.T) {
+func TestSignKnownAnswer(t *testing.T) {
 	const (
 		id   = "msg_p5jXN8AQM9LWM0D4loKWxJek"
 		ts   = 1614265330
 		body = `{"test": 2432232314}`
 		want = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
 	)
-	key, err := notify.ParseWebhookSecret(testSecret)
+	key, err := webhook.ParseSecret(testSecret)
 	require.NoError(t, err)
-	got := notify.SignWebhook(key, id, time.Unix(ts, 0), []byte(body))
+	got := webhook.Sign(key, id, time.Unix(ts, 0), []byte(body))
 	assert.Equal(t, want, got)
 
 	// Independently: the key is the base64 after "whsec_"; the signed
@@ -173,17 +158,17 @@ func TestSignWebhookKnownAnswer(t *testing.T) {
 	h.Set("webhook-id", id)
 	h.Set("webhook-timestamp", strconv.Itoa(ts))
 	h.Set("webhook-signature", want)
-	assert.NoError(t, notify.VerifyWebhook(testSecret, h, []byte(body), 0, time.Unix(ts, 0)))
+	assert.NoError(t, webhook.Verify(testSecret, h, []byte(body), 0, time.Unix(ts, 0)))
 }
 
-func TestVerifyWebhook(t *testing.T) {
-	key, err := notify.ParseWebhookSecret(testSecret)
+func TestVerify(t *testing.T) {
+	key, err := webhook.ParseSecret(testSecret)
 	require.NoError(t, err)
-	otherKey, err := notify.ParseWebhookSecret(otherSecret)
+	otherKey, err := webhook.ParseSecret(otherSecret)
 	require.NoError(t, err)
 	sent := time.Unix(1_700_000_000, 0)
 	body := []byte(`{"type":"incident.customer_notice"}`)
-	good := notify.SignWebhook(key, "msg_1", sent, body)
+	good := webhook.Sign(key, "msg_1", sent, body)
 
 	signed := func(edit func(h http.Header)) http.Header {
 		h := http.Header{}
@@ -209,32 +194,32 @@ func TestVerifyWebhook(t *testing.T) {
 		{name: "good within default tolerance, early", header: signed(nil), now: sent.Add(-4 * time.Minute)},
 		{name: "good within given tolerance", header: signed(nil), now: sent.Add(59 * time.Minute), tol: time.Hour},
 		{name: "one of several signatures valid (rotation)", now: sent, header: signed(func(h http.Header) {
-			h.Set("webhook-signature", notify.SignWebhook(otherKey, "msg_1", sent, body)+" v1a,c2lnbmF0dXJl "+good)
+			h.Set("webhook-signature", webhook.Sign(otherKey, "msg_1", sent, body)+" v1a,c2lnbmF0dXJl "+good)
 		})},
-		{name: "tampered body", header: signed(nil), body: []byte(`{"type":"incident.customer_notice" }`), now: sent, wantErr: notify.ErrWebhookSignature},
-		{name: "wrong key", secret: otherSecret, header: signed(nil), now: sent, wantErr: notify.ErrWebhookSignature},
-		{name: "id changed", header: signed(func(h http.Header) { h.Set("webhook-id", "msg_2") }), now: sent, wantErr: notify.ErrWebhookSignature},
-		{name: "timestamp changed", now: sent, wantErr: notify.ErrWebhookSignature, header: signed(func(h http.Header) {
+		{name: "tampered body", header: signed(nil), body: []byte(`{"type":"incident.customer_notice" }`), now: sent, wantErr: webhook.ErrSignature},
+		{name: "wrong key", secret: otherSecret, header: signed(nil), now: sent, wantErr: webhook.ErrSignature},
+		{name: "id changed", header: signed(func(h http.Header) { h.Set("webhook-id", "msg_2") }), now: sent, wantErr: webhook.ErrSignature},
+		{name: "timestamp changed", now: sent, wantErr: webhook.ErrSignature, header: signed(func(h http.Header) {
 			h.Set("webhook-timestamp", strconv.FormatInt(sent.Unix()+1, 10))
 		})},
-		{name: "only other schemes", now: sent, wantErr: notify.ErrWebhookSignature, header: signed(func(h http.Header) {
+		{name: "only other schemes", now: sent, wantErr: webhook.ErrSignature, header: signed(func(h http.Header) {
 			h.Set("webhook-signature", "v1a,"+strings.TrimPrefix(good, "v1,")+" v2,"+strings.TrimPrefix(good, "v1,"))
 		})},
-		{name: "signature not base64", now: sent, wantErr: notify.ErrWebhookSignature, header: signed(func(h http.Header) {
+		{name: "signature not base64", now: sent, wantErr: webhook.ErrSignature, header: signed(func(h http.Header) {
 			h.Set("webhook-signature", "v1,%%%")
 		})},
-		{name: "stale", header: signed(nil), now: sent.Add(5*time.Minute + time.Second), wantErr: notify.ErrWebhookTimestamp},
-		{name: "future", header: signed(nil), now: sent.Add(-5*time.Minute - time.Second), wantErr: notify.ErrWebhookTimestamp},
-		{name: "stale for given tolerance", header: signed(nil), now: sent.Add(31 * time.Second), tol: 30 * time.Second, wantErr: notify.ErrWebhookTimestamp},
-		{name: "zero now is the wall clock", header: signed(nil), wantErr: notify.ErrWebhookTimestamp},
-		{name: "no id", header: signed(func(h http.Header) { h.Del("webhook-id") }), now: sent, wantErr: notify.ErrWebhookHeader},
-		{name: "no timestamp", header: signed(func(h http.Header) { h.Del("webhook-timestamp") }), now: sent, wantErr: notify.ErrWebhookHeader},
-		{name: "no signature", header: signed(func(h http.Header) { h.Del("webhook-signature") }), now: sent, wantErr: notify.ErrWebhookHeader},
-		{name: "timestamp not a number", header: signed(func(h http.Header) { h.Set("webhook-timestamp", "yesterday") }), now: sent, wantErr: notify.ErrWebhookHeader},
-		{name: "timestamp in milliseconds is stale or future", now: sent, wantErr: notify.ErrWebhookSignature, header: signed(func(h http.Header) {
+		{name: "stale", header: signed(nil), now: sent.Add(5*time.Minute + time.Second), wantErr: webhook.ErrTimestamp},
+		{name: "future", header: signed(nil), now: sent.Add(-5*time.Minute - time.Second), wantErr: webhook.ErrTimestamp},
+		{name: "stale for given tolerance", header: signed(nil), now: sent.Add(31 * time.Second), tol: 30 * time.Second, wantErr: webhook.ErrTimestamp},
+		{name: "zero now is the wall clock", header: signed(nil), wantErr: webhook.ErrTimestamp},
+		{name: "no id", header: signed(func(h http.Header) { h.Del("webhook-id") }), now: sent, wantErr: webhook.ErrHeader},
+		{name: "no timestamp", header: signed(func(h http.Header) { h.Del("webhook-timestamp") }), now: sent, wantErr: webhook.ErrHeader},
+		{name: "no signature", header: signed(func(h http.Header) { h.Del("webhook-signature") }), now: sent, wantErr: webhook.ErrHeader},
+		{name: "timestamp not a number", header: signed(func(h http.Header) { h.Set("webhook-timestamp", "yesterday") }), now: sent, wantErr: webhook.ErrHeader},
+		{name: "timestamp in milliseconds is stale or future", now: sent, wantErr: webhook.ErrSignature, header: signed(func(h http.Header) {
 			h.Set("webhook-timestamp", strconv.FormatInt(sent.UnixMilli(), 10))
 		})},
-		{name: "bad secret", secret: "secret", header: signed(nil), now: sent, wantErr: notify.ErrWebhookSecret},
+		{name: "bad secret", secret: "secret", header: signed(nil), now: sent, wantErr: webhook.ErrSecret},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			secret := tc.secret
@@ -245,7 +230,7 @@ func TestVerifyWebhook(t *testing.T) {
 			if tc.body != nil {
 				b = tc.body
 			}
-			err := notify.VerifyWebhook(secret, tc.header, b, tc.tol, tc.now)
+			err := webhook.Verify(secret, tc.header, b, tc.tol, tc.now)
 			if tc.wantErr == nil {
 				assert.NoError(t, err)
 				return
@@ -255,32 +240,32 @@ func TestVerifyWebhook(t *testing.T) {
 	}
 }
 
-func TestNewWebhookErrors(t *testing.T) {
+func TestNewErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name, url, secret string
 		wantErr           error
 	}{
-		{"relative URL", "/hooks", testSecret, notify.ErrWebhookURL},
-		{"no scheme", "receiver.test/hooks", testSecret, notify.ErrWebhookURL},
-		{"ftp", "ftp://receiver.test/hooks", testSecret, notify.ErrWebhookURL},
-		{"no host", "https:///hooks", testSecret, notify.ErrWebhookURL},
-		{"opaque", "https:receiver.test", testSecret, notify.ErrWebhookURL},
-		{"unparsable", "https://receiver.test/%zz", testSecret, notify.ErrWebhookURL},
-		{"empty", "", testSecret, notify.ErrWebhookURL},
-		{"bad secret", "https://receiver.test/hooks", "hunter2", notify.ErrWebhookSecret},
+		{"relative URL", "/hooks", testSecret, webhook.ErrURL},
+		{"no scheme", "receiver.test/hooks", testSecret, webhook.ErrURL},
+		{"ftp", "ftp://receiver.test/hooks", testSecret, webhook.ErrURL},
+		{"no host", "https:///hooks", testSecret, webhook.ErrURL},
+		{"opaque", "https:receiver.test", testSecret, webhook.ErrURL},
+		{"unparsable", "https://receiver.test/%zz", testSecret, webhook.ErrURL},
+		{"empty", "", testSecret, webhook.ErrURL},
+		{"bad secret", "https://receiver.test/hooks", "hunter2", webhook.ErrSecret},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			wh, err := notify.NewWebhook(tc.url, tc.secret)
+			wh, err := webhook.New(tc.url, tc.secret)
 			assert.Nil(t, wh)
 			assert.ErrorIs(t, err, tc.wantErr)
 		})
 	}
-	wh, err := notify.NewWebhook("http://127.0.0.1:8080/hooks", testSecret)
+	wh, err := webhook.New("http://127.0.0.1:8080/hooks", testSecret)
 	require.NoError(t, err)
 	assert.NotNil(t, wh)
 }
 
-func TestWebhookDelivers(t *testing.T) {
+func TestNotifyDelivers(t *testing.T) {
 	rc := &receiver{responses: []func(http.ResponseWriter, *http.Request){status(http.StatusNoContent)}}
 	var method, contentType string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -289,7 +274,7 @@ func TestWebhookDelivers(t *testing.T) {
 	}))
 	defer srv.Close()
 	sent := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	wh, err := notify.NewWebhook(srv.URL+"/hooks", testSecret, notify.WithClock(func() time.Time { return sent }))
+	wh, err := webhook.New(srv.URL+"/hooks", testSecret, webhook.WithClock(func() time.Time { return sent }))
 	require.NoError(t, err)
 
 	msg := noticeMessage()
@@ -303,23 +288,23 @@ func TestWebhookDelivers(t *testing.T) {
 	assert.Equal(t, msg.IdempotencyKey, h.Get("webhook-id"))
 	assert.Equal(t, strconv.FormatInt(sent.Unix(), 10), h.Get("webhook-timestamp"))
 	assert.Regexp(t, `^v1,[A-Za-z0-9+/]{43}=$`, h.Get("webhook-signature"))
-	require.NoError(t, notify.VerifyWebhook(testSecret, h, got[0].body, 0, sent))
+	require.NoError(t, webhook.Verify(testSecret, h, got[0].body, 0, sent))
 
-	var p notify.WebhookPayload
+	var p webhook.Payload
 	require.NoError(t, json.Unmarshal(got[0].body, &p))
-	assert.Equal(t, notify.WebhookPayload{
+	assert.Equal(t, webhook.Payload{
 		Type:      "incident.customer_notice",
 		Timestamp: sent,
-		Data: notify.WebhookData{
+		Data: webhook.Data{
 			IncidentID:      "inc-7",
 			Kind:            "api_key_leak",
 			Severity:        "high",
 			Channel:         "webhook",
-			Recipient:       notify.WebhookRecipient{ID: "cust-42", Name: "Zoë Müller", Email: "zoe@example.com"},
+			Recipient:       webhook.Recipient{ID: "cust-42", Name: "Zoë Müller", Email: "zoe@example.com"},
 			Subject:         msg.Subject,
 			Text:            msg.Text,
 			HTML:            msg.HTML,
-			Impact:          notify.WebhookImpact{Summary: "An API key was published.", Data: []incident.DataCategory{incident.DataAPIAccess}},
+			Impact:          webhook.Impact{Summary: "An API key was published.", Data: []incident.DataCategory{incident.DataAPIAccess}},
 			Recommendations: []string{"Rotate your API key"},
 		},
 	}, p)
@@ -343,8 +328,8 @@ func keys(m map[string]any) []string {
 	return out
 }
 
-func TestWebhookPayloadEmptyLists(t *testing.T) {
-	body, err := json.Marshal(notify.NewWebhookPayload("t", time.Unix(0, 0), notify.Message{}))
+func TestNotifyPayloadEmptyLists(t *testing.T) {
+	body, err := json.Marshal(webhook.NewPayload("t", time.Unix(0, 0), notify.Message{}))
 	require.NoError(t, err)
 	assert.Contains(t, string(body), `"recommendations":[]`)
 	assert.Contains(t, string(body), `"data":[]`)
@@ -352,228 +337,230 @@ func TestWebhookPayloadEmptyLists(t *testing.T) {
 	assert.Contains(t, string(body), `"severity":"unknown"`)
 }
 
-func TestWebhookEventType(t *testing.T) {
+func TestNotifyEventType(t *testing.T) {
 	rc := &receiver{responses: []func(http.ResponseWriter, *http.Request){status(http.StatusOK)}}
-	wh := inMemoryWebhook(t, rc, notify.WithEventType("incident.responder_page"))
+	wh := inMemoryWebhook(t, rc, webhook.WithEventType("incident.responder_page"))
 	require.NoError(t, wh.Notify(context.Background(), noticeMessage()))
-	var p notify.WebhookPayload
+	var p webhook.Payload
 	require.NoError(t, json.Unmarshal(rc.deliveries()[0].body, &p))
 	assert.Equal(t, "incident.responder_page", p.Type)
 }
 
-func TestWebhookRetriesServerError(t *testing.T) {
-	rc := &receiver{responses: []func(http.ResponseWriter, *http.Request){
-		status(http.StatusInternalServerError), status(http.StatusOK),
-	}}
-	srv := httptest.NewServer(rc)
-	defer srv.Close()
-	wh, err := notify.NewWebhook(srv.URL, testSecret, notify.WithRetry(notify.WebhookRetry{Backoff: time.Millisecond}))
-	require.NoError(t, err)
-
-	require.NoError(t, wh.Notify(context.Background(), noticeMessage()))
-	got := rc.deliveries()
-	require.Len(t, got, 2)
-	for _, d := range got {
-		assert.Equal(t, noticeMessage().IdempotencyKey, d.header.Get("webhook-id"), "every try has the same id")
-		assert.Equal(t, got[0].body, d.body, "every try has the same body")
-		assert.NoError(t, notify.VerifyWebhook(testSecret, d.header, d.body, 0, time.Time{}))
+// Notify makes one POST and says how its failure is to be retried: a 429
+// or 503 with Retry-After carries that delay (incident.RetryDelay), other
+// 5xx, 408, 429 and closed connections are retryable after the policy's
+// backoff.
+func TestNotifyClassifiesFailures(t *testing.T) {
+	hangUp := func(w http.ResponseWriter, _ *http.Request) {
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err == nil {
+			_ = conn.Close() // no answer at all
+		}
 	}
-}
-
-func TestWebhookRetriesClosedConnection(t *testing.T) {
-	rc := &receiver{responses: []func(http.ResponseWriter, *http.Request){
-		func(w http.ResponseWriter, _ *http.Request) {
-			conn, _, err := http.NewResponseController(w).Hijack()
-			if err == nil {
-				_ = conn.Close() // no answer at all
-			}
-		},
-		status(http.StatusAccepted),
-	}}
-	srv := httptest.NewServer(rc)
-	defer srv.Close()
-	wh, err := notify.NewWebhook(srv.URL, testSecret, notify.WithRetry(notify.WebhookRetry{Backoff: time.Millisecond}))
-	require.NoError(t, err)
-
-	require.NoError(t, wh.Notify(context.Background(), noticeMessage()))
-	got := rc.deliveries()
-	require.Len(t, got, 2)
-	assert.Equal(t, got[0].header.Get("webhook-id"), got[1].header.Get("webhook-id"))
-}
-
-func TestWebhookPermanentAnswers(t *testing.T) {
-	long := strings.Repeat("x", 2000)
 	for _, tc := range []struct {
-		name     string
-		respond  func(http.ResponseWriter, *http.Request)
-		code     int
-		wantBody string
+		name    string
+		respond func(w http.ResponseWriter, r *http.Request)
+		code    int           // of the *HTTPError; 0 for none
+		delay   time.Duration // the delay the error carries; 0 for none
 	}{
-		{"400", func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "missing field", http.StatusBadRequest) }, 400, "missing field"},
-		{"401", status(http.StatusUnauthorized), 401, "Unauthorized"},
-		{"404", status(http.StatusNotFound), 404, "Not Found"},
-		{"410", status(http.StatusGone), 410, "Gone"},
-		{"long body is cut", func(w http.ResponseWriter, _ *http.Request) { http.Error(w, long, http.StatusBadRequest) }, 400, long[:512]},
-		{"redirect is not followed", func(w http.ResponseWriter, r *http.Request) {
-			if r.URL.Path == "/elsewhere" {
-				panic("the redirect was followed")
-			}
-			w.Header().Set("Location", "/elsewhere")
-			w.WriteHeader(http.StatusFound)
-		}, 302, ""},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			rc := &receiver{responses: []func(http.ResponseWriter, *http.Request){tc.respond}}
-			srv := httptest.NewServer(rc)
-			defer srv.Close()
-			wh, err := notify.NewWebhook(srv.URL+"/hooks", testSecret, notify.WithRetry(notify.WebhookRetry{Backoff: time.Millisecond}))
-			require.NoError(t, err)
-
-			err = wh.Notify(context.Background(), noticeMessage())
-			require.Error(t, err)
-			assert.True(t, incident.IsPermanent(err), "%v is permanent", err)
-			var he *notify.HTTPError
-			require.ErrorAs(t, err, &he)
-			assert.Equal(t, tc.code, he.StatusCode)
-			assert.Equal(t, tc.wantBody, he.Body)
-			assert.Len(t, rc.deliveries(), 1, "no retry")
-		})
-	}
-}
-
-func TestWebhookRetryAfter(t *testing.T) {
-	for _, tc := range []struct {
-		name       string
-		first      func(w http.ResponseWriter, r *http.Request)
-		wait, plus time.Duration
-	}{
-		{name: "429 with seconds", first: status(http.StatusTooManyRequests, "Retry-After", "2"), wait: 2 * time.Second},
-		{name: "503 with an HTTP date", first: func(w http.ResponseWriter, r *http.Request) {
+		{"500", status(http.StatusInternalServerError), 500, 0},
+		{"502", status(http.StatusBadGateway), 502, 0},
+		{"503 without Retry-After", status(http.StatusServiceUnavailable), 503, 0},
+		{"503 with seconds", status(http.StatusServiceUnavailable, "Retry-After", "120"), 503, 120 * time.Second},
+		{"503 with an HTTP date", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Retry-After", time.Now().Add(3*time.Second).UTC().Format(http.TimeFormat))
 			w.WriteHeader(http.StatusServiceUnavailable)
-		}, wait: 3 * time.Second},
-		// Without a usable Retry-After: the backoff, 1s ±20%.
-		{name: "502 without Retry-After", first: status(http.StatusBadGateway), wait: 800 * time.Millisecond, plus: 400 * time.Millisecond},
-		{name: "429 with a malformed Retry-After", first: status(http.StatusTooManyRequests, "Retry-After", "soon"), wait: 800 * time.Millisecond, plus: 400 * time.Millisecond},
-		{name: "429 with a past date", first: status(http.StatusTooManyRequests, "Retry-After", "Sat, 01 Jan 1983 00:00:00 GMT"), wait: 800 * time.Millisecond, plus: 400 * time.Millisecond},
-		{name: "408", first: status(http.StatusRequestTimeout, "Retry-After", "1"), wait: time.Second},
+		}, 503, 3 * time.Second},
+		{"429 with seconds", status(http.StatusTooManyRequests, "Retry-After", "2"), 429, 2 * time.Second},
+		{"429 without Retry-After", status(http.StatusTooManyRequests), 429, 0},
+		{"429 with a malformed Retry-After", status(http.StatusTooManyRequests, "Retry-After", "soon"), 429, 0},
+		{"429 with a past date", status(http.StatusTooManyRequests, "Retry-After", "Sat, 01 Jan 1983 00:00:00 GMT"), 429, 0},
+		{"408 (Retry-After is not its)", status(http.StatusRequestTimeout, "Retry-After", "1"), 408, 0},
+		{"500 (Retry-After is not its)", status(http.StatusInternalServerError, "Retry-After", "1"), 500, 0},
+		{"closed connection", hangUp, 0, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				rc := &receiver{responses: []func(http.ResponseWriter, *http.Request){tc.first, status(http.StatusOK)}}
-				wh := inMemoryWebhook(t, rc)
+				srv, client := pipeServer(t, &receiver{responses: []func(http.ResponseWriter, *http.Request){tc.respond}})
+				rc := srv.Config.Handler.(*receiver)
+				wh, err := webhook.New(srv.URL, testSecret, webhook.WithClient(client))
+				require.NoError(t, err)
 				start := time.Now()
-				require.NoError(t, wh.Notify(context.Background(), noticeMessage()))
-				elapsed := time.Since(start)
-				assert.GreaterOrEqual(t, elapsed, tc.wait)
-				assert.LessOrEqual(t, elapsed, tc.wait+tc.plus)
 
-				got := rc.deliveries()
-				require.Len(t, got, 2)
-				// Each try is signed at its own time.
-				assert.Equal(t, strconv.FormatInt(start.Unix(), 10), got[0].header.Get("webhook-timestamp"))
-				assert.Equal(t, strconv.FormatInt(time.Now().Unix(), 10), got[1].header.Get("webhook-timestamp"))
-				assert.Equal(t, got[0].body, got[1].body)
+				err = wh.Notify(context.Background(), noticeMessage())
+
+				require.Error(t, err)
+				assert.Zero(t, time.Since(start), "Notify does not wait")
+				assert.Len(t, rc.deliveries(), 1, "one POST per call")
+				assert.False(t, incident.IsPermanent(err), "%v is retryable", err)
+				d, ok := incident.RetryDelay(err)
+				assert.Equal(t, tc.delay != 0, ok)
+				assert.Equal(t, tc.delay, d)
+				var he *webhook.HTTPError
+				if tc.code == 0 {
+					assert.False(t, errors.As(err, &he))
+					return
+				}
+				require.ErrorAs(t, err, &he)
+				assert.Equal(t, tc.code, he.StatusCode)
 			})
 		})
 	}
 }
 
-func TestWebhookBackoffDoubles(t *testing.T) {
+// The delivery policy is the one retry layer: after a 429 with
+// Retry-After: 120 it waits 120s, not its 1s backoff, before the next POST.
+func TestPolicyWaitsRetryAfter(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		rc := &receiver{responses: []func(http.ResponseWriter, *http.Request){status(http.StatusServiceUnavailable)}}
-		var at []time.Duration
-		start := time.Now()
-		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			at = append(at, time.Since(start))
+		var at []time.Time
+		rc := &receiver{responses: []func(http.ResponseWriter, *http.Request){
+			status(http.StatusTooManyRequests, "Retry-After", "120"), status(http.StatusNoContent),
+		}}
+		srv, client := pipeServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			at = append(at, time.Now())
 			rc.ServeHTTP(w, r)
-		})
-		wh := inMemoryWebhook(t, h, notify.WithRetry(notify.WebhookRetry{Tries: 4, Backoff: time.Second, MaxWait: 3 * time.Second}))
-		err := wh.Notify(context.Background(), noticeMessage())
-		require.Error(t, err)
-		assert.False(t, incident.IsPermanent(err))
-		assert.ErrorContains(t, err, "gave up after 4 tries")
-		var he *notify.HTTPError
-		require.ErrorAs(t, err, &he)
-		assert.Equal(t, http.StatusServiceUnavailable, he.StatusCode)
+		}))
+		wh, err := webhook.New(srv.URL+"/hooks", testSecret, webhook.WithClient(client))
+		require.NoError(t, err)
 
-		require.Len(t, at, 4)
-		for i, want := range []time.Duration{time.Second, 2 * time.Second, 3 * time.Second} { // the third is capped
-			gap := at[i+1] - at[i]
-			assert.InDelta(t, want, gap, float64(want)/5, "wait %d", i+1)
+		out := deliver(context.Background(), wh, incident.Policy{Backoff: time.Second, MaxBackoff: 5 * time.Second})
+
+		require.NoError(t, out.Err)
+		assert.Equal(t, 2, out.Attempts)
+		require.Len(t, at, 2)
+		assert.GreaterOrEqual(t, at[1].Sub(at[0]), 120*time.Second, "waited as the receiver asked, beyond MaxBackoff")
+		got := rc.deliveries()
+		assert.Equal(t, got[0].header.Get("webhook-id"), got[1].header.Get("webhook-id"), "every attempt has the same id")
+		// Each attempt is signed at its own time.
+		assert.Equal(t, strconv.FormatInt(at[0].Unix(), 10), got[0].header.Get("webhook-timestamp"))
+		assert.Equal(t, strconv.FormatInt(at[1].Unix(), 10), got[1].header.Get("webhook-timestamp"))
+		for _, d := range got {
+			assert.NoError(t, webhook.Verify(testSecret, d.header, d.body, 0, time.Now()))
 		}
 	})
 }
 
-func TestWebhookDefaultTries(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		rc := &receiver{responses: []func(http.ResponseWriter, *http.Request){status(http.StatusInternalServerError)}}
-		err := inMemoryWebhook(t, rc).Notify(context.Background(), noticeMessage())
-		require.Error(t, err)
-		assert.Len(t, rc.deliveries(), 3)
-		assert.False(t, incident.IsPermanent(err))
-	})
+// Retries do not nest: a receiver that always answers 503 sees exactly as
+// many POSTs as the policy has attempts.
+func TestPolicyAttemptsArePOSTs(t *testing.T) {
+	for _, attempts := range []int{1, 3, 5} {
+		t.Run(strconv.Itoa(attempts), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				rc := &receiver{responses: []func(http.ResponseWriter, *http.Request){status(http.StatusServiceUnavailable)}}
+				srv, client := pipeServer(t, rc)
+				wh, err := webhook.New(srv.URL, testSecret, webhook.WithClient(client))
+				require.NoError(t, err)
+
+				out := deliver(context.Background(), wh, incident.Policy{Attempts: attempts})
+
+				require.Error(t, out.Err)
+				assert.Equal(t, attempts, out.Attempts)
+				assert.Len(t, rc.deliveries(), attempts)
+				var he *webhook.HTTPError
+				require.ErrorAs(t, out.Err, &he)
+				assert.Equal(t, http.StatusServiceUnavailable, he.StatusCode)
+			})
+		})
+	}
 }
 
-func TestWebhookRetryAfterBeyondMaxWait(t *testing.T) {
+// A Retry-After that ends after the step's deadline is not waited for: the
+// policy gives up at once with the receiver's answer.
+func TestPolicyRetryAfterPastDeadline(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		rc := &receiver{responses: []func(http.ResponseWriter, *http.Request){
-			status(http.StatusTooManyRequests, "Retry-After", "60"), status(http.StatusOK),
+			status(http.StatusServiceUnavailable, "Retry-After", "120"), status(http.StatusOK),
 		}}
-		wh := inMemoryWebhook(t, rc)
+		srv, client := pipeServer(t, rc)
+		wh, err := webhook.New(srv.URL, testSecret, webhook.WithClient(client))
+		require.NoError(t, err)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
 		start := time.Now()
-		err := wh.Notify(context.Background(), noticeMessage())
-		assert.Zero(t, time.Since(start), "did not wait")
-		require.Error(t, err)
-		assert.False(t, incident.IsPermanent(err), "left to the delivery policy")
-		var he *notify.HTTPError
-		require.ErrorAs(t, err, &he)
-		assert.Equal(t, 60*time.Second, he.RetryAfter)
+
+		out := deliver(ctx, wh, incident.Policy{})
+
+		assert.Zero(t, time.Since(start))
+		assert.Equal(t, 1, out.Attempts)
+		assert.NotErrorIs(t, out.Err, context.DeadlineExceeded)
+		var he *webhook.HTTPError
+		require.ErrorAs(t, out.Err, &he)
+		assert.Equal(t, 120*time.Second, he.RetryAfter)
 		assert.Len(t, rc.deliveries(), 1)
 	})
 }
 
-func TestWebhookDoesNotWaitPastDeadline(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		rc := &receiver{responses: []func(http.ResponseWriter, *http.Request){
-			status(http.StatusServiceUnavailable, "Retry-After", "2"), status(http.StatusOK),
-		}}
-		wh := inMemoryWebhook(t, rc)
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		start := time.Now()
-		err := wh.Notify(ctx, noticeMessage())
-		assert.Zero(t, time.Since(start), "did not wait")
-		require.Error(t, err)
-		assert.NotErrorIs(t, err, context.DeadlineExceeded)
-		assert.False(t, incident.IsPermanent(err))
-		var he *notify.HTTPError
-		require.ErrorAs(t, err, &he)
-		assert.Equal(t, 2*time.Second, he.RetryAfter)
+// deliver calls n under policy p as the orchestrator does.
+func deliver(ctx context.Context, n notify.Notifier, p incident.Policy) retry.Outcome {
+	msg := noticeMessage()
+	return retry.Do(ctx, p, nil, func(ctx context.Context, attempt int) error {
+		m := msg
+		m.Attempt = attempt
+		return n.Notify(ctx, m)
 	})
 }
 
-func TestWebhookContextCancelledDuringWait(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		rc := &receiver{responses: []func(http.ResponseWriter, *http.Request){
-			status(http.StatusServiceUnavailable, "Retry-After", "5"), status(http.StatusOK),
-		}}
-		wh := inMemoryWebhook(t, rc)
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		time.AfterFunc(time.Second, cancel)
-		start := time.Now()
-		err := wh.Notify(ctx, noticeMessage())
-		assert.Equal(t, time.Second, time.Since(start))
-		require.ErrorIs(t, err, context.Canceled)
-		var he *notify.HTTPError
-		assert.ErrorAs(t, err, &he, "the last answer is kept")
-		assert.False(t, incident.IsPermanent(err))
-		assert.Len(t, rc.deliveries(), 1)
+// pipeServer starts an httptest.Server for h whose connections are
+// in-memory pipes, and returns it with a client that dials it, so that
+// server and client run inside a synctest bubble (where real network I/O
+// would keep virtual time from advancing). Both are closed at the end of
+// the test.
+func pipeServer(t *testing.T, h http.Handler) (*httptest.Server, *http.Client) {
+	t.Helper()
+	l := &pipeListener{conns: make(chan net.Conn), closed: make(chan struct{})}
+	srv := httptest.NewUnstartedServer(h)
+	srv.Listener = l
+	srv.Start()
+	tr := &http.Transport{DialContext: l.dial}
+	t.Cleanup(func() {
+		tr.CloseIdleConnections()
+		srv.Close()
 	})
+	return srv, &http.Client{Transport: tr}
 }
 
-func TestWebhookContextCancelledBefore(t *testing.T) {
+// pipeListener is a net.Listener whose connections are net.Pipe ends
+// handed over by dial.
+type pipeListener struct {
+	conns  chan net.Conn
+	closed chan struct{}
+	once   sync.Once
+}
+
+func (l *pipeListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *pipeListener) Close() error {
+	l.once.Do(func() { close(l.closed) })
+	return nil
+}
+
+func (l *pipeListener) Addr() net.Addr { return pipeAddr{} }
+
+func (l *pipeListener) dial(ctx context.Context, _, _ string) (net.Conn, error) {
+	client, server := net.Pipe()
+	select {
+	case l.conns <- server:
+		return client, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+type pipeAddr struct{}
+
+func (pipeAddr) Network() string { return "pipe" }
+func (pipeAddr) String() string  { return "receiver.test" }
+
+func TestNotifyContextCancelledBefore(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		rc := &receiver{responses: []func(http.ResponseWriter, *http.Request){status(http.StatusOK)}}
 		ctx, cancel := context.WithCancel(context.Background())
@@ -584,33 +571,31 @@ func TestWebhookContextCancelledBefore(t *testing.T) {
 	})
 }
 
-func TestWebhookNetworkErrorHidesURL(t *testing.T) {
+func TestNotifyNetworkErrorHidesURL(t *testing.T) {
 	srv := httptest.NewServer(http.NotFoundHandler())
 	url := srv.URL + "/hooks?token=t0ps3cret"
 	srv.Close() // nothing listens there now
-	wh, err := notify.NewWebhook(url, testSecret, notify.WithRetry(notify.WebhookRetry{Tries: 2, Backoff: time.Millisecond}))
+	wh, err := webhook.New(url, testSecret)
 	require.NoError(t, err)
 
 	err = wh.Notify(context.Background(), noticeMessage())
 	require.Error(t, err)
 	assert.False(t, incident.IsPermanent(err), "network errors are retryable")
-	assert.ErrorContains(t, err, "gave up after 2 tries")
 	assert.NotContains(t, err.Error(), "t0ps3cret")
 	assert.NotContains(t, err.Error(), "/hooks")
 }
 
-func TestWebhookIdempotencyKey(t *testing.T) {
-	t.Run("empty gets one random id for all tries", func(t *testing.T) {
-		synctest.Test(t, func(t *testing.T) {
-			rc := &receiver{responses: []func(http.ResponseWriter, *http.Request){status(http.StatusBadGateway), status(http.StatusOK)}}
-			msg := noticeMessage()
-			msg.IdempotencyKey = ""
-			require.NoError(t, inMemoryWebhook(t, rc).Notify(context.Background(), msg))
-			got := rc.deliveries()
-			require.Len(t, got, 2)
-			assert.Regexp(t, `^msg_[A-Z2-7]{26}$`, got[0].header.Get("webhook-id"))
-			assert.Equal(t, got[0].header.Get("webhook-id"), got[1].header.Get("webhook-id"))
-		})
+func TestNotifyIdempotencyKey(t *testing.T) {
+	t.Run("empty gets a random id", func(t *testing.T) {
+		rc := &receiver{responses: []func(http.ResponseWriter, *http.Request){status(http.StatusOK)}}
+		msg := noticeMessage()
+		msg.IdempotencyKey = ""
+		require.NoError(t, inMemoryWebhook(t, rc).Notify(context.Background(), msg))
+		require.NoError(t, inMemoryWebhook(t, rc).Notify(context.Background(), msg))
+		got := rc.deliveries()
+		require.Len(t, got, 2)
+		assert.Regexp(t, `^msg_[A-Z2-7]{26}$`, got[0].header.Get("webhook-id"))
+		assert.NotEqual(t, got[0].header.Get("webhook-id"), got[1].header.Get("webhook-id"), "one per call")
 	})
 	t.Run("invalid is permanent", func(t *testing.T) {
 		for _, key := range []string{"with space", "line\nbreak", "nön-ascii"} {
@@ -618,25 +603,25 @@ func TestWebhookIdempotencyKey(t *testing.T) {
 			msg := noticeMessage()
 			msg.IdempotencyKey = key
 			err := inMemoryWebhook(t, rc).Notify(context.Background(), msg)
-			assert.ErrorIs(t, err, notify.ErrWebhookHeader)
+			assert.ErrorIs(t, err, webhook.ErrHeader)
 			assert.True(t, incident.IsPermanent(err))
 			assert.Empty(t, rc.deliveries())
 		}
 	})
 }
 
-func TestWebhookConcurrentUse(t *testing.T) {
+func TestNotifyConcurrentUse(t *testing.T) {
 	var n atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
-		if notify.VerifyWebhook(testSecret, r.Header, body, 0, time.Time{}) != nil {
+		if webhook.Verify(testSecret, r.Header, body, 0, time.Time{}) != nil {
 			w.WriteHeader(http.StatusUnauthorized)
 			return
 		}
 		n.Add(1)
 	}))
 	defer srv.Close()
-	wh, err := notify.NewWebhook(srv.URL, testSecret)
+	wh, err := webhook.New(srv.URL, testSecret)
 	require.NoError(t, err)
 
 	var wg sync.WaitGroup
@@ -655,6 +640,6 @@ func TestWebhookConcurrentUse(t *testing.T) {
 
 func TestHTTPErrorMessage(t *testing.T) {
 	assert.Equal(t, "HTTP 429 Too Many Requests (retry after 2s): slow down",
-		(&notify.HTTPError{StatusCode: 429, RetryAfter: 2 * time.Second, Body: "slow down"}).Error())
-	assert.Equal(t, "HTTP 599", (&notify.HTTPError{StatusCode: 599}).Error())
+		(&webhook.HTTPError{StatusCode: 429, RetryAfter: 2 * time.Second, Body: "slow down"}).Error())
+	assert.Equal(t, "HTTP 599", (&webhook.HTTPError{StatusCode: 599}).Error())
 }
