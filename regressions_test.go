@@ -176,7 +176,7 @@ func TestFindingsAreRedacted(t *testing.T) {
 		assert.NotContains(t, string(rec), canary)
 		assert.Contains(t, string(rec), incident.Redacted)
 
-		report := inc.Report()
+		report := inc.Markdown()
 		assert.NotContains(t, report, canary)
 		assert.Contains(t, report, "key [REDACTED] committed")
 		assert.Contains(t, report, "first use of [REDACTED]")

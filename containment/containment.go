@@ -96,14 +96,15 @@ type Action struct {
 	// Policy governs attempts; the zero value has sensible defaults.
 	Policy incident.Policy
 	// Approval, when set, makes the action wait for a person's approval
-	// unless the incident is severe enough to act at once.
-	Approval *Approval
+	// unless the incident is severe enough to act at once. The decision is
+	// recorded as an incident.Approval on the action's record.
+	Approval *ApprovalRule
 }
 
-// Approval is the rule for an action that needs a person's go-ahead: for
+// ApprovalRule is the rule for an action that needs a person's go-ahead: for
 // example, disabling a customer's API key is automatic for a critical leak
 // but needs approval for a low-severity one.
-type Approval struct {
+type ApprovalRule struct {
 	// AutoFrom is the severity from which the action runs without
 	// approval. The zero value, incident.SeverityUnknown, means approval
 	// is always needed.
@@ -116,7 +117,7 @@ type Approval struct {
 
 // Required reports whether the rule asks for approval at severity sev. A
 // nil rule never does.
-func (a *Approval) Required(sev incident.Severity) bool {
+func (a *ApprovalRule) Required(sev incident.Severity) bool {
 	return a != nil && (a.AutoFrom == incident.SeverityUnknown || sev < a.AutoFrom)
 }
 

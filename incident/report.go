@@ -22,7 +22,7 @@ const none = "—"
 // chart; the table after the chart has every entry in full.
 const mermaidTextMax = 60
 
-// Report renders the incident as a Markdown post-incident report: a
+// Markdown renders the incident as a Markdown post-incident report: a
 // summary, the response times, the notification clocks and milestones, the
 // impact and the notify decision, the containment actions with their
 // approvals, the customer notices, the recommendations, the corrective and
@@ -44,8 +44,8 @@ const mermaidTextMax = 60
 // newlines become spaces, "<" is written as an entity, and multi-line
 // details (panic stacks) show their first line only.
 //
-// Report of a nil incident is "".
-func (inc *Incident) Report() string {
+// Markdown of a nil incident is "".
+func (inc *Incident) Markdown() string {
 	if inc == nil {
 		return ""
 	}

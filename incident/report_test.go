@@ -215,10 +215,10 @@ func TestReportGolden(t *testing.T) {
 	require.NoError(t, inc.Timeline.Verify())
 	orig := inc.Clone()
 
-	got := inc.Report()
+	got := inc.Markdown()
 	assert.Equal(t, orig, inc, "Report must not change the incident")
 	for range 20 { // maps (attributes, milestones) iterate in random order
-		require.Equal(t, got, inc.Report(), "Report must be deterministic")
+		require.Equal(t, got, inc.Markdown(), "Markdown must be deterministic")
 	}
 	golden(t, "report.md", got)
 
@@ -242,7 +242,7 @@ func TestReportSignalOnly(t *testing.T) {
 	}
 	inc.Timeline.Append(incident.Entry{At: at, Actor: incident.ActorSystem, Type: incident.EntrySignal})
 	var got string
-	require.NotPanics(t, func() { got = inc.Report() })
+	require.NotPanics(t, func() { got = inc.Markdown() })
 
 	for _, want := range []string{
 		"# Incident inc_0002: apikey.compromised\n",
@@ -271,7 +271,7 @@ func TestReportSignalOnly(t *testing.T) {
 	checkMermaid(t, got)
 
 	// Nothing at all: still a report, not a panic.
-	require.NotPanics(t, func() { got = (&incident.Incident{}).Report() })
+	require.NotPanics(t, func() { got = (&incident.Incident{}).Markdown() })
 	assert.Contains(t, got, "# Incident —\n")
 	assert.Contains(t, got, "No timeline entries recorded.")
 	assert.Contains(t, got, "Timeline empty: nothing to verify.")
@@ -280,20 +280,20 @@ func TestReportSignalOnly(t *testing.T) {
 	checkMarkdownTables(t, got)
 
 	var nilInc *incident.Incident
-	assert.Empty(t, nilInc.Report())
+	assert.Empty(t, nilInc.Markdown())
 }
 
 func TestReportTamperedTimeline(t *testing.T) {
 	inc := reportIncident()
 	inc.Timeline[14].Detail = "notice to customer \"acct_9\" via email sent"
-	got := inc.Report()
+	got := inc.Markdown()
 	assert.Contains(t, got, "## Integrity\n\n**Timeline verification failed:** incident: timeline tampered at entry 14: "+
 		"hash does not match the entry, its position or the one before\n")
 	assert.NotContains(t, got, "Timeline verified")
 
 	inc = reportIncident()
 	inc.Timeline = append(inc.Timeline[:3:3], inc.Timeline[4:]...) // an entry removed
-	assert.Contains(t, inc.Report(), "**Timeline verification failed:** incident: timeline tampered at entry 3:")
+	assert.Contains(t, inc.Markdown(), "**Timeline verification failed:** incident: timeline tampered at entry 3:")
 }
 
 func TestReportEscaping(t *testing.T) {
@@ -307,7 +307,7 @@ func TestReportEscaping(t *testing.T) {
 		Tasks:      []incident.Task{{ID: "t1", Title: `back\slash | pipe`, Note: "a\nb"}},
 	}
 	inc.Timeline.Append(incident.Entry{Actor: "sys|tem", Type: incident.EntryNote, Detail: "a | b: c\nd | e"})
-	got := inc.Report()
+	got := inc.Markdown()
 	for _, want := range []string{
 		`# Incident inc|3: test`,
 		`| Attributes | a=&lt;script>alert(1)&lt;/script>, b=x\|y |`,
@@ -393,13 +393,13 @@ func TestReportApprovalsAndDecisions(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			inc := &incident.Incident{ID: "i", Actions: []incident.ActionRecord{{Name: "block", Status: incident.ActionAwaiting, Approval: tt.a}}}
-			assert.Contains(t, inc.Report(), tt.want)
+			assert.Contains(t, inc.Markdown(), tt.want)
 		})
 	}
 
 	inc := &incident.Incident{ID: "i", Decision: &incident.Decision{Reason: "the investigation found no customer data affected",
 		By: incident.ActorSystem, At: at}}
-	got := inc.Report()
+	got := inc.Markdown()
 	assert.Contains(t, got, "**Decision:** do not notify customers\n")
 	assert.Contains(t, got, "- **Reason:** the investigation found no customer data affected\n")
 	assert.Contains(t, got, "- **Decided by:** system at 2026-03-02 09:00:00 UTC\n")

@@ -357,7 +357,7 @@ func scenario(w io.Writer, used bool) error {
 		fmt.Fprintf(w, "Subject: %s\n\n%s", m.Subject, m.Text)
 	}
 	if used {
-		fmt.Fprintf(w, "\n--- Post-incident report ---\n\n%s", inc.Report())
+		fmt.Fprintf(w, "\n--- Post-incident report ---\n\n%s", inc.Markdown())
 	}
 	return nil
 }

@@ -287,7 +287,7 @@ func (a *app) get(w http.ResponseWriter, r *http.Request) {
 	}
 	if strings.Contains(r.Header.Get("Accept"), "text/markdown") || r.URL.Query().Get("format") == "markdown" {
 		w.Header().Set("Content-Type", "text/markdown; charset=utf-8")
-		_, _ = w.Write([]byte(inc.Report()))
+		_, _ = w.Write([]byte(inc.Markdown()))
 		return
 	}
 	writeJSON(w, http.StatusOK, inc)
