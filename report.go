@@ -38,7 +38,7 @@ const storeTimeout = 30 * time.Second
 // may not have been recorded; reporting it again is safe (at worst it is
 // counted twice).
 func (o *Orchestrator) Report(ctx context.Context, sig incident.Signal) (incident.Receipt, error) {
-	if err := sig.Validate(); err != nil {
+	if err := sig.ValidateAt(o.cfg.now()); err != nil {
 		return incident.Receipt{}, err
 	}
 	if e := o.hot.get(hotKeyOf(&sig)); e != nil {
