@@ -2,6 +2,7 @@ package containment
 
 import (
 	"context"
+	"errors"
 	"maps"
 	"sync"
 	"time"
@@ -47,6 +48,9 @@ func (r Runner) Apply(ctx context.Context, actions []Action, base Request, keyOf
 		}
 		if v, ok := a.Container.(Verifier); ok {
 			if err := v.Verify(ctx, req); err != nil {
+				if ve := (*VerifyError)(nil); errors.As(err, &ve) {
+					return err // the Verifier said so itself; do not say it twice
+				}
 				return &VerifyError{Err: err}
 			}
 		}
@@ -70,7 +74,9 @@ func (r Runner) Release(ctx context.Context, actions []Action, base Request, key
 }
 
 // VerifyError is a Verifier's complaint that a contained effect does not
-// hold.
+// hold. Apply wraps a Verifier's error in one; a Verifier may also return
+// one itself (wrapped or marked Permanent, too), which Apply then passes on
+// as it is rather than wrapping it again.
 type VerifyError struct{ Err error }
 
 func (e *VerifyError) Error() string { return "containment not verified: " + e.Err.Error() }

@@ -134,14 +134,14 @@ func URLKeys(client *http.Client, url string, header http.Header) KeySource {
 		defer resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
 			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxKeyDocBytes))
-			return nil, fmt.Errorf("secretscan: GET %s: %s", url, resp.Status)
+			return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
 		}
 		data, err := io.ReadAll(io.LimitReader(resp.Body, maxKeyDocBytes+1))
 		if err != nil {
-			return nil, fmt.Errorf("secretscan: GET %s: %w", url, err)
+			return nil, fmt.Errorf("GET %s: %w", url, err)
 		}
 		if len(data) > maxKeyDocBytes {
-			return nil, fmt.Errorf("secretscan: GET %s: %w: document longer than %d bytes", url, ErrBadKey, maxKeyDocBytes)
+			return nil, fmt.Errorf("%w: GET %s: document longer than %d bytes", ErrBadKey, url, maxKeyDocBytes)
 		}
 		return ParseKeys(data)
 	})
@@ -176,7 +176,7 @@ type KeySet struct {
 
 	mu      sync.RWMutex
 	keys    map[string]*ecdsa.PublicKey
-	bad     map[string]error // keys of the last load that could not be used
+	bad     map[string]error // why each key of the last load could not be used
 	tried   bool             // a refresh has finished
 	last    time.Time        // when the last refresh finished
 	lastErr error            // the source's error at the last refresh, matching ErrKeySource
@@ -248,7 +248,7 @@ func (ks *KeySet) key(ctx context.Context, id string) (*ecdsa.PublicKey, error) 
 	bad := ks.bad[id]
 	ks.mu.RUnlock()
 	if bad != nil {
-		return nil, fmt.Errorf("%w %s: %w", ErrUnknownKey, showID(id), bad)
+		return nil, &unusableKeyError{id: id, err: bad}
 	}
 	return nil, fmt.Errorf("%w %s", ErrUnknownKey, showID(id))
 }
@@ -330,9 +330,8 @@ func (ks *KeySet) load(ctx context.Context) error {
 	for _, id := range ids {
 		k, err := parseKey(pems[id])
 		if err != nil {
-			err = fmt.Errorf("%w %s: %s", ErrBadKey, showID(id), err)
 			bad[id] = err
-			errs = append(errs, err)
+			errs = append(errs, &badKeyError{id: id, err: err})
 			continue
 		}
 		keys[id] = k
@@ -343,6 +342,32 @@ func (ks *KeySet) load(ctx context.Context) error {
 	ks.mu.Unlock()
 	return errors.Join(errs...)
 }
+
+// badKeyError is a key of the source that could not be used, as Refresh
+// reports it. It matches ErrBadKey.
+type badKeyError struct {
+	id  string
+	err error
+}
+
+func (e *badKeyError) Error() string        { return fmt.Sprintf("%v %s: %v", ErrBadKey, showID(e.id), e.err) }
+func (e *badKeyError) Is(target error) bool { return target == ErrBadKey }
+func (e *badKeyError) Unwrap() error        { return e.err }
+
+// unusableKeyError is a request naming a key that the source lists but
+// that could not be used. It matches ErrUnknownKey and ErrBadKey.
+type unusableKeyError struct {
+	id  string
+	err error // why the key is unusable
+}
+
+func (e *unusableKeyError) Error() string {
+	return fmt.Sprintf("%v %s: the source lists it, but it is unusable: %v", ErrUnknownKey, showID(e.id), e.err)
+}
+func (e *unusableKeyError) Is(target error) bool {
+	return target == ErrUnknownKey || target == ErrBadKey
+}
+func (e *unusableKeyError) Unwrap() error { return e.err }
 
 // parseKey decodes a PEM "PUBLIC KEY" block holding an ECDSA P-256 key.
 func parseKey(s string) (*ecdsa.PublicKey, error) {

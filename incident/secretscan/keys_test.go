@@ -11,6 +11,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -259,6 +260,22 @@ func TestKeySetSkipsUnusableKeys(t *testing.T) {
 	err = ks.Verify(ctx, "p384", sign(t, good, body), body)
 	require.ErrorIs(t, err, secretscan.ErrUnknownKey)
 	require.ErrorIs(t, err, secretscan.ErrBadKey)
+	assert.Equal(t, `secretscan: unknown public key identifier "p384": the source lists it, but it is unusable: curve P-384, not P-256`,
+		err.Error(), "the package and the key are named once")
+	assert.Equal(t, 1, strings.Count(ks.Refresh(ctx).Error(), `secretscan: unusable public key "garbage"`))
+}
+
+// The source's error is named once, under ErrKeySource: no second
+// "secretscan:" inside.
+func TestKeySourceErrorSaysItOnce(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	ks := &secretscan.KeySet{Source: secretscan.URLKeys(srv.Client(), srv.URL+"/keys", nil)}
+	err := ks.Refresh(context.Background())
+	require.ErrorIs(t, err, secretscan.ErrKeySource)
+	assert.Equal(t, "secretscan: public keys unavailable: GET "+srv.URL+"/keys: 503 Service Unavailable", err.Error())
 }
 
 func TestParseKeys(t *testing.T) {

@@ -36,10 +36,10 @@ import (
 // The errors of e-mail. Each is wrapped with details; test with errors.Is.
 var (
 	// ErrConfig: an Config that New refuses.
-	ErrConfig = errors.New("email: invalid e-mail configuration")
+	ErrConfig = errors.New("email: invalid configuration")
 	// ErrHeader: a header value (subject, name, address, idempotency
 	// key) with a CR or LF in it, which could inject headers. Permanent.
-	ErrHeader = errors.New("email: line break in an e-mail header")
+	ErrHeader = errors.New("email: line break in a header")
 	// ErrRecipient: a recipient without an e-mail address, or with one
 	// that is not a single bare address. Permanent.
 	ErrRecipient = errors.New("email: recipient has no valid e-mail address")
@@ -198,14 +198,14 @@ func (e *Notifier) Notify(ctx context.Context, msg notify.Message) error {
 		}
 		secure = true
 	} else if !e.cfg.AllowPlaintext {
-		return incident.Permanent(fmt.Errorf("email: %w (%s), and TLS is required", ErrNoTLS, e.cfg.Addr))
+		return incident.Permanent(fmt.Errorf("%w (%s), and TLS is required", ErrNoTLS, e.cfg.Addr))
 	}
 	if e.cfg.Username != "" {
 		if !secure {
-			return incident.Permanent(fmt.Errorf("email: %w (%s); refusing to send the password unencrypted", ErrNoTLS, e.cfg.Addr))
+			return incident.Permanent(fmt.Errorf("%w (%s); refusing to send the password unencrypted", ErrNoTLS, e.cfg.Addr))
 		}
 		if ok, _ := c.Extension("AUTH"); !ok {
-			return incident.Permanent(fmt.Errorf("email: %w (%s)", ErrNoAuth, e.cfg.Addr))
+			return incident.Permanent(fmt.Errorf("%w (%s)", ErrNoAuth, e.cfg.Addr))
 		}
 		if err := c.Auth(smtp.PlainAuth("", e.cfg.Username, e.cfg.Password.Reveal(), e.host)); err != nil {
 			return smtpError(ctx, "AUTH", err)
@@ -267,17 +267,17 @@ func smtpError(ctx context.Context, step string, err error) error {
 // ErrHeader.
 func (e *Notifier) Compose(msg notify.Message) ([]byte, error) {
 	if hasLineBreak(msg.Recipient.Email) {
-		return nil, incident.Permanent(fmt.Errorf("email: %w: recipient %q's address", ErrHeader, msg.Recipient.ID))
+		return nil, incident.Permanent(fmt.Errorf("%w: recipient %q's address", ErrHeader, msg.Recipient.ID))
 	}
 	rcpt, err := bareAddress(msg.Recipient.Email)
 	if err != nil {
-		return nil, incident.Permanent(fmt.Errorf("email: recipient %q: %w", msg.Recipient.ID, err))
+		return nil, incident.Permanent(fmt.Errorf("%w: recipient %q", err, msg.Recipient.ID))
 	}
 	for _, h := range []struct{ what, value string }{
 		{"subject", msg.Subject}, {"recipient name", msg.Recipient.Name}, {"idempotency key", msg.IdempotencyKey},
 	} {
 		if hasLineBreak(h.value) {
-			return nil, incident.Permanent(fmt.Errorf("email: %w: the %s", ErrHeader, h.what))
+			return nil, incident.Permanent(fmt.Errorf("%w: the %s", ErrHeader, h.what))
 		}
 	}
 

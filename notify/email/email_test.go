@@ -231,6 +231,7 @@ func TestComposeHeaderInjection(t *testing.T) {
 			assert.Nil(t, raw)
 			assert.ErrorIs(t, err, email.ErrHeader)
 			assert.True(t, incident.IsPermanent(err))
+			assertPrefixOnce(t, err)
 			// Notify refuses before connecting (nothing listens at Addr).
 			err = testEmail(t).Notify(context.Background(), msg)
 			assert.ErrorIs(t, err, email.ErrHeader)
@@ -255,6 +256,7 @@ func TestComposeRecipient(t *testing.T) {
 			require.ErrorIs(t, err, email.ErrRecipient)
 			assert.True(t, incident.IsPermanent(err))
 			assert.ErrorContains(t, err, `recipient "cust-42"`)
+			assertPrefixOnce(t, err)
 		})
 	}
 	msg := sample.Message()
@@ -390,4 +392,11 @@ func TestHonoursContext(t *testing.T) {
 		e := testEmail(t, func(c *email.Config) { c.Addr = addr })
 		require.ErrorIs(t, e.Notify(ctx, sample.Message()), context.Canceled)
 	})
+}
+
+// assertPrefixOnce checks that err names the package once: a sentinel
+// wrapped with a second "email: " reads "email: email: …".
+func assertPrefixOnce(t *testing.T, err error) {
+	t.Helper()
+	assert.Equal(t, 1, strings.Count(err.Error(), "email: "), "%q", err)
 }

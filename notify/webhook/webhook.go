@@ -391,7 +391,7 @@ func (w *Notifier) Notify(ctx context.Context, msg notify.Message) error {
 		id = "msg_" + rand.Text()
 	}
 	if !validHeaderValue(id) {
-		return incident.Permanent(fmt.Errorf("webhook: %w: the idempotency key is not a valid webhook-id", ErrHeader))
+		return incident.Permanent(fmt.Errorf("%w: the idempotency key is not a valid webhook-id", ErrHeader))
 	}
 	body, err := json.Marshal(NewPayload(w.eventType, w.now(), msg))
 	if err != nil {

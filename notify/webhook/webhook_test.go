@@ -605,6 +605,7 @@ func TestNotifyIdempotencyKey(t *testing.T) {
 			err := inMemoryWebhook(t, rc).Notify(context.Background(), msg)
 			assert.ErrorIs(t, err, webhook.ErrHeader)
 			assert.True(t, incident.IsPermanent(err))
+			assert.Equal(t, 1, strings.Count(err.Error(), "webhook: "), "the package is named once: %q", err)
 			assert.Empty(t, rc.deliveries())
 		}
 	})
