@@ -155,6 +155,13 @@ func URLKeys(client *http.Client, url string, header http.Header) KeySource {
 // by MinRefreshInterval, so a burst of forged identifiers costs at most one
 // call to Source per interval.
 //
+// The interval starts with a refresh that left the identifier it was made
+// for unknown (a forged identifier, or one the platform does not list yet),
+// or with a refresh that failed (so a source that is down is not hammered).
+// A load that finds the key asked for, such as the set's first, lazy load,
+// does not start it: a key the platform adds a moment after that load is
+// fetched when a request first names it.
+//
 // The zero value has no source and therefore no keys: every signature is
 // rejected with ErrUnknownKey. Set the fields before first use and do not
 // change them afterwards; the methods are safe for concurrent use.
@@ -162,9 +169,10 @@ type KeySet struct {
 	// Source supplies the keys. A nil Source supplies none.
 	Source KeySource
 	// MinRefreshInterval is the least time between two refreshes triggered
-	// by an unknown key identifier. Zero means DefaultMinRefreshInterval; a
-	// negative value refreshes on every unknown identifier (concurrent ones
-	// still share one refresh). Refresh is not limited by it.
+	// by an unknown key identifier (see KeySet for when it starts). Zero
+	// means DefaultMinRefreshInterval; a negative value refreshes on every
+	// unknown identifier (concurrent ones still share one refresh). Refresh
+	// is not limited by it and starts it only when it fails.
 	MinRefreshInterval time.Duration
 	// RefreshTimeout bounds one call to Source. Zero means
 	// DefaultRefreshTimeout. The call runs on a context detached from the
@@ -177,9 +185,10 @@ type KeySet struct {
 	mu      sync.RWMutex
 	keys    map[string]*ecdsa.PublicKey
 	bad     map[string]error // why each key of the last load could not be used
-	tried   bool             // a refresh has finished
-	last    time.Time        // when the last refresh finished
-	lastErr error            // the source's error at the last refresh, matching ErrKeySource
+	loadAt  time.Time        // when the last load finished
+	spaced  bool             // the refresh interval runs, from last
+	last    time.Time        // when the refresh that started the interval finished
+	lastErr error            // the source's error at that refresh, matching ErrKeySource
 }
 
 // Verify checks that signature (the base64 of an ASN.1 DER ECDSA signature,
@@ -244,6 +253,7 @@ func (ks *KeySet) key(ctx context.Context, id string) (*ecdsa.PublicKey, error) 
 	if err != nil && !errors.Is(err, ErrBadKey) {
 		return nil, err // the source failed, or ctx ended
 	}
+	ks.missed()
 	ks.mu.RLock()
 	bad := ks.bad[id]
 	ks.mu.RUnlock()
@@ -262,16 +272,31 @@ func (ks *KeySet) lookup(id string) *ecdsa.PublicKey {
 // fresh reports whether an unknown identifier should not trigger a refresh
 // yet, and if so the source error of the last refresh.
 func (ks *KeySet) fresh() (bool, error) {
-	interval := ks.MinRefreshInterval
-	if interval == 0 {
-		interval = DefaultMinRefreshInterval
-	}
+	interval := ks.interval()
 	ks.mu.RLock()
 	defer ks.mu.RUnlock()
-	if !ks.tried || interval < 0 || time.Since(ks.last) >= interval {
+	if !ks.spaced || interval < 0 || time.Since(ks.last) >= interval {
 		return false, nil
 	}
 	return true, ks.lastErr
+}
+
+// missed starts the refresh interval, from the last load, after a lookup
+// that the load did not answer, unless the interval runs already.
+func (ks *KeySet) missed() {
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	if interval := ks.interval(); ks.spaced && interval >= 0 && time.Since(ks.last) < interval {
+		return
+	}
+	ks.spaced, ks.last = true, ks.loadAt
+}
+
+func (ks *KeySet) interval() time.Duration {
+	if ks.MinRefreshInterval == 0 {
+		return DefaultMinRefreshInterval
+	}
+	return ks.MinRefreshInterval
 }
 
 func (ks *KeySet) refresh(ctx context.Context, force bool) error {
@@ -298,6 +323,8 @@ func (ks *KeySet) refresh(ctx context.Context, force bool) error {
 	}
 }
 
+// load loads the keys from Source. A failed load starts the refresh
+// interval; a successful one leaves that to key (see missed).
 func (ks *KeySet) load(ctx context.Context) error {
 	timeout := ks.RefreshTimeout
 	if timeout == 0 {
@@ -315,7 +342,7 @@ func (ks *KeySet) load(ctx context.Context) error {
 	if err != nil {
 		err = fmt.Errorf("%w: %w", ErrKeySource, err)
 		ks.mu.Lock()
-		ks.tried, ks.last, ks.lastErr = true, time.Now(), err
+		ks.spaced, ks.last, ks.lastErr = true, time.Now(), err
 		ks.mu.Unlock()
 		return err
 	}
@@ -337,8 +364,7 @@ func (ks *KeySet) load(ctx context.Context) error {
 		keys[id] = k
 	}
 	ks.mu.Lock()
-	ks.keys, ks.bad = keys, bad
-	ks.tried, ks.last, ks.lastErr = true, time.Now(), nil
+	ks.keys, ks.bad, ks.loadAt, ks.lastErr = keys, bad, time.Now(), nil
 	ks.mu.Unlock()
 	return errors.Join(errs...)
 }

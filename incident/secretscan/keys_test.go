@@ -15,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -340,4 +342,42 @@ func TestURLKeys(t *testing.T) {
 func quote(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
+}
+
+// Regression: the set's first load started MinRefreshInterval, so a key the
+// platform added within the first minute was refused without a refresh. A
+// load that finds the key asked for no longer starts the interval; one that
+// leaves an identifier unknown does, as before. (synctest's clock is the
+// injected one: time moves only when the test says so.)
+func TestFirstLoadDoesNotStartRefreshInterval(t *testing.T) {
+	for _, first := range []string{"lazy", "Refresh"} {
+		t.Run(first, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				k1, k2 := newKey(t), newKey(t)
+				src := &countingSource{keys: map[string]string{"k1": pemOf(t, k1)}}
+				ks := &secretscan.KeySet{Source: src, MinRefreshInterval: time.Minute}
+				ctx := context.Background()
+				body := []byte("[]")
+
+				if first == "Refresh" {
+					require.NoError(t, ks.Refresh(ctx))
+				}
+				require.NoError(t, ks.Verify(ctx, "k1", sign(t, k1, body), body))
+				require.Equal(t, int32(1), src.calls.Load())
+
+				time.Sleep(30 * time.Second) // the platform rotates within the first minute
+				src.set(map[string]string{"k1": pemOf(t, k1), "k2": pemOf(t, k2)}, nil)
+				require.NoError(t, ks.Verify(ctx, "k2", sign(t, k2, body), body), "the new key is fetched")
+				assert.Equal(t, int32(2), src.calls.Load())
+
+				// A forged identifier refreshes once and starts the interval.
+				require.ErrorIs(t, ks.Verify(ctx, "k-forged", sign(t, k2, body), body), secretscan.ErrUnknownKey)
+				require.ErrorIs(t, ks.Verify(ctx, "k-forged-2", sign(t, k2, body), body), secretscan.ErrUnknownKey)
+				assert.Equal(t, int32(3), src.calls.Load(), "one refresh per interval for unknown identifiers")
+				time.Sleep(time.Minute)
+				require.ErrorIs(t, ks.Verify(ctx, "k-forged-3", sign(t, k2, body), body), secretscan.ErrUnknownKey)
+				assert.Equal(t, int32(4), src.calls.Load(), "the interval has passed")
+			})
+		})
+	}
 }
