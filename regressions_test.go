@@ -179,7 +179,7 @@ func TestFindingsAreRedacted(t *testing.T) {
 		report := inc.Markdown()
 		assert.NotContains(t, report, canary)
 		assert.Contains(t, report, "key [REDACTED] committed")
-		assert.Contains(t, report, "first use of [REDACTED]")
+		assert.Contains(t, report, `first use of \[REDACTED\]`) // the report escapes "[" and "]"
 
 		_, _, sent := f.snapshot()
 		require.Len(t, sent, 1)
