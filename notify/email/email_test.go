@@ -9,7 +9,9 @@ import (
 	"mime/quotedprintable"
 	"net"
 	"net/mail"
+	"net/textproto"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/breachkit/breach/incident"
+	"github.com/breachkit/breach/internal/retry"
 	"github.com/breachkit/breach/notify"
 	"github.com/breachkit/breach/notify/email"
 	"github.com/breachkit/breach/notify/internal/sample"
@@ -399,4 +402,43 @@ func TestHonoursContext(t *testing.T) {
 func assertPrefixOnce(t *testing.T, err error) {
 	t.Helper()
 	assert.Equal(t, 1, strings.Count(err.Error(), "email: "), "%q", err)
+}
+
+// The e-mail notifier does not retry inside Notify either: a server that
+// answers every connection "421 busy" sees exactly as many connections as
+// the delivery policy has attempts, and the error stays retryable.
+func TestOneTransactionPerAttempt(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var conns atomic.Int32
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			_, _ = io.WriteString(c, "421 4.3.2 busy, try again later\r\n")
+			_ = c.Close()
+		}
+	}()
+	t.Cleanup(func() { _ = l.Close(); <-done })
+	e := testEmail(t, func(c *email.Config) { c.Addr = l.Addr().String() })
+
+	out := retry.Do(context.Background(), incident.Policy{Attempts: 3, Backoff: time.Millisecond}, nil,
+		func(ctx context.Context, attempt int) error {
+			m := sample.Message()
+			m.Attempt = attempt
+			return e.Notify(ctx, m)
+		})
+
+	require.Error(t, out.Err)
+	assert.Equal(t, 3, out.Attempts)
+	assert.Equal(t, int32(3), conns.Load(), "one connection per attempt")
+	assert.False(t, incident.IsPermanent(out.Err))
+	var tpErr *textproto.Error
+	require.ErrorAs(t, out.Err, &tpErr)
+	assert.Equal(t, 421, tpErr.Code)
 }
