@@ -147,7 +147,7 @@ func RetryDelay(err error) (time.Duration, bool) {
 	for err != nil {
 		switch e := err.(type) {
 		case *retryAfterError:
-			return max(d, e.after), true
+			return e.after, true
 		case interface{ Unwrap() []error }:
 			for _, p := range e.Unwrap() {
 				if pd, ok := RetryDelay(p); ok {
