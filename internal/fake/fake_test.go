@@ -28,12 +28,12 @@ func (r *recorder) do(ctx context.Context, key string) error {
 	return fake.Reply(ctx, r.err, r.log.Record(key, func(seq int) call { return call{key, seq} }, nil))
 }
 
-var injected = errors.New("injected")
+var errInjected = errors.New("errInjected")
 
 var kit = fake.Kit[*recorder, call]{
 	New:      func(a fake.Answer[call]) *recorder { return &recorder{err: a} },
 	Seq:      func(c call) int { return c.seq },
-	Injected: injected,
+	Injected: errInjected,
 }
 
 func TestLogNumbersEachSeries(t *testing.T) {
@@ -49,14 +49,14 @@ func TestLogNumbersEachSeries(t *testing.T) {
 func TestKit(t *testing.T) {
 	ctx := t.Context()
 	r := kit.FailN(2, nil)
-	assert.ErrorIs(t, r.do(ctx, "a"), injected)
-	assert.ErrorIs(t, r.do(ctx, "b"), injected, "each series fails on its own")
-	assert.ErrorIs(t, r.do(ctx, "a"), injected)
+	assert.ErrorIs(t, r.do(ctx, "a"), errInjected)
+	assert.ErrorIs(t, r.do(ctx, "b"), errInjected, "each series fails on its own")
+	assert.ErrorIs(t, r.do(ctx, "a"), errInjected)
 	assert.NoError(t, r.do(ctx, "a"))
 
 	p := kit.FailPermanent(nil)
 	err := p.do(ctx, "a")
-	assert.ErrorIs(t, err, injected)
+	assert.ErrorIs(t, err, errInjected)
 	assert.True(t, incident.IsPermanent(err))
 	assert.False(t, incident.IsPermanent(kit.FailAlways(nil).do(ctx, "a")))
 	assert.PanicsWithValue(t, "boom", func() { _ = kit.Panic("boom").do(ctx, "a") })
