@@ -31,7 +31,7 @@ type rig struct {
 // startRig runs the API-key playbook with rule on its disable-key action
 // and inv as investigator (nil: no impact), and reports a leak of severity
 // sev. Call it inside synctest.Test; defer the returned stop.
-func startRig(t *testing.T, rule *containment.Approval, sev incident.Severity, inv incident.Investigator, opts ...breach.Option) (rig, func()) {
+func startRig(t *testing.T, rule *containment.ApprovalRule, sev incident.Severity, inv incident.Investigator, opts ...breach.Option) (rig, func()) {
 	t.Helper()
 	r := rig{f: &fakes{}, p: &pager{}}
 	if inv == nil {
@@ -80,19 +80,19 @@ func (r rig) awaitAction(t *testing.T, s incident.ActionStatus) *incident.Incide
 	return r.get(t)
 }
 
-var critical = &containment.Approval{AutoFrom: incident.SeverityCritical}
+var critical = &containment.ApprovalRule{AutoFrom: incident.SeverityCritical}
 
 func TestApprovalBySeverity(t *testing.T) {
 	tests := []struct {
 		name  string
-		rule  *containment.Approval
+		rule  *containment.ApprovalRule
 		sev   incident.Severity
 		waits bool
 	}{
 		{"critical at AutoFrom critical runs at once", critical, incident.SeverityCritical, false},
 		{"high below AutoFrom waits", critical, incident.SeverityHigh, true},
 		{"low below AutoFrom waits", critical, incident.SeverityLow, true},
-		{"no AutoFrom: even critical waits", &containment.Approval{}, incident.SeverityCritical, true},
+		{"no AutoFrom: even critical waits", &containment.ApprovalRule{}, incident.SeverityCritical, true},
 		{"no rule: low runs at once", nil, incident.SeverityLow, false},
 	}
 	for _, tt := range tests {
@@ -200,7 +200,7 @@ func TestApprovalTimeoutProceeds(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				rule := &containment.Approval{AutoFrom: incident.SeverityCritical, Timeout: 10 * time.Minute,
+				rule := &containment.ApprovalRule{AutoFrom: incident.SeverityCritical, Timeout: 10 * time.Minute,
 					OnTimeout: containment.ProceedOnTimeout}
 				r, stop := startRig(t, rule, incident.SeverityLow, nil, breach.WithDeadlineInterval(tt.interval))
 				defer stop()
@@ -244,7 +244,7 @@ func TestApprovalTimeoutProceeds(t *testing.T) {
 
 func TestApprovalTimeoutEscalates(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		rule := &containment.Approval{AutoFrom: incident.SeverityCritical, Timeout: 10 * time.Minute} // EscalateOnTimeout
+		rule := &containment.ApprovalRule{AutoFrom: incident.SeverityCritical, Timeout: 10 * time.Minute} // EscalateOnTimeout
 		r, stop := startRig(t, rule, incident.SeverityLow, nil, breach.WithDeadlineInterval(time.Minute))
 		defer stop()
 		r.awaitAction(t, incident.ActionAwaiting)
@@ -302,7 +302,7 @@ func TestNoApprovalPending(t *testing.T) {
 	type decideFunc = func(o *breach.Orchestrator, ctx context.Context, id, action, actor, note string) error
 	tests := []struct {
 		name   string
-		rule   *containment.Approval
+		rule   *containment.ApprovalRule
 		before []decideFunc // decisions taken first, which succeed
 		call   decideFunc
 		action string
@@ -349,15 +349,15 @@ func TestApprovalRuleValidated(t *testing.T) {
 	noop := containment.Func(func(context.Context, containment.Request) error { return nil })
 	tests := []struct {
 		name string
-		rule *containment.Approval
+		rule *containment.ApprovalRule
 		ok   bool
 	}{
 		{"none", nil, true},
-		{"always", &containment.Approval{}, true},
-		{"break-glass", &containment.Approval{Timeout: time.Hour, OnTimeout: containment.ProceedOnTimeout}, true},
-		{"negative timeout", &containment.Approval{Timeout: -time.Second}, false},
-		{"unknown timeout action", &containment.Approval{Timeout: time.Hour, OnTimeout: 2}, false},
-		{"negative timeout action", &containment.Approval{OnTimeout: -1}, false},
+		{"always", &containment.ApprovalRule{}, true},
+		{"break-glass", &containment.ApprovalRule{Timeout: time.Hour, OnTimeout: containment.ProceedOnTimeout}, true},
+		{"negative timeout", &containment.ApprovalRule{Timeout: -time.Second}, false},
+		{"unknown timeout action", &containment.ApprovalRule{Timeout: time.Hour, OnTimeout: 2}, false},
+		{"negative timeout action", &containment.ApprovalRule{OnTimeout: -1}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -406,7 +406,7 @@ func TestVerifiedContainment(t *testing.T) {
 			return nil
 		}, 2, incident.StateResolving, incident.ActionApplied},
 		{"never verified", func(int) error { return stillAccepted }, 3, incident.StateEscalated, incident.ActionFailed},
-		{"verification fails for good", func(int) error { return containment.Permanent(stillAccepted) }, 1,
+		{"verification fails for good", func(int) error { return incident.Permanent(stillAccepted) }, 1,
 			incident.StateEscalated, incident.ActionFailed},
 	}
 	for _, tt := range tests {

@@ -397,9 +397,9 @@ func TestContainerFailuresEscalate(t *testing.T) {
 			return nil
 		}, 3, "", incident.StateResolving},
 		{"spent", func(int) error { return errors.New("revocation API unavailable") }, 3, "revocation API unavailable", incident.StateEscalated},
-		{"permanent", func(int) error { return containment.Permanent(errors.New("no such key")) }, 1, "no such key", incident.StateEscalated},
+		{"permanent", func(int) error { return incident.Permanent(errors.New("no such key")) }, 1, "no such key", incident.StateEscalated},
 		{"panic", func(int) error { panic("container bug") }, 3, "plugin panicked: container bug", incident.StateEscalated},
-		{"credential redacted", func(int) error { return containment.Permanent(errors.New("bad key " + canary)) }, 1, "bad key [REDACTED]", incident.StateEscalated},
+		{"credential redacted", func(int) error { return incident.Permanent(errors.New("bad key " + canary)) }, 1, "bad key [REDACTED]", incident.StateEscalated},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -449,7 +449,7 @@ func TestRetryResumesEscalatedContainment(t *testing.T) {
 		pb := apiKeyPlaybook(f, impactInvestigator(incident.Impact{}))
 		pb.Containment[0].Container = f.container(func(int) error {
 			if broken.Load() {
-				return containment.Permanent(errors.New("revocation API down"))
+				return incident.Permanent(errors.New("revocation API down"))
 			}
 			return nil
 		})

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/breachkit/breach/incident"
+	"github.com/breachkit/breach/internal/retry"
 	"github.com/breachkit/breach/notify"
 )
 
@@ -24,7 +25,7 @@ func (o *Orchestrator) page(ctx context.Context, inc *incident.Incident, a alert
 	}
 	msg := notify.Message{IdempotencyKey: a.key, Attempt: 1, Channel: "on-call", Recipient: incident.Customer{ID: "on-call"},
 		Subject: a.subject, Text: a.text, IncidentID: inc.ID, Kind: inc.Kind, Severity: inc.Severity}
-	err := o.redactErr(inc.ID, incident.Call(ctx, 30*time.Second, func(ctx context.Context) error { return o.cfg.oncall.Notify(ctx, msg) }))
+	err := o.redactErr(inc.ID, retry.Call(ctx, 30*time.Second, func(ctx context.Context) error { return o.cfg.oncall.Notify(ctx, msg) }))
 	if err != nil {
 		o.log.Error("breach: paging on-call failed", "incident", inc.ID, "subject", a.subject, "err", err)
 	}

@@ -216,7 +216,7 @@ func RunGameDay(ctx context.Context, g GameDay) (*GameDayResult, error) {
 	if res.Incident, err = o.store.Get(ctx, id); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrGameDay, err)
 	}
-	res.Report = res.Incident.Report()
+	res.Report = res.Incident.Markdown()
 	return res, nil
 }
 

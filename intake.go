@@ -47,7 +47,7 @@ func (o *Orchestrator) Report(ctx context.Context, sig incident.Signal) (inciden
 	if err := ctx.Err(); err != nil {
 		return incident.Receipt{}, err
 	}
-	if err := sig.Validate(); err != nil {
+	if err := sig.ValidateAt(o.cfg.now()); err != nil {
 		return incident.Receipt{}, err
 	}
 	if _, ok := o.cfg.playbooks[sig.Kind]; !ok {

@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/breachkit/breach/incident"
+	"github.com/breachkit/breach/internal/retry"
 )
 
 func (o *Orchestrator) investigate(st *stepRun, inc *incident.Incident, pb *Playbook) (bool, error) {
@@ -34,7 +35,7 @@ func (o *Orchestrator) investigate(st *stepRun, inc *incident.Incident, pb *Play
 		findings incident.Findings
 	)
 	started := o.cfg.now()
-	out := pb.Investigation.DoUntil(sctx, st.stop.Done(), func(ctx context.Context, attempt int) error {
+	out := retry.Do(sctx, pb.Investigation, st.stop.Done(), func(ctx context.Context, attempt int) error {
 		f, err := pb.Investigator.Investigate(ctx, snapshot.Clone())
 		if err != nil {
 			return err

@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/breachkit/breach/incident"
+	"github.com/breachkit/breach/internal/retry"
 	"github.com/breachkit/breach/notify"
 	"golang.org/x/sync/semaphore"
 )
@@ -150,9 +151,9 @@ func (o *Orchestrator) send(st *stepRun, inc *incident.Incident, pb *Playbook, t
 				Recommendations: append([]string(nil), snap.Recommendations...),
 			}
 			started := o.cfg.now()
-			out := incident.Outcome{Attempts: 0, Err: incident.Permanent(rerr)}
+			out := retry.Outcome{Attempts: 0, Err: incident.Permanent(rerr)}
 			if rerr == nil {
-				out = pb.Delivery.DoUntil(sctx, st.stop.Done(), func(ctx context.Context, attempt int) error {
+				out = retry.Do(sctx, pb.Delivery, st.stop.Done(), func(ctx context.Context, attempt int) error {
 					m := msg
 					m.Attempt = attempt
 					return p.route.Notifier.Notify(ctx, m)

@@ -103,7 +103,7 @@ func TestRetryHonoursDoNotNotifyOverride(t *testing.T) {
 			Customers: []incident.Customer{customer}, Data: []incident.DataCategory{incident.DataFinancial}}))
 		pb.Notifiers = []notify.Route{{Channel: "email", Notifier: notify.Func(func(ctx context.Context, m notify.Message) error {
 			calls.Add(1)
-			return notify.Permanent(errors.New("mail relay rejected the message"))
+			return incident.Permanent(errors.New("mail relay rejected the message"))
 		})}}
 		o, err := breach.New(incident.NewMemStore(), breach.WithPlaybook(pb), quiet)
 		require.NoError(t, err)
@@ -176,10 +176,10 @@ func TestFindingsAreRedacted(t *testing.T) {
 		assert.NotContains(t, string(rec), canary)
 		assert.Contains(t, string(rec), incident.Redacted)
 
-		report := inc.Report()
+		report := inc.Markdown()
 		assert.NotContains(t, report, canary)
 		assert.Contains(t, report, "key [REDACTED] committed")
-		assert.Contains(t, report, "first use of [REDACTED]")
+		assert.Contains(t, report, `first use of \[REDACTED\]`) // the report escapes "[" and "]"
 
 		_, _, sent := f.snapshot()
 		require.Len(t, sent, 1)

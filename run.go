@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/breachkit/breach/incident"
+	"github.com/breachkit/breach/internal/retry"
 )
 
 // Run starts the detectors and drives incidents, at most WithConcurrency at
@@ -98,7 +99,7 @@ func (o *Orchestrator) every(ctx context.Context, d time.Duration, what string, 
 }
 
 func (o *Orchestrator) runDetector(ctx context.Context, i int, d incident.Detector) {
-	err := incident.Call(ctx, 0, func(ctx context.Context) error { return d.Detect(ctx, o) })
+	err := retry.Call(ctx, 0, func(ctx context.Context) error { return d.Detect(ctx, o) })
 	var pe *incident.PanicError
 	switch {
 	case errors.As(err, &pe):

@@ -54,8 +54,9 @@ type Request struct {
 // Contain must be idempotent for a given Request.IdempotencyKey, must honour
 // ctx (its deadline is the attempt's timeout), and must be safe for
 // concurrent use: several incidents are contained at once. A returned error
-// is retried per the action's Policy unless it is marked with Permanent.
-// A panic is recovered and counts as a failed attempt.
+// is retried per the action's Policy unless it is marked with
+// incident.Permanent (or after the delay it carries when it is marked with
+// incident.RetryAfter). A panic is recovered and counts as a failed attempt.
 type Container interface {
 	Contain(ctx context.Context, req Request) error
 }
@@ -82,10 +83,6 @@ type Verifier interface {
 	Verify(ctx context.Context, req Request) error
 }
 
-// Permanent marks err as not worth retrying; it is incident.Permanent, so
-// every plugin kind shares one mark.
-func Permanent(err error) error { return incident.Permanent(err) }
-
 // Action is one named containment step of a playbook.
 type Action struct {
 	// Name identifies the action on the timeline and in its idempotency
@@ -99,14 +96,15 @@ type Action struct {
 	// Policy governs attempts; the zero value has sensible defaults.
 	Policy incident.Policy
 	// Approval, when set, makes the action wait for a person's approval
-	// unless the incident is severe enough to act at once.
-	Approval *Approval
+	// unless the incident is severe enough to act at once. The decision is
+	// recorded as an incident.Approval on the action's record.
+	Approval *ApprovalRule
 }
 
-// Approval is the rule for an action that needs a person's go-ahead: for
+// ApprovalRule is the rule for an action that needs a person's go-ahead: for
 // example, disabling a customer's API key is automatic for a critical leak
 // but needs approval for a low-severity one.
-type Approval struct {
+type ApprovalRule struct {
 	// AutoFrom is the severity from which the action runs without
 	// approval. The zero value, incident.SeverityUnknown, means approval
 	// is always needed.
@@ -119,7 +117,7 @@ type Approval struct {
 
 // Required reports whether the rule asks for approval at severity sev. A
 // nil rule never does.
-func (a *Approval) Required(sev incident.Severity) bool {
+func (a *ApprovalRule) Required(sev incident.Severity) bool {
 	return a != nil && (a.AutoFrom == incident.SeverityUnknown || sev < a.AutoFrom)
 }
 

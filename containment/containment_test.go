@@ -259,7 +259,7 @@ func TestApplyPermanentErrorIsNotRetried(t *testing.T) {
 	errNoKey := errors.New("no such key")
 	var c calls
 	actions := []containment.Action{{Name: "revoke", Container: c.container(func(containment.Request) error {
-		return containment.Permanent(errNoKey)
+		return incident.Permanent(errNoKey)
 	})}}
 
 	rs := containment.Runner{}.Apply(t.Context(), actions, baseRequest(), keyOf)
@@ -470,7 +470,7 @@ func TestApplyOnResult(t *testing.T) {
 			}
 			<-gate
 			if i%3 == 0 {
-				return containment.Permanent(errors.New("refused"))
+				return incident.Permanent(errors.New("refused"))
 			}
 			return nil
 		})}
@@ -562,7 +562,7 @@ func TestApplyVerifies(t *testing.T) {
 
 func TestApplyDoesNotVerifyFailedContain(t *testing.T) {
 	errDown := errors.New("key service down")
-	v := &verifying{containErr: containment.Permanent(errDown), verify: func(containment.Request) error { return nil }}
+	v := &verifying{containErr: incident.Permanent(errDown), verify: func(containment.Request) error { return nil }}
 
 	rs := containment.Runner{}.Apply(t.Context(), []containment.Action{{Name: "revoke", Container: v}}, baseRequest(), keyOf)
 
@@ -629,7 +629,7 @@ func TestRelease(t *testing.T) {
 
 func TestReleaseFailure(t *testing.T) {
 	errGone := errors.New("key already deleted")
-	r := &releasing{releaseErr: containment.Permanent(errGone)}
+	r := &releasing{releaseErr: incident.Permanent(errGone)}
 
 	rs := containment.Runner{}.Release(t.Context(), []containment.Action{{Name: "revoke", Container: r}}, baseRequest(), keyOf)
 

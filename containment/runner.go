@@ -2,11 +2,13 @@ package containment
 
 import (
 	"context"
+	"errors"
 	"maps"
 	"sync"
 	"time"
 
 	"github.com/breachkit/breach/incident"
+	"github.com/breachkit/breach/internal/retry"
 	"golang.org/x/sync/semaphore"
 )
 
@@ -46,6 +48,9 @@ func (r Runner) Apply(ctx context.Context, actions []Action, base Request, keyOf
 		}
 		if v, ok := a.Container.(Verifier); ok {
 			if err := v.Verify(ctx, req); err != nil {
+				if ve := (*VerifyError)(nil); errors.As(err, &ve) {
+					return err // the Verifier said so itself; do not say it twice
+				}
 				return &VerifyError{Err: err}
 			}
 		}
@@ -69,7 +74,9 @@ func (r Runner) Release(ctx context.Context, actions []Action, base Request, key
 }
 
 // VerifyError is a Verifier's complaint that a contained effect does not
-// hold.
+// hold. Apply wraps a Verifier's error in one; a Verifier may also return
+// one itself (wrapped or marked Permanent, too), which Apply then passes on
+// as it is rather than wrapping it again.
 type VerifyError struct{ Err error }
 
 func (e *VerifyError) Error() string { return "containment not verified: " + e.Err.Error() }
@@ -120,7 +127,7 @@ func (r Runner) run(ctx context.Context, actions []Action, base Request, keyOf f
 			defer wg.Done()
 			defer sem.Release(1)
 			res := Result{Action: a.Name, IdempotencyKey: key, Started: now()}
-			out := a.Policy.DoUntil(ctx, r.Stop, func(ctx context.Context, attempt int) error {
+			out := retry.Do(ctx, a.Policy, r.Stop, func(ctx context.Context, attempt int) error {
 				req := base
 				req.Action, req.IdempotencyKey, req.Attempt = a.Name, key, attempt
 				req.Attributes = maps.Clone(base.Attributes) // the container may keep its request

@@ -10,7 +10,7 @@
 // the [Investigation] and its [Impact], the notify [Decision], customer
 // [Delivery] records, prevention [Task]s and a hash-chained [Timeline].
 // Credentials never enter the record: a signal's [Secret] is kept as its
-// fingerprint. [Incident.Report] renders the record as a deterministic
+// fingerprint. [Incident.Markdown] renders the record as a deterministic
 // Markdown post-incident report.
 //
 // # The lifecycle

@@ -13,6 +13,10 @@ var (
 	// ErrInvalidSignal: a Signal failed validation. The error is, or joins,
 	// *FieldError values naming each bad field.
 	ErrInvalidSignal = errors.New("invalid signal")
+	// ErrSignalTime: a Signal's At is too far in the past or the future
+	// (see ValidateAt). The error is a *FieldError with Field "At", which
+	// also matches ErrInvalidSignal.
+	ErrSignalTime = errors.New("signal time out of bounds")
 	// ErrUnknownSeverity: a severity outside SeverityLow..SeverityCritical.
 	ErrUnknownSeverity = errors.New("unknown severity")
 
@@ -53,7 +57,8 @@ var (
 )
 
 // FieldError says which field of a Signal is bad and why. It matches
-// ErrInvalidSignal, and also ErrUnknownSeverity for a bad severity.
+// ErrInvalidSignal, and also ErrUnknownSeverity for a bad severity and
+// ErrSignalTime for a bad At.
 type FieldError struct {
 	Field  string // the Go field name, e.g. "DedupKey" or "Attributes[region]"
 	Reason string // what is wrong, for people

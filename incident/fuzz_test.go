@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"unicode"
 
 	"github.com/looplab/fsm"
 
@@ -20,6 +21,9 @@ func FuzzSignalValidate(f *testing.F) {
 	f.Add("kind with space", "s", strings.Repeat("k", 300), 9, "", "", "", "", "")
 	f.Add("k", "contains sk_live_1 secret", "", 2, "", "", "a", "b", "sk_live_1")
 	f.Add("k", "s\xff", "", 1, "", "", "", "v", "")
+	f.Add("github/secret", "key_1", "", 3, "", "", "", "", "")
+	f.Add("k\x1b", "s\r\n# x", "d\u2028", 2, "src\u202e", "a\tb\nc\x00", "k\a", "v\x1b", "")
+	f.Add("k", "s", "", 2, "", "ok\tfine\n", "key", "line\nline", "")
 	f.Fuzz(func(t *testing.T, kind, subject, dedup string, sev int, source, summary, attrKey, attrVal, cred string) {
 		s := incident.Signal{Kind: kind, Subject: subject, DedupKey: dedup, Severity: incident.Severity(sev),
 			Source: source, Summary: summary, Credential: incident.NewSecret(cred)}
@@ -31,8 +35,19 @@ func FuzzSignalValidate(f *testing.F) {
 			t.Fatalf("the fast path accepts a signal the full check rejects: %+v", s)
 		}
 		if err == nil {
-			if kind == "" || subject == "" || !s.Severity.Valid() || len(s.Key()) > incident.MaxDedupKeyLen {
+			if kind == "" || subject == "" || !s.Severity.Valid() || len(s.Key()) > incident.MaxDedupKeyLen ||
+				strings.Contains(kind, "/") {
 				t.Fatalf("invalid signal accepted: %+v", s)
+			}
+			for _, v := range []string{kind, subject, dedup, source, attrKey} {
+				if strings.IndexFunc(v, forbiddenInIdent) >= 0 {
+					t.Fatalf("identifier with a control or formatting character accepted: %q", v)
+				}
+			}
+			for _, v := range []string{summary, attrVal} {
+				if strings.IndexFunc(v, func(r rune) bool { return unicode.Is(unicode.Cc, r) && r != '\t' && r != '\n' }) >= 0 {
+					t.Fatalf("free text with a control character accepted: %q", v)
+				}
 			}
 			if cred != "" && (strings.Contains(subject, cred) || strings.Contains(summary, cred) || strings.Contains(kind, cred)) {
 				t.Fatalf("signal carrying its credential in a field accepted")
@@ -50,6 +65,12 @@ func FuzzSignalValidate(f *testing.F) {
 			t.Fatalf("error quotes the credential: %v", err)
 		}
 	})
+}
+
+// forbiddenInIdent is the fuzz target's own statement of what an identifier
+// may not hold (see Signal.Validate).
+func forbiddenInIdent(r rune) bool {
+	return unicode.Is(unicode.Cc, r) || r == 0x2028 || r == 0x2029 || (r >= 0x202A && r <= 0x202E) || (r >= 0x2066 && r <= 0x2069)
 }
 
 // FuzzLifecycle replays random event sequences on the Standard lifecycle

@@ -3,7 +3,9 @@ package incident
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/looplab/fsm"
 )
@@ -39,6 +41,17 @@ type Lifecycle struct {
 	knownEvent  map[Event]bool
 }
 
+// validName reports whether s is a state or event name: letters, digits,
+// "_", "-" and "." only.
+func validName(s string) bool {
+	for _, r := range s {
+		if !unicode.IsLetter(r) && !unicode.IsDigit(r) && r != '_' && r != '-' && r != '.' {
+			return false
+		}
+	}
+	return true
+}
+
 // NewLifecycle validates and compiles a transition table. states lists every
 // state, in the order diagrams show them; initial must be one of them.
 //
@@ -46,7 +59,9 @@ type Lifecycle struct {
 // specific ErrUnknownState where that is the cause) when a state is empty or
 // listed twice, a transition names an undeclared state or an empty event, two
 // transitions leave the same state on the same event, or a state cannot be
-// reached from initial.
+// reached from initial. State and event names are identifiers: letters,
+// digits, "_", "-" and "." only, so that they print as themselves in the
+// Mermaid and Graphviz renderings, on the timeline and in reports.
 func NewLifecycle(initial State, states []State, transitions []Transition) (*Lifecycle, error) {
 	l := &Lifecycle{
 		initial:     initial,
@@ -63,6 +78,9 @@ func NewLifecycle(initial State, states []State, transitions []Transition) (*Lif
 	for _, s := range states {
 		if s == "" {
 			return nil, &LifecycleError{Reason: "empty state name"}
+		}
+		if !validName(string(s)) {
+			return nil, &LifecycleError{Reason: "state name " + strconv.Quote(string(s)) + " holds a character other than letters, digits, _, - and ."}
 		}
 		if declared[s] {
 			return nil, &LifecycleError{Reason: "state " + string(s) + " declared twice"}
@@ -81,6 +99,8 @@ func NewLifecycle(initial State, states []State, transitions []Transition) (*Lif
 			return nil, &LifecycleError{Transition: t, Reason: "destination state not declared", Err: ErrUnknownState}
 		case t.Event == "":
 			return nil, &LifecycleError{Transition: t, Reason: "empty event name", Err: ErrUnknownEvent}
+		case !validName(string(t.Event)):
+			return nil, &LifecycleError{Transition: t, Reason: "event name holds a character other than letters, digits, _, - and ."}
 		}
 		k := transitionKey{t.From, t.Event}
 		if _, dup := l.next[k]; dup {

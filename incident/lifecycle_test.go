@@ -262,6 +262,17 @@ func TestNewLifecycleErrors(t *testing.T) {
 		{name: "duplicate from and event", initial: a, states: []incident.State{a, b, c},
 			ts:      []incident.Transition{{a, go1, b}, {a, "other", c}, {a, go1, c}},
 			wantRow: incident.Transition{a, go1, c}, reason: "duplicate"},
+		// Names print raw in the diagrams: a quote or a line break would
+		// break them, or forge an edge.
+		{name: "state name with a quote", initial: a, states: []incident.State{a, `b" -> "a`},
+			ts: []incident.Transition{{a, go1, `b" -> "a`}}, reason: "state name"},
+		{name: "state name with a space", initial: a, states: []incident.State{a, "b c"},
+			ts: []incident.Transition{{a, go1, "b c"}}, reason: "state name"},
+		{name: "event name with a line break", initial: a, states: []incident.State{a, b},
+			ts: []incident.Transition{{a, "go\n    b --> a: x", b}}, wantRow: incident.Transition{a, "go\n    b --> a: x", b},
+			reason: "event name"},
+		{name: "event name with a control character", initial: a, states: []incident.State{a, b},
+			ts: []incident.Transition{{a, "go\x1b", b}}, wantRow: incident.Transition{a, "go\x1b", b}, reason: "event name"},
 		{name: "duplicate identical row", initial: a, states: []incident.State{a, b},
 			ts:      []incident.Transition{{a, go1, b}, {a, go1, b}},
 			wantRow: incident.Transition{a, go1, b}, reason: "duplicate"},

@@ -1,17 +1,20 @@
 package incident
 
 import (
-	"context"
 	"errors"
 	"math"
 	"math/rand/v2"
-	"runtime/debug"
 	"time"
 )
 
 // Policy says how a plugin call (a containment action, a delivery, an
 // investigation) is attempted. Every zero field has a documented default,
 // so the zero Policy is a sensible one.
+//
+// The policy is the only retry layer of a call: a plugin makes one try per
+// call and reports how it failed. An error marked with Permanent is not
+// retried; one marked with RetryAfter is retried after the delay it
+// carries instead of the backoff below.
 type Policy struct {
 	// Attempts is the most calls made, the first included. 0 means 3;
 	// 1 means no retry.
@@ -70,105 +73,13 @@ func (p Policy) Delay(n int) time.Duration {
 // fits in a time.Duration.
 const maxDelayBase = time.Duration(math.MaxInt64 / 6 * 5)
 
-// Outcome is the result of Policy.Do.
-type Outcome struct {
-	Attempts int   // calls made
-	Err      error // nil on success; otherwise the last error (see Do)
-}
-
-// Do calls fn until it succeeds, returns an error marked Permanent, or the
-// policy's attempts are spent, waiting Delay between attempts. Each call
-// gets its 1-based attempt number and a fresh context with the policy's
-// Timeout, derived from ctx.
-//
-// A call that panics is recovered into a *PanicError (with the stack) and
-// counts as a failed attempt; so does one that outlives its timeout, as a
-// *TimeoutError, even if fn ignores its context (Do stops waiting for it;
-// the goroutine running fn ends when fn returns). When ctx ends, Do stops
-// and returns ctx's cause joined with the last error. Do never panics.
-func (p Policy) Do(ctx context.Context, fn func(ctx context.Context, attempt int) error) Outcome {
-	return p.DoUntil(ctx, nil, fn)
-}
-
-// ErrStopped is joined into DoUntil's error when stop closed before the
-// policy was spent: the work is unfinished, not failed.
+// ErrStopped is joined into the error of a call the library stopped
+// retrying for a graceful shutdown (containment.Runner.Stop, Orchestrator.Run
+// ending) before its policy was spent: the work is unfinished, not failed.
 var ErrStopped = errors.New("stopped before the retry policy was spent")
 
-// DoUntil is Do with a second way to stop, for graceful shutdown: once stop
-// is closed, no further attempt starts and a wait between attempts ends at
-// once, with ErrStopped joined to the last error; an attempt in flight is
-// not interrupted by stop, only by ctx and its timeout. A nil stop never
-// closes.
-func (p Policy) DoUntil(ctx context.Context, stop <-chan struct{}, fn func(ctx context.Context, attempt int) error) Outcome {
-	p = p.Defaults()
-	var last error
-	for attempt := 1; ; attempt++ {
-		if err := context.Cause(ctx); err != nil {
-			return Outcome{Attempts: attempt - 1, Err: errors.Join(err, last)}
-		}
-		select {
-		case <-stop:
-			return Outcome{Attempts: attempt - 1, Err: errors.Join(ErrStopped, last)}
-		default:
-		}
-		last = Call(ctx, p.Timeout, func(ctx context.Context) error { return fn(ctx, attempt) })
-		if last == nil {
-			return Outcome{Attempts: attempt}
-		}
-		if IsPermanent(last) || attempt >= p.Attempts {
-			return Outcome{Attempts: attempt, Err: last}
-		}
-		t := time.NewTimer(p.Delay(attempt))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return Outcome{Attempts: attempt, Err: errors.Join(context.Cause(ctx), last)}
-		case <-stop:
-			t.Stop()
-			return Outcome{Attempts: attempt, Err: errors.Join(ErrStopped, last)}
-		case <-t.C:
-		}
-	}
-}
-
-// Call runs fn once with a context that ends after timeout (no limit when
-// timeout <= 0), recovering a panic into a *PanicError and giving up on a
-// call that outlives the timeout with a *TimeoutError. fn runs on its own
-// goroutine, which ends when fn returns: after a timeout that goroutine may
-// still be running, so a plugin that ignores its context can overlap with
-// the next attempt and must guard what it shares.
-func Call(ctx context.Context, timeout time.Duration, fn func(ctx context.Context) error) error {
-	cctx, cancel := ctx, context.CancelFunc(func() {})
-	if timeout > 0 {
-		cctx, cancel = context.WithTimeout(ctx, timeout)
-	}
-	defer cancel()
-	done := make(chan error, 1)
-	go func() {
-		defer func() {
-			if v := recover(); v != nil {
-				done <- &PanicError{Value: v, Stack: debug.Stack()}
-			}
-		}()
-		done <- fn(cctx)
-	}()
-	select {
-	case err := <-done:
-		if err != nil && cctx.Err() == context.DeadlineExceeded && ctx.Err() == nil &&
-			errors.Is(err, context.DeadlineExceeded) {
-			return &TimeoutError{After: timeout}
-		}
-		return err
-	case <-cctx.Done():
-		if ctx.Err() != nil {
-			return context.Cause(ctx)
-		}
-		return &TimeoutError{After: timeout}
-	}
-}
-
 // Permanent marks err as not worth retrying (a 4xx answer, a key that does
-// not exist): Policy.Do stops at it. errors.Is and errors.As see through the
+// not exist): the policy's retries stop at it. errors.Is and errors.As see through the
 // mark to err. Permanent(nil) is nil.
 func Permanent(err error) error {
 	if err == nil {
@@ -207,3 +118,56 @@ type permanentError struct{ err error }
 
 func (e *permanentError) Error() string { return e.err.Error() }
 func (e *permanentError) Unwrap() error { return e.err }
+
+// RetryAfter marks err as worth retrying, but not before d: the policy
+// waits d after the failed attempt instead of its backoff, as a receiver's
+// Retry-After header asks (Temporal's NextRetryDelay). The wait is not
+// capped by MaxBackoff; it is bounded by the caller's context, which is
+// the step's timeout for the orchestrator: when d would end after that
+// deadline, no further attempt is made and the error is returned at once.
+// The wait still counts as one of the policy's Attempts.
+//
+// errors.Is and errors.As see through the mark to err. RetryAfter(nil, d)
+// is nil, and d <= 0 returns err unmarked (the backoff applies). A
+// permanent error stays permanent: Permanent wins over RetryAfter.
+func RetryAfter(err error, d time.Duration) error {
+	if err == nil || d <= 0 {
+		return err
+	}
+	return &retryAfterError{err: err, after: d}
+}
+
+// RetryDelay returns the delay err was marked with by RetryAfter, itself
+// or in an error it wraps, and whether there is one. When several parts of
+// a joined error carry a delay (several routes of a fan-out, say), the
+// longest is returned, so that every one of them is honoured.
+func RetryDelay(err error) (time.Duration, bool) {
+	var d time.Duration
+	found := false
+	for err != nil {
+		switch e := err.(type) {
+		case *retryAfterError:
+			return e.after, true
+		case interface{ Unwrap() []error }:
+			for _, p := range e.Unwrap() {
+				if pd, ok := RetryDelay(p); ok {
+					d, found = max(d, pd), true
+				}
+			}
+			return d, found
+		case interface{ Unwrap() error }:
+			err = e.Unwrap()
+		default:
+			return d, found
+		}
+	}
+	return d, found
+}
+
+type retryAfterError struct {
+	err   error
+	after time.Duration
+}
+
+func (e *retryAfterError) Error() string { return e.err.Error() }
+func (e *retryAfterError) Unwrap() error { return e.err }

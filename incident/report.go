@@ -22,7 +22,7 @@ const none = "—"
 // chart; the table after the chart has every entry in full.
 const mermaidTextMax = 60
 
-// Report renders the incident as a Markdown post-incident report: a
+// Markdown renders the incident as a Markdown post-incident report: a
 // summary, the response times, the notification clocks and milestones, the
 // impact and the notify decision, the containment actions with their
 // approvals, the customer notices, the recommendations, the corrective and
@@ -39,13 +39,20 @@ const mermaidTextMax = 60
 // The report shows what the record holds and nothing else. The record never
 // holds a credential (only its fingerprint), so the report is safe to
 // publish internally; it does name customers, responders and the data
-// categories exposed, so treat it as confidential. Text from the record is
-// escaped so that it cannot break the Markdown: table cells escape "|",
-// newlines become spaces, "<" is written as an entity, and multi-line
-// details (panic stacks) show their first line only.
+// categories exposed, so treat it as confidential. Every value from the
+// record is escaped where it is printed, in headings, paragraphs, lists and
+// table cells alike, so that it reads as the text it is and cannot add
+// structure, links or HTML: the Markdown metacharacters \ ` * _ [ ] < > | #
+// ~ & are backslash-escaped ("<" is written "&lt;"; "_" only where it could
+// start or end emphasis), a character that would open a block at the start
+// of a line (-, +, =, "1.") is escaped, line breaks and tabs become spaces,
+// other control characters, line and paragraph separators and
+// bidirectional formatting characters are written as their code point
+// ("U+001B"), and multi-line details (panic stacks) show their first line
+// only. The timeline chart gets the same treatment for Mermaid.
 //
-// Report of a nil incident is "".
-func (inc *Incident) Report() string {
+// Markdown of a nil incident is "".
+func (inc *Incident) Markdown() string {
 	if inc == nil {
 		return ""
 	}
@@ -195,7 +202,7 @@ func (r *reportWriter) deadlines() {
 	} else {
 		var rows [][]string
 		for _, d := range inc.Deadlines {
-			start := mdText(string(d.Start))
+			start := string(d.Start)
 			if d.StartedAt.IsZero() {
 				start += " (not reached)"
 			} else {
@@ -271,7 +278,7 @@ func (r *reportWriter) impact() {
 			}
 		}
 		r.line()
-		r.line("**Impact:** ", orText(im.Summary, "no summary recorded"))
+		r.line("**Impact:** ", impactText(im))
 	} else {
 		r.line("Impact not assessed: no investigation recorded.")
 	}
@@ -292,6 +299,25 @@ func (r *reportWriter) impact() {
 	r.line()
 	r.line("- **Reason:** ", orText(d.Reason, "not recorded"))
 	r.line("- **Decided by:** ", orNone(mdText(d.By)), " at ", reportTime(d.At))
+}
+
+// impactText is the whole impact on one line: the summary, completed by the
+// data categories when it leads into them (ends with ":"), and what was
+// affected, counted.
+func impactText(im Impact) string {
+	var cats []string
+	for _, d := range im.Data {
+		cats = append(cats, d.Describe())
+	}
+	s := orText(im.Summary, "No summary recorded.")
+	if strings.HasSuffix(s, ":") {
+		if len(cats) == 0 {
+			s += " none identified."
+		} else {
+			s += " " + mdText(strings.Join(cats, ", ")) + "."
+		}
+	}
+	return s + " Affected: " + plural(len(im.Customers), "customer") + ", " + plural(len(im.Data), "data category") + "."
 }
 
 // customerName is a customer's ID (or email, the orchestrator's recipient
@@ -574,41 +600,87 @@ func firstLine(s string) (string, bool) {
 	return strings.TrimSpace(s), false
 }
 
-var (
-	// mdEscaper makes record text inert inline Markdown on one line:
-	// backslashes stay literal, "<" cannot open HTML, line breaks become
-	// spaces.
-	mdEscaper = strings.NewReplacer(`\`, `\\`, "<", "&lt;", "\r\n", " ", "\r", " ", "\n", " ")
-	// cellEscaper is mdEscaper plus "|", which would end a table cell.
-	cellEscaper = strings.NewReplacer(`\`, `\\`, "<", "&lt;", "\r\n", " ", "\r", " ", "\n", " ", "|", `\|`)
-)
+// escapeInline makes record text inert inline Markdown on one line (see
+// Markdown): metacharacters are backslash-escaped, line breaks and tabs
+// become spaces, and characters that are invisible or would reorder the
+// line are written as their code point. Invalid UTF-8 becomes U+FFFD.
+func escapeInline(s string) string {
+	var b strings.Builder
+	b.Grow(len(s))
+	prev := rune(-1)
+	for i, r := range s {
+		switch {
+		case r == '\n' && prev == '\r':
+			// "\r\n" is one line break, already written
+		case r == '\r' || r == '\n' || r == '\t':
+			b.WriteByte(' ')
+		case r == '<':
+			b.WriteString("&lt;")
+		case r == '_':
+			next, _ := utf8.DecodeRuneInString(s[i+1:])
+			if !isWordRune(prev) || !isWordRune(next) {
+				b.WriteByte('\\')
+			}
+			b.WriteByte('_')
+		case r < utf8.RuneSelf && strings.IndexByte("\\`*[]>|#~&", byte(r)) >= 0:
+			b.WriteByte('\\')
+			b.WriteByte(byte(r))
+		case badIdentRune(r):
+			fmt.Fprintf(&b, "U+%04X", r)
+		default:
+			b.WriteRune(r)
+		}
+		prev = r
+	}
+	return b.String()
+}
 
-// mdText escapes record text for one line of Markdown outside a table. A
-// leading character that would start a block (heading, quote, list) is
-// escaped.
+// isWordRune reports whether r is a letter or digit: an "_" between two of
+// them cannot start or end emphasis.
+func isWordRune(r rune) bool { return unicode.IsLetter(r) || unicode.IsDigit(r) }
+
+// mdText escapes record text for Markdown (see escapeInline). A leading
+// character that would start a block (list, setext heading, ordered list)
+// is escaped too, so the text may begin a line.
 func mdText(s string) string {
-	s = strings.TrimSpace(mdEscaper.Replace(s))
-	if s != "" && strings.ContainsRune("#>-+*=", rune(s[0])) {
-		s = `\` + s
+	s = strings.TrimSpace(escapeInline(s))
+	if s != "" && strings.ContainsRune("-+=", rune(s[0])) {
+		return `\` + s
+	}
+	if i := strings.IndexFunc(s, func(r rune) bool { return r < '0' || r > '9' }); i > 0 && (s[i] == '.' || s[i] == ')') {
+		return s[:i] + `\` + s[i:]
 	}
 	return s
 }
 
-// cell escapes record text for a Markdown table cell: "|" becomes "\|",
-// line breaks spaces; an empty cell reads "—".
+// cell escapes record text for a Markdown table cell like mdText; an empty
+// cell reads "—".
 func cell(s string) string {
 	if s == none {
 		return s
 	}
-	return orNone(strings.TrimSpace(cellEscaper.Replace(s)))
+	return orNone(mdText(s))
 }
 
 // mermaidText makes s safe as one Mermaid timeline event (or title): one
-// line, no "%%" (a comment), and no ":" followed by a space or the end of
+// line, no control or bidirectional formatting character (each becomes
+// U+FFFD), no "<" or ">" (Mermaid renders labels as HTML; they become
+// "‹" and "›"), no "%%" (a comment), and no ":" followed by a space or the end of
 // the text (which would start another event); such colons (a run of them)
 // become " -". Other colons, as in "sha256:ab" or a URL, are kept.
 func mermaidText(s string) string {
 	s, _ = firstLine(s)
+	s = strings.Map(func(r rune) rune {
+		switch {
+		case r == '<':
+			return '‹' // Mermaid renders labels as HTML
+		case r == '>':
+			return '›'
+		case r != '\t' && badIdentRune(r):
+			return '\ufffd'
+		}
+		return r
+	}, s)
 	for strings.Contains(s, "%%") {
 		s = strings.ReplaceAll(s, "%%", "%")
 	}

@@ -215,10 +215,10 @@ func TestReportGolden(t *testing.T) {
 	require.NoError(t, inc.Timeline.Verify())
 	orig := inc.Clone()
 
-	got := inc.Report()
+	got := inc.Markdown()
 	assert.Equal(t, orig, inc, "Report must not change the incident")
 	for range 20 { // maps (attributes, milestones) iterate in random order
-		require.Equal(t, got, inc.Report(), "Report must be deterministic")
+		require.Equal(t, got, inc.Markdown(), "Markdown must be deterministic")
 	}
 	golden(t, "report.md", got)
 
@@ -242,7 +242,7 @@ func TestReportSignalOnly(t *testing.T) {
 	}
 	inc.Timeline.Append(incident.Entry{At: at, Actor: incident.ActorSystem, Type: incident.EntrySignal})
 	var got string
-	require.NotPanics(t, func() { got = inc.Report() })
+	require.NotPanics(t, func() { got = inc.Markdown() })
 
 	for _, want := range []string{
 		"# Incident inc_0002: apikey.compromised\n",
@@ -271,7 +271,7 @@ func TestReportSignalOnly(t *testing.T) {
 	checkMermaid(t, got)
 
 	// Nothing at all: still a report, not a panic.
-	require.NotPanics(t, func() { got = (&incident.Incident{}).Report() })
+	require.NotPanics(t, func() { got = (&incident.Incident{}).Markdown() })
 	assert.Contains(t, got, "# Incident —\n")
 	assert.Contains(t, got, "No timeline entries recorded.")
 	assert.Contains(t, got, "Timeline empty: nothing to verify.")
@@ -280,20 +280,20 @@ func TestReportSignalOnly(t *testing.T) {
 	checkMarkdownTables(t, got)
 
 	var nilInc *incident.Incident
-	assert.Empty(t, nilInc.Report())
+	assert.Empty(t, nilInc.Markdown())
 }
 
 func TestReportTamperedTimeline(t *testing.T) {
 	inc := reportIncident()
 	inc.Timeline[14].Detail = "notice to customer \"acct_9\" via email sent"
-	got := inc.Report()
+	got := inc.Markdown()
 	assert.Contains(t, got, "## Integrity\n\n**Timeline verification failed:** incident: timeline tampered at entry 14: "+
 		"hash does not match the entry, its position or the one before\n")
 	assert.NotContains(t, got, "Timeline verified")
 
 	inc = reportIncident()
 	inc.Timeline = append(inc.Timeline[:3:3], inc.Timeline[4:]...) // an entry removed
-	assert.Contains(t, inc.Report(), "**Timeline verification failed:** incident: timeline tampered at entry 3:")
+	assert.Contains(t, inc.Markdown(), "**Timeline verification failed:** incident: timeline tampered at entry 3:")
 }
 
 func TestReportEscaping(t *testing.T) {
@@ -307,12 +307,12 @@ func TestReportEscaping(t *testing.T) {
 		Tasks:      []incident.Task{{ID: "t1", Title: `back\slash | pipe`, Note: "a\nb"}},
 	}
 	inc.Timeline.Append(incident.Entry{Actor: "sys|tem", Type: incident.EntryNote, Detail: "a | b: c\nd | e"})
-	got := inc.Report()
+	got := inc.Markdown()
 	for _, want := range []string{
-		`# Incident inc|3: test`,
-		`| Attributes | a=&lt;script>alert(1)&lt;/script>, b=x\|y |`,
+		`# Incident inc\|3: test`,
+		`| Attributes | a=&lt;script\>alert(1)&lt;/script\>, b=x\|y |`,
 		`| Summary | line one \| with a pipe line two line three |`,
-		"line one | with a pipe line two line three\n", // a paragraph: "|" needs no escape
+		"line one \\| with a pipe line two line three\n",
 		`| revoke\|all | failed | 3 | not required | — | boom \| bang |`,
 		`**Escalated** to a person from containing at —: \# not a heading`,
 		`| back\\slash \| pipe (t1) | no | no | — | — | a b |`,
@@ -337,8 +337,28 @@ func TestReportCell(t *testing.T) {
 		{"  padded\n", "padded"},
 		{`a\|b`, `a\\\|b`},
 		{`C:\temp`, `C:\\temp`},
-		{"<b>bold</b>", "&lt;b>bold&lt;/b>"},
+		{"<b>bold</b>", "&lt;b\\>bold&lt;/b\\>"},
 		{"Zürich ✓", "Zürich ✓"},
+		{"# heading", `\# heading`},
+		{"[link](https://evil.example)", `\[link\](https://evil.example)`},
+		{"![img](x)", `!\[img\](x)`},
+		{"*bold* `code` ~~gone~~", "\\*bold\\* \\`code\\` \\~\\~gone\\~\\~"},
+		{"_em_ key_42 a_ _b", `\_em\_ key_42 a\_ \_b`},
+		{"&amp; &lt;", `\&amp; \&lt;`},
+		{"- item", `\- item`},
+		{"+ item", `\+ item`},
+		{"=== ", `\===`},
+		{"1. first", `1\. first`},
+		{"12) twelfth", `12\) twelfth`},
+		{"v1.2 is fine", "v1.2 is fine"},
+		{"esc\x1b[31mred", "escU+001B\\[31mred"},
+		{"bell\a nul\x00 del\x7f", "bellU+0007 nulU+0000 delU+007F"},
+		{"c1\u009b", "c1U+009B"},
+		{"ls\u2028ps\u2029", "lsU+2028psU+2029"},
+		{"key_\u202egnp.exe", `key\_U+202Egnp.exe`},
+		{"iso\u2066late\u2069", "isoU+2066lateU+2069"},
+		{"tab\there", "tab here"},
+		{"bad \xff byte", "bad \ufffd byte"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
@@ -362,6 +382,8 @@ func TestReportMermaidText(t *testing.T) {
 		{"50%% done %%%", "50% done %"},
 		{"first line\nsecond: line", "first line"},
 		{"# hash", "# hash"},
+		{"esc\x1b[2J bell\a", "esc\ufffd[2J bell\ufffd"},
+		{"bidi\u202eover", "bidi\ufffdover"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
@@ -393,13 +415,13 @@ func TestReportApprovalsAndDecisions(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			inc := &incident.Incident{ID: "i", Actions: []incident.ActionRecord{{Name: "block", Status: incident.ActionAwaiting, Approval: tt.a}}}
-			assert.Contains(t, inc.Report(), tt.want)
+			assert.Contains(t, inc.Markdown(), tt.want)
 		})
 	}
 
 	inc := &incident.Incident{ID: "i", Decision: &incident.Decision{Reason: "the investigation found no customer data affected",
 		By: incident.ActorSystem, At: at}}
-	got := inc.Report()
+	got := inc.Markdown()
 	assert.Contains(t, got, "**Decision:** do not notify customers\n")
 	assert.Contains(t, got, "- **Reason:** the investigation found no customer data affected\n")
 	assert.Contains(t, got, "- **Decided by:** system at 2026-03-02 09:00:00 UTC\n")
@@ -520,5 +542,131 @@ func assertMermaidEvent(t *testing.T, text string) {
 			ok := i+1 < len(text) && !unicode.IsSpace(rune(text[i+1]))
 			assert.True(t, ok, "a colon followed by a space or at the end starts a new event: %q", text)
 		}
+	}
+}
+
+// Hostile text anywhere in the record (identifiers the orchestrator did not
+// validate, an investigator's findings, a person's note) reaches the report
+// as text: no raw control character, and no "|", "#", "[", "]", "*", "`" or
+// "<" that is not escaped, in any heading, paragraph, list item or table
+// cell.
+func TestReportEscapesEveryValue(t *testing.T) {
+	const evil = "x\x1b[31m|#[link](http://e.example)*`<b>\a\x00\u202e\r\n## forged"
+	at := time.Date(2026, time.March, 2, 9, 0, 0, 0, time.UTC)
+	inc := &incident.Incident{
+		ID: "inc" + evil, Kind: "k" + evil, Subject: "s" + evil, Account: "a" + evil, DedupKey: "d" + evil,
+		Severity: incident.SeverityHigh, State: incident.StateEscalated, Summary: "sum" + evil,
+		Attributes: map[string]string{"k" + evil: "v" + evil},
+		DetectedAt: at,
+		Signals: incident.SignalSummary{Count: 1, FirstSeen: at, LastSeen: at, Samples: []incident.SignalSample{
+			{At: at, Source: "src" + evil, Severity: incident.SeverityHigh, Summary: "sample" + evil}}},
+		Investigation: &incident.Investigation{At: at, Attempts: 1, Findings: incident.Findings{
+			RootCause: "root" + evil, Summary: "findings" + evil, Notes: []string{"note" + evil},
+			Impact: incident.Impact{
+				Customers: []incident.Customer{{ID: "c" + evil, Name: "name" + evil}},
+				Data:      []incident.DataCategory{incident.DataCategory("data" + evil)},
+				Summary:   "impact" + evil,
+			}}},
+		Decision: &incident.Decision{Notify: true, Reason: "reason" + evil, By: "by" + evil, At: at, Override: true},
+		Actions: []incident.ActionRecord{{Name: "act" + evil, Status: incident.ActionFailed, LastError: "err" + evil,
+			Approval: &incident.Approval{RequestedAt: at, DecidedAt: at, By: "appr" + evil, Note: "why" + evil}}},
+		Deliveries: []incident.Delivery{{Recipient: "c" + evil, Channel: "ch" + evil, Status: incident.DeliveryFailed,
+			IdempotencyKey: "key" + evil, LastError: "derr" + evil}},
+		Tasks: []incident.Task{{ID: "t" + evil, Title: "title" + evil, Mandatory: true, DoneBy: "by" + evil, Note: "n" + evil}},
+		Deadlines: []incident.Deadline{{Name: "clock" + evil, Start: incident.Milestone("m" + evil),
+			Stop: incident.Milestone("stop" + evil), PauseReason: "pause" + evil, LateReason: "late" + evil, Status: incident.DeadlineLate}},
+		Milestones:      map[incident.Milestone]time.Time{incident.Milestone("ms" + evil): at},
+		Recommendations: []string{"rec" + evil},
+		Escalation:      &incident.Escalation{From: incident.State("st" + evil), Reason: "esc" + evil, At: at},
+		Dismissal:       &incident.Dismissal{By: "dis" + evil, Reason: "dreason" + evil, At: at},
+	}
+	inc.Timeline.Append(incident.Entry{At: at, Actor: "actor" + evil, Type: incident.EntryNote, Detail: "detail" + evil})
+	inc.Timeline.Append(incident.Entry{At: at, Actor: "actor" + evil, Type: incident.EntryTransition,
+		From: incident.State("f" + evil), To: incident.State("t" + evil), Event: incident.Event("e" + evil), Detail: "why" + evil})
+
+	got := inc.Markdown()
+
+	for i, r := range got {
+		if r != '\n' && (unicode.IsControl(r) || r == '\u202e') {
+			t.Fatalf("raw control character %U at byte %d", r, i)
+		}
+	}
+	chart, rest := splitMermaid(got)
+	assert.NotContains(t, rest, "## forged", "a value cannot open a heading")
+	assert.NotContains(t, rest, "[link](", "a value cannot make a link")
+	assert.NotContains(t, chart, "<", "nor HTML in the chart's labels")
+	assert.Contains(t, got, `xU+001B\[31m\|\#\[link\](http://e.example)\*\`+"`"+`&lt;b\>U+0007U+0000U+202E \#\# forged`,
+		"the text is all there, escaped")
+	lines := strings.Split(rest, "\n")
+	for n, line := range lines {
+		if n+1 < len(lines) && strings.HasPrefix(lines[n+1], "|---") {
+			continue // a table's header: the report's own words
+		}
+		body := line
+		switch {
+		case strings.HasPrefix(line, "| "), strings.HasPrefix(line, "|---"):
+			body = strings.TrimSuffix(strings.TrimPrefix(line, "| "), " |")
+			body = strings.ReplaceAll(body, " | ", "") // the table's own separators
+		case strings.HasPrefix(line, "## "), strings.HasPrefix(line, "# "):
+			body = line[strings.IndexByte(line, ' ')+1:]
+		}
+		if strings.HasPrefix(line, "|---") {
+			continue
+		}
+		body = strings.ReplaceAll(body, "**", "") // the report's own emphasis; an escaped "*" is "\\*"
+		for i := 0; i < len(body); i++ {
+			switch body[i] {
+			case '\\':
+				i++ // an escape and what it escapes
+			case '|', '#', '[', ']', '*', '`', '<', '~':
+				t.Errorf("line %d: unescaped %q at %d: %s", n+1, body[i], i, line)
+			}
+		}
+	}
+	checkMarkdownTables(t, got)
+	checkMermaid(t, got)
+}
+
+// splitMermaid returns the mermaid block of a report and the rest.
+func splitMermaid(md string) (chart, rest string) {
+	before, after, ok := strings.Cut(md, "```mermaid\n")
+	if !ok {
+		return "", md
+	}
+	chart, after, _ = strings.Cut(after, "```\n")
+	return chart, before + after
+}
+
+// Regression: the Impact line printed only the summary's lead-in ("...the
+// following data of your account:") and nothing after it. It now shows the
+// whole impact: the categories the lead-in announces and what was affected.
+func TestReportImpactLine(t *testing.T) {
+	impact := func(summary string, customers int, data ...incident.DataCategory) *incident.Incident {
+		im := incident.Impact{Summary: summary, Data: data}
+		for i := range customers {
+			im.Customers = append(im.Customers, incident.Customer{ID: "acct_" + string(rune('1'+i))})
+		}
+		return &incident.Incident{ID: "i", Investigation: &incident.Investigation{Findings: incident.Findings{Impact: im}}}
+	}
+	tests := []struct {
+		name string
+		inc  *incident.Incident
+		want string
+	}{
+		{"a lead-in gets its list", impact("The third party could read the following data of your account:", 1,
+			incident.DataConversion, incident.DataCampaignReports),
+			"**Impact:** The third party could read the following data of your account: conversion data, campaign reports. " +
+				"Affected: 1 customer, 2 data categories.\n"},
+		{"a lead-in without data", impact("The following data was exposed:", 0),
+			"**Impact:** The following data was exposed: none identified. Affected: 0 customers, 0 data categories.\n"},
+		{"a sentence", impact("Campaign reports of two accounts were read.", 2, incident.DataCampaignReports),
+			"**Impact:** Campaign reports of two accounts were read. Affected: 2 customers, 1 data category.\n"},
+		{"no summary", impact("", 1, incident.DataAPIAccess),
+			"**Impact:** No summary recorded. Affected: 1 customer, 1 data category.\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Contains(t, tt.inc.Markdown(), tt.want)
+		})
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -147,6 +148,33 @@ func TestSignalValidateBadField(t *testing.T) {
 		{name: "credential in Account", mod: func(s *incident.Signal) { s.Account = "x" + canary }, field: "Account"},
 		{name: "credential in DedupKey", mod: func(s *incident.Signal) { s.DedupKey = "k/" + canary }, field: "DedupKey"},
 		{name: "credential in Kind", mod: func(s *incident.Signal) { s.Kind = canary }, field: "Kind"},
+		// Kinds may not hold "/": derived keys of two kinds could collide.
+		{name: "slash in Kind", mod: func(s *incident.Signal) { s.Kind = "github/secret" }, field: "Kind"},
+		// Identifiers reject control, separator and bidi formatting characters.
+		{name: "ESC in Kind", mod: func(s *incident.Signal) { s.Kind = "apikey\x1b[31m" }, field: "Kind"},
+		{name: "DEL in Kind", mod: func(s *incident.Signal) { s.Kind = "apikey\x7f" }, field: "Kind"},
+		{name: "ESC in Subject", mod: func(s *incident.Signal) { s.Subject = "key\x1b[2J" }, field: "Subject"},
+		{name: "BEL in Subject", mod: func(s *incident.Signal) { s.Subject = "key\a" }, field: "Subject"},
+		{name: "NUL in Subject", mod: func(s *incident.Signal) { s.Subject = "key\x00" }, field: "Subject"},
+		{name: "CR LF in Subject", mod: func(s *incident.Signal) { s.Subject = "key\r\n# Forged heading" }, field: "Subject"},
+		{name: "tab in Subject", mod: func(s *incident.Signal) { s.Subject = "key\t1" }, field: "Subject"},
+		{name: "C1 control in Subject", mod: func(s *incident.Signal) { s.Subject = "key\u009b" }, field: "Subject"},
+		{name: "line separator in Subject", mod: func(s *incident.Signal) { s.Subject = "key\u2028" }, field: "Subject"},
+		{name: "paragraph separator in DedupKey", mod: func(s *incident.Signal) { s.DedupKey = "k\u2029" }, field: "DedupKey"},
+		{name: "bidi override in Subject", mod: func(s *incident.Signal) { s.Subject = "key_\u202egnp.exe" }, field: "Subject"},
+		{name: "bidi embedding in Account", mod: func(s *incident.Signal) { s.Account = "acct\u202a" }, field: "Account"},
+		{name: "bidi isolate in Source", mod: func(s *incident.Signal) { s.Source = "scanner\u2066" }, field: "Source"},
+		{name: "pop directional isolate in Source", mod: func(s *incident.Signal) { s.Source = "scanner\u2069" }, field: "Source"},
+		{name: "NUL in DedupKey", mod: func(s *incident.Signal) { s.DedupKey = "k\x00" }, field: "DedupKey"},
+		{name: "ESC in an attribute key", mod: func(s *incident.Signal) { s.Attributes["re\x1bgion"] = "v" }, field: "Attributes"},
+		{name: "bidi in an attribute key", mod: func(s *incident.Signal) { s.Attributes["re\u202egion"] = "v" }, field: "Attributes"},
+		// Free text rejects control characters other than tab and newline.
+		{name: "ESC in Summary", mod: func(s *incident.Signal) { s.Summary = "found \x1b]0;pwned\a" }, field: "Summary"},
+		{name: "CR in Summary", mod: func(s *incident.Signal) { s.Summary = "line\r\nline" }, field: "Summary"},
+		{name: "NUL in Summary", mod: func(s *incident.Signal) { s.Summary = "a\x00b" }, field: "Summary"},
+		{name: "C1 control in Summary", mod: func(s *incident.Signal) { s.Summary = "a\u0085b" }, field: "Summary"},
+		{name: "BEL in an attribute value", mod: func(s *incident.Signal) { s.Attributes["region"] = "eu\a" }, field: "Attributes[region]"},
+		{name: "CR LF in an attribute value", mod: func(s *incident.Signal) { s.Attributes["region"] = "eu\r\n| x |" }, field: "Attributes[region]"},
 		{name: "credential too long", mod: func(s *incident.Signal) {
 			s.Credential = incident.NewSecret(strings.Repeat("c", incident.MaxCredentialLen+1))
 		}, field: "Credential"},
@@ -269,4 +297,92 @@ func TestFieldErrorIs(t *testing.T) {
 	assert.NotErrorIs(t, fe, incident.ErrInvalidIncident)
 	assert.Nil(t, fe.Unwrap())
 	assert.Equal(t, "incident: invalid signal: Kind: required", fe.Error())
+}
+
+// Free text keeps tab and newline; identifiers may hold any other printable
+// Unicode.
+func TestSignalValidateAcceptsPrintableText(t *testing.T) {
+	s := validSignal()
+	s.Summary = "found in\ta commit:\n  line 2"
+	s.Attributes["note"] = "first\nsecond\tcolumn"
+	s.Subject = "clé_42 — ключ"
+	s.Account = "acct/7"
+	assert.NoError(t, s.Validate())
+	assert.True(t, incident.SignalFastPath(&incident.Signal{Kind: "k", Subject: "clé", Summary: "a\tb\nc",
+		Severity: incident.SeverityLow}))
+}
+
+// Derived keys of different kinds never collide: the kind that would have
+// produced the same key is refused.
+func TestDedupKeysDoNotCollideAcrossKinds(t *testing.T) {
+	a := incident.Signal{Kind: "github", Subject: "secret/key_1", Severity: incident.SeverityHigh}
+	b := incident.Signal{Kind: "github/secret", Subject: "key_1", Severity: incident.SeverityHigh}
+	require.NoError(t, a.Validate())
+	assert.Equal(t, "github/secret/key_1", a.Key())
+	err := b.Validate()
+	require.ErrorIs(t, err, incident.ErrInvalidSignal)
+	var fe *incident.FieldError
+	require.ErrorAs(t, err, &fe)
+	assert.Equal(t, "Kind", fe.Field)
+}
+
+func TestSignalValidateAt(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name string
+		at   time.Time
+		ok   bool
+	}{
+		{"zero means now", time.Time{}, true},
+		{"now", now, true},
+		{"an hour ago", now.Add(-time.Hour), true},
+		{"oldest allowed", now.Add(-incident.MaxSignalAge), true},
+		{"just too old", now.Add(-incident.MaxSignalAge - time.Second), false},
+		{"year 1", time.Date(1, 6, 1, 0, 0, 0, 0, time.UTC), false},
+		{"latest allowed", now.Add(incident.MaxClockSkew), true},
+		{"just too new", now.Add(incident.MaxClockSkew + time.Second), false},
+		{"a century ahead", now.AddDate(100, 0, 0), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := validSignal()
+			s.At = tt.at
+			err := s.ValidateAt(now)
+			require.NoError(t, s.Validate(), "Validate does not look at At")
+			if tt.ok {
+				assert.NoError(t, err)
+				return
+			}
+			require.Error(t, err)
+			assert.ErrorIs(t, err, incident.ErrInvalidSignal)
+			assert.ErrorIs(t, err, incident.ErrSignalTime)
+			var fe *incident.FieldError
+			require.ErrorAs(t, err, &fe)
+			assert.Equal(t, "At", fe.Field)
+		})
+	}
+	t.Run("joined with the other problems", func(t *testing.T) {
+		s := validSignal()
+		s.Subject = ""
+		s.At = now.AddDate(100, 0, 0)
+		fields := fieldErrors(s.ValidateAt(now))
+		require.Len(t, fields, 2)
+		assert.Equal(t, "Subject", fields[0].Field)
+		assert.Equal(t, "At", fields[1].Field)
+	})
+}
+
+// Validate's fast path stays allocation-free, for ASCII and for other
+// printable Unicode.
+func TestSignalValidateDoesNotAllocate(t *testing.T) {
+	for _, s := range []incident.Signal{
+		{Kind: "apikey.compromised", Subject: "key_42", Severity: incident.SeverityHigh, Source: "scanner",
+			Summary: "found in a public repository\n", At: time.Now()},
+		{Kind: "apikey.compromised", Subject: "clé_42", Severity: incident.SeverityHigh, Summary: "trouvée — publique"},
+	} {
+		require.True(t, incident.SignalFastPath(&s))
+		assert.Zero(t, testing.AllocsPerRun(100, func() { _ = s.Validate() }))
+		now := time.Now()
+		assert.Zero(t, testing.AllocsPerRun(100, func() { _ = s.ValidateAt(now) }))
+	}
 }

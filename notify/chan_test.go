@@ -9,11 +9,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/breachkit/breach/notify"
+	"github.com/breachkit/breach/notify/internal/sample"
 )
 
 func TestChanDelivers(t *testing.T) {
 	ch := make(chan notify.Message, 1)
-	msg := noticeMessage()
+	msg := sample.Message()
 	require.NoError(t, notify.Chan(ch).Notify(context.Background(), msg))
 	assert.Equal(t, msg, <-ch)
 }
@@ -22,7 +23,7 @@ func TestChanBlocksUntilReceived(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		ch := make(chan notify.Message)
 		done := make(chan error, 1)
-		go func() { done <- notify.Chan(ch).Notify(context.Background(), noticeMessage()) }()
+		go func() { done <- notify.Chan(ch).Notify(context.Background(), sample.Message()) }()
 		synctest.Wait() // Notify is blocked in the send
 		select {
 		case err := <-done:
@@ -30,7 +31,7 @@ func TestChanBlocksUntilReceived(t *testing.T) {
 		default:
 		}
 		got := <-ch
-		assert.Equal(t, noticeMessage().IdempotencyKey, got.IdempotencyKey)
+		assert.Equal(t, sample.Message().IdempotencyKey, got.IdempotencyKey)
 		assert.NoError(t, <-done)
 	})
 }
@@ -48,7 +49,7 @@ func TestChanContextEnds(t *testing.T) {
 				ch := tc.ch()
 				ctx, cancel := context.WithCancel(context.Background())
 				done := make(chan error, 1)
-				go func() { done <- notify.Chan(ch).Notify(ctx, noticeMessage()) }()
+				go func() { done <- notify.Chan(ch).Notify(ctx, sample.Message()) }()
 				synctest.Wait()
 				cancel()
 				assert.ErrorIs(t, <-done, context.Canceled)
@@ -62,7 +63,7 @@ func TestChanNeverSendsAfterContextEnded(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	for range 100 { // a select between two ready cases would pick either
-		require.ErrorIs(t, notify.Chan(ch).Notify(ctx, noticeMessage()), context.Canceled)
+		require.ErrorIs(t, notify.Chan(ch).Notify(ctx, sample.Message()), context.Canceled)
 	}
 	assert.Empty(t, ch)
 }

@@ -7,10 +7,16 @@
 // idempotency key. [FanOut] sends one message through several routes and
 // reports every route's failure.
 //
-// Ready channels: [Webhook] posts signed JSON following the Standard
-// Webhooks specification (receivers check it with [VerifyWebhook]), [Email]
-// sends MIME mail over SMTP with STARTTLS, [Chan] hands messages to a Go
-// channel, and [Log] writes an audit record with log/slog.
+// Ready channels: [Chan] hands messages to a Go channel and [Log] writes an
+// audit record with log/slog. Each wire protocol has its own package:
+// notify/webhook posts signed JSON following the Standard Webhooks
+// specification (and verifies it for receivers), notify/email sends MIME
+// mail over SMTP with STARTTLS.
+//
+// A Notifier makes one attempt per call. The orchestrator's delivery policy
+// (an [incident.Policy]) is the one retry layer: a Notifier marks an error
+// with [incident.Permanent] when retrying is pointless, or with
+// [incident.RetryAfter] when the receiver said when to try again.
 package notify
 
 import (
@@ -21,6 +27,7 @@ import (
 	"sync"
 
 	"github.com/breachkit/breach/incident"
+	"github.com/breachkit/breach/internal/retry"
 )
 
 // Message is one notice to one recipient on one channel.
@@ -59,8 +66,10 @@ func (m Message) clone() Message {
 // Notify must honour ctx (its deadline is the attempt's timeout), must be
 // safe for concurrent use, and should pass msg.IdempotencyKey to its
 // provider: a notice may be handed over more than once (at least once), and
-// the key is how the receiving side drops the repeat. A returned error is
-// retried per the delivery policy unless it is marked with Permanent.
+// the key is how the receiving side drops the repeat. Notify makes one
+// attempt and does not retry: a returned error is retried per the delivery
+// policy unless it is marked with incident.Permanent, after the delay it
+// carries when it is marked with incident.RetryAfter.
 type Notifier interface {
 	Notify(ctx context.Context, msg Message) error
 }
@@ -70,11 +79,6 @@ type Func func(ctx context.Context, msg Message) error
 
 // Notify calls f(ctx, msg).
 func (f Func) Notify(ctx context.Context, msg Message) error { return f(ctx, msg) }
-
-// Permanent marks err as not worth retrying (the address does not exist, the
-// request was refused); it is incident.Permanent, so every plugin kind
-// shares one mark.
-func Permanent(err error) error { return incident.Permanent(err) }
 
 // Route is a named channel: "email", "webhook", "pager".
 type Route struct {
@@ -108,7 +112,7 @@ func FanOut(routes ...Route) Notifier {
 				defer wg.Done()
 				m := msg.clone() // each route may keep its message
 				m.Channel = r.Channel
-				if err := incident.Call(ctx, 0, func(ctx context.Context) error { return r.Notifier.Notify(ctx, m) }); err != nil {
+				if err := retry.Call(ctx, 0, func(ctx context.Context) error { return r.Notifier.Notify(ctx, m) }); err != nil {
 					errs[i] = &RouteError{Channel: r.Channel, Err: err}
 				}
 			}()

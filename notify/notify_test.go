@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/breachkit/breach/incident"
+	"github.com/breachkit/breach/internal/retry"
 	"github.com/breachkit/breach/notify"
 )
 
@@ -236,7 +237,7 @@ func TestFanOutRecoversPanic(t *testing.T) {
 func TestFanOutPermanent(t *testing.T) {
 	errGone := errors.New("no such address")
 	errBusy := errors.New("rate limited")
-	perm := failing(notify.Permanent(errGone))
+	perm := failing(incident.Permanent(errGone))
 	transient := failing(errBusy)
 	ok := &recorder{}
 	tests := []struct {
@@ -270,7 +271,7 @@ func TestFanOutMixedFailureIsRetried(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var pagerCalls atomic.Int32
 		n := notify.FanOut(
-			notify.Route{Channel: "email", Notifier: failing(notify.Permanent(errors.New("no such address")))},
+			notify.Route{Channel: "email", Notifier: failing(incident.Permanent(errors.New("no such address")))},
 			notify.Route{Channel: "pager", Notifier: notify.Func(func(context.Context, notify.Message) error {
 				if pagerCalls.Add(1) < 3 {
 					return errors.New("pager busy")
@@ -279,7 +280,7 @@ func TestFanOutMixedFailureIsRetried(t *testing.T) {
 			})},
 		)
 
-		out := incident.Policy{Attempts: 5}.Do(t.Context(), func(ctx context.Context, _ int) error {
+		out := retry.Do(t.Context(), incident.Policy{Attempts: 5}, nil, func(ctx context.Context, _ int) error {
 			return n.Notify(ctx, sampleMessage())
 		})
 

@@ -13,12 +13,13 @@ import (
 
 	"github.com/breachkit/breach/incident"
 	"github.com/breachkit/breach/notify"
+	"github.com/breachkit/breach/notify/internal/sample"
 )
 
 func TestLogWritesAuditRecord(t *testing.T) {
 	var buf bytes.Buffer
 	logger := slog.New(slog.NewJSONHandler(&buf, nil))
-	msg := noticeMessage()
+	msg := sample.Message()
 	msg.Attempt = 2
 	require.NoError(t, notify.Log(logger, slog.LevelInfo).Notify(context.Background(), msg))
 
@@ -45,9 +46,9 @@ func TestLogWritesAuditRecord(t *testing.T) {
 func TestLogLevel(t *testing.T) {
 	var buf bytes.Buffer
 	logger := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	require.NoError(t, notify.Log(logger, slog.LevelInfo).Notify(context.Background(), noticeMessage()))
+	require.NoError(t, notify.Log(logger, slog.LevelInfo).Notify(context.Background(), sample.Message()))
 	assert.Empty(t, buf.String(), "below the handler's level")
-	require.NoError(t, notify.Log(logger, slog.LevelWarn).Notify(context.Background(), noticeMessage()))
+	require.NoError(t, notify.Log(logger, slog.LevelWarn).Notify(context.Background(), sample.Message()))
 	assert.Contains(t, buf.String(), `"level":"WARN"`)
 }
 

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	htmltemplate "html/template"
+	"slices"
 	"strings"
 	"text/template"
 	"time"
+	"unicode"
 
 	"github.com/breachkit/breach/incident"
 )
@@ -52,6 +54,66 @@ func (n Notice) Greeting() string {
 		return "Dear customer,"
 	}
 	return "Dear " + n.Customer.Name + ","
+}
+
+// cleaned returns n with every text cleaned for a notice (see Render).
+func (n Notice) cleaned() Notice {
+	n.IncidentID, n.Kind = cleanText(n.IncidentID), cleanText(n.Kind)
+	n.Customer = cleanCustomer(n.Customer)
+	n.Summary, n.Sender, n.Contact = cleanText(n.Summary), cleanText(n.Sender), cleanText(n.Contact)
+	n.Impact.Summary = cleanText(n.Impact.Summary)
+	n.Impact.Customers = cleanAll(n.Impact.Customers, cleanCustomer)
+	n.Impact.Data = cleanAll(n.Impact.Data, func(d incident.DataCategory) incident.DataCategory {
+		return incident.DataCategory(cleanText(string(d)))
+	})
+	n.Actions = cleanAll(n.Actions, cleanText)
+	n.Recommendations = cleanAll(n.Recommendations, cleanText)
+	return n
+}
+
+func cleanCustomer(c incident.Customer) incident.Customer {
+	c.ID, c.Name, c.Email = cleanText(c.ID), cleanText(c.Name), cleanText(c.Email)
+	return c
+}
+
+// cleanAll applies clean to a copy of s, or returns s when clean changes
+// nothing (the caller's slice is never written).
+func cleanAll[T comparable](s []T, clean func(T) T) []T {
+	for i, v := range s {
+		if clean(v) != v {
+			out := slices.Clone(s)
+			for j := i; j < len(out); j++ {
+				out[j] = clean(out[j])
+			}
+			return out
+		}
+	}
+	return s
+}
+
+// cleanText returns s with CR and CR LF as newlines and every other control
+// character but tab and newline, line and paragraph separators and
+// bidirectional formatting characters as U+FFFD. It returns s itself when
+// there is nothing to clean.
+func cleanText(s string) string {
+	if strings.IndexFunc(s, unclean) < 0 {
+		return s
+	}
+	s = strings.ReplaceAll(s, "\r\n", "\n")
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r == '\r':
+			return '\n'
+		case unclean(r):
+			return '\ufffd'
+		}
+		return r
+	}, s)
+}
+
+func unclean(r rune) bool {
+	return unicode.IsControl(r) && r != '\t' && r != '\n' || r == '\u2028' || r == '\u2029' ||
+		'\u202a' <= r && r <= '\u202e' || '\u2066' <= r && r <= '\u2069'
 }
 
 // Rendered is a rendered notice.
@@ -110,7 +172,16 @@ func MustTemplate(subject, text, html string) *Template {
 
 // Render executes the template. The subject is one line: new lines are
 // folded to spaces. An execution error matches ErrTemplate.
+//
+// Every text of the notice is cleaned before it is rendered, whatever the
+// template: a CR or CR LF becomes a newline, and any other control
+// character but tab and newline, a line or paragraph separator, or a
+// bidirectional formatting character becomes U+FFFD, so that a value from
+// the record (a customer's name, an investigator's summary) cannot put
+// terminal escapes, hidden text or reordered text into a notice. The HTML
+// part is escaped by html/template besides.
 func (t *Template) Render(n Notice) (Rendered, error) {
+	n = n.cleaned()
 	switch {
 	case !t.Ready():
 		return Rendered{}, fmt.Errorf("%w: not built with NewTemplate", ErrTemplate)

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -305,4 +306,38 @@ func TestGoldenFilesAreNotStale(t *testing.T) {
 		assert.NotContains(t, s, "0001")
 		assert.True(t, strings.HasSuffix(s, "\n"), "%s ends with a newline", name)
 	}
+}
+
+// Values from the record reach a notice as text: no terminal escape, no
+// hidden or reordered text, in the default template or a custom one, in the
+// subject, the text and the HTML.
+func TestRenderCleansControlCharacters(t *testing.T) {
+	const evil = "\x1b]0;owned\a\x00\u202e\u2066\u2028x\r\ny\rz\x7f\u0085"
+	n := notify.Notice{
+		IncidentID: "inc_1" + evil, Kind: "k" + evil, Severity: incident.SeverityHigh,
+		Customer: incident.Customer{ID: "acct" + evil, Name: "Name" + evil},
+		Summary:  "sum" + evil, Sender: "team" + evil, Contact: "sec@example.com" + evil,
+		Impact: incident.Impact{Summary: "imp" + evil, Data: []incident.DataCategory{incident.DataCategory("data" + evil)},
+			Customers: []incident.Customer{{ID: "c" + evil}}},
+		Actions: []string{"act" + evil}, Recommendations: []string{"rec" + evil},
+	}
+	orig := n
+	custom := notify.MustTemplate("{{.Kind}} {{.Customer.Name}}",
+		"{{.IncidentID}} {{.Summary}} {{.Impact.Summary}} {{join .Actions \",\"}} {{join .Recommendations \",\"}} {{.Sender}} {{.Contact}} {{.Customer.ID}} {{range .Impact.Customers}}{{.ID}}{{end}} {{join .DataDescribed \",\"}}",
+		"<p>{{.Summary}} {{.Customer.Name}}</p>")
+	for name, tpl := range map[string]*notify.Template{"default": notify.DefaultTemplate(), "custom": custom} {
+		t.Run(name, func(t *testing.T) {
+			r, err := tpl.Render(n)
+			require.NoError(t, err)
+			for part, text := range map[string]string{"subject": r.Subject, "text": r.Text, "html": r.HTML} {
+				for _, c := range text {
+					if c != '\n' && c != '\t' && (unicode.IsControl(c) || c == '\u202e' || c == '\u2066' || c == '\u2028') {
+						t.Errorf("%s: raw %U in %q", part, c, text)
+					}
+				}
+			}
+			assert.Contains(t, r.Text, "sum\ufffd]0;owned\ufffd\ufffd\ufffd\ufffd\ufffdx\ny\nz\ufffd\ufffd", "a line break stays one")
+		})
+	}
+	assert.Equal(t, orig, n, "the caller's notice is not changed")
 }

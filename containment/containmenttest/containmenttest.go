@@ -12,10 +12,9 @@ import (
 	"context"
 	"errors"
 	"maps"
-	"math/rand/v2"
-	"sync"
 
 	"github.com/breachkit/breach/containment"
+	"github.com/breachkit/breach/internal/fake"
 )
 
 // ErrInjected is the error the failing fakes return when they are given a
@@ -42,11 +41,6 @@ type Call struct {
 	Seq int
 }
 
-type seqKey struct {
-	method Method
-	key    string
-}
-
 // Recorder is a containment.Container and containment.Releaser that
 // records every call, then answers it with Err. Wrap it with Verifying to
 // add a containment.Verifier.
@@ -64,10 +58,7 @@ type Recorder struct {
 	// and do not change it afterwards.
 	Err func(ctx context.Context, c Call) error
 
-	mu      sync.Mutex
-	calls   []Call
-	seq     map[seqKey]int
-	changed chan struct{} // closed and cleared at each call; nil when no one waits
+	log fake.Log[Call]
 }
 
 var (
@@ -86,44 +77,20 @@ func (r *Recorder) Release(ctx context.Context, req containment.Request) error {
 }
 
 func (r *Recorder) do(ctx context.Context, m Method, req containment.Request) error {
-	c := r.record(m, req)
-	if r.Err == nil {
-		return nil
-	}
-	return r.Err(ctx, c)
+	req.Attributes = maps.Clone(req.Attributes)
+	build := func(seq int) Call { return Call{Method: m, Request: req, Seq: seq} }
+	return fake.Reply(ctx, r.Err, r.log.Record(string(m)+" "+req.IdempotencyKey, build, cloneCall))
 }
 
-func (r *Recorder) record(m Method, req containment.Request) Call {
-	req.Attributes = maps.Clone(req.Attributes)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.seq == nil {
-		r.seq = make(map[seqKey]int)
-	}
-	k := seqKey{m, req.IdempotencyKey}
-	r.seq[k]++
-	c := Call{Method: m, Request: req, Seq: r.seq[k]}
-	r.calls = append(r.calls, c)
-	if r.changed != nil {
-		close(r.changed)
-		r.changed = nil
-	}
-	c.Request.Attributes = maps.Clone(req.Attributes) // the caller's copy
+// cloneCall copies what a Call shares: its request's attributes.
+func cloneCall(c Call) Call {
+	c.Request.Attributes = maps.Clone(c.Request.Attributes)
 	return c
 }
 
 // Calls returns every call recorded so far, in the order they arrived. The
 // slice and its requests are copies.
-func (r *Recorder) Calls() []Call {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := make([]Call, len(r.calls))
-	for i, c := range r.calls {
-		c.Request.Attributes = maps.Clone(c.Request.Attributes)
-		out[i] = c
-	}
-	return out
-}
+func (r *Recorder) Calls() []Call { return r.log.Calls(cloneCall) }
 
 // Requests returns the requests of the calls to method m, in order.
 func (r *Recorder) Requests(m Method) []containment.Request {
@@ -146,55 +113,19 @@ func (r *Recorder) Released() []containment.Request { return r.Requests(MethodRe
 
 // Count returns how many calls, of any method, carried the idempotency key.
 func (r *Recorder) Count(key string) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n := 0
-	for _, c := range r.calls {
-		if c.Request.IdempotencyKey == key {
-			n++
-		}
-	}
-	return n
+	return r.log.Count(func(c Call) bool { return c.Request.IdempotencyKey == key })
 }
 
 // Keys returns the distinct idempotency keys of the calls, in the order
 // each was first seen.
 func (r *Recorder) Keys() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var out []string
-	seen := make(map[string]bool)
-	for _, c := range r.calls {
-		if k := c.Request.IdempotencyKey; !seen[k] {
-			seen[k] = true
-			out = append(out, k)
-		}
-	}
-	return out
+	return r.log.Distinct(func(c Call) string { return c.Request.IdempotencyKey })
 }
 
 // WaitCalls blocks until at least n calls have been recorded, and returns
 // nil, or until ctx ends, and returns ctx.Err(). It lets a test wait for a
 // call to start (to cancel a hanging one, say) without sleeping.
-func (r *Recorder) WaitCalls(ctx context.Context, n int) error {
-	for {
-		r.mu.Lock()
-		if len(r.calls) >= n {
-			r.mu.Unlock()
-			return nil
-		}
-		if r.changed == nil {
-			r.changed = make(chan struct{})
-		}
-		ch := r.changed
-		r.mu.Unlock()
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-ch:
-		}
-	}
-}
+func (r *Recorder) WaitCalls(ctx context.Context, n int) error { return r.log.Wait(ctx, n) }
 
 // VerifyingRecorder is a Recorder that is also a containment.Verifier:
 // Verify is recorded as MethodVerify, with its own Seq per key, and
@@ -214,11 +145,11 @@ func (v VerifyingRecorder) Verify(ctx context.Context, req containment.Request) 
 	return v.do(ctx, MethodVerify, req)
 }
 
-func orInjected(err error) error {
-	if err == nil {
-		return ErrInjected
-	}
-	return err
+// kit builds the failing fakes on a Recorder.
+var kit = fake.Kit[*Recorder, Call]{
+	New:      func(a fake.Answer[Call]) *Recorder { return &Recorder{Err: a} },
+	Seq:      func(c Call) int { return c.Seq },
+	Injected: ErrInjected,
 }
 
 // FailN returns a Recorder whose calls fail with err (ErrInjected when err
@@ -226,48 +157,27 @@ func orInjected(err error) error {
 // succeed afterwards: each action of a run fails n attempts, then
 // succeeds. Counting per key keeps concurrent actions independent. n <= 0
 // never fails.
-func FailN(n int, err error) *Recorder {
-	err = orInjected(err)
-	return &Recorder{Err: func(_ context.Context, c Call) error {
-		if c.Seq <= n {
-			return err
-		}
-		return nil
-	}}
-}
+func FailN(n int, err error) *Recorder { return kit.FailN(n, err) }
 
 // FailAlways returns a Recorder whose every call fails with err
 // (ErrInjected when err is nil); the error is not permanent, so a Runner
 // retries until its Policy is spent.
-func FailAlways(err error) *Recorder {
-	err = orInjected(err)
-	return &Recorder{Err: func(context.Context, Call) error { return err }}
-}
+func FailAlways(err error) *Recorder { return kit.FailAlways(err) }
 
-// Permanent returns a Recorder whose every call fails with
-// containment.Permanent(err) (ErrInjected when err is nil): a Runner stops
+// FailPermanent returns a Recorder whose every call fails with
+// incident.Permanent(err) (ErrInjected when err is nil): a Runner stops
 // after the first attempt. errors.Is still finds err.
-func Permanent(err error) *Recorder {
-	err = containment.Permanent(orInjected(err))
-	return &Recorder{Err: func(context.Context, Call) error { return err }}
-}
+func FailPermanent(err error) *Recorder { return kit.FailPermanent(err) }
 
 // Hang returns a Recorder whose every call blocks until its context ends
 // and then returns ctx.Err(). It honours ctx, so no goroutine outlives the
 // attempt's timeout; use it to test timeouts and cancellation.
-func Hang() *Recorder {
-	return &Recorder{Err: func(ctx context.Context, _ Call) error {
-		<-ctx.Done()
-		return ctx.Err()
-	}}
-}
+func Hang() *Recorder { return kit.Hang() }
 
 // Panic returns a Recorder whose every call panics with v, after it is
 // recorded. A Runner recovers the panic into an *incident.PanicError; a
 // direct call panics in the caller.
-func Panic(v any) *Recorder {
-	return &Recorder{Err: func(context.Context, Call) error { panic(v) }}
-}
+func Panic(v any) *Recorder { return kit.Panic(v) }
 
 // Flaky returns a Recorder whose calls fail with err (ErrInjected when err
 // is nil) with probability p, drawn from a generator seeded with seed: the
@@ -275,17 +185,4 @@ func Panic(v any) *Recorder {
 // seed. Calls from several goroutines are safe; which of them gets which
 // outcome then depends on their order. p <= 0 never fails; p >= 1 always
 // does.
-func Flaky(p float64, seed uint64, err error) *Recorder {
-	err = orInjected(err)
-	var mu sync.Mutex
-	rng := rand.New(rand.NewPCG(seed, seed))
-	return &Recorder{Err: func(context.Context, Call) error {
-		mu.Lock()
-		fail := rng.Float64() < p
-		mu.Unlock()
-		if fail {
-			return err
-		}
-		return nil
-	}}
-}
+func Flaky(p float64, seed uint64, err error) *Recorder { return kit.Flaky(p, seed, err) }

@@ -190,9 +190,9 @@ func TestFailAlways(t *testing.T) {
 	})
 }
 
-func TestPermanent(t *testing.T) {
+func TestFailPermanent(t *testing.T) {
 	boom := errors.New("key does not exist")
-	r := containmenttest.Permanent(boom)
+	r := containmenttest.FailPermanent(boom)
 	err := r.Contain(t.Context(), req("k", 1))
 	assert.ErrorIs(t, err, boom)
 	assert.True(t, incident.IsPermanent(err))
@@ -202,7 +202,7 @@ func TestPermanent(t *testing.T) {
 	assert.Equal(t, 1, res.Attempts, "a permanent error is not retried")
 	assert.Len(t, r.Contained(), 2)
 
-	err = containmenttest.Permanent(nil).Contain(t.Context(), req("k", 1))
+	err = containmenttest.FailPermanent(nil).Contain(t.Context(), req("k", 1))
 	assert.ErrorIs(t, err, containmenttest.ErrInjected)
 	assert.True(t, incident.IsPermanent(err))
 }

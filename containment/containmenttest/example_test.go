@@ -40,7 +40,7 @@ func ExampleRecorder() {
 	var disable containmenttest.Recorder
 	actions := []containment.Action{
 		{Name: "disable-account", Container: &disable},
-		{Name: "page-owner", Container: containmenttest.Permanent(errors.New("no owner on call"))},
+		{Name: "page-owner", Container: containmenttest.FailPermanent(errors.New("no owner on call"))},
 	}
 	base := containment.Request{IncidentID: "inc_7f3a9c", Account: "acct_42"}
 	ctx := context.Background()

@@ -75,7 +75,7 @@ func (k *apiKeys) setActive(id string, active bool) error {
 	defer k.mu.Unlock()
 	key, ok := k.keys[id]
 	if !ok {
-		return containment.Permanent(fmt.Errorf("no API key %q", id))
+		return incident.Permanent(fmt.Errorf("no API key %q", id))
 	}
 	key.Active = active
 	return nil
@@ -360,7 +360,7 @@ func scenario(w io.Writer, used bool) error {
 		fmt.Fprintf(w, "Subject: %s\n\n%s", m.Subject, m.Text)
 	}
 	if used {
-		fmt.Fprintf(w, "\n--- Post-incident report ---\n\n%s", inc.Report())
+		fmt.Fprintf(w, "\n--- Post-incident report ---\n\n%s", inc.Markdown())
 	}
 	return nil
 }

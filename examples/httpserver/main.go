@@ -111,7 +111,7 @@ func (s *keyService) setActive(id string, active bool) error {
 	defer s.mu.Unlock()
 	k, ok := s.keys[id]
 	if !ok {
-		return containment.Permanent(fmt.Errorf("no API key %s", id))
+		return incident.Permanent(fmt.Errorf("no API key %s", id))
 	}
 	k.Active = active
 	return nil
@@ -287,7 +287,7 @@ func (a *app) get(w http.ResponseWriter, r *http.Request) {
 	}
 	if strings.Contains(r.Header.Get("Accept"), "text/markdown") || r.URL.Query().Get("format") == "markdown" {
 		w.Header().Set("Content-Type", "text/markdown; charset=utf-8")
-		_, _ = w.Write([]byte(inc.Report()))
+		_, _ = w.Write([]byte(inc.Markdown()))
 		return
 	}
 	writeJSON(w, http.StatusOK, inc)

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/breachkit/breach/incident"
+	"github.com/breachkit/breach/internal/retry"
 )
 
 // The request headers of the protocol.
@@ -350,7 +351,7 @@ func (h *Handler) Process(ctx context.Context, keyID, signature string, body []b
 	for i, m := range matches {
 		g.Go(func() error {
 			var id Identity
-			err := incident.Call(gctx, 0, func(ctx context.Context) error {
+			err := retry.Call(gctx, 0, func(ctx context.Context) error {
 				var err error
 				id, err = h.resolve(ctx, m)
 				return err
@@ -391,7 +392,7 @@ func (h *Handler) Process(ctx context.Context, keyID, signature string, body []b
 		}
 		g.Go(func() error {
 			var rc incident.Receipt
-			err := incident.Call(gctx, 0, func(ctx context.Context) error {
+			err := retry.Call(gctx, 0, func(ctx context.Context) error {
 				var err error
 				rc, err = h.reporter.Report(ctx, sigs[i])
 				return err

@@ -20,9 +20,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/breachkit/breach/internal/retry"
 	"golang.org/x/sync/singleflight"
-
-	"github.com/breachkit/breach/incident"
 )
 
 // GitHubKeysURL is where GitHub publishes the public keys that sign its
@@ -135,14 +134,14 @@ func URLKeys(client *http.Client, url string, header http.Header) KeySource {
 		defer resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
 			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxKeyDocBytes))
-			return nil, fmt.Errorf("secretscan: GET %s: %s", url, resp.Status)
+			return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
 		}
 		data, err := io.ReadAll(io.LimitReader(resp.Body, maxKeyDocBytes+1))
 		if err != nil {
-			return nil, fmt.Errorf("secretscan: GET %s: %w", url, err)
+			return nil, fmt.Errorf("GET %s: %w", url, err)
 		}
 		if len(data) > maxKeyDocBytes {
-			return nil, fmt.Errorf("secretscan: GET %s: %w: document longer than %d bytes", url, ErrBadKey, maxKeyDocBytes)
+			return nil, fmt.Errorf("%w: GET %s: document longer than %d bytes", ErrBadKey, url, maxKeyDocBytes)
 		}
 		return ParseKeys(data)
 	})
@@ -156,6 +155,13 @@ func URLKeys(client *http.Client, url string, header http.Header) KeySource {
 // by MinRefreshInterval, so a burst of forged identifiers costs at most one
 // call to Source per interval.
 //
+// The interval starts with a refresh that left the identifier it was made
+// for unknown (a forged identifier, or one the platform does not list yet),
+// or with a refresh that failed (so a source that is down is not hammered).
+// A load that finds the key asked for, such as the set's first, lazy load,
+// does not start it: a key the platform adds a moment after that load is
+// fetched when a request first names it.
+//
 // The zero value has no source and therefore no keys: every signature is
 // rejected with ErrUnknownKey. Set the fields before first use and do not
 // change them afterwards; the methods are safe for concurrent use.
@@ -163,9 +169,10 @@ type KeySet struct {
 	// Source supplies the keys. A nil Source supplies none.
 	Source KeySource
 	// MinRefreshInterval is the least time between two refreshes triggered
-	// by an unknown key identifier. Zero means DefaultMinRefreshInterval; a
-	// negative value refreshes on every unknown identifier (concurrent ones
-	// still share one refresh). Refresh is not limited by it.
+	// by an unknown key identifier (see KeySet for when it starts). Zero
+	// means DefaultMinRefreshInterval; a negative value refreshes on every
+	// unknown identifier (concurrent ones still share one refresh). Refresh
+	// is not limited by it and starts it only when it fails.
 	MinRefreshInterval time.Duration
 	// RefreshTimeout bounds one call to Source. Zero means
 	// DefaultRefreshTimeout. The call runs on a context detached from the
@@ -177,10 +184,11 @@ type KeySet struct {
 
 	mu      sync.RWMutex
 	keys    map[string]*ecdsa.PublicKey
-	bad     map[string]error // keys of the last load that could not be used
-	tried   bool             // a refresh has finished
-	last    time.Time        // when the last refresh finished
-	lastErr error            // the source's error at the last refresh, matching ErrKeySource
+	bad     map[string]error // why each key of the last load could not be used
+	loadAt  time.Time        // when the last load finished
+	spaced  bool             // the refresh interval runs, from last
+	last    time.Time        // when the refresh that started the interval finished
+	lastErr error            // the source's error at that refresh, matching ErrKeySource
 }
 
 // Verify checks that signature (the base64 of an ASN.1 DER ECDSA signature,
@@ -245,11 +253,12 @@ func (ks *KeySet) key(ctx context.Context, id string) (*ecdsa.PublicKey, error) 
 	if err != nil && !errors.Is(err, ErrBadKey) {
 		return nil, err // the source failed, or ctx ended
 	}
+	ks.missed()
 	ks.mu.RLock()
 	bad := ks.bad[id]
 	ks.mu.RUnlock()
 	if bad != nil {
-		return nil, fmt.Errorf("%w %s: %w", ErrUnknownKey, showID(id), bad)
+		return nil, &unusableKeyError{id: id, err: bad}
 	}
 	return nil, fmt.Errorf("%w %s", ErrUnknownKey, showID(id))
 }
@@ -263,16 +272,31 @@ func (ks *KeySet) lookup(id string) *ecdsa.PublicKey {
 // fresh reports whether an unknown identifier should not trigger a refresh
 // yet, and if so the source error of the last refresh.
 func (ks *KeySet) fresh() (bool, error) {
-	interval := ks.MinRefreshInterval
-	if interval == 0 {
-		interval = DefaultMinRefreshInterval
-	}
+	interval := ks.interval()
 	ks.mu.RLock()
 	defer ks.mu.RUnlock()
-	if !ks.tried || interval < 0 || time.Since(ks.last) >= interval {
+	if !ks.spaced || interval < 0 || time.Since(ks.last) >= interval {
 		return false, nil
 	}
 	return true, ks.lastErr
+}
+
+// missed starts the refresh interval, from the last load, after a lookup
+// that the load did not answer, unless the interval runs already.
+func (ks *KeySet) missed() {
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	if interval := ks.interval(); ks.spaced && interval >= 0 && time.Since(ks.last) < interval {
+		return
+	}
+	ks.spaced, ks.last = true, ks.loadAt
+}
+
+func (ks *KeySet) interval() time.Duration {
+	if ks.MinRefreshInterval == 0 {
+		return DefaultMinRefreshInterval
+	}
+	return ks.MinRefreshInterval
 }
 
 func (ks *KeySet) refresh(ctx context.Context, force bool) error {
@@ -299,13 +323,15 @@ func (ks *KeySet) refresh(ctx context.Context, force bool) error {
 	}
 }
 
+// load loads the keys from Source. A failed load starts the refresh
+// interval; a successful one leaves that to key (see missed).
 func (ks *KeySet) load(ctx context.Context) error {
 	timeout := ks.RefreshTimeout
 	if timeout == 0 {
 		timeout = DefaultRefreshTimeout
 	}
 	var pems map[string]string
-	err := incident.Call(ctx, timeout, func(ctx context.Context) error {
+	err := retry.Call(ctx, timeout, func(ctx context.Context) error {
 		if ks.Source == nil {
 			return nil
 		}
@@ -316,7 +342,7 @@ func (ks *KeySet) load(ctx context.Context) error {
 	if err != nil {
 		err = fmt.Errorf("%w: %w", ErrKeySource, err)
 		ks.mu.Lock()
-		ks.tried, ks.last, ks.lastErr = true, time.Now(), err
+		ks.spaced, ks.last, ks.lastErr = true, time.Now(), err
 		ks.mu.Unlock()
 		return err
 	}
@@ -331,19 +357,43 @@ func (ks *KeySet) load(ctx context.Context) error {
 	for _, id := range ids {
 		k, err := parseKey(pems[id])
 		if err != nil {
-			err = fmt.Errorf("%w %s: %s", ErrBadKey, showID(id), err)
 			bad[id] = err
-			errs = append(errs, err)
+			errs = append(errs, &badKeyError{id: id, err: err})
 			continue
 		}
 		keys[id] = k
 	}
 	ks.mu.Lock()
-	ks.keys, ks.bad = keys, bad
-	ks.tried, ks.last, ks.lastErr = true, time.Now(), nil
+	ks.keys, ks.bad, ks.loadAt, ks.lastErr = keys, bad, time.Now(), nil
 	ks.mu.Unlock()
 	return errors.Join(errs...)
 }
+
+// badKeyError is a key of the source that could not be used, as Refresh
+// reports it. It matches ErrBadKey.
+type badKeyError struct {
+	id  string
+	err error
+}
+
+func (e *badKeyError) Error() string        { return fmt.Sprintf("%v %s: %v", ErrBadKey, showID(e.id), e.err) }
+func (e *badKeyError) Is(target error) bool { return target == ErrBadKey }
+func (e *badKeyError) Unwrap() error        { return e.err }
+
+// unusableKeyError is a request naming a key that the source lists but
+// that could not be used. It matches ErrUnknownKey and ErrBadKey.
+type unusableKeyError struct {
+	id  string
+	err error // why the key is unusable
+}
+
+func (e *unusableKeyError) Error() string {
+	return fmt.Sprintf("%v %s: the source lists it, but it is unusable: %v", ErrUnknownKey, showID(e.id), e.err)
+}
+func (e *unusableKeyError) Is(target error) bool {
+	return target == ErrUnknownKey || target == ErrBadKey
+}
+func (e *unusableKeyError) Unwrap() error { return e.err }
 
 // parseKey decodes a PEM "PUBLIC KEY" block holding an ECDSA P-256 key.
 func parseKey(s string) (*ecdsa.PublicKey, error) {

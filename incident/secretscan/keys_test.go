@@ -11,9 +11,12 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -259,6 +262,22 @@ func TestKeySetSkipsUnusableKeys(t *testing.T) {
 	err = ks.Verify(ctx, "p384", sign(t, good, body), body)
 	require.ErrorIs(t, err, secretscan.ErrUnknownKey)
 	require.ErrorIs(t, err, secretscan.ErrBadKey)
+	assert.Equal(t, `secretscan: unknown public key identifier "p384": the source lists it, but it is unusable: curve P-384, not P-256`,
+		err.Error(), "the package and the key are named once")
+	assert.Equal(t, 1, strings.Count(ks.Refresh(ctx).Error(), `secretscan: unusable public key "garbage"`))
+}
+
+// The source's error is named once, under ErrKeySource: no second
+// "secretscan:" inside.
+func TestKeySourceErrorSaysItOnce(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	ks := &secretscan.KeySet{Source: secretscan.URLKeys(srv.Client(), srv.URL+"/keys", nil)}
+	err := ks.Refresh(context.Background())
+	require.ErrorIs(t, err, secretscan.ErrKeySource)
+	assert.Equal(t, "secretscan: public keys unavailable: GET "+srv.URL+"/keys: 503 Service Unavailable", err.Error())
 }
 
 func TestParseKeys(t *testing.T) {
@@ -323,4 +342,42 @@ func TestURLKeys(t *testing.T) {
 func quote(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
+}
+
+// Regression: the set's first load started MinRefreshInterval, so a key the
+// platform added within the first minute was refused without a refresh. A
+// load that finds the key asked for no longer starts the interval; one that
+// leaves an identifier unknown does, as before. (synctest's clock is the
+// injected one: time moves only when the test says so.)
+func TestFirstLoadDoesNotStartRefreshInterval(t *testing.T) {
+	for _, first := range []string{"lazy", "Refresh"} {
+		t.Run(first, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				k1, k2 := newKey(t), newKey(t)
+				src := &countingSource{keys: map[string]string{"k1": pemOf(t, k1)}}
+				ks := &secretscan.KeySet{Source: src, MinRefreshInterval: time.Minute}
+				ctx := context.Background()
+				body := []byte("[]")
+
+				if first == "Refresh" {
+					require.NoError(t, ks.Refresh(ctx))
+				}
+				require.NoError(t, ks.Verify(ctx, "k1", sign(t, k1, body), body))
+				require.Equal(t, int32(1), src.calls.Load())
+
+				time.Sleep(30 * time.Second) // the platform rotates within the first minute
+				src.set(map[string]string{"k1": pemOf(t, k1), "k2": pemOf(t, k2)}, nil)
+				require.NoError(t, ks.Verify(ctx, "k2", sign(t, k2, body), body), "the new key is fetched")
+				assert.Equal(t, int32(2), src.calls.Load())
+
+				// A forged identifier refreshes once and starts the interval.
+				require.ErrorIs(t, ks.Verify(ctx, "k-forged", sign(t, k2, body), body), secretscan.ErrUnknownKey)
+				require.ErrorIs(t, ks.Verify(ctx, "k-forged-2", sign(t, k2, body), body), secretscan.ErrUnknownKey)
+				assert.Equal(t, int32(3), src.calls.Load(), "one refresh per interval for unknown identifiers")
+				time.Sleep(time.Minute)
+				require.ErrorIs(t, ks.Verify(ctx, "k-forged-3", sign(t, k2, body), body), secretscan.ErrUnknownKey)
+				assert.Equal(t, int32(4), src.calls.Load(), "the interval has passed")
+			})
+		})
+	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/breachkit/breach/incident"
 	"github.com/breachkit/breach/notify"
@@ -41,18 +40,25 @@ func ExampleRecorder() {
 	// pager attempts: 1
 }
 
-// A provider that refuses twice is retried under the delivery policy, with
-// the same idempotency key each time.
+// A provider that refuses twice succeeds on the third attempt, with the
+// same idempotency key each time, as the orchestrator's delivery policy
+// retries it.
 func ExampleFailN() {
 	provider := notifytest.FailN(2, errors.New("421 try again later"))
 	msg := notify.Message{IdempotencyKey: "brk_5d1c", Recipient: incident.Customer{ID: "cust_1"}}
 
-	out := incident.Policy{Attempts: 5, Backoff: time.Millisecond}.Do(context.Background(),
-		func(ctx context.Context, attempt int) error {
-			m := msg
-			m.Attempt = attempt
-			return provider.Notify(ctx, m)
-		})
+	var out struct {
+		Attempts int
+		Err      error
+	}
+	for attempt := 1; attempt <= 5; attempt++ {
+		m := msg
+		m.Attempt = attempt
+		out.Attempts, out.Err = attempt, provider.Notify(context.Background(), m)
+		if out.Err == nil {
+			break
+		}
+	}
 
 	for _, m := range provider.ByKey()["brk_5d1c"] {
 		fmt.Println("attempt", m.Attempt, "to", m.Recipient.ID)

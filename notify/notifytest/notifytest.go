@@ -11,10 +11,9 @@ package notifytest
 import (
 	"context"
 	"errors"
-	"math/rand/v2"
 	"slices"
-	"sync"
 
+	"github.com/breachkit/breach/internal/fake"
 	"github.com/breachkit/breach/notify"
 )
 
@@ -48,21 +47,16 @@ type Recorder struct {
 	// and do not change it afterwards.
 	Err func(ctx context.Context, c Call) error
 
-	mu      sync.Mutex
-	calls   []Call
-	seq     map[string]int
-	changed chan struct{} // closed and cleared at each call; nil when no one waits
+	log fake.Log[Call]
 }
 
 var _ notify.Notifier = (*Recorder)(nil)
 
 // Notify records msg and returns what Err returns (nil without Err).
 func (r *Recorder) Notify(ctx context.Context, msg notify.Message) error {
-	c := r.record(msg)
-	if r.Err == nil {
-		return nil
-	}
-	return r.Err(ctx, c)
+	msg = cloneMessage(msg)
+	build := func(seq int) Call { return Call{Message: msg, Seq: seq} }
+	return fake.Reply(ctx, r.Err, r.log.Record(msg.IdempotencyKey, build, cloneCall))
 }
 
 func cloneMessage(m notify.Message) notify.Message {
@@ -72,36 +66,15 @@ func cloneMessage(m notify.Message) notify.Message {
 	return m
 }
 
-func (r *Recorder) record(msg notify.Message) Call {
-	msg = cloneMessage(msg)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.seq == nil {
-		r.seq = make(map[string]int)
-	}
-	r.seq[msg.IdempotencyKey]++
-	c := Call{Message: msg, Seq: r.seq[msg.IdempotencyKey]}
-	r.calls = append(r.calls, c)
-	if r.changed != nil {
-		close(r.changed)
-		r.changed = nil
-	}
-	c.Message = cloneMessage(msg) // the caller's copy
+// cloneCall copies what a Call shares: its message's slices.
+func cloneCall(c Call) Call {
+	c.Message = cloneMessage(c.Message)
 	return c
 }
 
 // Calls returns every call recorded so far, in the order they arrived. The
 // slice and its messages are copies.
-func (r *Recorder) Calls() []Call {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := make([]Call, len(r.calls))
-	for i, c := range r.calls {
-		c.Message = cloneMessage(c.Message)
-		out[i] = c
-	}
-	return out
-}
+func (r *Recorder) Calls() []Call { return r.log.Calls(cloneCall) }
 
 // Messages returns every message handed to Notify, failed ones included,
 // in order.
@@ -126,119 +99,58 @@ func (r *Recorder) ByKey() map[string][]notify.Message {
 
 // Count returns how many messages carried the idempotency key.
 func (r *Recorder) Count(key string) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.seq[key]
+	return r.log.Count(func(c Call) bool { return c.Message.IdempotencyKey == key })
 }
 
 // Keys returns the distinct idempotency keys, in the order each was first
 // seen.
 func (r *Recorder) Keys() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var out []string
-	seen := make(map[string]bool)
-	for _, c := range r.calls {
-		if k := c.Message.IdempotencyKey; !seen[k] {
-			seen[k] = true
-			out = append(out, k)
-		}
-	}
-	return out
+	return r.log.Distinct(func(c Call) string { return c.Message.IdempotencyKey })
 }
 
 // Recipients returns the IDs of the distinct recipients (Recipient.ID), in
 // the order each was first seen.
 func (r *Recorder) Recipients() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var out []string
-	seen := make(map[string]bool)
-	for _, c := range r.calls {
-		if id := c.Message.Recipient.ID; !seen[id] {
-			seen[id] = true
-			out = append(out, id)
-		}
-	}
-	return out
+	return r.log.Distinct(func(c Call) string { return c.Message.Recipient.ID })
 }
 
 // WaitCalls blocks until at least n calls have been recorded, and returns
 // nil, or until ctx ends, and returns ctx.Err(). It lets a test wait for a
 // call to start (to cancel a hanging one, say) without sleeping.
-func (r *Recorder) WaitCalls(ctx context.Context, n int) error {
-	for {
-		r.mu.Lock()
-		if len(r.calls) >= n {
-			r.mu.Unlock()
-			return nil
-		}
-		if r.changed == nil {
-			r.changed = make(chan struct{})
-		}
-		ch := r.changed
-		r.mu.Unlock()
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-ch:
-		}
-	}
-}
+func (r *Recorder) WaitCalls(ctx context.Context, n int) error { return r.log.Wait(ctx, n) }
 
-func orInjected(err error) error {
-	if err == nil {
-		return ErrInjected
-	}
-	return err
+// kit builds the failing fakes on a Recorder.
+var kit = fake.Kit[*Recorder, Call]{
+	New:      func(a fake.Answer[Call]) *Recorder { return &Recorder{Err: a} },
+	Seq:      func(c Call) int { return c.Seq },
+	Injected: ErrInjected,
 }
 
 // FailN returns a Recorder whose calls fail with err (ErrInjected when err
 // is nil) the first n times for each idempotency key, and succeed
 // afterwards: each notice fails n attempts, then is delivered. Counting per
 // key keeps concurrent deliveries independent. n <= 0 never fails.
-func FailN(n int, err error) *Recorder {
-	err = orInjected(err)
-	return &Recorder{Err: func(_ context.Context, c Call) error {
-		if c.Seq <= n {
-			return err
-		}
-		return nil
-	}}
-}
+func FailN(n int, err error) *Recorder { return kit.FailN(n, err) }
 
 // FailAlways returns a Recorder whose every call fails with err
 // (ErrInjected when err is nil); the error is not permanent, so it is
 // retried until the delivery policy is spent.
-func FailAlways(err error) *Recorder {
-	err = orInjected(err)
-	return &Recorder{Err: func(context.Context, Call) error { return err }}
-}
+func FailAlways(err error) *Recorder { return kit.FailAlways(err) }
 
-// Permanent returns a Recorder whose every call fails with
-// notify.Permanent(err) (ErrInjected when err is nil), as for an address
+// FailPermanent returns a Recorder whose every call fails with
+// incident.Permanent(err) (ErrInjected when err is nil), as for an address
 // that does not exist: it is not retried. errors.Is still finds err.
-func Permanent(err error) *Recorder {
-	err = notify.Permanent(orInjected(err))
-	return &Recorder{Err: func(context.Context, Call) error { return err }}
-}
+func FailPermanent(err error) *Recorder { return kit.FailPermanent(err) }
 
 // Hang returns a Recorder whose every call blocks until its context ends
 // and then returns ctx.Err(). It honours ctx, so no goroutine outlives the
 // attempt's timeout; use it to test timeouts and cancellation.
-func Hang() *Recorder {
-	return &Recorder{Err: func(ctx context.Context, _ Call) error {
-		<-ctx.Done()
-		return ctx.Err()
-	}}
-}
+func Hang() *Recorder { return kit.Hang() }
 
 // Panic returns a Recorder whose every call panics with v, after it is
-// recorded. notify.FanOut and incident.Policy recover the panic into an
+// recorded. notify.FanOut and the delivery policy recover the panic into an
 // *incident.PanicError; a direct call panics in the caller.
-func Panic(v any) *Recorder {
-	return &Recorder{Err: func(context.Context, Call) error { panic(v) }}
-}
+func Panic(v any) *Recorder { return kit.Panic(v) }
 
 // Flaky returns a Recorder whose calls fail with err (ErrInjected when err
 // is nil) with probability p, drawn from a generator seeded with seed: the
@@ -246,17 +158,4 @@ func Panic(v any) *Recorder {
 // seed. Calls from several goroutines are safe; which of them gets which
 // outcome then depends on their order. p <= 0 never fails; p >= 1 always
 // does.
-func Flaky(p float64, seed uint64, err error) *Recorder {
-	err = orInjected(err)
-	var mu sync.Mutex
-	rng := rand.New(rand.NewPCG(seed, seed))
-	return &Recorder{Err: func(context.Context, Call) error {
-		mu.Lock()
-		fail := rng.Float64() < p
-		mu.Unlock()
-		if fail {
-			return err
-		}
-		return nil
-	}}
-}
+func Flaky(p float64, seed uint64, err error) *Recorder { return kit.Flaky(p, seed, err) }

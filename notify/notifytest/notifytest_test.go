@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/breachkit/breach/incident"
+	"github.com/breachkit/breach/internal/retry"
 	"github.com/breachkit/breach/notify"
 	"github.com/breachkit/breach/notify/notifytest"
 )
@@ -36,8 +37,8 @@ func msg(key, recipient string, attempt int) notify.Message {
 
 // deliver sends m through n under policy p, with the attempt number set,
 // as the orchestrator does.
-func deliver(ctx context.Context, n notify.Notifier, m notify.Message, p incident.Policy) incident.Outcome {
-	return p.Do(ctx, func(ctx context.Context, attempt int) error {
+func deliver(ctx context.Context, n notify.Notifier, m notify.Message, p incident.Policy) retry.Outcome {
+	return retry.Do(ctx, p, nil, func(ctx context.Context, attempt int) error {
 		m := m
 		m.Attempt = attempt
 		return n.Notify(ctx, m)
@@ -217,9 +218,9 @@ func TestFailAlwaysInFanOut(t *testing.T) {
 	assert.ErrorIs(t, notifytest.FailAlways(nil).Notify(t.Context(), msg("k", "c", 1)), notifytest.ErrInjected)
 }
 
-func TestPermanent(t *testing.T) {
+func TestFailPermanent(t *testing.T) {
 	gone := errors.New("550 no such mailbox")
-	r := notifytest.Permanent(gone)
+	r := notifytest.FailPermanent(gone)
 	err := r.Notify(t.Context(), msg("k", "c", 1))
 	assert.ErrorIs(t, err, gone)
 	assert.True(t, incident.IsPermanent(err))
@@ -230,14 +231,14 @@ func TestPermanent(t *testing.T) {
 
 	// Through FanOut, permanent only when every failed route is.
 	both := notify.FanOut(
-		notify.Route{Channel: "email", Notifier: notifytest.Permanent(gone)},
-		notify.Route{Channel: "sms", Notifier: notifytest.Permanent(nil)},
+		notify.Route{Channel: "email", Notifier: notifytest.FailPermanent(gone)},
+		notify.Route{Channel: "sms", Notifier: notifytest.FailPermanent(nil)},
 	)
 	err = both.Notify(t.Context(), msg("k", "c", 1))
 	assert.True(t, incident.IsPermanent(err))
 	assert.ErrorIs(t, err, notifytest.ErrInjected)
 	mixed := notify.FanOut(
-		notify.Route{Channel: "email", Notifier: notifytest.Permanent(gone)},
+		notify.Route{Channel: "email", Notifier: notifytest.FailPermanent(gone)},
 		notify.Route{Channel: "sms", Notifier: notifytest.FailAlways(nil)},
 	)
 	assert.False(t, incident.IsPermanent(mixed.Notify(t.Context(), msg("k", "c", 1))))

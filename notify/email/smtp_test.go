@@ -1,4 +1,4 @@
-package notify_test
+package email_test
 
 import (
 	"bytes"
@@ -33,7 +33,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/breachkit/breach/incident"
-	"github.com/breachkit/breach/notify"
+	"github.com/breachkit/breach/notify/email"
+	"github.com/breachkit/breach/notify/internal/sample"
 )
 
 // The e-mail notifier is tested against a real SMTP server: aiosmtpd, run
@@ -299,9 +300,9 @@ func (s *smtpServer) messages(t *testing.T) []received {
 	}
 }
 
-func (s *smtpServer) email(t *testing.T, edit ...func(*notify.EmailConfig)) *notify.Email {
+func (s *smtpServer) email(t *testing.T, edit ...func(*email.Config)) *email.Notifier {
 	t.Helper()
-	cfg := notify.EmailConfig{
+	cfg := email.Config{
 		Addr:      s.addr,
 		From:      mail.Address{Name: "Acme Sicherheit", Address: "security@acme.example"},
 		Username:  smtpUser,
@@ -312,7 +313,7 @@ func (s *smtpServer) email(t *testing.T, edit ...func(*notify.EmailConfig)) *not
 	for _, e := range edit {
 		e(&cfg)
 	}
-	e, err := notify.NewEmail(cfg)
+	e, err := email.New(cfg)
 	require.NoError(t, err)
 	return e
 }
@@ -323,9 +324,9 @@ func smtpContext(t *testing.T) context.Context {
 	return ctx
 }
 
-func TestEmailSMTPDelivers(t *testing.T) {
+func TestSMTPDelivers(t *testing.T) {
 	srv := startSMTPServer(t, true)
-	msg := noticeMessage()
+	msg := sample.Message()
 	require.NoError(t, srv.email(t).Notify(smtpContext(t), msg))
 
 	got := srv.messages(t)
@@ -368,10 +369,10 @@ func TestEmailSMTPDelivers(t *testing.T) {
 	assert.Equal(t, io.EOF, err)
 }
 
-func TestEmailSMTPSendsAgainWithTheSameMessageID(t *testing.T) {
+func TestSMTPSendsAgainWithTheSameMessageID(t *testing.T) {
 	srv := startSMTPServer(t, true)
 	e := srv.email(t)
-	msg := noticeMessage()
+	msg := sample.Message()
 	msg.HTML = ""
 	require.NoError(t, e.Notify(smtpContext(t), msg))
 	msg.Attempt = 2
@@ -382,40 +383,40 @@ func TestEmailSMTPSendsAgainWithTheSameMessageID(t *testing.T) {
 	assert.Equal(t, "text/plain; charset=utf-8", parseMessage(t, got[1].Content).header.Get("Content-Type"))
 }
 
-func TestEmailSMTPRefusals(t *testing.T) {
+func TestSMTPRefusals(t *testing.T) {
 	srv := startSMTPServer(t, true)
 	for _, tc := range []struct {
 		name      string
-		edit      func(*notify.EmailConfig)
+		edit      func(*email.Config)
 		recipient string
 		permanent bool
 		code      int // the SMTP reply, when the server refused
 		check     func(t *testing.T, err error)
 	}{
-		{name: "wrong password", permanent: true, code: 535, edit: func(c *notify.EmailConfig) {
+		{name: "wrong password", permanent: true, code: 535, edit: func(c *email.Config) {
 			c.Password = incident.NewSecret("wrong")
 		}},
-		{name: "unknown user", permanent: true, code: 535, edit: func(c *notify.EmailConfig) { c.Username = "mallory" }},
-		{name: "no credentials where AUTH is required", permanent: true, code: 530, edit: func(c *notify.EmailConfig) {
+		{name: "unknown user", permanent: true, code: 535, edit: func(c *email.Config) { c.Username = "mallory" }},
+		{name: "no credentials where AUTH is required", permanent: true, code: 530, edit: func(c *email.Config) {
 			c.Username, c.Password = "", incident.Secret{}
 		}},
 		{name: "mailbox unknown", recipient: "reject@example.com", permanent: true, code: 550},
 		{name: "mailbox busy", recipient: "later@example.com", permanent: false, code: 451},
-		{name: "untrusted certificate", permanent: true, edit: func(c *notify.EmailConfig) { c.TLSConfig = nil }, check: func(t *testing.T, err error) {
+		{name: "untrusted certificate", permanent: true, edit: func(c *email.Config) { c.TLSConfig = nil }, check: func(t *testing.T, err error) {
 			var cv *tls.CertificateVerificationError
 			assert.ErrorAs(t, err, &cv)
 			assert.ErrorContains(t, err, "STARTTLS")
 		}},
-		{name: "certificate for another name", permanent: true, edit: func(c *notify.EmailConfig) {
+		{name: "certificate for another name", permanent: true, edit: func(c *email.Config) {
 			c.TLSConfig = &tls.Config{RootCAs: srv.roots, ServerName: "smtp.acme.example"}
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var edits []func(*notify.EmailConfig)
+			var edits []func(*email.Config)
 			if tc.edit != nil {
 				edits = append(edits, tc.edit)
 			}
-			msg := noticeMessage()
+			msg := sample.Message()
 			if tc.recipient != "" {
 				msg.Recipient.Email = tc.recipient
 			}
@@ -436,25 +437,27 @@ func TestEmailSMTPRefusals(t *testing.T) {
 	assert.Empty(t, srv.messages(t), "nothing was accepted")
 }
 
-func TestEmailSMTPWithoutSTARTTLS(t *testing.T) {
+func TestSMTPWithoutSTARTTLS(t *testing.T) {
 	srv := startSMTPServer(t, false) // accepts anything, in clear text
-	msg := noticeMessage()
+	msg := sample.Message()
 
 	t.Run("TLS required: refused", func(t *testing.T) {
-		err := srv.email(t, func(c *notify.EmailConfig) { c.Username, c.Password = "", incident.Secret{} }).Notify(smtpContext(t), msg)
-		require.ErrorIs(t, err, notify.ErrEmailNoTLS)
+		err := srv.email(t, func(c *email.Config) { c.Username, c.Password = "", incident.Secret{} }).Notify(smtpContext(t), msg)
+		require.ErrorIs(t, err, email.ErrNoTLS)
 		assert.True(t, incident.IsPermanent(err))
+		assertPrefixOnce(t, err)
 		assert.Empty(t, srv.messages(t))
 	})
 	t.Run("plaintext allowed, but never the password", func(t *testing.T) {
-		err := srv.email(t, func(c *notify.EmailConfig) { c.AllowPlaintext = true }).Notify(smtpContext(t), msg)
-		require.ErrorIs(t, err, notify.ErrEmailNoTLS)
+		err := srv.email(t, func(c *email.Config) { c.AllowPlaintext = true }).Notify(smtpContext(t), msg)
+		require.ErrorIs(t, err, email.ErrNoTLS)
 		assert.ErrorContains(t, err, "refusing to send the password unencrypted")
+		assertPrefixOnce(t, err)
 		assert.True(t, incident.IsPermanent(err))
 		assert.Empty(t, srv.messages(t))
 	})
 	t.Run("plaintext allowed without credentials", func(t *testing.T) {
-		e := srv.email(t, func(c *notify.EmailConfig) {
+		e := srv.email(t, func(c *email.Config) {
 			c.AllowPlaintext = true
 			c.Username, c.Password = "", incident.Secret{}
 		})
@@ -467,14 +470,14 @@ func TestEmailSMTPWithoutSTARTTLS(t *testing.T) {
 	})
 }
 
-func TestEmailSMTPConcurrentSends(t *testing.T) {
+func TestSMTPConcurrentSends(t *testing.T) {
 	srv := startSMTPServer(t, true)
 	e := srv.email(t)
 	var wg sync.WaitGroup
 	errs := make([]error, 8)
 	for i := range errs {
 		wg.Go(func() {
-			msg := noticeMessage()
+			msg := sample.Message()
 			msg.IdempotencyKey = fmt.Sprintf("brk_%d", i)
 			errs[i] = e.Notify(smtpContext(t), msg)
 		})

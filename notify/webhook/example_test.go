@@ -1,4 +1,4 @@
-package notify_test
+package webhook_test
 
 import (
 	"bytes"
@@ -13,12 +13,13 @@ import (
 
 	"github.com/breachkit/breach/incident"
 	"github.com/breachkit/breach/notify"
+	"github.com/breachkit/breach/notify/webhook"
 )
 
 // A host delivers notices to a customer's webhook; the customer's receiver
-// verifies each delivery (here with VerifyWebhook; any Standard Webhooks
+// verifies each delivery (here with Verify; any Standard Webhooks
 // library does the same) and drops the webhook-ids it has seen.
-func ExampleWebhook() {
+func Example() {
 	const secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" // shared with the receiver
 
 	seen := map[string]bool{}
@@ -28,13 +29,13 @@ func ExampleWebhook() {
 			http.Error(w, "cannot read body", http.StatusBadRequest)
 			return
 		}
-		if err := notify.VerifyWebhook(secret, r.Header, body, 5*time.Minute, time.Now()); err != nil {
+		if err := webhook.Verify(secret, r.Header, body, 5*time.Minute, time.Now()); err != nil {
 			http.Error(w, "bad signature", http.StatusUnauthorized)
 			return
 		}
 		if id := r.Header.Get("webhook-id"); !seen[id] {
 			seen[id] = true
-			var p notify.WebhookPayload
+			var p webhook.Payload
 			if err := json.Unmarshal(body, &p); err != nil {
 				http.Error(w, "bad payload", http.StatusBadRequest)
 				return
@@ -45,7 +46,7 @@ func ExampleWebhook() {
 	}))
 	defer receiver.Close()
 
-	wh, err := notify.NewWebhook(receiver.URL+"/breach", secret)
+	wh, err := webhook.New(receiver.URL+"/breach", secret)
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -74,9 +75,9 @@ func ExampleWebhook() {
 
 // A receiver rejects a delivery whose body was changed after signing, and
 // one signed too long ago.
-func ExampleVerifyWebhook() {
+func ExampleVerify() {
 	const secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-	key, err := notify.ParseWebhookSecret(secret)
+	key, err := webhook.ParseSecret(secret)
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -86,14 +87,14 @@ func ExampleVerifyWebhook() {
 	req := httptest.NewRequest(http.MethodPost, "/breach", bytes.NewReader(body))
 	req.Header.Set("webhook-id", "msg_p5jXN8AQM9LWM0D4loKWxJek")
 	req.Header.Set("webhook-timestamp", "1614265330")
-	req.Header.Set("webhook-signature", notify.SignWebhook(key, "msg_p5jXN8AQM9LWM0D4loKWxJek", sent, body))
+	req.Header.Set("webhook-signature", webhook.Sign(key, "msg_p5jXN8AQM9LWM0D4loKWxJek", sent, body))
 	fmt.Println(req.Header.Get("webhook-signature"))
 
-	fmt.Println(notify.VerifyWebhook(secret, req.Header, body, time.Minute, sent.Add(30*time.Second)))
-	err = notify.VerifyWebhook(secret, req.Header, []byte(`{"test": 1}`), time.Minute, sent)
-	fmt.Println(errors.Is(err, notify.ErrWebhookSignature))
-	err = notify.VerifyWebhook(secret, req.Header, body, time.Minute, sent.Add(time.Hour))
-	fmt.Println(errors.Is(err, notify.ErrWebhookTimestamp))
+	fmt.Println(webhook.Verify(secret, req.Header, body, time.Minute, sent.Add(30*time.Second)))
+	err = webhook.Verify(secret, req.Header, []byte(`{"test": 1}`), time.Minute, sent)
+	fmt.Println(errors.Is(err, webhook.ErrSignature))
+	err = webhook.Verify(secret, req.Header, body, time.Minute, sent.Add(time.Hour))
+	fmt.Println(errors.Is(err, webhook.ErrTimestamp))
 	// Output:
 	// v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=
 	// <nil>

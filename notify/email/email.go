@@ -1,4 +1,13 @@
-package notify
+// Package email delivers incident notices as e-mail: RFC 5322 messages with
+// MIME parts, sent through an SMTP submission server with STARTTLS before
+// AUTH. [New] builds the [Notifier] a playbook routes notices through.
+//
+// A Notifier makes one SMTP transaction per Notify call and does not retry:
+// the delivery policy of the orchestrator (an [incident.Policy]) is the one
+// retry layer. A 5xx reply, a missing STARTTLS or AUTH and an untrusted
+// certificate are marked [incident.Permanent]; a 4xx reply and network
+// errors are retryable.
+package email
 
 import (
 	"bytes"
@@ -21,30 +30,31 @@ import (
 	"time"
 
 	"github.com/breachkit/breach/incident"
+	"github.com/breachkit/breach/notify"
 )
 
 // The errors of e-mail. Each is wrapped with details; test with errors.Is.
 var (
-	// ErrEmailConfig: an EmailConfig that NewEmail refuses.
-	ErrEmailConfig = errors.New("notify: invalid e-mail configuration")
-	// ErrEmailHeader: a header value (subject, name, address, idempotency
+	// ErrConfig: an Config that New refuses.
+	ErrConfig = errors.New("email: invalid configuration")
+	// ErrHeader: a header value (subject, name, address, idempotency
 	// key) with a CR or LF in it, which could inject headers. Permanent.
-	ErrEmailHeader = errors.New("notify: line break in an e-mail header")
-	// ErrEmailRecipient: a recipient without an e-mail address, or with one
+	ErrHeader = errors.New("email: line break in a header")
+	// ErrRecipient: a recipient without an e-mail address, or with one
 	// that is not a single bare address. Permanent.
-	ErrEmailRecipient = errors.New("notify: recipient has no valid e-mail address")
-	// ErrEmailNoTLS: the server does not offer STARTTLS when TLS is
+	ErrRecipient = errors.New("email: recipient has no valid e-mail address")
+	// ErrNoTLS: the server does not offer STARTTLS when TLS is
 	// required, or a password would go over an unencrypted connection.
 	// Permanent.
-	ErrEmailNoTLS = errors.New("notify: SMTP server does not offer STARTTLS")
-	// ErrEmailNoAuth: credentials are configured but the server offers no
+	ErrNoTLS = errors.New("email: SMTP server does not offer STARTTLS")
+	// ErrNoAuth: credentials are configured but the server offers no
 	// AUTH. Permanent.
-	ErrEmailNoAuth = errors.New("notify: SMTP server does not offer AUTH")
+	ErrNoAuth = errors.New("email: SMTP server does not offer AUTH")
 )
 
-// EmailConfig configures an Email notifier. Addr and From are required;
+// Config configures an Email notifier. Addr and From are required;
 // every other zero field has a documented default.
-type EmailConfig struct {
+type Config struct {
 	// Addr is the submission server's host:port, such as
 	// "smtp.example.com:587".
 	Addr string
@@ -58,11 +68,11 @@ type EmailConfig struct {
 	Password incident.Secret
 	// TLSConfig is used for STARTTLS. nil means the system roots, with
 	// ServerName the host of Addr; a config without ServerName gets it.
-	// NewEmail keeps a copy, so later changes to it have no effect.
+	// New keeps a copy, so later changes to it have no effect.
 	TLSConfig *tls.Config
 	// AllowPlaintext, when false (the default), requires TLS: the server
 	// must offer STARTTLS, which is done before AUTH and MAIL, and a server
-	// that does not is a permanent ErrEmailNoTLS. When true, STARTTLS is
+	// that does not is a permanent ErrNoTLS. When true, STARTTLS is
 	// still used when offered, and mail goes in clear text otherwise;
 	// credentials are never sent in clear text either way.
 	AllowPlaintext bool
@@ -75,48 +85,49 @@ type EmailConfig struct {
 	Now func() time.Time
 }
 
-// Email is a Notifier that sends each message as an RFC 5322 e-mail through
-// an SMTP submission server (net/smtp), to msg.Recipient.Email. Build one
-// with NewEmail; the zero value is not usable. An Email is immutable and
-// safe for concurrent use; each Notify call opens its own connection.
+// Notifier is a notify.Notifier that sends each message as an RFC 5322
+// e-mail through an SMTP submission server (net/smtp), to
+// msg.Recipient.Email. Build one with New; the zero value is not usable. A
+// Notifier is immutable and safe for concurrent use; each Notify call opens
+// its own connection and makes one attempt.
 //
 // The Message-ID is derived from msg.IdempotencyKey, so that a notice sent
 // again after an uncertain failure is recognisable as the same one.
-type Email struct {
-	cfg   EmailConfig
+type Notifier struct {
+	cfg   Config
 	host  string
 	tls   *tls.Config
 	msgID string // the domain of Message-IDs
 }
 
-var _ Notifier = (*Email)(nil)
+var _ notify.Notifier = (*Notifier)(nil)
 
-// NewEmail checks cfg and returns an Email. The error matches
-// ErrEmailConfig and never contains the password.
-func NewEmail(cfg EmailConfig) (*Email, error) {
+// New checks cfg and returns a Notifier. The error matches
+// ErrConfig and never contains the password.
+func New(cfg Config) (*Notifier, error) {
 	host, port, err := net.SplitHostPort(cfg.Addr)
 	if err != nil || host == "" || port == "" {
-		return nil, fmt.Errorf("%w: Addr %q is not host:port", ErrEmailConfig, cfg.Addr)
+		return nil, fmt.Errorf("%w: Addr %q is not host:port", ErrConfig, cfg.Addr)
 	}
 	if hasLineBreak(cfg.From.Name) {
-		return nil, fmt.Errorf("%w: From.Name has a line break", ErrEmailConfig)
+		return nil, fmt.Errorf("%w: From.Name has a line break", ErrConfig)
 	}
 	from, err := bareAddress(cfg.From.Address)
 	if err != nil {
-		return nil, fmt.Errorf("%w: From.Address: %w", ErrEmailConfig, err)
+		return nil, fmt.Errorf("%w: From.Address: %w", ErrConfig, err)
 	}
 	cfg.From.Address = from
 	if (cfg.Username == "") != cfg.Password.IsZero() {
-		return nil, fmt.Errorf("%w: set both Username and Password, or neither", ErrEmailConfig)
+		return nil, fmt.Errorf("%w: set both Username and Password, or neither", ErrConfig)
 	}
 	if hasLineBreak(cfg.Username) {
-		return nil, fmt.Errorf("%w: Username has a line break", ErrEmailConfig)
+		return nil, fmt.Errorf("%w: Username has a line break", ErrConfig)
 	}
 	if cfg.Hello == "" {
 		cfg.Hello = "localhost"
 	}
 	if strings.ContainsAny(cfg.Hello, " \t\r\n") {
-		return nil, fmt.Errorf("%w: Hello %q is not a host name", ErrEmailConfig, cfg.Hello)
+		return nil, fmt.Errorf("%w: Hello %q is not a host name", ErrConfig, cfg.Hello)
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = time.Minute
@@ -136,21 +147,21 @@ func NewEmail(cfg EmailConfig) (*Email, error) {
 	if !isDotAtom(domain) {
 		domain = "breach"
 	}
-	return &Email{cfg: cfg, host: host, tls: tc, msgID: domain}, nil
+	return &Notifier{cfg: cfg, host: host, tls: tc, msgID: domain}, nil
 }
 
 // Notify sends msg to msg.Recipient.Email: STARTTLS (see
-// EmailConfig.AllowPlaintext), AUTH when configured, MAIL, RCPT, DATA.
+// Config.AllowPlaintext), AUTH when configured, MAIL, RCPT, DATA.
 //
-// It honours ctx (and EmailConfig.Timeout): dialing stops, and a connection
+// It honours ctx (and Config.Timeout): dialing stops, and a connection
 // in use is cut, when ctx ends; the error then wraps ctx's cause. A message
 // that cannot be composed (see Compose), a missing STARTTLS or AUTH, an
 // untrusted server certificate and an SMTP 5xx reply (a
 // *textproto.Error with Code >= 500, such as 535 for bad credentials or 550
-// for an unknown mailbox) are permanent (see Permanent); a 4xx reply and
+// for an unknown mailbox) are permanent (see incident.Permanent); a 4xx reply and
 // network errors are retryable. Once the server has accepted the message,
 // a failure to QUIT is ignored, so the notice is not sent twice.
-func (e *Email) Notify(ctx context.Context, msg Message) error {
+func (e *Notifier) Notify(ctx context.Context, msg notify.Message) error {
 	data, err := e.Compose(msg)
 	if err != nil {
 		return err
@@ -187,14 +198,14 @@ func (e *Email) Notify(ctx context.Context, msg Message) error {
 		}
 		secure = true
 	} else if !e.cfg.AllowPlaintext {
-		return Permanent(fmt.Errorf("notify: email: %w (%s), and TLS is required", ErrEmailNoTLS, e.cfg.Addr))
+		return incident.Permanent(fmt.Errorf("%w (%s), and TLS is required", ErrNoTLS, e.cfg.Addr))
 	}
 	if e.cfg.Username != "" {
 		if !secure {
-			return Permanent(fmt.Errorf("notify: email: %w (%s); refusing to send the password unencrypted", ErrEmailNoTLS, e.cfg.Addr))
+			return incident.Permanent(fmt.Errorf("%w (%s); refusing to send the password unencrypted", ErrNoTLS, e.cfg.Addr))
 		}
 		if ok, _ := c.Extension("AUTH"); !ok {
-			return Permanent(fmt.Errorf("notify: email: %w (%s)", ErrEmailNoAuth, e.cfg.Addr))
+			return incident.Permanent(fmt.Errorf("%w (%s)", ErrNoAuth, e.cfg.Addr))
 		}
 		if err := c.Auth(smtp.PlainAuth("", e.cfg.Username, e.cfg.Password.Reveal(), e.host)); err != nil {
 			return smtpError(ctx, "AUTH", err)
@@ -228,15 +239,15 @@ func smtpError(ctx context.Context, step string, err error) error {
 		<-ctx.Done()
 	}
 	if cause := context.Cause(ctx); cause != nil {
-		return fmt.Errorf("notify: email: %s: %w: %w", step, cause, err)
+		return fmt.Errorf("email: %s: %w: %w", step, cause, err)
 	}
-	err = fmt.Errorf("notify: email: %s: %w", step, err)
+	err = fmt.Errorf("email: %s: %w", step, err)
 	var tpErr *textproto.Error
 	var certErr *tls.CertificateVerificationError
 	switch {
 	case errors.As(err, &tpErr) && tpErr.Code >= 500,
 		errors.As(err, &certErr):
-		return Permanent(err)
+		return incident.Permanent(err)
 	}
 	return err
 }
@@ -252,21 +263,21 @@ func smtpError(ctx context.Context, step string, err error) error {
 // when it is not valid there, or random when it is empty) and DOMAIN that of
 // the From address.
 //
-// An error is permanent (see Permanent) and matches ErrEmailRecipient or
-// ErrEmailHeader.
-func (e *Email) Compose(msg Message) ([]byte, error) {
+// An error is permanent (see incident.Permanent) and matches ErrRecipient or
+// ErrHeader.
+func (e *Notifier) Compose(msg notify.Message) ([]byte, error) {
 	if hasLineBreak(msg.Recipient.Email) {
-		return nil, Permanent(fmt.Errorf("notify: email: %w: recipient %q's address", ErrEmailHeader, msg.Recipient.ID))
+		return nil, incident.Permanent(fmt.Errorf("%w: recipient %q's address", ErrHeader, msg.Recipient.ID))
 	}
 	rcpt, err := bareAddress(msg.Recipient.Email)
 	if err != nil {
-		return nil, Permanent(fmt.Errorf("notify: email: recipient %q: %w", msg.Recipient.ID, err))
+		return nil, incident.Permanent(fmt.Errorf("%w: recipient %q", err, msg.Recipient.ID))
 	}
 	for _, h := range []struct{ what, value string }{
 		{"subject", msg.Subject}, {"recipient name", msg.Recipient.Name}, {"idempotency key", msg.IdempotencyKey},
 	} {
 		if hasLineBreak(h.value) {
-			return nil, Permanent(fmt.Errorf("notify: email: %w: the %s", ErrEmailHeader, h.what))
+			return nil, incident.Permanent(fmt.Errorf("%w: the %s", ErrHeader, h.what))
 		}
 	}
 
@@ -285,7 +296,7 @@ func (e *Email) Compose(msg Message) ([]byte, error) {
 		writeHeader(&b, "Content-Transfer-Encoding", "quoted-printable")
 		b.WriteString("\r\n")
 		if err := writeQP(&b, msg.Text); err != nil {
-			return nil, Permanent(fmt.Errorf("notify: email: %w", err))
+			return nil, incident.Permanent(fmt.Errorf("email: %w", err))
 		}
 		return b.Bytes(), nil
 	}
@@ -301,11 +312,11 @@ func (e *Email) Compose(msg Message) ([]byte, error) {
 			err = writeQP(w, p.body)
 		}
 		if err != nil {
-			return nil, Permanent(fmt.Errorf("notify: email: %w", err))
+			return nil, incident.Permanent(fmt.Errorf("email: %w", err))
 		}
 	}
 	if err := mw.Close(); err != nil {
-		return nil, Permanent(fmt.Errorf("notify: email: %w", err))
+		return nil, incident.Permanent(fmt.Errorf("email: %w", err))
 	}
 	return b.Bytes(), nil
 }
@@ -349,11 +360,11 @@ func writeHeader(b *bytes.Buffer, name, value string) {
 func bareAddress(s string) (string, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
-		return "", ErrEmailRecipient
+		return "", ErrRecipient
 	}
 	a, err := mail.ParseAddress(s)
 	if err != nil || a.Name != "" || a.Address != s {
-		return "", fmt.Errorf("%w: not one bare address", ErrEmailRecipient)
+		return "", fmt.Errorf("%w: not one bare address", ErrRecipient)
 	}
 	return s, nil
 }

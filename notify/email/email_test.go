@@ -1,4 +1,4 @@
-package notify_test
+package email_test
 
 import (
 	"bytes"
@@ -9,7 +9,9 @@ import (
 	"mime/quotedprintable"
 	"net"
 	"net/mail"
+	"net/textproto"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,14 +19,17 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/breachkit/breach/incident"
+	"github.com/breachkit/breach/internal/retry"
 	"github.com/breachkit/breach/notify"
+	"github.com/breachkit/breach/notify/email"
+	"github.com/breachkit/breach/notify/internal/sample"
 )
 
 var composedAt = time.Date(2026, 3, 1, 12, 30, 0, 0, time.FixedZone("CET", 3600))
 
-func testEmail(t *testing.T, edit ...func(*notify.EmailConfig)) *notify.Email {
+func testEmail(t *testing.T, edit ...func(*email.Config)) *email.Notifier {
 	t.Helper()
-	cfg := notify.EmailConfig{
+	cfg := email.Config{
 		Addr: "smtp.acme.example:587",
 		From: mail.Address{Name: "Acme Security", Address: "security@acme.example"},
 		Now:  func() time.Time { return composedAt },
@@ -32,7 +37,7 @@ func testEmail(t *testing.T, edit ...func(*notify.EmailConfig)) *notify.Email {
 	for _, e := range edit {
 		e(&cfg)
 	}
-	e, err := notify.NewEmail(cfg)
+	e, err := email.New(cfg)
 	require.NoError(t, err)
 	return e
 }
@@ -95,8 +100,8 @@ func assertWellFormed(t *testing.T, raw []byte) {
 	}
 }
 
-func TestEmailComposeMultipart(t *testing.T) {
-	msg := noticeMessage()
+func TestComposeMultipart(t *testing.T) {
+	msg := sample.Message()
 	raw, err := testEmail(t).Compose(msg)
 	require.NoError(t, err)
 	assertWellFormed(t, raw)
@@ -144,8 +149,8 @@ func TestEmailComposeMultipart(t *testing.T) {
 	assert.Equal(t, io.EOF, err)
 }
 
-func TestEmailComposePlain(t *testing.T) {
-	msg := noticeMessage()
+func TestComposePlain(t *testing.T) {
+	msg := sample.Message()
 	msg.HTML = ""
 	raw, err := testEmail(t).Compose(msg)
 	require.NoError(t, err)
@@ -157,7 +162,7 @@ func TestEmailComposePlain(t *testing.T) {
 	assert.NotContains(t, string(raw), "multipart")
 }
 
-func TestEmailComposeBodyRoundTrips(t *testing.T) {
+func TestComposeBodyRoundTrips(t *testing.T) {
 	for _, text := range []string{
 		"",
 		"plain ASCII",
@@ -167,7 +172,7 @@ func TestEmailComposeBodyRoundTrips(t *testing.T) {
 		strings.Repeat("a long line without breaks ", 20) + "\n",
 		strings.Repeat("ü", 200),
 	} {
-		msg := noticeMessage()
+		msg := sample.Message()
 		msg.Text, msg.HTML = text, ""
 		raw, err := testEmail(t).Compose(msg)
 		require.NoError(t, err)
@@ -176,8 +181,8 @@ func TestEmailComposeBodyRoundTrips(t *testing.T) {
 	}
 }
 
-func TestEmailComposeASCIIHeadersStayReadable(t *testing.T) {
-	msg := noticeMessage()
+func TestComposeASCIIHeadersStayReadable(t *testing.T) {
+	msg := sample.Message()
 	msg.Subject = "Security notice about your account"
 	msg.Recipient.Name = `Acme "Ltd"`
 	raw, err := testEmail(t).Compose(msg)
@@ -190,12 +195,12 @@ func TestEmailComposeASCIIHeadersStayReadable(t *testing.T) {
 	assert.Equal(t, `Acme "Ltd"`, to.Name)
 }
 
-func TestEmailComposeFoldsLongHeaders(t *testing.T) {
+func TestComposeFoldsLongHeaders(t *testing.T) {
 	for _, subject := range []string{
 		strings.Repeat("Sicherheitshinweis für Ihr Konto ", 8),
 		strings.Repeat("Security notice about your account ", 8),
 	} {
-		msg := noticeMessage()
+		msg := sample.Message()
 		msg.Subject = strings.TrimSpace(subject)
 		msg.Recipient.Name = strings.Repeat("Zoë Müller ", 10)
 		raw, err := testEmail(t).Compose(msg)
@@ -210,7 +215,7 @@ func TestEmailComposeFoldsLongHeaders(t *testing.T) {
 	}
 }
 
-func TestEmailComposeHeaderInjection(t *testing.T) {
+func TestComposeHeaderInjection(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		edit func(*notify.Message)
@@ -223,20 +228,21 @@ func TestEmailComposeHeaderInjection(t *testing.T) {
 		{"idempotency key", func(m *notify.Message) { m.IdempotencyKey = "brk_1\r\nBcc: victim@example.com" }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			msg := noticeMessage()
+			msg := sample.Message()
 			tc.edit(&msg)
 			raw, err := testEmail(t).Compose(msg)
 			assert.Nil(t, raw)
-			assert.ErrorIs(t, err, notify.ErrEmailHeader)
+			assert.ErrorIs(t, err, email.ErrHeader)
 			assert.True(t, incident.IsPermanent(err))
+			assertPrefixOnce(t, err)
 			// Notify refuses before connecting (nothing listens at Addr).
 			err = testEmail(t).Notify(context.Background(), msg)
-			assert.ErrorIs(t, err, notify.ErrEmailHeader)
+			assert.ErrorIs(t, err, email.ErrHeader)
 		})
 	}
 }
 
-func TestEmailComposeRecipient(t *testing.T) {
+func TestComposeRecipient(t *testing.T) {
 	for _, tc := range []struct{ name, email string }{
 		{"none", ""},
 		{"blank", "   "},
@@ -247,25 +253,26 @@ func TestEmailComposeRecipient(t *testing.T) {
 		{"no domain", "zoe@"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			msg := noticeMessage()
+			msg := sample.Message()
 			msg.Recipient.Email = tc.email
 			_, err := testEmail(t).Compose(msg)
-			require.ErrorIs(t, err, notify.ErrEmailRecipient)
+			require.ErrorIs(t, err, email.ErrRecipient)
 			assert.True(t, incident.IsPermanent(err))
 			assert.ErrorContains(t, err, `recipient "cust-42"`)
+			assertPrefixOnce(t, err)
 		})
 	}
-	msg := noticeMessage()
+	msg := sample.Message()
 	msg.Recipient.Email = "  zoe@example.com "
 	raw, err := testEmail(t).Compose(msg)
 	require.NoError(t, err)
 	assert.Equal(t, "=?utf-8?q?Zo=C3=AB_M=C3=BCller?= <zoe@example.com>", parseMessage(t, raw).header.Get("To"))
 }
 
-func TestEmailComposeMessageID(t *testing.T) {
+func TestComposeMessageID(t *testing.T) {
 	e := testEmail(t)
 	id := func(key string) string {
-		msg := noticeMessage()
+		msg := sample.Message()
 		msg.IdempotencyKey = key
 		raw, err := e.Compose(msg)
 		require.NoError(t, err)
@@ -278,15 +285,15 @@ func TestEmailComposeMessageID(t *testing.T) {
 	assert.Regexp(t, `^<rnd\.[a-z2-7]{26}@acme\.example>$`, id(""))
 	assert.NotEqual(t, id(""), id(""))
 
-	literal := testEmail(t, func(c *notify.EmailConfig) { c.From.Address = "security@[192.0.2.1]" })
-	raw, err := literal.Compose(noticeMessage())
+	literal := testEmail(t, func(c *email.Config) { c.From.Address = "security@[192.0.2.1]" })
+	raw, err := literal.Compose(sample.Message())
 	require.NoError(t, err)
 	assert.Equal(t, "<brk_5f1e0c2d9a7b4e3f8c6d1a2b3c4d5e6f@breach>", parseMessage(t, raw).header.Get("Message-ID"))
 }
 
-func TestEmailComposeFromName(t *testing.T) {
-	e := testEmail(t, func(c *notify.EmailConfig) { c.From.Name = "Sécurité Acme" })
-	raw, err := e.Compose(noticeMessage())
+func TestComposeFromName(t *testing.T) {
+	e := testEmail(t, func(c *email.Config) { c.From.Name = "Sécurité Acme" })
+	raw, err := e.Compose(sample.Message())
 	require.NoError(t, err)
 	assertWellFormed(t, raw)
 	from, err := mail.ParseAddress(parseMessage(t, raw).header.Get("From"))
@@ -294,41 +301,41 @@ func TestEmailComposeFromName(t *testing.T) {
 	assert.Equal(t, "Sécurité Acme", from.Name)
 }
 
-func TestNewEmailErrors(t *testing.T) {
+func TestNewErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		edit func(*notify.EmailConfig)
+		edit func(*email.Config)
 	}{
-		{"no Addr", func(c *notify.EmailConfig) { c.Addr = "" }},
-		{"Addr without port", func(c *notify.EmailConfig) { c.Addr = "smtp.acme.example" }},
-		{"Addr without host", func(c *notify.EmailConfig) { c.Addr = ":587" }},
-		{"no From", func(c *notify.EmailConfig) { c.From = mail.Address{} }},
-		{"From with a name inside", func(c *notify.EmailConfig) { c.From.Address = "Acme <security@acme.example>" }},
-		{"From not an address", func(c *notify.EmailConfig) { c.From.Address = "security" }},
-		{"From name with a line break", func(c *notify.EmailConfig) { c.From.Name = "Acme\r\nBcc: x@y.example" }},
-		{"Username without Password", func(c *notify.EmailConfig) { c.Username = "acme" }},
-		{"Password without Username", func(c *notify.EmailConfig) { c.Password = incident.NewSecret("hunter2") }},
-		{"Hello with a space", func(c *notify.EmailConfig) { c.Hello = "my host" }},
+		{"no Addr", func(c *email.Config) { c.Addr = "" }},
+		{"Addr without port", func(c *email.Config) { c.Addr = "smtp.acme.example" }},
+		{"Addr without host", func(c *email.Config) { c.Addr = ":587" }},
+		{"no From", func(c *email.Config) { c.From = mail.Address{} }},
+		{"From with a name inside", func(c *email.Config) { c.From.Address = "Acme <security@acme.example>" }},
+		{"From not an address", func(c *email.Config) { c.From.Address = "security" }},
+		{"From name with a line break", func(c *email.Config) { c.From.Name = "Acme\r\nBcc: x@y.example" }},
+		{"Username without Password", func(c *email.Config) { c.Username = "acme" }},
+		{"Password without Username", func(c *email.Config) { c.Password = incident.NewSecret("hunter2") }},
+		{"Hello with a space", func(c *email.Config) { c.Hello = "my host" }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := notify.EmailConfig{Addr: "smtp.acme.example:587", From: mail.Address{Address: "security@acme.example"}}
+			cfg := email.Config{Addr: "smtp.acme.example:587", From: mail.Address{Address: "security@acme.example"}}
 			tc.edit(&cfg)
-			e, err := notify.NewEmail(cfg)
+			e, err := email.New(cfg)
 			assert.Nil(t, e)
-			require.ErrorIs(t, err, notify.ErrEmailConfig)
+			require.ErrorIs(t, err, email.ErrConfig)
 			assert.NotContains(t, err.Error(), "hunter2")
 		})
 	}
 }
 
-func TestEmailDialErrorIsRetryable(t *testing.T) {
+func TestDialErrorIsRetryable(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	addr := l.Addr().String()
 	require.NoError(t, l.Close()) // nothing listens there now
-	e := testEmail(t, func(c *notify.EmailConfig) { c.Addr = addr })
-	err = e.Notify(context.Background(), noticeMessage())
-	require.ErrorContains(t, err, "notify: email: dial")
+	e := testEmail(t, func(c *email.Config) { c.Addr = addr })
+	err = e.Notify(context.Background(), sample.Message())
+	require.ErrorContains(t, err, "email: dial")
 	assert.False(t, incident.IsPermanent(err))
 }
 
@@ -363,20 +370,20 @@ func silentServer(t *testing.T, accepted func()) string {
 	return l.Addr().String()
 }
 
-func TestEmailHonoursContext(t *testing.T) {
+func TestHonoursContext(t *testing.T) {
 	t.Run("cancelled while waiting for the greeting", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		addr := silentServer(t, cancel)
-		e := testEmail(t, func(c *notify.EmailConfig) { c.Addr = addr })
-		err := e.Notify(ctx, noticeMessage())
+		e := testEmail(t, func(c *email.Config) { c.Addr = addr })
+		err := e.Notify(ctx, sample.Message())
 		require.ErrorIs(t, err, context.Canceled)
 		assert.False(t, incident.IsPermanent(err))
 	})
 	t.Run("Timeout", func(t *testing.T) {
 		addr := silentServer(t, func() {})
-		e := testEmail(t, func(c *notify.EmailConfig) { c.Addr = addr; c.Timeout = 50 * time.Millisecond })
-		err := e.Notify(context.Background(), noticeMessage())
+		e := testEmail(t, func(c *email.Config) { c.Addr = addr; c.Timeout = 50 * time.Millisecond })
+		err := e.Notify(context.Background(), sample.Message())
 		require.ErrorIs(t, err, context.DeadlineExceeded)
 		assert.ErrorContains(t, err, "greeting")
 		assert.False(t, incident.IsPermanent(err))
@@ -385,7 +392,53 @@ func TestEmailHonoursContext(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
 		addr := silentServer(t, func() { t.Error("connected") })
-		e := testEmail(t, func(c *notify.EmailConfig) { c.Addr = addr })
-		require.ErrorIs(t, e.Notify(ctx, noticeMessage()), context.Canceled)
+		e := testEmail(t, func(c *email.Config) { c.Addr = addr })
+		require.ErrorIs(t, e.Notify(ctx, sample.Message()), context.Canceled)
 	})
+}
+
+// assertPrefixOnce checks that err names the package once: a sentinel
+// wrapped with a second "email: " reads "email: email: …".
+func assertPrefixOnce(t *testing.T, err error) {
+	t.Helper()
+	assert.Equal(t, 1, strings.Count(err.Error(), "email: "), "%q", err)
+}
+
+// The e-mail notifier does not retry inside Notify either: a server that
+// answers every connection "421 busy" sees exactly as many connections as
+// the delivery policy has attempts, and the error stays retryable.
+func TestOneTransactionPerAttempt(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var conns atomic.Int32
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			_, _ = io.WriteString(c, "421 4.3.2 busy, try again later\r\n")
+			_ = c.Close()
+		}
+	}()
+	t.Cleanup(func() { _ = l.Close(); <-done })
+	e := testEmail(t, func(c *email.Config) { c.Addr = l.Addr().String() })
+
+	out := retry.Do(context.Background(), incident.Policy{Attempts: 3, Backoff: time.Millisecond}, nil,
+		func(ctx context.Context, attempt int) error {
+			m := sample.Message()
+			m.Attempt = attempt
+			return e.Notify(ctx, m)
+		})
+
+	require.Error(t, out.Err)
+	assert.Equal(t, 3, out.Attempts)
+	assert.Equal(t, int32(3), conns.Load(), "one connection per attempt")
+	assert.False(t, incident.IsPermanent(out.Err))
+	var tpErr *textproto.Error
+	require.ErrorAs(t, out.Err, &tpErr)
+	assert.Equal(t, 421, tpErr.Code)
 }
