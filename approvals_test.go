@@ -118,7 +118,7 @@ func TestApprovalBySeverity(t *testing.T) {
 				require.NotNil(t, a)
 				sameInstant(t, requested, a.RequestedAt, "requested")
 				assert.True(t, a.Due.IsZero(), "no timeout: waits for ever")
-				assert.False(t, a.Decided())
+				assert.True(t, a.DecidedAt.IsZero(), "not decided")
 				assert.True(t, hasEntry(inc, incident.ActorSystem, `containment action "disable-key" needs approval at severity `+tt.sev.String()))
 				msgs := r.p.all()
 				require.Len(t, msgs, 1)
@@ -258,7 +258,7 @@ func TestApprovalTimeoutEscalates(t *testing.T) {
 		assert.Equal(t, 1, r.p.count(pageEscalate+r.id))
 		rec := inc.Actions[0]
 		assert.Equal(t, incident.ActionAwaiting, rec.Status, "the request stays open for a person")
-		assert.False(t, rec.Approval.Decided())
+		assert.True(t, rec.Approval.DecidedAt.IsZero(), "not decided")
 
 		// Escalated once, however long nobody acts.
 		time.Sleep(time.Hour)

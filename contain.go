@@ -56,7 +56,7 @@ func (o *Orchestrator) contain(st *stepRun, inc *incident.Incident, pb *Playbook
 				switch {
 				case r.Status == incident.ActionAwaiting, r.Status == incident.ActionApplied, r.Status == incident.ActionDenied:
 					// decided since the list was made (another replica, a person)
-				case a.Approval.Required(inc.Severity) && !r.Approval.Decided():
+				case a.Approval.Required(inc.Severity) && (r.Approval == nil || r.Approval.DecidedAt.IsZero()):
 					r.Status = incident.ActionAwaiting
 					r.Approval = &incident.Approval{RequestedAt: now}
 					if a.Approval.Timeout > 0 {

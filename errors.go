@@ -31,10 +31,6 @@ var ErrNoSuchClock = errors.New("breach: no such running clock")
 // driver re-reads and decides again.
 var errStale = errors.New("breach: incident changed under the step")
 
-// ErrGameDay reports that the rehearsal could not run (a bad playbook, a step that
-// failed).
-var ErrGameDay = errors.New("breach: game day")
-
 // Errors of the orchestrator. Store and lifecycle errors are passed through
 // wrapped, so errors.Is(err, incident.ErrNotFound) and errors.As(err,
 // new(*incident.TransitionError)) work on what the human actions return.

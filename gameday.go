@@ -139,18 +139,18 @@ func RunGameDay(ctx context.Context, g GameDay) (*GameDayResult, error) {
 		WithLogger(slog.New(slog.DiscardHandler)), WithOnCall(oncall),
 		func(c *config) error { c.deliveryConcurrency = 1; return nil })
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrGameDay, err)
+		return nil, fmt.Errorf("breach: game day: %w", err)
 	}
 	sig := g.Signal
 	sig.At = start
 	rc, err := o.Report(ctx, sig)
 	if err != nil {
-		return nil, fmt.Errorf("%w: signal: %w", ErrGameDay, err)
+		return nil, fmt.Errorf("breach: game day: signal: %w", err)
 	}
 	id := rc.IncidentID
 	settle := func() error { return o.settle(ctx, id) }
 	if err := settle(); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrGameDay, err)
+		return nil, fmt.Errorf("breach: game day: %w", err)
 	}
 
 	steps := slices.Clone(g.Steps)
@@ -196,13 +196,13 @@ func RunGameDay(ctx context.Context, g GameDay) (*GameDayResult, error) {
 			break
 		}
 		if err := advanceTo(at); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrGameDay, err)
+			return nil, fmt.Errorf("breach: game day: %w", err)
 		}
 		if err := s.Do(ctx, o, id); err != nil {
-			return nil, fmt.Errorf("%w: step %q at %s: %w", ErrGameDay, s.Name, s.At, err)
+			return nil, fmt.Errorf("breach: game day: step %q at %s: %w", s.Name, s.At, err)
 		}
 		if err := settle(); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrGameDay, err)
+			return nil, fmt.Errorf("breach: game day: %w", err)
 		}
 	}
 	if g.Horizon > 0 {
@@ -211,10 +211,10 @@ func RunGameDay(ctx context.Context, g GameDay) (*GameDayResult, error) {
 		err = advanceTo(end.Add(-time.Nanosecond))
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrGameDay, err)
+		return nil, fmt.Errorf("breach: game day: %w", err)
 	}
 	if res.Incident, err = o.store.Get(ctx, id); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrGameDay, err)
+		return nil, fmt.Errorf("breach: game day: %w", err)
 	}
 	res.Report = res.Incident.Markdown()
 	return res, nil

@@ -180,7 +180,8 @@ func (o *Orchestrator) newIncident(sig *incident.Signal, key string) *incident.I
 		DetectedAt:            now,
 		UpdatedAt:             now,
 	}
-	inc.Signals.Observe(sig, sig.At)
+	inc.Signals = incident.SignalSummary{Count: 1, FirstSeen: sig.At, LastSeen: sig.At,
+		Samples: []incident.SignalSample{{At: sig.At, Source: sig.Source, Severity: sig.Severity, Summary: sig.Summary}}}
 	detail := "opened from a " + sig.Severity.String() + " " + sig.Kind + " signal about " + sig.Subject
 	if sig.Summary != "" {
 		detail += ": " + sig.Summary

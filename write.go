@@ -25,12 +25,14 @@ func (o *Orchestrator) mutate(ctx context.Context, inc *incident.Incident, fn fu
 		inc.UpdatedAt = o.cfg.now()
 		err := o.store.Update(ctx, inc)
 		if err == nil {
-			o.changed()
-			o.announce(ctx, inc, before)
 			if !inc.State.Open() {
+				// Before anyone learns it ended: the next signal for its
+				// key opens a new incident.
 				o.hot.remove(inc.ID)
 				o.forgetCredential(inc.ID)
 			}
+			o.changed()
+			o.announce(ctx, inc, before)
 			return nil
 		}
 		if !errors.Is(err, incident.ErrConflict) {

@@ -113,5 +113,5 @@ type Approval struct {
 	Note      string `json:",omitempty"`
 }
 
-// Decided reports whether the approval was granted or denied.
-func (a *Approval) Decided() bool { return a != nil && !a.DecidedAt.IsZero() }
+// decided reports whether the approval was granted or denied.
+func (a *Approval) decided() bool { return a != nil && !a.DecidedAt.IsZero() }

@@ -84,21 +84,6 @@ type SignalSample struct {
 	Summary  string `json:",omitempty"`
 }
 
-// Observe folds a validated signal into the summary: the count, first and
-// last seen, and a sample while there is room.
-func (s *SignalSummary) Observe(sig *Signal, at time.Time) {
-	s.Count++
-	if s.FirstSeen.IsZero() || at.Before(s.FirstSeen) {
-		s.FirstSeen = at
-	}
-	if at.After(s.LastSeen) {
-		s.LastSeen = at
-	}
-	if len(s.Samples) < MaxSignalSamples {
-		s.Samples = append(s.Samples, SignalSample{At: at, Source: sig.Source, Severity: sig.Severity, Summary: sig.Summary})
-	}
-}
-
 // DataCategory is a kind of customer data an incident may have exposed.
 type DataCategory string
 

@@ -215,42 +215,6 @@ func TestActionAndDeliveryLookup(t *testing.T) {
 	assert.Nil(t, inc.Deadline("nope"))
 }
 
-func TestSignalSummaryObserve(t *testing.T) {
-	var s incident.SignalSummary
-	const n = 20
-	// Out of order: the middle first, then earlier and later ones.
-	offsets := []int{10, 3, 15, 0, 19, 7}
-	for i := len(offsets); i < n; i++ {
-		offsets = append(offsets, 5)
-	}
-	for i, off := range offsets {
-		sig := &incident.Signal{Source: fmt.Sprint("src", i), Severity: incident.SeverityLow, Summary: fmt.Sprint("sum", i)}
-		s.Observe(sig, t0.Add(time.Duration(off)*time.Minute))
-	}
-	assert.Equal(t, int64(n), s.Count)
-	assert.Equal(t, t0, s.FirstSeen)
-	assert.Equal(t, t0.Add(19*time.Minute), s.LastSeen)
-	require.Len(t, s.Samples, incident.MaxSignalSamples)
-	for i, smp := range s.Samples {
-		assert.Equal(t, fmt.Sprint("src", i), smp.Source, "the first signals are kept, in arrival order")
-		assert.Equal(t, fmt.Sprint("sum", i), smp.Summary)
-		assert.Equal(t, incident.SeverityLow, smp.Severity)
-		assert.Equal(t, t0.Add(time.Duration(offsets[i])*time.Minute), smp.At)
-	}
-}
-
-func TestSignalSummaryObserveSingle(t *testing.T) {
-	var s incident.SignalSummary
-	sig := validSignal()
-	s.Observe(&sig, t0)
-	assert.Equal(t, int64(1), s.Count)
-	assert.Equal(t, t0, s.FirstSeen)
-	assert.Equal(t, t0, s.LastSeen)
-	require.Len(t, s.Samples, 1)
-	assert.Equal(t, incident.SignalSample{At: t0, Source: sig.Source, Severity: sig.Severity, Summary: sig.Summary}, s.Samples[0])
-	assert.NotContains(t, fmt.Sprintf("%+v", s), canary)
-}
-
 func TestImpactCustomerDataAffected(t *testing.T) {
 	cust := []incident.Customer{{ID: "c1"}}
 	data := []incident.DataCategory{incident.DataCampaignReports}

@@ -178,7 +178,7 @@ func (l *Lifecycle) Next(from State, event Event) (State, error) {
 func (l *Lifecycle) refuse(from State, event Event) error {
 	err := ErrInvalidTransition
 	switch {
-	case !l.Has(from):
+	case !l.has(from):
 		err = ErrUnknownState
 	case !l.knownEvent[event]:
 		err = ErrUnknownEvent
@@ -192,8 +192,8 @@ func (l *Lifecycle) Can(from State, event Event) bool {
 	return ok
 }
 
-// Has reports whether s is a state of the lifecycle.
-func (l *Lifecycle) Has(s State) bool {
+// has reports whether s is a state of the lifecycle.
+func (l *Lifecycle) has(s State) bool {
 	for _, d := range l.states {
 		if d == s {
 			return true

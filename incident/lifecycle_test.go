@@ -174,10 +174,10 @@ func TestNextRefusals(t *testing.T) {
 func TestHas(t *testing.T) {
 	l := incident.Standard()
 	for _, s := range standardStates {
-		assert.True(t, l.Has(s), s)
+		assert.Contains(t, l.States(), s)
 	}
-	assert.False(t, l.Has(""))
-	assert.False(t, l.Has("limbo"))
+	assert.NotContains(t, l.States(), incident.State(""))
+	assert.NotContains(t, l.States(), incident.State("limbo"))
 }
 
 func TestEvents(t *testing.T) {

@@ -355,7 +355,7 @@ func approvalText(a *Approval) string {
 	if a == nil {
 		return "not required"
 	}
-	if !a.Decided() {
+	if !a.decided() {
 		s := "requested " + reportTime(a.RequestedAt) + ", pending"
 		if !a.Due.IsZero() {
 			s += ", times out " + reportTime(a.Due)

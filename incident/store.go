@@ -216,19 +216,17 @@ func (m *MemStore) ListOpen(ctx context.Context) ([]*Incident, error) {
 		out = append(out, m.names.load(m.byID[id]))
 	}
 	m.mu.RUnlock()
-	SortByDetected(out)
+	slices.SortFunc(out, byDetected)
 	return out, nil
 }
 
-// SortByDetected orders incidents oldest DetectedAt first, ties by ID: the
+// byDetected orders incidents oldest DetectedAt first, ties by ID: the
 // order Store.ListOpen promises.
-func SortByDetected(incs []*Incident) {
-	slices.SortFunc(incs, func(a, b *Incident) int {
-		if c := a.DetectedAt.Compare(b.DetectedAt); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.ID, b.ID)
-	})
+func byDetected(a, b *Incident) int {
+	if c := a.DetectedAt.Compare(b.DetectedAt); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.ID, b.ID)
 }
 
 func checkStorable(inc *Incident) error {

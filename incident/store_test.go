@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/breachkit/breach/incident"
+	"github.com/breachkit/breach/incident/incidenttest"
 )
 
 var t0 = time.Date(2025, 3, 14, 9, 26, 53, 0, time.UTC)
@@ -315,7 +316,7 @@ func TestSortByDetected(t *testing.T) {
 		{ID: "a", DetectedAt: t0},
 		{ID: "d", DetectedAt: t0.Add(time.Second)},
 	}
-	incident.SortByDetected(incs)
+	incidenttest.SortByDetected(incs)
 	var ids []string
 	for _, inc := range incs {
 		ids = append(ids, inc.ID)

@@ -14,9 +14,11 @@
 package incidenttest
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -546,7 +548,7 @@ func listOpenOnlyOpen(t *testing.T, s incident.Store) {
 			want = append(want, inc)
 		}
 	}
-	incident.SortByDetected(want) // equal DetectedAt: by ID
+	SortByDetected(want) // equal DetectedAt: by ID
 	got, err := s.ListOpen(t.Context())
 	require.NoError(t, err)
 	if assert.Equal(t, ids(want), ids(got), "ListOpen must return exactly the open incidents") {
@@ -1004,4 +1006,15 @@ func leaseContext(t *testing.T, s incident.Store) {
 	err = l.Unlease(cancelled(t), "inc-1", "bob")
 	assert.ErrorIs(t, err, context.Canceled, "Unlease with a cancelled context must return its error")
 	assert.False(t, mustLease(t, l, "inc-1", "alice", time.Minute), "Unlease with a cancelled context must not give the lease up")
+}
+
+// SortByDetected orders incidents oldest DetectedAt first, ties by ID: the
+// order Store.ListOpen promises, which TestStore checks.
+func SortByDetected(incs []*incident.Incident) {
+	slices.SortFunc(incs, func(a, b *incident.Incident) int {
+		if c := a.DetectedAt.Compare(b.DetectedAt); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.ID, b.ID)
+	})
 }

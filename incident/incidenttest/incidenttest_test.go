@@ -311,7 +311,7 @@ func (s *naiveStore) ListOpen(ctx context.Context) ([]*incident.Incident, error)
 			out = append(out, s.out(inc))
 		}
 	}
-	incident.SortByDetected(out)
+	incidenttest.SortByDetected(out)
 	if s.bug == bugUnordered {
 		slices.Reverse(out)
 	}
@@ -469,12 +469,12 @@ func TestNormalize(t *testing.T) {
 	assert.NotEqual(t, n, incidenttest.Normalize(other), "a microsecond in a map value is a difference")
 }
 
-// The suite's order check agrees with incident.SortByDetected.
+// The suite's order check agrees with incidenttest.SortByDetected.
 func TestSortByDetectedTies(t *testing.T) {
 	a := incidenttest.NewIncident("b", "k1")
 	b := incidenttest.NewIncident("a", "k2")
 	b.DetectedAt = a.DetectedAt.In(time.FixedZone("x", 3600))
 	list := []*incident.Incident{a, b}
-	incident.SortByDetected(list)
+	incidenttest.SortByDetected(list)
 	assert.True(t, slices.IsSortedFunc(list, func(x, y *incident.Incident) int { return cmp.Compare(x.ID, y.ID) }))
 }

@@ -63,7 +63,7 @@ func Do(ctx context.Context, p incident.Policy, stop <-chan struct{}, fn func(ct
 		}
 		wait, asked := incident.RetryDelay(last)
 		if !asked {
-			wait = p.Delay(attempt)
+			wait = Delay(p, attempt)
 		}
 		if deadline, ok := ctx.Deadline(); ok && asked && time.Until(deadline) <= wait {
 			return Outcome{Attempts: attempt, Err: last}
