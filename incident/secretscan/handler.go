@@ -31,9 +31,9 @@ const (
 const (
 	DefaultKind         = "credential.compromised"
 	DefaultMaxBodyBytes = 1 << 20
-	DefaultMaxMatches   = 1000
+	defaultMaxMatches   = 1000
 	DefaultConcurrency  = 8
-	DefaultTimeout      = 30 * time.Second
+	defaultTimeout      = 30 * time.Second
 )
 
 // Limits on a match's fields. A batch with a match over a limit is rejected
@@ -125,7 +125,7 @@ type Config struct {
 	// Default DefaultMaxBodyBytes (1 MiB).
 	MaxBodyBytes int64
 	// MaxMatches bounds the matches in one request; more is answered 400.
-	// Default DefaultMaxMatches (1000).
+	// Default 1000.
 	MaxMatches int
 	// Concurrency bounds the Resolve calls, and then the Report calls, in
 	// flight for one request. Default DefaultConcurrency (8).
@@ -134,7 +134,7 @@ type Config struct {
 	// verification (with a key refresh), Resolve and Report. That work runs
 	// on a context detached from the request's (it keeps its values), so a
 	// platform that hangs up does not abort a batch half reported. Default
-	// DefaultTimeout (30 s, the platform's request timeout for partners that
+	// 30 s ( the platform's request timeout for partners that
 	// give feedback).
 	Timeout time.Duration
 	// Logger receives one record per request and one per match handled.
@@ -226,13 +226,13 @@ func New(cfg Config) (*Handler, error) {
 		h.maxBody = DefaultMaxBodyBytes
 	}
 	if h.maxMatch <= 0 {
-		h.maxMatch = DefaultMaxMatches
+		h.maxMatch = defaultMaxMatches
 	}
 	if h.conc <= 0 {
 		h.conc = DefaultConcurrency
 	}
 	if h.timeout <= 0 {
-		h.timeout = DefaultTimeout
+		h.timeout = defaultTimeout
 	}
 	if h.log == nil {
 		h.log = slog.Default()

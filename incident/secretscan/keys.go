@@ -31,8 +31,8 @@ const GitHubKeysURL = "https://api.github.com/meta/public_keys/secret_scanning"
 
 // Defaults of a KeySet's zero fields.
 const (
-	DefaultMinRefreshInterval = time.Minute
-	DefaultRefreshTimeout     = 10 * time.Second
+	defaultMinRefreshInterval = time.Minute
+	defaultRefreshTimeout     = 10 * time.Second
 )
 
 // maxKeyIDLen bounds the key identifiers a KeySet looks up. GitHub's are 64
@@ -170,12 +170,12 @@ type KeySet struct {
 	Source KeySource
 	// MinRefreshInterval is the least time between two refreshes triggered
 	// by an unknown key identifier (see KeySet for when it starts). Zero
-	// means DefaultMinRefreshInterval; a negative value refreshes on every
+	// means one minute; a negative value refreshes on every
 	// unknown identifier (concurrent ones still share one refresh). Refresh
 	// is not limited by it and starts it only when it fails.
 	MinRefreshInterval time.Duration
 	// RefreshTimeout bounds one call to Source. Zero means
-	// DefaultRefreshTimeout. The call runs on a context detached from the
+	// 10 s. The call runs on a context detached from the
 	// request that triggered it (it keeps its values), so a caller that
 	// gives up does not abort a refresh others are waiting for.
 	RefreshTimeout time.Duration
@@ -294,7 +294,7 @@ func (ks *KeySet) missed() {
 
 func (ks *KeySet) interval() time.Duration {
 	if ks.MinRefreshInterval == 0 {
-		return DefaultMinRefreshInterval
+		return defaultMinRefreshInterval
 	}
 	return ks.MinRefreshInterval
 }
@@ -328,7 +328,7 @@ func (ks *KeySet) refresh(ctx context.Context, force bool) error {
 func (ks *KeySet) load(ctx context.Context) error {
 	timeout := ks.RefreshTimeout
 	if timeout == 0 {
-		timeout = DefaultRefreshTimeout
+		timeout = defaultRefreshTimeout
 	}
 	var pems map[string]string
 	err := retry.Call(ctx, timeout, func(ctx context.Context) error {
