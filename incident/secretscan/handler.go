@@ -134,7 +134,7 @@ type Config struct {
 	// verification (with a key refresh), Resolve and Report. That work runs
 	// on a context detached from the request's (it keeps its values), so a
 	// platform that hangs up does not abort a batch half reported. Default
-	// 30 s ( the platform's request timeout for partners that
+	// 30 s (the platform's request timeout for partners that
 	// give feedback).
 	Timeout time.Duration
 	// Logger receives one record per request and one per match handled.
