@@ -46,8 +46,9 @@ func (o *Orchestrator) flush(ctx context.Context) error {
 const flushConcurrency = 8
 
 func (o *Orchestrator) flushEntry(ctx context.Context, e *hotEntry) error {
-	d := e.take()
+	d, b := e.take()
 	if d.count == 0 && d.severity == 0 && d.last.IsZero() && !d.untimed && len(d.samples) == 0 {
+		o.finishBatch(b, e.id, nil)
 		return nil
 	}
 	if d.untimed {
@@ -62,7 +63,7 @@ func (o *Orchestrator) flushEntry(ctx context.Context, e *hotEntry) error {
 		// The store no longer has the incident: the signals open a new one.
 		o.log.Warn("breach: incident vanished from the store; its new signals open another", "incident", e.id)
 		o.hot.remove(e.id)
-		return o.refile(ctx, e, d)
+		return o.refileBatch(ctx, e, d, b)
 	}
 	if err == nil {
 		err = o.mutate(ctx, inc, func(inc *incident.Incident) error {
@@ -77,18 +78,86 @@ func (o *Orchestrator) flushEntry(ctx context.Context, e *hotEntry) error {
 		// Every one of these signals was seen after the incident ended (on
 		// another replica, say): they belong to a new incident.
 		o.hot.remove(e.id)
-		return o.refile(ctx, e, d)
+		return o.refileBatch(ctx, e, d, b)
 	}
 	if err != nil {
-		e.giveBack(d)
-		return err
+		return o.flushFailed(e, d, b, err)
 	}
 	if !inc.State.Open() {
 		// Signals seen while it was open, or without a time to tell, stay
 		// on it; the next signal for the key opens a new incident.
 		o.hot.remove(e.id)
 	}
+	o.finishBatch(b, e.id, nil)
 	return nil
+}
+
+func (o *Orchestrator) refileBatch(ctx context.Context, e *hotEntry, d delta, b *batch) error {
+	id, err := o.refile(ctx, e, d)
+	if err != nil {
+		return o.flushFailed(e, d, b, err)
+	}
+	o.finishBatch(b, id, nil)
+	return nil
+}
+
+// flushFailed handles counts that could not be stored: the reports waiting
+// for them are told so (they were not recorded, and may be reported again),
+// and counts nobody waits for are kept for the next flush.
+func (o *Orchestrator) flushFailed(e *hotEntry, d delta, b *batch, err error) error {
+	if b != nil {
+		o.finishBatch(b, "", err)
+		return err
+	}
+	e.giveBack(d)
+	return err
+}
+
+// finishBatch tells a batch's waiting reports the outcome.
+func (o *Orchestrator) finishBatch(b *batch, id string, err error) {
+	if b != nil {
+		b.finish(id, err)
+		if o.batches.Add(-1) == 0 {
+			select { // the committer may stop
+			case o.commitPoke <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// commit starts the group committer unless it runs: it flushes every flush
+// interval while reports wait for their counts to be stored, and stops when
+// none does, so an idle orchestrator runs no goroutine of its own.
+func (o *Orchestrator) commit() {
+	if o.committing.CompareAndSwap(false, true) {
+		go o.commitLoop()
+	}
+}
+
+func (o *Orchestrator) commitLoop() {
+	t := time.NewTimer(o.cfg.flushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+			if err := o.flush(ctx); err != nil {
+				o.log.Warn("breach: storing signal counts failed; the reports waiting for them are told", "err", err)
+			}
+			cancel()
+			t.Reset(o.cfg.flushInterval)
+		case <-o.commitPoke: // another flush (Run's last) answered every waiting report
+		}
+		if o.batches.Load() == 0 {
+			o.committing.Store(false)
+			// A report may have started a batch after the load and seen
+			// the committer still running: look again.
+			if o.batches.Load() == 0 || !o.committing.CompareAndSwap(false, true) {
+				return
+			}
+		}
+	}
 }
 
 // endedAt is when an incident that is no longer open closed or was
@@ -102,12 +171,13 @@ func endedAt(inc *incident.Incident) time.Time {
 	return inc.UpdatedAt
 }
 
-// refile reports signals counted on an incident that ended as one signal
-// for the same key, which opens a new incident (or joins the one open
-// now), and adds the rest of the count to it.
-func (o *Orchestrator) refile(ctx context.Context, e *hotEntry, d delta) error {
+// refile files signals counted on an incident that ended (or vanished) as
+// one signal for the same key, which opens a new incident (or finds the one
+// open now), and writes the whole count to it. It returns the incident the
+// signals are on.
+func (o *Orchestrator) refile(ctx context.Context, e *hotEntry, d delta) (string, error) {
 	if d.count == 0 {
-		return nil
+		return "", nil
 	}
 	sig := incident.Signal{Kind: e.kind, Subject: e.subject, DedupKey: e.key.dedup, Severity: d.severity,
 		Source: "coalesced", Summary: strconv.FormatInt(d.count, 10) + " signal(s) that arrived as the previous incident ended",
@@ -122,18 +192,24 @@ func (o *Orchestrator) refile(ctx context.Context, e *hotEntry, d delta) error {
 		sig.At = o.cfg.now()
 	}
 	if err := sig.Validate(); err != nil {
-		return err
+		return "", err
 	}
-	if _, err := o.reportSlow(ctx, sig); err != nil {
-		e.giveBack(d)
-		return err
+	rc, err := o.openOrFindKey(ctx, sig)
+	if err != nil {
+		return "", err
 	}
-	if d.count > 1 {
-		if n := o.hot.get(hotKeyOf(&sig)); n != nil {
-			n.giveBack(delta{count: d.count - 1, last: d.last, untimed: d.untimed, severity: d.severity})
-		}
+	rest := delta{count: d.count, first: d.first, last: d.last, untimed: d.untimed, severity: d.severity}
+	if rc.Opened {
+		rest.count-- // the signal that opened it counts one
 	}
-	return nil
+	if rest.count == 0 {
+		return rc.IncidentID, nil
+	}
+	inc, err := o.store.Get(ctx, rc.IncidentID)
+	if err == nil {
+		err = o.mutate(ctx, inc, func(inc *incident.Incident) error { o.applyDelta(inc, rest); return nil })
+	}
+	return rc.IncidentID, err
 }
 
 func (o *Orchestrator) applyDelta(inc *incident.Incident, d delta) {

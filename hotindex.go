@@ -128,11 +128,13 @@ func (h *hotIndex) get(k hotKey) *hotEntry {
 
 // join counts s on the live entry for k and returns it; it returns nil,
 // counting nothing, when there is none.
-func (h *hotIndex) join(k hotKey, s *incident.Signal, now func() time.Time) *hotEntry {
-	if e := h.get(k); e != nil && e.add(s, now) {
-		return e
+func (h *hotIndex) join(k hotKey, s *incident.Signal, now func() time.Time, wait bool, newBatch func()) (*hotEntry, *batch) {
+	if e := h.get(k); e != nil {
+		if b, ok := e.add(s, now, wait, newBatch); ok {
+			return e, b
+		}
 	}
-	return nil
+	return nil, nil
 }
 
 // fold makes a new snapshot of the live entries; h.mu is held.
@@ -160,7 +162,7 @@ func (h *hotIndex) put(k hotKey, inc *incident.Incident) *hotEntry {
 	if e == nil {
 		h.seq++
 		e = &hotEntry{id: inc.ID, key: k, kind: inc.Kind, subject: inc.Subject, born: h.seq}
-		e.room.Store(int32(incident.MaxSignalSamples - len(inc.Signals.Samples)))
+		e.room = incident.MaxSignalSamples - len(inc.Signals.Samples)
 		if h.live == nil {
 			h.live = map[string]*hotEntry{}
 		}
@@ -205,7 +207,7 @@ func (h *hotIndex) remove(id string) {
 // retire marks e dead and keeps it until what it counted is flushed; h.mu
 // is held.
 func (h *hotIndex) retire(e *hotEntry) {
-	e.dead.Store(true)
+	e.kill()
 	delete(h.live, e.id)
 	if h.retiring == nil {
 		h.retiring = map[*hotEntry]struct{}{}
@@ -220,19 +222,17 @@ func (h *hotIndex) pending() []*hotEntry {
 	defer h.mu.Unlock()
 	var out []*hotEntry
 	for _, e := range h.live {
-		if e.count.Load() > 0 {
+		if e.pendingCount() > 0 {
 			out = append(out, e)
 		}
 	}
 	for e := range h.retiring {
-		// An entry is dropped only when no signal is being added to it
-		// (inflight, read first) and nothing is left to flush: one added
-		// after the inflight read sees it dead and takes the slow path.
-		switch {
-		case e.inflight.Load() == 0 && e.count.Load() == 0:
-			delete(h.retiring, e)
-		case e.count.Load() > 0:
+		// Dead entries take no count (kill and add share its mutex): one
+		// found empty stays empty.
+		if e.pendingCount() > 0 {
 			out = append(out, e)
+		} else {
+			delete(h.retiring, e)
 		}
 	}
 	return out
@@ -246,124 +246,125 @@ type delta struct {
 	samples     []incident.SignalSample
 }
 
-// hotEntry gathers the signals of one open incident between flushes. The
-// counters are atomics, so concurrent reports of one key contend on one
-// cache line, as a mutex would, and never block; the first few signals are
-// also kept as samples, under mu.
-type hotEntry struct {
-	id       string
-	key      hotKey // the key it was filed under, to re-file signals
-	kind     string
-	subject  string
-	born     uint64 // hotIndex.seq when created
-	dead     atomic.Bool
-	inflight atomic.Int32 // adds under way; see add and hotIndex.pending
-	count    atomic.Int64
-	first    atomic.Int64 // Unix nanoseconds; 0: none since the last take
-	last     atomic.Int64
-	untimed  atomic.Bool // a signal came without At
-	severity atomic.Int32
-	room     atomic.Int32 // samples the incident can still take, less those gathered
+// batch is a group commit of signal counts: the reports waiting for the
+// counts they added to one entry to be stored. done closes when the flush
+// that took them has written them (err nil, id the incident they are on) or
+// failed (err; the counts are dropped, and each waiting Report says so).
+type batch struct {
+	done chan struct{}
+	err  error
+	id   string
+}
 
-	mu      sync.Mutex
-	samples []incident.SignalSample
+// finish tells the batch's waiters the outcome; a nil batch has none.
+func (b *batch) finish(id string, err error) {
+	if b != nil {
+		b.id, b.err = id, err
+		close(b.done)
+	}
+}
+
+// hotEntry gathers the signals of one open incident between flushes, under
+// its mutex: the count, first and last seen, the highest severity, the
+// first few signals as samples, and the batch of reports waiting for them
+// to be stored.
+type hotEntry struct {
+	id      string
+	key     hotKey // the key it was filed under, to re-file signals
+	kind    string
+	subject string
+	born    uint64      // hotIndex.seq when created
+	dead    atomic.Bool // set under mu; read without it by lookups
+
+	mu       sync.Mutex
+	count    int64
+	first    time.Time
+	last     time.Time
+	untimed  bool // a signal came without At
+	severity incident.Severity
+	room     int // samples the incident can still take, less those gathered
+	samples  []incident.SignalSample
+	batch    *batch
 }
 
 // add counts s on e unless e is dead (its incident ended): it reports
-// whether it did. A signal add counted is always found by a later flush.
-func (e *hotEntry) add(s *incident.Signal, now func() time.Time) bool {
-	e.inflight.Add(1)
-	defer e.inflight.Add(-1)
+// whether it did. With wait, it also returns the batch whose flush stores
+// the count (the caller waits for it); newBatch is called when it starts
+// one. A signal add counted is always found by a later flush.
+func (e *hotEntry) add(s *incident.Signal, now func() time.Time, wait bool, newBatch func()) (*batch, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	if e.dead.Load() {
-		return false
+		return nil, false
 	}
-	e.observe(s, now)
-	return true
-}
-
-func (e *hotEntry) observe(s *incident.Signal, now func() time.Time) {
-	e.count.Add(1)
-	if sev := int32(s.Severity); sev > e.severity.Load() {
-		casMax32(&e.severity, sev)
-	}
+	e.count++
+	e.severity = max(e.severity, s.Severity)
 	at := s.At
-	if e.room.Load() > 0 {
-		if at.IsZero() {
-			at = now()
-		}
-		e.mu.Lock()
-		if e.room.Load() > 0 {
-			e.room.Add(-1)
-			e.samples = append(e.samples, incident.SignalSample{At: at, Source: s.Source, Severity: s.Severity, Summary: s.Summary})
-		}
-		e.mu.Unlock()
+	if at.IsZero() && e.room > 0 {
+		at = now()
+	}
+	if e.room > 0 {
+		e.room--
+		e.samples = append(e.samples, incident.SignalSample{At: at, Source: s.Source, Severity: s.Severity, Summary: s.Summary})
 	}
 	if at.IsZero() {
-		if !e.untimed.Load() {
-			e.untimed.Store(true)
+		e.untimed = true
+	} else {
+		if at.After(e.last) {
+			e.last = at
 		}
-		return
+		if e.first.IsZero() || at.Before(e.first) {
+			e.first = at
+		}
 	}
-	ns := at.UnixNano()
-	if ns > e.last.Load() {
-		casMax(&e.last, ns)
+	if !wait {
+		return nil, true
 	}
-	if f := e.first.Load(); f == 0 || ns < f {
-		casMin(&e.first, ns)
+	if e.batch == nil {
+		e.batch = &batch{done: make(chan struct{})}
+		newBatch()
 	}
+	return e.batch, true
 }
 
-func casMax(v *atomic.Int64, x int64) {
-	for old := v.Load(); x > old && !v.CompareAndSwap(old, x); old = v.Load() {
-	}
-}
-
-func casMin(v *atomic.Int64, x int64) {
-	for old := v.Load(); (old == 0 || x < old) && !v.CompareAndSwap(old, x); old = v.Load() {
-	}
-}
-
-func casMax32(v *atomic.Int32, x int32) {
-	for old := v.Load(); x > old && !v.CompareAndSwap(old, x); old = v.Load() {
-	}
-}
-
-func fromNanos(ns int64) time.Time {
-	if ns == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, ns).UTC()
-}
-
-// take removes and returns what was gathered since the last take.
-func (e *hotEntry) take() delta {
-	d := delta{
-		count:    e.count.Swap(0),
-		first:    fromNanos(e.first.Swap(0)),
-		last:     fromNanos(e.last.Swap(0)),
-		untimed:  e.untimed.Swap(false),
-		severity: incident.Severity(e.severity.Swap(0)),
-	}
+// kill marks e dead: no add counts on it after kill returns.
+func (e *hotEntry) kill() {
 	e.mu.Lock()
-	d.samples, e.samples = e.samples, nil
+	e.dead.Store(true)
 	e.mu.Unlock()
-	return d
 }
 
-// giveBack merges a delta that could not be flushed into what came since.
+// pendingCount is what a flush would take.
+func (e *hotEntry) pendingCount() int64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.count
+}
+
+// take removes and returns what was gathered since the last take, with the
+// batch waiting for it.
+func (e *hotEntry) take() (delta, *batch) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	d := delta{count: e.count, first: e.first, last: e.last, untimed: e.untimed, severity: e.severity, samples: e.samples}
+	b := e.batch
+	e.count, e.first, e.last, e.untimed, e.severity, e.samples, e.batch = 0, time.Time{}, time.Time{}, false, 0, nil, nil
+	return d, b
+}
+
+// giveBack merges a delta that could not be flushed into what came since
+// (for counts no report waits for).
 func (e *hotEntry) giveBack(d delta) {
-	e.count.Add(d.count)
-	if !d.first.IsZero() {
-		casMin(&e.first, d.first.UnixNano())
-	}
-	if !d.last.IsZero() {
-		casMax(&e.last, d.last.UnixNano())
-	}
-	if d.untimed {
-		e.untimed.Store(true)
-	}
-	casMax32(&e.severity, int32(d.severity))
 	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.count += d.count
+	if !d.first.IsZero() && (e.first.IsZero() || d.first.Before(e.first)) {
+		e.first = d.first
+	}
+	if d.last.After(e.last) {
+		e.last = d.last
+	}
+	e.untimed = e.untimed || d.untimed
+	e.severity = max(e.severity, d.severity)
 	e.samples = append(d.samples, e.samples...)
-	e.mu.Unlock()
 }

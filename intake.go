@@ -27,13 +27,15 @@ const storeTimeout = 30 * time.Second
 // nothing is recorded. A credential in the
 // signal is kept in memory for containment and never stored.
 //
-// A signal for an incident this process already knows costs a map lookup
-// and a counter; its count, last-seen time and sample reach the store with
-// the next flush (see WithFlushInterval and Flush). Replicas: until the next
-// flush or periodic resume, such a signal may be acknowledged with the ID of
-// an incident another replica has just closed; at the flush, signals whose
-// At shows they came after the end are filed to a new incident, and the
-// others are counted on the ended one.
+// Acknowledged means durable: Report returns nil only once the signal's
+// effect is in the store, a new incident or its count on an open one.
+// Signals for incidents this process knows are written by group commit:
+// every flush interval (WithFlushInterval) one change per incident stores
+// the count, last-seen time and samples of every signal since the last, and
+// all the reports waiting for them are answered together. A signal counted
+// on an incident that ended meanwhile (on another replica, say) is filed to
+// a new incident, which the receipt names. WithUnsafeAcks trades this for
+// speed.
 //
 // Cancellation: a Report whose ctx has ended when it is called records
 // nothing and returns ctx's error. When ctx ends while the incident is
@@ -53,15 +55,16 @@ func (o *Orchestrator) Report(ctx context.Context, sig incident.Signal) (inciden
 	if _, ok := o.cfg.playbooks[sig.Kind]; !ok {
 		return incident.Receipt{}, fmt.Errorf("%w: %w: %q", incident.ErrInvalidSignal, ErrUnknownKind, sig.Kind)
 	}
-	if e := o.hot.join(hotKeyOf(&sig), &sig, o.cfg.now); e != nil {
+	if e, b := o.hot.join(hotKeyOf(&sig), &sig, o.cfg.now, !o.cfg.unsafeAcks, o.newBatch); e != nil {
 		if !sig.Credential.IsZero() {
 			o.keepCredential(e.id, sig.Credential)
 		}
-		if o.cfg.observer != nil {
-			o.observe(ctx, Observation{Kind: ObserveSignal, At: sig.At, IncidentID: e.id, IncidentKind: sig.Kind,
+		rc, err := o.stored(ctx, incident.Receipt{IncidentID: e.id}, b)
+		if err == nil && o.cfg.observer != nil {
+			o.observe(ctx, Observation{Kind: ObserveSignal, At: sig.At, IncidentID: rc.IncidentID, IncidentKind: sig.Kind,
 				Severity: sig.Severity, Outcome: "joined"})
 		}
-		return incident.Receipt{IncidentID: e.id}, nil
+		return rc, err
 	}
 	rc, err := o.reportSlow(ctx, sig)
 	if err == nil && o.cfg.observer != nil {
@@ -85,17 +88,55 @@ type openResult struct {
 // on the stack.
 func (o *Orchestrator) reportSlow(ctx context.Context, s incident.Signal) (incident.Receipt, error) {
 	for range 3 {
-		rc, err := o.openOrFind(ctx, s)
+		rc, b, err := o.openOrFind(ctx, s, true)
 		if !errors.Is(err, errEnded) {
-			return rc, err
+			if err != nil {
+				return rc, err
+			}
+			return o.stored(ctx, rc, b)
 		}
 	}
 	return incident.Receipt{}, fmt.Errorf("breach: the incident for dedup key %s keeps ending", s.Key())
 }
 
+// openOrFindKey opens the incident for sig's key, or finds the open one,
+// without counting sig on an incident it finds.
+func (o *Orchestrator) openOrFindKey(ctx context.Context, sig incident.Signal) (incident.Receipt, error) {
+	rc, _, err := o.openOrFind(ctx, sig, false)
+	return rc, err
+}
+
+// newBatch counts a batch of reports waiting for a flush: the group
+// committer runs while there are any.
+func (o *Orchestrator) newBatch() { o.batches.Add(1) }
+
+// stored waits until the counts of b are in the store (when b is not nil:
+// acknowledged means durable), and returns rc with the incident they are
+// on. It returns ErrOutcomeUnknown joined with ctx's error when ctx ends
+// first, and an error saying the signal was not recorded when the write
+// failed.
+func (o *Orchestrator) stored(ctx context.Context, rc incident.Receipt, b *batch) (incident.Receipt, error) {
+	if b == nil {
+		return rc, nil
+	}
+	o.commit()
+	select {
+	case <-ctx.Done():
+		return incident.Receipt{}, fmt.Errorf("%w: %w", ErrOutcomeUnknown, ctx.Err())
+	case <-b.done:
+	}
+	if b.err != nil {
+		return incident.Receipt{}, fmt.Errorf("breach: signal not recorded: %w", b.err)
+	}
+	rc.IncidentID = b.id
+	return rc, nil
+}
+
 // openOrFind is one try of reportSlow: it returns errEnded when the
-// incident it found ended before the signal could be counted on it.
-func (o *Orchestrator) openOrFind(ctx context.Context, s incident.Signal) (incident.Receipt, error) {
+// incident it found ended before the signal could be counted on it. With
+// count, the signal is counted on an incident it finds open, and the batch
+// that stores the count is returned.
+func (o *Orchestrator) openOrFind(ctx context.Context, s incident.Signal, count bool) (incident.Receipt, *batch, error) {
 	sig := &s
 	if sig.At.IsZero() {
 		sig.At = o.cfg.now()
@@ -115,20 +156,22 @@ func (o *Orchestrator) openOrFind(ctx context.Context, s incident.Signal) (incid
 	})
 	select {
 	case <-ctx.Done():
-		return incident.Receipt{}, fmt.Errorf("%w: %w", ErrOutcomeUnknown, ctx.Err())
+		return incident.Receipt{}, nil, fmt.Errorf("%w: %w", ErrOutcomeUnknown, ctx.Err())
 	case r := <-ch:
 		if r.Err != nil {
-			return incident.Receipt{}, r.Err
+			return incident.Receipt{}, nil, r.Err
 		}
 		res := r.Val.(openResult)
 		opened := res.creator == me
-		if !opened {
-			if !res.entry.add(sig, o.cfg.now) {
-				return incident.Receipt{}, errEnded // it ended meanwhile: file the signal again
+		var b *batch
+		if !opened && count {
+			var ok bool
+			if b, ok = res.entry.add(sig, o.cfg.now, !o.cfg.unsafeAcks, o.newBatch); !ok {
+				return incident.Receipt{}, nil, errEnded // it ended meanwhile: file the signal again
 			}
 			o.keepCredential(res.entry.id, sig.Credential)
 		}
-		return incident.Receipt{IncidentID: res.entry.id, Opened: opened}, nil
+		return incident.Receipt{IncidentID: res.entry.id, Opened: opened}, b, nil
 	}
 }
 

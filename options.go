@@ -42,6 +42,7 @@ type config struct {
 	resumeInterval      time.Duration
 	storeTimeout        time.Duration
 	credentialTTL       time.Duration
+	unsafeAcks          bool
 }
 
 // WithPlaybook registers the response to one kind of incident. Playbooks
@@ -130,9 +131,12 @@ func WithShutdownGrace(d time.Duration) Option {
 	}
 }
 
-// WithFlushInterval sets how often signals that joined open incidents are
-// written to the store (count, last seen, samples) while Run runs; the
-// default is 1s. Between flushes they cost a map lookup and a counter.
+// WithFlushInterval sets the group commit interval: signals that join open
+// incidents are written to the store (count, last seen, samples) in batches,
+// one change per incident per batch, at most this often; every Report
+// waiting for its signal is answered when its batch is written. The default
+// is 5ms. With WithUnsafeAcks it is how often Run writes the counts kept in
+// memory (a longer one, such as a second, then saves writes).
 func WithFlushInterval(d time.Duration) Option {
 	return func(c *config) error {
 		if d <= 0 {
@@ -219,6 +223,20 @@ func WithCredentialTTL(d time.Duration) Option {
 			return fmt.Errorf("%w: credential TTL must be positive", ErrInvalidOption)
 		}
 		c.credentialTTL = d
+		return nil
+	}
+}
+
+// WithUnsafeAcks makes Report acknowledge a signal that joins an open
+// incident as soon as it is counted in memory, without waiting for the
+// count to be stored: a storm then costs a lookup and a counter per signal,
+// but a process that dies loses the counts it acknowledged since the last
+// flush (never an incident: opening one is always durable). Run writes the
+// counts every flush interval. Without it (the default), acknowledged
+// means durable.
+func WithUnsafeAcks() Option {
+	return func(c *config) error {
+		c.unsafeAcks = true
 		return nil
 	}
 }

@@ -29,22 +29,25 @@ import (
 // An Orchestrator is safe for concurrent use. Report and the human actions
 // work whether or not Run is running; incidents advance only while it is.
 type Orchestrator struct {
-	store     incident.Store // the host's, isolated (see guardedStore)
-	lc        *incident.Lifecycle
-	cfg       config
-	log       *slog.Logger
-	sf        singleflight.Group
-	running   atomic.Bool
-	hot       hotIndex
-	creds     sync.Map // incident ID → incident.Secret, never persisted
-	sched     scheduler
-	slots     slots
-	leaser    incident.Leaser // the store, when it leases
-	leasesMu  sync.Mutex
-	leases    map[string]*heldLease // the leases this replica holds
-	flushMu   sync.Mutex
-	changesMu sync.Mutex
-	changes   chan struct{}
+	store      incident.Store // the host's, isolated (see guardedStore)
+	lc         *incident.Lifecycle
+	cfg        config
+	log        *slog.Logger
+	sf         singleflight.Group
+	running    atomic.Bool
+	hot        hotIndex
+	creds      sync.Map // incident ID → incident.Secret, never persisted
+	sched      scheduler
+	slots      slots
+	leaser     incident.Leaser // the store, when it leases
+	leasesMu   sync.Mutex
+	leases     map[string]*heldLease // the leases this replica holds
+	flushMu    sync.Mutex
+	batches    atomic.Int64 // batches of reports waiting for a flush
+	committing atomic.Bool  // the group committer runs
+	commitPoke chan struct{}
+	changesMu  sync.Mutex
+	changes    chan struct{}
 }
 
 // New returns an Orchestrator on store. It fails with an error matching
@@ -60,7 +63,7 @@ func New(store incident.Store, opts ...Option) (*Orchestrator, error) {
 		newID:               randomID,
 		concurrency:         8,
 		grace:               10 * time.Second,
-		flushInterval:       time.Second,
+		flushInterval:       5 * time.Millisecond,
 		retryDelay:          time.Second,
 		deadlineInterval:    time.Minute,
 		deliveryConcurrency: deliveryConcurrency,
@@ -82,12 +85,13 @@ func New(store incident.Store, opts ...Option) (*Orchestrator, error) {
 	cfg.now = func() time.Time { return clock().Truncate(time.Microsecond) }
 	g := &guardedStore{s: store, timeout: cfg.storeTimeout}
 	o := &Orchestrator{
-		store:   g,
-		lc:      incident.Standard(),
-		cfg:     cfg,
-		log:     cfg.logger,
-		leases:  map[string]*heldLease{},
-		changes: make(chan struct{}),
+		store:      g,
+		lc:         incident.Standard(),
+		cfg:        cfg,
+		log:        cfg.logger,
+		leases:     map[string]*heldLease{},
+		commitPoke: make(chan struct{}, 1),
+		changes:    make(chan struct{}),
 	}
 	o.sched.init()
 	o.slots.init()

@@ -54,8 +54,13 @@ func (o *Orchestrator) Run(ctx context.Context, detectors ...incident.Detector) 
 		}()
 	}
 	wg.Go(func() {
-		o.every(ctx, o.cfg.flushInterval, "flushing signal counts", func(ctx context.Context) error {
+		// With durable acknowledgements the group committer writes counts
+		// as reports wait for them; this writes the counts of unsafe ones.
+		o.every(ctx, o.flushEvery(), "flushing signal counts", func(ctx context.Context) error {
 			o.sweepCredentials(nil, time.Time{})
+			if !o.cfg.unsafeAcks {
+				return nil
+			}
 			return o.flush(ctx)
 		})
 	})
@@ -80,6 +85,15 @@ func (o *Orchestrator) Run(ctx context.Context, detectors ...incident.Detector) 
 		o.log.Error("breach: final flush of signal counts failed", "err", err)
 	}
 	return nil
+}
+
+// flushEvery is the period of Run's housekeeping loop: the flush interval
+// for unsafe acknowledgements, at least a second otherwise.
+func (o *Orchestrator) flushEvery() time.Duration {
+	if o.cfg.unsafeAcks {
+		return o.cfg.flushInterval
+	}
+	return max(o.cfg.flushInterval, time.Second)
 }
 
 // every calls fn every d until ctx ends, logging its failures as what.
