@@ -108,7 +108,7 @@ func run() error {
 	flag.StringVar(&o.schema, "schema", "", "schema to use (search_path); empty: the URL's default")
 	flag.StringVar(&o.name, "name", "", "this replica's name: its lease owner (required)")
 	flag.DurationVar(&o.lease, "lease", 2*time.Second, "lease TTL: how long a dead replica holds its incidents")
-	flag.DurationVar(&o.flush, "flush", 200*time.Millisecond, "how often joined signals are written to the store")
+	flag.DurationVar(&o.flush, "flush", 5*time.Millisecond, "group commit interval: how often joined signals are written to the store")
 	flag.IntVar(&o.concurrency, "concurrency", 16, "incidents driven at once")
 	flag.IntVar(&o.conns, "conns", 16, "connections in this replica's pool")
 	flag.DurationVar(&o.work, "work", 10*time.Millisecond, "how long the containment action works")
