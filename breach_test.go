@@ -562,7 +562,7 @@ func TestHumanActionsCheckInput(t *testing.T) {
 	require.NoError(t, err)
 	var te *incident.TransitionError
 	require.ErrorAs(t, o.Close(ctx, rc.IncidentID, "alice", "x"), &te)
-	assert.Equal(t, incident.StateDetected, te.From)
+	assert.Equal(t, incident.StateContaining, te.From, "created containing: its first containment is claimed")
 	assert.ErrorIs(t, o.CompleteTask(ctx, rc.IncidentID, "nope", "alice", ""), breach.ErrNoSuchTask)
 }
 

@@ -39,40 +39,20 @@ func (o *Orchestrator) contain(st *stepRun, inc *incident.Incident, pb *Playbook
 	todo := o.uncontained(inc, pb)
 	if len(todo) > 0 {
 		// Claim: every action is on the record, with its key, before it
-		// runs; actions that need a person's approval ask for it.
+		// runs; actions that need a person's approval ask for it. A claim
+		// folded into the write that entered containment stands.
 		var asked []string
-		err := o.mutate(st.write, inc, func(inc *incident.Incident) error {
-			if inc.State != from || inc.Dismissal != nil {
-				return errStale
-			}
-			asked = asked[:0]
-			now := o.cfg.now()
-			for _, a := range todo {
-				r := inc.Action(a.Name)
-				if r == nil {
-					inc.Actions = append(inc.Actions, incident.ActionRecord{Name: a.Name, IdempotencyKey: containment.Key(inc.ID, a)})
-					r = &inc.Actions[len(inc.Actions)-1]
+		if unclaimed(inc, todo) {
+			err := o.mutate(st.write, inc, func(inc *incident.Incident) error {
+				if inc.State != from || inc.Dismissal != nil {
+					return errStale
 				}
-				switch {
-				case r.Status == incident.ActionAwaiting, r.Status == incident.ActionApplied, r.Status == incident.ActionDenied:
-					// decided since the list was made (another replica, a person)
-				case a.Approval.Required(inc.Severity) && (r.Approval == nil || r.Approval.DecidedAt.IsZero()):
-					r.Status = incident.ActionAwaiting
-					r.Approval = &incident.Approval{RequestedAt: now}
-					if a.Approval.Timeout > 0 {
-						r.Approval.Due = now.Add(a.Approval.Timeout)
-					}
-					o.record(inc, incident.ActorSystem, incident.EntryContainment, "containment action "+strconv.Quote(a.Name)+
-						" needs approval at severity "+inc.Severity.String())
-					asked = append(asked, a.Name)
-				default:
-					r.Status, r.StartedAt = incident.ActionPending, now
-				}
+				asked = o.claimActions(inc, o.uncontained(inc, pb))
+				return nil
+			})
+			if err != nil {
+				return false, err
 			}
-			return nil
-		})
-		if err != nil {
-			return false, err
 		}
 		for _, name := range asked {
 			o.log.Warn("breach: containment action waits for approval", "incident", inc.ID, "action", name)
@@ -106,6 +86,7 @@ func (o *Orchestrator) contain(st *stepRun, inc *incident.Incident, pb *Playbook
 					}
 					err := o.mutate(st.write, inc, func(inc *incident.Incident) error {
 						o.recordAction(inc, res, incident.ActionApplied, incident.ActionFailed, "applied", "failed")
+						st.chain(inc) // the last result moves the incident on in the same write
 						return nil
 					})
 					if err == nil {
@@ -123,6 +104,9 @@ func (o *Orchestrator) contain(st *stepRun, inc *incident.Incident, pb *Playbook
 			}
 			if err := results.Err(); err != nil {
 				return true, o.escalate(st.write, inc, from, "containment failed: "+err.Error())
+			}
+			if inc.State != from {
+				return true, nil // the last result's write moved it on
 			}
 		}
 	}
@@ -179,4 +163,56 @@ func (o *Orchestrator) observeAction(ctx context.Context, inc *incident.Incident
 	o.observe(ctx, Observation{Kind: ObserveStep, IncidentID: inc.ID, IncidentKind: inc.Kind, Severity: inc.Severity,
 		Step: step, Target: res.Action, Attempts: res.Attempts, Duration: res.Finished.Sub(res.Started),
 		Outcome: outcome, Err: o.redactErr(inc.ID, res.Err)})
+}
+
+// unclaimed reports whether an action of todo is not yet on the record as
+// pending or awaiting approval.
+func unclaimed(inc *incident.Incident, todo []containment.Action) bool {
+	for _, a := range todo {
+		if r := inc.Action(a.Name); r == nil || (r.Status != incident.ActionPending && r.Status != incident.ActionAwaiting) {
+			return true
+		}
+	}
+	return false
+}
+
+// needsApproval reports whether an action of todo waits for a person's
+// approval at inc's severity.
+func needsApproval(inc *incident.Incident, todo []containment.Action) bool {
+	for _, a := range todo {
+		if r := inc.Action(a.Name); a.Approval.Required(inc.Severity) && (r == nil || r.Approval == nil || r.Approval.DecidedAt.IsZero()) {
+			return true
+		}
+	}
+	return false
+}
+
+// claimActions puts the actions of todo on inc's record, each with its
+// idempotency key: pending, or awaiting approval where the action's rule
+// asks for one. It returns the actions that now wait for approval.
+func (o *Orchestrator) claimActions(inc *incident.Incident, todo []containment.Action) (asked []string) {
+	now := o.cfg.now()
+	for _, a := range todo {
+		r := inc.Action(a.Name)
+		if r == nil {
+			inc.Actions = append(inc.Actions, incident.ActionRecord{Name: a.Name, IdempotencyKey: containment.Key(inc.ID, a)})
+			r = &inc.Actions[len(inc.Actions)-1]
+		}
+		switch {
+		case r.Status == incident.ActionAwaiting, r.Status == incident.ActionApplied, r.Status == incident.ActionDenied:
+			// decided since the list was made (another replica, a person)
+		case a.Approval.Required(inc.Severity) && (r.Approval == nil || r.Approval.DecidedAt.IsZero()):
+			r.Status = incident.ActionAwaiting
+			r.Approval = &incident.Approval{RequestedAt: now}
+			if a.Approval.Timeout > 0 {
+				r.Approval.Due = now.Add(a.Approval.Timeout)
+			}
+			o.record(inc, incident.ActorSystem, incident.EntryContainment, "containment action "+strconv.Quote(a.Name)+
+				" needs approval at severity "+inc.Severity.String())
+			asked = append(asked, a.Name)
+		case r.Status != incident.ActionPending:
+			r.Status, r.StartedAt = incident.ActionPending, now
+		}
+	}
+	return asked
 }

@@ -155,7 +155,8 @@ func TestCrashAtEveryPersistPoint(t *testing.T) {
 		require.Equal(t, incident.StateClosed, inc.State)
 		total = cs.writes
 	})
-	require.Greater(t, total, 10, "the playbook has many persist points")
+	require.Greater(t, total, 5, "the playbook has many persist points")
+	t.Logf("%d store writes from the signal to the closed incident", total)
 
 	for n := 1; n <= total; n++ {
 		t.Run(fmt.Sprintf("crash before write %d of %d", n, total), func(t *testing.T) {

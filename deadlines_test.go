@@ -201,7 +201,7 @@ func TestClockWarnsOnceThenEscalatesOnce(t *testing.T) {
 			require.NoError(t, err)
 			assert.True(t, hasEntry(inc, incident.ActorSystem, tt.clock.Name, "missed", string(tt.clock.Stop)+" was due by"))
 			assert.True(t, hasEntry(inc, incident.ActorSystem, tt.clock.Name, "warned on-call"))
-			assert.Equal(t, incident.StateDetected, inc.State, "a missed clock pages; it does not move the incident")
+			assert.Equal(t, incident.StateInvestigating, inc.State, "a missed clock pages; it does not move the incident")
 			assert.NoError(t, inc.Timeline.Verify())
 		})
 	}

@@ -34,6 +34,8 @@ func (o *Orchestrator) drive(ctx, grace context.Context, id string) (more bool, 
 	if err != nil {
 		return false, err
 	}
+	pb := o.cfg.playbooks[inc.Kind]
+	st.chain = func(inc *incident.Incident) { o.chain(inc, pb) }
 	more, err = o.step(st, inc)
 	if errors.Is(err, errStale) {
 		more, err = true, nil // someone moved it on: decide again from a fresh read
@@ -87,42 +89,108 @@ func (o *Orchestrator) step(st *stepRun, inc *incident.Incident) (bool, error) {
 		}
 		return false, nil
 	}
+	if ev, why, ok := o.pureNext(inc, pb); ok {
+		from := inc.State
+		return true, o.mutate(st.write, inc, func(inc *incident.Incident) error {
+			if inc.State != from || inc.Dismissal != nil {
+				return errStale
+			}
+			if err := o.fire(inc, ev, incident.ActorSystem, why); err != nil {
+				return err
+			}
+			o.chain(inc, pb)
+			return nil
+		})
+	}
+	switch inc.State {
+	case incident.StateInvestigating:
+		return o.investigate(st, inc, pb)
+	case incident.StateContaining:
+		return o.contain(st, inc, pb)
+	case incident.StateNotifying:
+		return o.notify(st, inc, pb)
+	}
+	return false, nil // waiting for a person (approval, tasks, review), or ended
+}
+
+// pureNext returns the event that follows inc's state without a plugin
+// call, if there is one.
+func (o *Orchestrator) pureNext(inc *incident.Incident, pb *Playbook) (incident.Event, string, bool) {
 	switch inc.State {
 	case incident.StateDetected:
 		if pb.containFirst(inc.Severity) && len(pb.Containment) > 0 {
-			return true, o.advance(st.write, inc, inc.State, incident.EventContain,
-				pb.Strategy.String()+" playbook: containing before investigating")
+			return incident.EventContain, pb.Strategy.String() + " playbook: containing before investigating", true
 		}
-		return true, o.advance(st.write, inc, inc.State, incident.EventInvestigate, "investigating before containing")
+		return incident.EventInvestigate, "investigating before containing", true
 	case incident.StateInvestigating:
-		if inc.Investigation == nil {
-			return o.investigate(st, inc, pb)
+		if inc.Investigation != nil {
+			ev, why := o.afterInvestigation(inc, pb, true)
+			return ev, why, true
 		}
-		ev, why := o.afterInvestigation(inc, pb, true)
-		return true, o.advance(st.write, inc, inc.State, ev, why)
 	case incident.StateContaining:
-		return o.contain(st, inc, pb)
+		if len(o.uncontained(inc, pb)) == 0 {
+			return incident.EventContained, "every containment action applied or denied", true
+		}
 	case incident.StateContained:
 		if inc.Investigation == nil {
-			return true, o.advance(st.write, inc, inc.State, incident.EventInvestigate, "containment holds; investigating root cause and impact")
+			return incident.EventInvestigate, "containment holds; investigating root cause and impact", true
 		}
 		ev, why := o.afterInvestigation(inc, pb, false)
-		return true, o.advance(st.write, inc, inc.State, ev, why)
+		return ev, why, true
 	case incident.StateNotifying:
-		return o.notify(st, inc, pb)
+		// With nobody to notify the notify step escalates: not vacuously done.
+		if inc.Decision != nil && inc.Decision.Notify && len(o.plan(inc, pb)) > 0 && o.allDelivered(inc, pb) {
+			return incident.EventNotified, "every affected customer notified", true
+		}
 	case incident.StateResolving:
 		if pb.AutoResolve && len(inc.OpenTasks()) == 0 {
-			return true, o.advance(st.write, inc, inc.State, incident.EventResolve, "no mandatory task open; resolved by the playbook")
+			return incident.EventResolve, "no mandatory task open; resolved by the playbook", true
 		}
-		return false, nil
 	case incident.StateResolved:
 		if pb.AutoClose {
-			return true, o.advance(st.write, inc, inc.State, incident.EventClose, "closed by the playbook")
+			return incident.EventClose, "closed by the playbook", true
 		}
-		return false, nil
 	}
-	return false, nil // escalated, closed, dismissed: a person acts next
+	return "", "", false
 }
+
+// chain folds into the write being made the transitions that follow inc's
+// state without a plugin call, and, when they enter containment or
+// notification, the claims of the calls that come next: a step's result and
+// the next step's intent are one write, and the first containment call of
+// a new incident follows exactly one (its creation). Containment that needs
+// a person's approval is claimed by its own step, which pages on-call.
+func (o *Orchestrator) chain(inc *incident.Incident, pb *Playbook) {
+	if pb == nil || inc.Dismissal != nil || !inc.State.Open() {
+		return
+	}
+	entered := false
+	for range maxChain {
+		ev, why, ok := o.pureNext(inc, pb)
+		if !ok || o.fire(inc, ev, incident.ActorSystem, why) != nil {
+			break
+		}
+		entered = true
+	}
+	if !entered {
+		return
+	}
+	switch inc.State {
+	case incident.StateContaining:
+		if todo := o.uncontained(inc, pb); !needsApproval(inc, todo) {
+			o.claimActions(inc, todo)
+		}
+	case incident.StateNotifying:
+		if inc.Decision != nil && inc.Decision.Notify {
+			o.claimDeliveries(inc, o.unsent(inc, pb))
+		}
+	}
+}
+
+// maxChain bounds the transitions one write folds (the lifecycle has no
+// cycle without a plugin call, but a host's playbook is not to be trusted
+// with the process).
+const maxChain = 8
 
 // afterInvestigation picks the next event once the investigation is done.
 func (o *Orchestrator) afterInvestigation(inc *incident.Incident, pb *Playbook, mayContain bool) (incident.Event, string) {

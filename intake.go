@@ -200,6 +200,7 @@ func (o *Orchestrator) openOrJoin(ctx context.Context, sig *incident.Signal, key
 		}
 		e := o.hot.put(hk, inc)
 		o.changed()
+		o.announce(ctx, inc, 0)
 		o.log.Info("breach: incident opened", "incident", inc.ID, "kind", inc.Kind, "subject", inc.Subject, "severity", inc.Severity.String())
 		o.sched.addAt(inc.ID, o.priorityOf(inc))
 		return openResult{entry: e, creator: me}, nil
@@ -236,6 +237,9 @@ func (o *Orchestrator) newIncident(sig *incident.Signal, key string) *incident.I
 		To: inc.State, Detail: detail})
 	o.openClocks(inc)
 	o.reach(inc, incident.MilestoneDetected, now, incident.ActorSystem, "")
+	// Created already contained-to-be: the first containment call follows
+	// this one write.
+	o.chain(inc, o.cfg.playbooks[inc.Kind])
 	return inc
 }
 

@@ -20,6 +20,7 @@ func (o *Orchestrator) investigate(st *stepRun, inc *incident.Incident, pb *Play
 			}
 			o.recordFindings(inc, pb, incident.Findings{Summary: "no investigator configured"}, 0,
 				&incident.Decision{Notify: false, Reason: "impact not assessed: the playbook has no investigator"})
+			st.chain(inc)
 			return nil
 		})
 	}
@@ -79,6 +80,7 @@ func (o *Orchestrator) investigate(st *stepRun, inc *incident.Incident, pb *Play
 			return errStale
 		}
 		o.recordFindings(inc, pb, found, out.Attempts, decide(found.Impact))
+		st.chain(inc)
 		return nil
 	})
 	if err == nil {

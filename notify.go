@@ -57,32 +57,22 @@ func (o *Orchestrator) notify(st *stepRun, inc *incident.Incident, pb *Playbook)
 	if len(plan) == 0 {
 		return true, o.escalate(st.write, inc, from, "customers must be notified but no affected customer is known: the investigation named none")
 	}
-	var todo []plannedDelivery
-	for _, p := range plan {
-		if d := inc.Delivery(p.key); d == nil || d.Status != incident.DeliverySent {
-			todo = append(todo, p)
-		}
-	}
+	todo := o.unsent(inc, pb)
 	if len(todo) > 0 {
 		// Claim before sending: a crash after this point re-sends only what
-		// is not marked sent, with the same key.
-		err := o.mutate(st.write, inc, func(inc *incident.Incident) error {
-			if inc.State != from || inc.Dismissal != nil {
-				return errStale
-			}
-			now := o.cfg.now()
-			for _, p := range todo {
-				if d := inc.Delivery(p.key); d != nil {
-					d.Status, d.ClaimedAt = incident.DeliveryClaimed, now
-					continue
+		// is not marked sent, with the same key. A claim folded into the
+		// write that entered notification stands.
+		if !claimed(inc, todo) {
+			err := o.mutate(st.write, inc, func(inc *incident.Incident) error {
+				if inc.State != from || inc.Dismissal != nil {
+					return errStale
 				}
-				inc.Deliveries = append(inc.Deliveries, incident.Delivery{Recipient: recipientID(p.customer),
-					Channel: p.route.Channel, IdempotencyKey: p.key, Status: incident.DeliveryClaimed, ClaimedAt: now})
+				o.claimDeliveries(inc, todo)
+				return nil
+			})
+			if err != nil {
+				return false, err
 			}
-			return nil
-		})
-		if err != nil {
-			return false, err
 		}
 		failed, err := o.send(st, inc, pb, todo)
 		if err != nil {
@@ -94,11 +84,49 @@ func (o *Orchestrator) notify(st *stepRun, inc *incident.Incident, pb *Playbook)
 		if failed != nil {
 			return true, o.escalate(st.write, inc, from, "customer notification failed: "+failed.Error())
 		}
+		if inc.State != from {
+			return true, nil // the last notice's write moved it on
+		}
 		if !o.allDelivered(inc, pb) {
 			return true, o.escalate(st.write, inc, from, "customer notification incomplete: the step ran out of time before every notice was sent")
 		}
 	}
 	return true, o.advance(st.write, inc, from, incident.EventNotified, "every affected customer notified")
+}
+
+// unsent returns the planned deliveries not yet sent.
+func (o *Orchestrator) unsent(inc *incident.Incident, pb *Playbook) []plannedDelivery {
+	var todo []plannedDelivery
+	for _, p := range o.plan(inc, pb) {
+		if d := inc.Delivery(p.key); d == nil || d.Status != incident.DeliverySent {
+			todo = append(todo, p)
+		}
+	}
+	return todo
+}
+
+// claimed reports whether every delivery of todo is on the record as
+// claimed.
+func claimed(inc *incident.Incident, todo []plannedDelivery) bool {
+	for _, p := range todo {
+		if d := inc.Delivery(p.key); d == nil || d.Status != incident.DeliveryClaimed {
+			return false
+		}
+	}
+	return true
+}
+
+// claimDeliveries puts the deliveries of todo on inc's record as claimed.
+func (o *Orchestrator) claimDeliveries(inc *incident.Incident, todo []plannedDelivery) {
+	now := o.cfg.now()
+	for _, p := range todo {
+		if d := inc.Delivery(p.key); d != nil {
+			d.Status, d.ClaimedAt = incident.DeliveryClaimed, now
+			continue
+		}
+		inc.Deliveries = append(inc.Deliveries, incident.Delivery{Recipient: recipientID(p.customer),
+			Channel: p.route.Channel, IdempotencyKey: p.key, Status: incident.DeliveryClaimed, ClaimedAt: now})
+	}
 }
 
 // send delivers the planned notices, at most deliveryConcurrency at once,
@@ -184,6 +212,7 @@ func (o *Orchestrator) send(st *stepRun, inc *incident.Incident, pb *Playbook, t
 				if out.Err == nil {
 					d.Status, d.SentAt, d.LastError = incident.DeliverySent, o.cfg.now(), ""
 					o.record(inc, incident.ActorSystem, incident.EntryDelivery, to+" sent (key "+p.key+")")
+					st.chain(inc) // the last notice moves the incident on in the same write
 				} else {
 					d.Status, d.LastError = incident.DeliveryFailed, o.redact(inc.ID, out.Err.Error())
 					o.record(inc, incident.ActorSystem, incident.EntryDelivery,

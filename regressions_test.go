@@ -212,7 +212,7 @@ func TestFlushAfterAnotherReplicaEndedTheIncident(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, first.Opened)
 	x := first.IncidentID
-	require.Equal(t, incident.StateDetected, get(t, b, x).State)
+	require.Equal(t, incident.StateContaining, get(t, b, x).State)
 
 	require.NoError(t, b.Dismiss(ctx, x, "carol", "test key"))
 	require.Equal(t, incident.StateDismissed, get(t, b, x).State)
@@ -230,7 +230,7 @@ func TestFlushAfterAnotherReplicaEndedTheIncident(t *testing.T) {
 	y := open[0]
 	assert.Equal(t, again.IncidentID, y.ID)
 	assert.GreaterOrEqual(t, y.Signals.Count, int64(1))
-	assert.Equal(t, incident.StateDetected, y.State)
+	assert.Equal(t, incident.StateContaining, y.State)
 
 	xi, err := store.Get(ctx, x)
 	require.NoError(t, err)

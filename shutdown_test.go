@@ -63,7 +63,14 @@ func TestShutdownLetsStartedEffectFinish(t *testing.T) {
 				inc, err := store.Get(context.Background(), rc.IncidentID)
 				require.NoError(t, err)
 				assert.Equal(t, tt.status, inc.Actions[0].Status)
-				assert.Equal(t, incident.StateContaining, inc.State, "nothing moved on after the stop")
+				if tt.status == incident.ActionApplied {
+					// The result's write folds the moves that need no plugin
+					// call; nothing more ran after the stop.
+					assert.Equal(t, incident.StateInvestigating, inc.State)
+					assert.Nil(t, inc.Investigation, "no investigation started after the stop")
+				} else {
+					assert.Equal(t, incident.StateContaining, inc.State, "nothing moved on after the stop")
+				}
 				if tt.status == incident.ActionPending {
 					assert.Nil(t, inc.Escalation, "an interrupted step is not a failure")
 				}

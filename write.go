@@ -138,6 +138,10 @@ type stepRun struct {
 	write context.Context
 	// fence ends all three, with the cause.
 	fence func(cause error)
+	// chain folds into a write the transitions that follow without a
+	// plugin call, and the claims of the calls that come next (set by the
+	// driver; see Orchestrator.chain).
+	chain func(inc *incident.Incident)
 	ends  []func()
 }
 
