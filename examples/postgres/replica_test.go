@@ -34,7 +34,7 @@ const (
 	keys       = 1_000
 	inFlight   = 32
 	leaseTTL   = 2 * time.Second
-	flushEvery = 5 * time.Millisecond // the group commit interval
+	flushEvery = 5 * time.Millisecond   // the group commit interval
 	stepWork   = 100 * time.Millisecond // how long containment takes: incidents are mid-step when the victim dies
 	victim     = 2                      // index of the replica killed with SIGKILL
 	killAfter  = signals / 2
