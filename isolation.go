@@ -52,6 +52,22 @@ type guardedStore struct {
 	s       incident.Store
 	l       incident.Leaser // s, when it leases
 	timeout time.Duration
+	// inline runs calls on the caller's goroutine, recovering panics: for
+	// the library's own MemStore, which never blocks on I/O.
+	inline bool
+}
+
+// call runs fn as the store's isolation asks.
+func call[T any](g *guardedStore, ctx context.Context, fn func(context.Context) (T, error)) (v T, err error) {
+	if !g.inline {
+		return isolate(ctx, g.timeout, fn)
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			err = &incident.PanicError{Value: p, Stack: debug.Stack()}
+		}
+	}()
+	return fn(ctx)
 }
 
 func (g *guardedStore) Create(ctx context.Context, inc *incident.Incident) error {
@@ -59,7 +75,7 @@ func (g *guardedStore) Create(ctx context.Context, inc *incident.Incident) error
 }
 
 func (g *guardedStore) Get(ctx context.Context, id string) (*incident.Incident, error) {
-	inc, err := isolate(ctx, g.timeout, func(ctx context.Context) (*incident.Incident, error) { return g.s.Get(ctx, id) })
+	inc, err := call(g, ctx, func(ctx context.Context) (*incident.Incident, error) { return g.s.Get(ctx, id) })
 	return inc, storeErr("get", err)
 }
 
@@ -72,7 +88,7 @@ func (g *guardedStore) Update(ctx context.Context, inc *incident.Incident) error
 func (g *guardedStore) write(ctx context.Context, op string, inc *incident.Incident,
 	fn func(context.Context, *incident.Incident) error) error {
 	c := *inc
-	_, err := isolate(ctx, g.timeout, func(ctx context.Context) (struct{}, error) { return struct{}{}, fn(ctx, &c) })
+	_, err := call(g, ctx, func(ctx context.Context) (struct{}, error) { return struct{}{}, fn(ctx, &c) })
 	if err == nil {
 		inc.Version = c.Version
 	}
@@ -80,22 +96,22 @@ func (g *guardedStore) write(ctx context.Context, op string, inc *incident.Incid
 }
 
 func (g *guardedStore) FindOpen(ctx context.Context, key string) (*incident.Incident, error) {
-	inc, err := isolate(ctx, g.timeout, func(ctx context.Context) (*incident.Incident, error) { return g.s.FindOpen(ctx, key) })
+	inc, err := call(g, ctx, func(ctx context.Context) (*incident.Incident, error) { return g.s.FindOpen(ctx, key) })
 	return inc, storeErr("find open", err)
 }
 
 func (g *guardedStore) ListOpen(ctx context.Context) ([]*incident.Incident, error) {
-	incs, err := isolate(ctx, g.timeout, func(ctx context.Context) ([]*incident.Incident, error) { return g.s.ListOpen(ctx) })
+	incs, err := call(g, ctx, func(ctx context.Context) ([]*incident.Incident, error) { return g.s.ListOpen(ctx) })
 	return incs, storeErr("list open", err)
 }
 
 func (g *guardedStore) Lease(ctx context.Context, id, owner string, ttl time.Duration) (bool, error) {
-	ok, err := isolate(ctx, g.timeout, func(ctx context.Context) (bool, error) { return g.l.Lease(ctx, id, owner, ttl) })
+	ok, err := call(g, ctx, func(ctx context.Context) (bool, error) { return g.l.Lease(ctx, id, owner, ttl) })
 	return ok, storeErr("lease", err)
 }
 
 func (g *guardedStore) Unlease(ctx context.Context, id, owner string) error {
-	_, err := isolate(ctx, g.timeout, func(ctx context.Context) (struct{}, error) {
+	_, err := call(g, ctx, func(ctx context.Context) (struct{}, error) {
 		return struct{}{}, g.l.Unlease(ctx, id, owner)
 	})
 	return storeErr("unlease", err)

@@ -83,7 +83,8 @@ func New(store incident.Store, opts ...Option) (*Orchestrator, error) {
 	// back equals what was written.
 	clock := cfg.now
 	cfg.now = func() time.Time { return clock().Truncate(time.Microsecond) }
-	g := &guardedStore{s: store, timeout: cfg.storeTimeout}
+	_, mem := store.(*incident.MemStore)
+	g := &guardedStore{s: store, timeout: cfg.storeTimeout, inline: mem}
 	o := &Orchestrator{
 		store:      g,
 		lc:         incident.Standard(),
