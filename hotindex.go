@@ -92,9 +92,12 @@ func (m *hotMap) len() int {
 // in-memory counters, so that a signal storm costs no store write per
 // signal. Reads take no lock: they look in an immutable snapshot behind an
 // atomic pointer. New keys go to a mutex-guarded map that is folded into a
-// new snapshot once lookups have missed the snapshot as often as it has
-// entries (the scheme of sync.Map, without boxing the key). Entries of
-// incidents that ended are marked dead and dropped at the next fold.
+// new snapshot once lookups have missed the snapshot as often as the two
+// hold entries, so that the fold's cost, a copy of every entry, is spread
+// over as many lookups and a new incident a millisecond does not copy the
+// index a millisecond (the scheme of sync.Map, without boxing the key).
+// Entries of incidents that ended are marked dead and dropped at the next
+// fold.
 type hotIndex struct {
 	read     atomic.Pointer[hotMap]
 	mu       sync.Mutex
@@ -102,6 +105,7 @@ type hotIndex struct {
 	live     map[string]*hotEntry   // by incident ID, the entries not dead
 	retiring map[*hotEntry]struct{} // dead entries that may still hold counts
 	dirty    hotMap                 // keys not yet in read
+	readLen  int                    // entries in read
 	misses   int
 }
 
@@ -116,7 +120,7 @@ func (h *hotIndex) get(k hotKey) *hotEntry {
 	e := h.dirty.get(k)
 	if n := h.dirty.len(); n > 0 {
 		h.misses++
-		if h.misses >= n {
+		if h.misses >= n+h.readLen {
 			h.fold()
 		}
 	}
@@ -151,7 +155,7 @@ func (h *hotIndex) fold() {
 	}
 	h.dirty.each(keep)
 	h.read.Store(m)
-	h.dirty, h.misses = hotMap{}, 0
+	h.dirty, h.misses, h.readLen = hotMap{}, 0, m.len()
 }
 
 // put returns the live entry for inc, creating it under k.
