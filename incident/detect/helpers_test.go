@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -78,6 +79,7 @@ func running(t *testing.T, d detector, r incident.Reporter) (stop func()) {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- d.Detect(ctx, r) }()
+	synctest.Wait() // Detect has started and waits for events
 	return func() {
 		t.Helper()
 		cancel()
