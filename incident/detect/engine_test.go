@@ -115,7 +115,9 @@ func TestCredentialIsFingerprinted(t *testing.T) {
 
 type reporterFunc func(ctx context.Context, s incident.Signal) (incident.Receipt, error)
 
-func (f reporterFunc) Report(ctx context.Context, s incident.Signal) (incident.Receipt, error) { return f(ctx, s) }
+func (f reporterFunc) Report(ctx context.Context, s incident.Signal) (incident.Receipt, error) {
+	return f(ctx, s)
+}
 
 // A reporter that fails, panics or hangs never stops the detector.
 func TestFailingReporter(t *testing.T) {

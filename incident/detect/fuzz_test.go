@@ -51,7 +51,7 @@ func feed(e *engine, evs []Event) []incident.Signal {
 	var got []incident.Signal
 	e.sink = func(s incident.Signal) { got = append(got, s) }
 	for _, ev := range evs {
-		if check(&ev) != nil || e.rule.accept(&ev) != nil {
+		if check(&ev) != nil || e.rule.accept(ev.Name, ev.Value) != nil {
 			continue
 		}
 		e.process(&ev, fuzzNow)

@@ -90,6 +90,7 @@ type NewTerms struct {
 	k0, k1 uint64
 	allow  map[string]struct{}
 
+	sink     uint64 // keeps warm's loads
 	loaded   bool
 	dirty    bool
 	lastSave time.Time
@@ -166,8 +167,17 @@ func (d *NewTerms) Detect(ctx context.Context, r incident.Reporter) error { retu
 // Stats returns the detector's counters. It is safe to call at any time.
 func (d *NewTerms) Stats() Stats { return d.e.stats() }
 
-func (d *NewTerms) accept(ev *Event) error {
-	if ev.Value == "" {
+func (d *NewTerms) warm(evs []Event) {
+	d.tab.warm(evs)
+	var sink uint64
+	for i := range evs {
+		sink += d.pairs.warm(pairHash(d.k0, d.k1, evs[i].Key, evs[i].Value))
+	}
+	d.sink += sink
+}
+
+func (d *NewTerms) accept(_, value string) error {
+	if value == "" {
 		return &EventError{Field: "Value", Reason: "required by a NewTerms rule"}
 	}
 	return nil

@@ -115,8 +115,10 @@ func (d *Sequence) Detect(ctx context.Context, r incident.Reporter) error { retu
 // Stats returns the detector's counters. It is safe to call at any time.
 func (d *Sequence) Stats() Stats { return d.e.stats() }
 
-func (d *Sequence) accept(ev *Event) error {
-	if ev.Name != d.cfg.First && ev.Name != d.cfg.Then {
+func (d *Sequence) warm(evs []Event) { d.tab.warm(evs) }
+
+func (d *Sequence) accept(name, _ string) error {
+	if name != d.cfg.First && name != d.cfg.Then {
 		return errIgnore
 	}
 	return nil

@@ -173,3 +173,16 @@ func (p *pairSet) seen(x uint64) bool {
 }
 
 func (p *pairSet) len() int { return p.cur.n + p.prev.n }
+
+// warm loads the slots where x would be, so that a following seen(x) finds
+// them in the cache.
+func (p *pairSet) warm(x uint64) uint64 {
+	var v uint64
+	if n := len(p.cur.slots); n > 0 {
+		v += p.cur.slots[x&uint64(n-1)]
+	}
+	if n := len(p.prev.slots); n > 0 {
+		v += p.prev.slots[x&uint64(n-1)]
+	}
+	return v
+}

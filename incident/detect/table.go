@@ -4,6 +4,7 @@ import (
 	"hash/maphash"
 	"math/bits"
 	"strings"
+	"unsafe"
 )
 
 // table maps up to max keys to a fixed-size state S each. Entries live in
@@ -22,6 +23,7 @@ type table[S any] struct {
 	pages [][]entry[S]
 	marks []uint64 // one bit per entry
 	n     int      // entries in use
+	sink  uintptr  // keeps warm's loads
 	max   int
 	hand  int
 }
@@ -61,6 +63,29 @@ func (t *table[S]) get(key string) (*S, bool) {
 			return &e.s, true
 		}
 	}
+}
+
+// warm loads, for every event, the index slot and the entry that get will
+// read, without changing anything. The loads of one pass are independent
+// of each other, so their cache misses overlap.
+func (t *table[S]) warm(evs []Event) {
+	evs = evs[:min(len(evs), warmGroup)]
+	var sink uintptr
+	for i := range evs { // the keys' bytes, for hashing
+		sink += uintptr(evs[i].Key[0])
+	}
+	var slots [warmGroup]uint32
+	for i := range evs {
+		slots[i] = t.index[maphash.String(t.seed, evs[i].Key)&t.mask]
+	}
+	for _, v := range slots[:len(evs)] {
+		if v != 0 {
+			e := t.at(int(v - 1))
+			// The key's header and bytes, and the end of the entry.
+			sink += uintptr(len(e.key)) + uintptr(e.key[0]) + uintptr(*(*byte)(unsafe.Add(unsafe.Pointer(e), unsafe.Sizeof(*e)-1)))
+		}
+	}
+	t.sink += sink
 }
 
 // put starts tracking key, which must not be tracked, with a zero state,

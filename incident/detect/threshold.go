@@ -136,7 +136,8 @@ func (d *Threshold) Detect(ctx context.Context, r incident.Reporter) error { ret
 // Stats returns the detector's counters. It is safe to call at any time.
 func (d *Threshold) Stats() Stats { return d.e.stats() }
 
-func (d *Threshold) accept(*Event) error             { return nil }
+func (d *Threshold) accept(string, string) error     { return nil }
+func (d *Threshold) warm(evs []Event)                { d.tab.warm(evs) }
 func (d *Threshold) keys() int                       { return d.tab.len() }
 func (d *Threshold) start(context.Context) error     { return nil }
 func (d *Threshold) idle(context.Context, time.Time) {}
