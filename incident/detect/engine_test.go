@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -261,4 +262,38 @@ func TestDedupKey(t *testing.T) {
 	assert.True(t, strings.HasPrefix(k, "detect/rule#"))
 	assert.NotEqual(t, k, detect.DedupKey("rule", long[1:]))
 	assert.NotEqual(t, k, detect.DedupKey("rule2", long))
+}
+
+// A storm of unique keys cannot grow the table beyond MaxKeys, and a key
+// that keeps coming back survives it while fewer than MaxKeys new keys
+// arrive between two of its events: CLOCK evicts the one-off keys.
+func TestKeyStorm(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const maxKeys, storm, rounds = 1000, 500, 20
+		d, err := detect.NewThreshold(detect.ThresholdConfig{Name: "auth-failures", Kind: "apikey.bruteforce",
+			Severity: incident.SeverityHigh, Window: time.Hour, Count: rounds - 1,
+			Options: detect.Options{MaxKeys: maxKeys, QueueSize: storm + 1, Logger: quiet(), Now: newClock().Now}})
+		require.NoError(t, err)
+		rec := &recorder{}
+		stop := running(t, d, rec)
+		defer stop()
+		n := 0
+		for r := range rounds {
+			evs := []detect.Event{{Key: "attacked", Time: t0}}
+			for range storm {
+				evs = append(evs, detect.Event{Key: fmt.Sprint("unique-", n), Time: t0})
+				n++
+			}
+			observeAll(t, d, evs...)
+			synctest.Wait()
+			assert.LessOrEqual(t, d.Stats().Keys, maxKeys, "round %d", r)
+		}
+		st := d.Stats()
+		assert.Equal(t, maxKeys, st.Keys)
+		assert.Equal(t, uint64(rounds*storm+1-maxKeys), st.Evicted)
+		got := rec.all(t)
+		require.Len(t, got, 1, "the attacked key kept its count through the storm")
+		assert.Equal(t, "attacked", got[0].Subject)
+		assert.Equal(t, "20", attr(got[0], "count"))
+	})
 }

@@ -55,7 +55,8 @@ type Event struct {
 	// it (the clock's time).
 	Time time.Time
 	// Weight is what Threshold sums when it counts weight (rows exported,
-	// bytes sent). It must not be negative.
+	// bytes sent); an event of weight 0 adds nothing. It must not be
+	// negative. Rules that count events ignore it.
 	Weight int64
 	// Account is the customer account concerned, when known; it becomes the
 	// signal's Account. At most MaxAccountLen bytes.

@@ -161,7 +161,9 @@ func (d *NewTerms) Observe(ev Event) error { return d.e.observe(&ev) }
 // Store, and returns ctx.Err(). It returns the Store's error when the load
 // fails, ErrRunning when another Detect is running on d, and ErrNilReporter
 // for a nil r. A failing or panicking r is retried or given up on per
-// Options.Report, never fatal.
+// Options.Report, never fatal. Detect returns once the reporter's call in
+// flight returns: r must honour its context, as incident.Reporter
+// requires.
 func (d *NewTerms) Detect(ctx context.Context, r incident.Reporter) error { return d.e.detect(ctx, r) }
 
 // Stats returns the detector's counters. It is safe to call at any time.

@@ -130,7 +130,9 @@ func (d *Threshold) Observe(ev Event) error { return d.e.observe(&ev) }
 // Detect evaluates queued events and reports signals to r until ctx ends,
 // then returns ctx.Err(). It returns ErrRunning when another Detect is
 // running on d, and ErrNilReporter for a nil r. A failing or panicking r
-// is retried or given up on per Options.Report, never fatal.
+// is retried or given up on per Options.Report, never fatal. Detect
+// returns once the reporter's call in flight returns: r must honour its
+// context, as incident.Reporter requires.
 func (d *Threshold) Detect(ctx context.Context, r incident.Reporter) error { return d.e.detect(ctx, r) }
 
 // Stats returns the detector's counters. It is safe to call at any time.
