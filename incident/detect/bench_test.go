@@ -58,6 +58,22 @@ func newPool(step time.Duration) *pool {
 	return p
 }
 
+// newShardPool is newPool over the keys of one of two shards (by the
+// key's number).
+func newShardPool(step time.Duration, shard int) *pool {
+	p := newPool(step)
+	r := rand.New(rand.NewPCG(5, uint64(shard)))
+	perm := r.Perm(benchKeys / 2)
+	for i := range p.evs {
+		k := r.IntN(benchKeys / 2)
+		if i < benchKeys/2 {
+			k = perm[i]
+		}
+		p.evs[i].Key = benchKeyNames[2*k+shard]
+	}
+	return p
+}
+
 func (p *pool) at(i int) int64 { return p.base + int64(i)*p.step }
 
 // take returns up to n events from the i-th on, with their times set.
@@ -184,6 +200,30 @@ func BenchmarkThreshold(b *testing.B) {
 					n.observe(p.evs[i&(poolSize-1)].Key, time.Unix(0, p.at(i)))
 					i++
 				}
+			})
+			reportRate(b)
+		})
+		b.Run("eval-2-shards-parallel/"+den.name, func(b *testing.B) {
+			// Two Thresholds, each with half of the keys and its own
+			// goroutine: how a host spreads evaluation over cores.
+			var shards [2]*Threshold
+			var pools [2]*pool
+			for s := range shards {
+				shards[s], pools[s] = newBenchThreshold(b), newShardPool(2*den.step, s)
+				batches(b, pools[s], 0, warm/2, shards[s].e.batch)
+			}
+			var next atomic.Int32
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				s := int(next.Add(1)-1) % 2
+				d, p, i, n := shards[s], pools[s], warm/2, 0
+				for pb.Next() {
+					if n++; n == DefaultQueueSize {
+						i = batches(b, p, i, n, d.e.batch)
+						n = 0
+					}
+				}
+				batches(b, p, i, n, d.e.batch)
 			})
 			reportRate(b)
 		})

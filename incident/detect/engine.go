@@ -195,7 +195,7 @@ func (e *engine) batch(batch []Event, now int64) {
 }
 
 // warmGroup is how many events the rule warms up at once.
-const warmGroup = 16
+const warmGroup = 32
 
 // process applies the watermark and skew to one event and hands it to the
 // rule.

@@ -75,7 +75,8 @@ type NewTermsConfig struct {
 // With a Store, what "seen" means survives a restart: Detect loads the
 // last snapshot when it first starts and saves every SaveEvery and when it
 // stops. A store that fails to save is logged and counted in
-// Stats.StoreErrors; one that fails to load makes Detect return the error.
+// Stats.StoreErrors; one that fails to load (or panics) makes Detect
+// return the error.
 //
 // The signal's attributes: "rule", "value" (the new value), "name",
 // "key_first_seen", "learn" and the event's attributes under "attr.".
@@ -193,7 +194,14 @@ func (d *NewTerms) start(ctx context.Context) error {
 		d.loaded = true
 		return nil
 	}
-	s, err := d.cfg.Store.Load(ctx)
+	s, err := func() (s *Snapshot, err error) {
+		defer func() {
+			if v := recover(); v != nil {
+				err = fmt.Errorf("store panicked: %v", v)
+			}
+		}()
+		return d.cfg.Store.Load(ctx)
+	}()
 	if err != nil {
 		return fmt.Errorf("detect: rule %s: loading its snapshot: %w", d.cfg.Name, err)
 	}
