@@ -33,6 +33,7 @@ type ConfigError struct {
 	Reason string // what is wrong, for people
 }
 
+// Error names the rule, the field and the reason.
 func (e *ConfigError) Error() string {
 	if e.Rule == "" {
 		return "detect: invalid configuration: " + e.Field + ": " + e.Reason
@@ -52,6 +53,7 @@ type EventError struct {
 	Err    error  // a more specific sentinel, or nil
 }
 
+// Error names the field and the reason, never the value.
 func (e *EventError) Error() string { return "detect: invalid event: " + e.Field + ": " + e.Reason }
 
 // Is makes an *EventError match ErrInvalidEvent.
