@@ -15,7 +15,7 @@ const (
 	DefaultSignalQueue = 256
 	DefaultSkew        = 5 * time.Second
 	// MaxMaxKeys is the largest MaxKeys a rule accepts.
-	MaxMaxKeys = 1 << 30
+	MaxMaxKeys = 1<<24 - 1
 )
 
 // Options are the settings every rule shares. Every zero field has a

@@ -10,7 +10,9 @@ import (
 // table maps up to max keys to a fixed-size state S each. Entries live in
 // pages of a fixed size, so the table grows without copying them and
 // without slack beyond one page; an open-addressing index (linear probing,
-// at most half full) maps a key to its entry. When the table is full, a
+// at most four fifths full) maps a key to its entry. Each index slot holds
+// the entry's number and 8 bits of the key's hash, so that a probe looks
+// at an entry only when those bits match. When the table is full, a
 // new key takes the entry of a victim chosen by CLOCK: entries carry a mark
 // set when their key is seen again; the hand clears marks as it passes and
 // stops at the first unmarked entry.
@@ -18,7 +20,7 @@ import (
 // A table is owned by one goroutine.
 type table[S any] struct {
 	seed  maphash.Seed
-	index []uint32 // 0 empty, else entry number + 1
+	index []uint32 // 0 empty, else tag<<24 | (entry number + 1)
 	mask  uint64
 	pages [][]entry[S]
 	marks []uint64 // one bit per entry
@@ -36,10 +38,20 @@ type entry[S any] struct {
 const (
 	pageBits = 9
 	pageSize = 1 << pageBits
+	// maxEntries is the most entries an index slot can name.
+	maxEntries = 1<<24 - 1
+	slotBits   = 1<<24 - 1
 )
 
+// tag is the part of h an index slot keeps: bits the slot's position does
+// not use.
+func tag(h uint64) uint32 { return uint32(h>>56) << 24 }
+
+// load reports whether an index of size slots may hold n entries.
+func load(n, slots int) bool { return uint64(n)*5 <= uint64(slots)*4 }
+
 func newTable[S any](max int) *table[S] {
-	t := &table[S]{seed: maphash.MakeSeed(), max: max}
+	t := &table[S]{seed: maphash.MakeSeed(), max: min(max, maxEntries)}
 	t.resize(64)
 	return t
 }
@@ -53,13 +65,18 @@ func (t *table[S]) len() int { return t.n }
 // It marks the key as seen again.
 func (t *table[S]) get(key string) (*S, bool) {
 	h := maphash.String(t.seed, key)
+	tg := tag(h)
 	for p := h & t.mask; ; p = (p + 1) & t.mask {
 		v := t.index[p]
 		if v == 0 {
 			return nil, false
 		}
-		if e := t.at(int(v - 1)); e.key == key {
-			t.marks[(v-1)>>6] |= 1 << ((v - 1) & 63)
+		if v&^slotBits != tg {
+			continue
+		}
+		i := v&slotBits - 1
+		if e := t.at(int(i)); e.key == key {
+			t.marks[i>>6] |= 1 << (i & 63)
 			return &e.s, true
 		}
 	}
@@ -80,7 +97,7 @@ func (t *table[S]) warm(evs []Event) {
 	}
 	for _, v := range slots[:len(evs)] {
 		if v != 0 {
-			e := t.at(int(v - 1))
+			e := t.at(int(v&slotBits - 1))
 			// The key's header and bytes, and the end of the entry.
 			sink += uintptr(len(e.key)) + uintptr(e.key[0]) + uintptr(*(*byte)(unsafe.Add(unsafe.Pointer(e), unsafe.Sizeof(*e)-1)))
 		}
@@ -100,7 +117,7 @@ func (t *table[S]) put(key string) (s *S, evicted bool) {
 			t.pages = append(t.pages, make([]entry[S], pageSize))
 			t.marks = append(t.marks, make([]uint64, pageSize/64)...)
 		}
-		if uint64(t.n+1)*2 > uint64(len(t.index)) {
+		if !load(t.n+1, len(t.index)) {
 			t.resize(len(t.index) * 2)
 		}
 		t.n++
@@ -112,12 +129,7 @@ func (t *table[S]) put(key string) (s *S, evicted bool) {
 	e := t.at(i)
 	*e = entry[S]{key: strings.Clone(key)}
 	t.marks[i>>6] &^= 1 << (i & 63)
-	h := maphash.String(t.seed, e.key)
-	p := h & t.mask
-	for t.index[p] != 0 {
-		p = (p + 1) & t.mask
-	}
-	t.index[p] = uint32(i + 1)
+	t.insert(i)
 	return &e.s, evicted
 }
 
@@ -142,7 +154,7 @@ func (t *table[S]) victim() int {
 // follow in its probe run so that no lookup stops short.
 func (t *table[S]) unindex(i int) {
 	p := maphash.String(t.seed, t.at(i).key) & t.mask
-	for t.index[p] != uint32(i+1) {
+	for t.index[p]&slotBits != uint32(i+1) {
 		p = (p + 1) & t.mask
 	}
 	for {
@@ -154,7 +166,7 @@ func (t *table[S]) unindex(i int) {
 			if v == 0 {
 				return
 			}
-			home := maphash.String(t.seed, t.at(int(v-1)).key) & t.mask
+			home := maphash.String(t.seed, t.at(int(v&slotBits-1)).key) & t.mask
 			// The entry at q may move to p unless its home lies
 			// cyclically in (p, q].
 			if (q-home)&t.mask >= (q-p)&t.mask {
@@ -174,12 +186,18 @@ func (t *table[S]) resize(size int) {
 	t.index = make([]uint32, size)
 	t.mask = uint64(size - 1)
 	for i := range t.n {
-		p := maphash.String(t.seed, t.at(i).key) & t.mask
-		for t.index[p] != 0 {
-			p = (p + 1) & t.mask
-		}
-		t.index[p] = uint32(i + 1)
+		t.insert(i)
 	}
+}
+
+// insert adds entry i to the index.
+func (t *table[S]) insert(i int) {
+	h := maphash.String(t.seed, t.at(i).key)
+	p := h & t.mask
+	for t.index[p] != 0 {
+		p = (p + 1) & t.mask
+	}
+	t.index[p] = tag(h) | uint32(i+1)
 }
 
 // each calls fn for every tracked key in table order.
