@@ -21,10 +21,12 @@ const (
 // Options are the settings every rule shares. Every zero field has a
 // documented default, so the zero Options is a sensible one.
 type Options struct {
-	// Now is the clock: it stamps events that carry no Time, and an event
-	// more than Skew after it is dropped (Stats.Early). It is called on the
-	// goroutine running Detect, once per batch of events. nil means
-	// time.Now.
+	// Now is the clock: it stamps events that carry no Time, an event more
+	// than Skew after it is dropped (Stats.Early), and NewTerms saves by it.
+	// It is called only on the goroutine running Detect: once per batch of
+	// events, and when NewTerms loads and saves. Rules otherwise go by the
+	// events' own times, so a fixed clock makes a detector deterministic.
+	// nil means time.Now.
 	Now func() time.Time
 	// Logger receives reporter failures, dropped signals and store
 	// failures; never an event's credential. nil means slog.Default().
