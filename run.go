@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/breachkit/breach/incident"
-	"github.com/breachkit/breach/internal/retry"
 )
 
 // Run starts the detectors and drives incidents, at most WithConcurrency at
@@ -39,7 +38,7 @@ func (o *Orchestrator) Run(ctx context.Context, detectors ...incident.Detector) 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			o.runDetector(ctx, i, d)
+			o.runDetector(ctx, grace, i, d)
 		}()
 	}
 	if err := o.resume(ctx); err != nil {
@@ -112,8 +111,26 @@ func (o *Orchestrator) every(ctx context.Context, d time.Duration, what string, 
 	}
 }
 
-func (o *Orchestrator) runDetector(ctx context.Context, i int, d incident.Detector) {
-	err := retry.Call(ctx, 0, func(ctx context.Context) error { return d.Detect(ctx, o) })
+// runDetector runs d until ctx ends and waits for it to return, for as
+// long as the shutdown grace lasts (grace): Run leaves no detector running
+// that honours its context. A panic is recovered and logged.
+func (o *Orchestrator) runDetector(ctx, grace context.Context, i int, d incident.Detector) {
+	done := make(chan error, 1)
+	go func() {
+		defer func() {
+			if v := recover(); v != nil {
+				done <- &incident.PanicError{Value: v, Stack: debug.Stack()}
+			}
+		}()
+		done <- d.Detect(ctx, o)
+	}()
+	var err error
+	select {
+	case err = <-done:
+	case <-grace.Done():
+		o.log.Error("breach: detector did not stop within the shutdown grace", "detector", i)
+		return
+	}
 	var pe *incident.PanicError
 	switch {
 	case errors.As(err, &pe):
