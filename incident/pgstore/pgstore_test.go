@@ -14,7 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/breachkit/breach/examples/postgres/pgstore"
+	"github.com/breachkit/breach/incident/pgstore"
 	"github.com/breachkit/breach/incident"
 	"github.com/breachkit/breach/incident/incidenttest"
 )
@@ -52,13 +52,19 @@ func newStore(t *testing.T) *pgstore.Store {
 	return s
 }
 
-// databaseURL returns the URL of the test database, or skips the test.
+// databaseURL returns the URL of the test database. Without one the test
+// skips, saying how to get one, except under CI (CI set), where a missing
+// database is a failure: a CI run that skipped every check would pass.
 func databaseURL(t *testing.T) string {
 	t.Helper()
 	url := os.Getenv(urlEnv)
 	if url == "" {
-		t.Skip("set " + urlEnv + "=postgres://breach:breach@127.0.0.1:5432/breach?sslmode=disable to run against PostgreSQL; " +
-			".ci/run does this (eval \"$(bash examples/postgres/ci-setup.sh)\" starts one and prints the line)")
+		msg := "set " + urlEnv + "=postgres://breach:breach@127.0.0.1:5432/breach?sslmode=disable to run against PostgreSQL; " +
+			".ci/run does this (eval \"$(bash .ci/postgres-setup.sh)\" starts one and prints the line)"
+		if os.Getenv("CI") != "" {
+			t.Fatal("CI is set but " + urlEnv + " is not: " + msg)
+		}
+		t.Skip(msg)
 	}
 	return url
 }
