@@ -14,9 +14,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/breachkit/breach/incident/pgstore"
 	"github.com/breachkit/breach/incident"
 	"github.com/breachkit/breach/incident/incidenttest"
+	"github.com/breachkit/breach/incident/pgstore"
 )
 
 // urlEnv names the database the tests run against.

@@ -51,8 +51,8 @@ import (
 
 	"github.com/breachkit/breach"
 	"github.com/breachkit/breach/containment"
-	"github.com/breachkit/breach/incident/pgstore"
 	"github.com/breachkit/breach/incident"
+	"github.com/breachkit/breach/incident/pgstore"
 	"github.com/breachkit/breach/notify"
 )
 
