@@ -136,11 +136,11 @@ func run() error {
 		return err
 	}
 	defer pool.Close()
-	store, err := pgstore.New(ctx, pool)
-	if err != nil {
+	if err := pgstore.Migrate(ctx, pool); err != nil {
 		return err
 	}
-	if err := store.Migrate(ctx); err != nil {
+	store, err := pgstore.New(ctx, pool)
+	if err != nil {
 		return err
 	}
 	if err := migrateHost(ctx, pool); err != nil {
