@@ -1,7 +1,8 @@
 // Package pgstore keeps breach incidents in PostgreSQL, for hosts that run
-// several replicas of an orchestrator on one database.
+// one or several replicas of an orchestrator on one database.
 //
-// Store implements incident.Store and incident.Leaser:
+// Store implements incident.Store, incident.Leaser and incident.Lister (the
+// register of every incident, open or ended, read by position with List):
 //
 //   - One open incident per dedup key: a partial unique index on
 //     incidents(dedup_key) WHERE open. Two replicas opening an incident for
@@ -26,9 +27,10 @@
 //     is compared with now() on the server, so replicas' clocks need not
 //     agree.
 //
-// Each incident is kept whole as JSON in incidents.body (type json, which
-// keeps the text as written: key order, and \u0000 that jsonb refuses), with
-// the columns the store queries on beside it. The version column is the
+// Each incident is kept whole, in its JSON form (see package incident), in
+// incidents.body (type json, which keeps the text as written: key order,
+// and \u0000 that jsonb refuses), with the columns the store queries on
+// beside it. The version column is the
 // truth for Version; the copy in body is overwritten on read.
 //
 // The schema is versioned: the migrations are embedded in the package
