@@ -30,8 +30,8 @@
 // Each incident is kept whole, in its JSON form (see package incident), in
 // incidents.body (type json, which keeps the text as written: key order,
 // and \u0000 that jsonb refuses), with the columns the store queries on
-// beside it. The version column is the
-// truth for Version; the copy in body is overwritten on read.
+// beside it. The version column is the truth for Version; the copy in body
+// is overwritten on read.
 //
 // The schema is versioned: the migrations are embedded in the package
 // (migrations/NNNN_name.up.sql and .down.sql) and applied by Migrate, which
