@@ -287,7 +287,7 @@ func listInvalidFilter(t *testing.T, s incident.Store) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := l.List(t.Context(), tc.filter)
-			require.ErrorIs(t, err, incident.ErrInvalidFilter, "List %+v", tc.filter)
+			require.ErrorIs(t, err, incident.ErrInvalidFilter, "List with a bad filter must fail with ErrInvalidFilter: %+v", tc.filter)
 			var fe *incident.FilterError
 			if assert.ErrorAs(t, err, &fe) {
 				assert.Equal(t, tc.field, fe.Field)
