@@ -109,7 +109,7 @@ func TestSuiteCatchesBrokenStores(t *testing.T) {
 		}},
 		{bug: bugTiesAscending, want: map[string]string{
 			"List/Filters/none": "List {States:[] Kind: Account: DetectedFrom:",
-			"List/Pages":   "must visit each of 120 incidents exactly once, in order",
+			"List/Pages":        "must visit each of 120 incidents exactly once, in order",
 		}},
 		{bug: bugNoStateFilter, want: map[string]string{
 			"List/Filters/one_state": "List {States:[closed]",
