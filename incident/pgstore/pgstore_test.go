@@ -37,7 +37,7 @@ var schemaSeq atomic.Int64
 
 // newPool returns a pool on an empty schema of its own (the first of its
 // search_path), dropped when the test ends.
-func newPool(t *testing.T) *pgxpool.Pool {
+func newPool(t testing.TB) *pgxpool.Pool {
 	t.Helper()
 	url := databaseURL(t)
 	ctx := context.Background()
@@ -65,7 +65,7 @@ func newPool(t *testing.T) *pgxpool.Pool {
 // databaseURL returns the URL of the test database. Without one the test
 // skips, saying how to get one, except under CI (CI set), where a missing
 // database is a failure: a CI run that skipped every check would pass.
-func databaseURL(t *testing.T) string {
+func databaseURL(t testing.TB) string {
 	t.Helper()
 	url := os.Getenv(urlEnv)
 	if url == "" {
