@@ -11,8 +11,7 @@ import (
 // machines and as a Markdown table for people and auditors.
 
 // WriteJSON writes incs to w as one JSON array, indented, each incident in
-// its JSON form (see the field names in the package's JSON notes at
-// Incident.UnmarshalJSON). It writes "[]" for none. It writes one incident
+// its JSON form (see Incident for the field names). It writes "[]" for none. It writes one incident
 // at a time; an error, from encoding (a severity out of range, say) or from
 // w, leaves the output incomplete.
 func WriteJSON(w io.Writer, incs ...*Incident) error {

@@ -16,6 +16,16 @@ const MaxSignalSamples = 8
 // An Incident is plain data. Stores hand out copies (see Clone); a copy may
 // be changed freely and written back with Store.Update, which checks
 // Version.
+//
+// Its JSON form (encoding/json) is the register's export format and what
+// JSON stores keep. The field names are the snake_case names of the struct
+// tags, here and in every type the record holds ("dedup_key",
+// "detected_at", "idempotency_key"), and stay stable: a field may be
+// added, none is renamed without the old name still being read (see
+// UnmarshalJSON). Times are RFC 3339 with their fraction, severities and
+// states their names, hashes hex, Deadline's "paused_ns" nanoseconds; a
+// field tagged omitempty or omitzero is left out when empty. The fields of
+// Investigation's Findings sit in "investigation" itself.
 type Incident struct {
 	ID       string   `json:"id"`
 	Kind     string   `json:"kind"`

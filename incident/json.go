@@ -10,21 +10,11 @@ import (
 	"time"
 )
 
-// The JSON form of an incident is its export format and what JSON stores
-// keep: encoding/json with the snake_case names of the struct tags, stable
-// from one release to the next (a field may be added; none is renamed
-// without the old name still being read). Times are RFC 3339 with their
-// fraction, severities and states their names, hashes hex, Deadline's
-// paused_ns nanoseconds; a field marked omitempty or omitzero is left out
-// when empty.
-//
-// Releases before the register wrote Go's field names ("DedupKey",
-// "DetectedAt"); UnmarshalJSON still reads that form, so records a store
-// wrote then read back whole.
-
-// UnmarshalJSON decodes an incident in its JSON form, or in the form of
-// releases before the register, which used Go's field names. Map keys
-// (Attributes, Milestones) are data and are never renamed.
+// UnmarshalJSON decodes an incident in its JSON form (see Incident), or in
+// the form releases before the register wrote, with Go's field names
+// ("DedupKey", "DetectedAt"), so that records a JSON store kept then read
+// back whole. Map keys (Attributes, Milestones) are data and are never
+// renamed. Writing the incident again gives the current form.
 func (inc *Incident) UnmarshalJSON(b []byte) error {
 	type plain Incident // the fields and tags, without this method
 	if bytes.Contains(b, []byte(`"DedupKey":`)) {
