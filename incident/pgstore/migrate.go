@@ -3,6 +3,7 @@ package pgstore
 import (
 	"context"
 	"embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -113,6 +114,11 @@ const versionTable = `CREATE TABLE IF NOT EXISTS breach_schema_migrations (
 // first, so every step is applied exactly once. Calling it on an up-to-date
 // database changes nothing.
 //
+// At the latest version, Migrate also fills the register's columns of rows
+// that a replica of a release before migration 2 wrote during a rolling
+// upgrade (it does not know them): call it again once the last such
+// replica is gone. That costs an index look-up when there is nothing to do.
+//
 // A database created before schema versions (the tables exist, the version
 // table does not) is adopted: migration 1 is written with IF NOT EXISTS,
 // so it leaves those tables and their rows alone and records version 1;
@@ -125,12 +131,24 @@ const versionTable = `CREATE TABLE IF NOT EXISTS breach_schema_migrations (
 func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	for {
 		done, err := step(ctx, pool, func(ctx context.Context, tx pgx.Tx, current int) (bool, error) {
+			if current == LatestVersion {
+				// Rows that replicas of a release before 2 wrote during a
+				// rolling upgrade have no kind yet.
+				if err := backfillRegister(ctx, tx); err != nil {
+					return false, fmt.Errorf("pgstore: migrate: filling the register's columns: %w", ctxErr(ctx, err))
+				}
+			}
 			if current >= LatestVersion {
 				return true, nil
 			}
 			m := migrations[current] // version current+1
 			if _, err := tx.Exec(ctx, m.up); err != nil {
 				return false, fmt.Errorf("pgstore: migration %s up: %w", m.name, ctxErr(ctx, err))
+			}
+			if fill := backfills[m.version]; fill != nil {
+				if err := fill(ctx, tx); err != nil {
+					return false, fmt.Errorf("pgstore: migration %s up: filling the new columns: %w", m.name, ctxErr(ctx, err))
+				}
 			}
 			if _, err := tx.Exec(ctx, `INSERT INTO breach_schema_migrations (version, name) VALUES ($1, $2)`, m.version, m.name); err != nil {
 				return false, fmt.Errorf("pgstore: migration %s up: recording the version: %w", m.name, ctxErr(ctx, err))
@@ -200,6 +218,63 @@ func step(ctx context.Context, pool *pgxpool.Pool, fn func(ctx context.Context, 
 		return false, ctxErr(ctx, err)
 	}
 	return done, nil
+}
+
+// backfills fill, after a migration's SQL and in its transaction, what SQL
+// cannot compute from the stored JSON.
+var backfills = map[int]func(context.Context, pgx.Tx) error{
+	2: backfillRegister,
+}
+
+// backfillBatch is how many rows backfillRegister reads and writes at a
+// time; a variable for the tests.
+var backfillBatch = 1000
+
+// backfillRegister sets incidents.kind and incidents.account from the JSON
+// of each row whose kind is empty, in either encoding ("kind" or, before
+// the register, "Kind": encoding/json matches names without regard to
+// case), a batch of rows at a time in ID order. Every incident has a kind
+// (Signal.Validate requires one), so an empty kind means a row that was
+// stored before migration 2 or written since by a release before it; the
+// index on (kind, ...) finds those.
+func backfillRegister(ctx context.Context, tx pgx.Tx) error {
+	after := ""
+	for {
+		rows, err := tx.Query(ctx, `SELECT id, body::text FROM incidents WHERE kind = '' AND id COLLATE "C" > $1 ORDER BY id COLLATE "C" LIMIT $2`, after, backfillBatch)
+		if err != nil {
+			return err
+		}
+		var ids, kinds, accounts []string
+		for rows.Next() {
+			var id, body string
+			if err := rows.Scan(&id, &body); err != nil {
+				rows.Close()
+				return err
+			}
+			var head struct {
+				Kind    string `json:"kind"`
+				Account string `json:"account"`
+			}
+			if err := json.Unmarshal([]byte(body), &head); err != nil {
+				rows.Close()
+				return fmt.Errorf("incident %s: %w", id, err)
+			}
+			ids, kinds, accounts = append(ids, id), append(kinds, head.Kind), append(accounts, head.Account)
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if len(ids) == 0 {
+			return nil
+		}
+		if _, err := tx.Exec(ctx,
+			`UPDATE incidents AS i SET kind = u.kind, account = u.account
+			   FROM unnest($1::text[], $2::text[], $3::text[]) AS u(id, kind, account)
+			  WHERE i.id = u.id`, ids, kinds, accounts); err != nil {
+			return err
+		}
+		after = ids[len(ids)-1]
+	}
 }
 
 // SchemaVersion returns the schema version of the database (in the first

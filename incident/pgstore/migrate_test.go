@@ -2,8 +2,10 @@ package pgstore_test
 
 import (
 	"os"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/assert"
@@ -51,7 +53,9 @@ func TestMigrateUpDownUp(t *testing.T) {
 
 	s, err := pgstore.New(ctx, pool)
 	require.NoError(t, err)
-	require.NoError(t, s.Create(ctx, incidenttest.FullIncident("inc-1", "key-1")))
+	full := incidenttest.FullIncident("inc-1", "key-1")
+	full.Summary += " with NUL \x00, which PostgreSQL cannot read from json as text"
+	require.NoError(t, s.Create(ctx, full))
 
 	// Down one step: the register's columns go, the incidents stay.
 	require.NoError(t, pgstore.MigrateDown(ctx, pool, 1))
@@ -61,7 +65,7 @@ func TestMigrateUpDownUp(t *testing.T) {
 	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM incidents`).Scan(&n))
 	assert.Equal(t, 1, n, "down to version 1 keeps the incidents")
 
-	// Up again: the columns come back, filled from the stored JSON.
+	// Up again: the columns come back, computed from the stored JSON.
 	require.NoError(t, pgstore.Migrate(ctx, pool))
 	assert.Equal(t, pgstore.LatestVersion, schemaVersion(t, pool))
 	var kind, account string
@@ -170,6 +174,18 @@ func TestMigrateAdoptsUnversioned(t *testing.T) {
 	require.NoError(t, err)
 	_, err = pool.Exec(ctx, `INSERT INTO leases (incident_id, owner, until) VALUES ('inc-legacy', 'replica-old', now() + interval '1 hour')`)
 	require.NoError(t, err)
+	// Another incident of before, whose summary holds \u0000, which
+	// PostgreSQL cannot read as text. The backfill reads one row at a time
+	// here, so it takes two batches.
+	defer pgstore.SetBackfillBatch(1)()
+	other := strings.NewReplacer(`"inc-legacy"`, `"inc-legacy-nul"`, `"key-legacy"`, `"key-legacy-nul"`,
+		`"Summary": "API key seen`, `"Summary": "NUL \u0000 here; API key seen`).Replace(string(body))
+	require.Contains(t, other, `\u0000`)
+	_, err = pool.Exec(ctx,
+		`INSERT INTO incidents (id, dedup_key, state, open, version, detected_at, body) VALUES ($1, $2, 'closed', false, 1, $3, $4)`,
+		"inc-legacy-nul", "key-legacy-nul", want.DetectedAt.Add(time.Minute), other)
+	require.NoError(t, err)
+
 	assert.Equal(t, 0, schemaVersion(t, pool), "no version table yet")
 
 	require.NoError(t, pgstore.Migrate(ctx, pool))
@@ -189,11 +205,24 @@ func TestMigrateAdoptsUnversioned(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, ok, "the lease written before the migration still holds")
 
+	// A replica of the release before, still running during the upgrade,
+	// writes a row its way: the old columns only, the old JSON names. The
+	// next Migrate fills its register columns.
+	_, err = pool.Exec(ctx,
+		`INSERT INTO incidents (id, dedup_key, state, open, version, detected_at, body) VALUES ($1, $2, 'closed', false, 1, $3, $4)`,
+		"inc-old-writer", "key-old-writer", want.DetectedAt.Add(2*time.Minute),
+		strings.NewReplacer(`"inc-legacy"`, `"inc-old-writer"`, `"key-legacy"`, `"key-old-writer"`).Replace(string(body)))
+	require.NoError(t, err)
+	require.NoError(t, pgstore.Migrate(ctx, pool))
+
 	page, err := s.List(ctx, incident.ListFilter{Kind: "apikey.compromised", Account: "acct_Zürich_✓"})
 	require.NoError(t, err)
-	if assert.Len(t, page.Incidents, 1, "the register finds the old incident by kind and account") {
-		assert.Equal(t, "inc-legacy", page.Incidents[0].ID)
+	var found []string
+	for _, inc := range page.Incidents {
+		found = append(found, inc.ID)
 	}
+	assert.Equal(t, []string{"inc-old-writer", "inc-legacy-nul", "inc-legacy"}, found,
+		"the register finds by kind and account the incidents of before the migration and one an old replica wrote after it")
 
 	// Writing it back stores the current encoding; it still reads the same.
 	got.Summary = "updated after the migration"
