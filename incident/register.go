@@ -2,6 +2,7 @@ package incident
 
 import (
 	"cmp"
+	"container/heap"
 	"context"
 	"encoding/base64"
 	"slices"
@@ -198,9 +199,10 @@ func newestFirst(a, b *Incident) int {
 
 var _ Lister = (*MemStore)(nil)
 
-// List implements Lister. It looks at every stored incident, so each page
-// costs time in proportion to the whole register: fine for the tests and
-// small hosts MemStore is for.
+// List implements Lister. It looks at every stored incident, keeping the
+// page's worth that come first, so a page costs time in proportion to the
+// whole register (about n log(page size)): fine for the tests and small
+// hosts MemStore is for.
 func (m *MemStore) List(ctx context.Context, f ListFilter) (Page, error) {
 	if err := ctx.Err(); err != nil {
 		return Page{}, err
@@ -216,12 +218,21 @@ func (m *MemStore) List(ctx context.Context, f ListFilter) (Page, error) {
 	size := f.PageSize()
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	var hits []*stored
+	// first holds the size+1 incidents that come first in the register's
+	// order, as a heap whose root is the one that comes last of them.
+	first := pageHeap{}
 	for _, s := range m.byID {
-		if f.Matches(s.inc) && (after == nil || after.Precedes(s.inc.DetectedAt, s.inc.ID)) {
-			hits = append(hits, s)
+		if !f.Matches(s.inc) || (after != nil && !after.Precedes(s.inc.DetectedAt, s.inc.ID)) {
+			continue
+		}
+		if len(first) <= size {
+			heap.Push(&first, s)
+		} else if newestFirst(s.inc, first[0].inc) < 0 {
+			first[0] = s
+			heap.Fix(&first, 0)
 		}
 	}
+	hits := []*stored(first)
 	slices.SortFunc(hits, func(a, b *stored) int { return newestFirst(a.inc, b.inc) })
 	var p Page
 	if len(hits) > size {
@@ -233,4 +244,19 @@ func (m *MemStore) List(ctx context.Context, f ListFilter) (Page, error) {
 		p.Incidents[i] = m.names.load(s)
 	}
 	return p, nil
+}
+
+// pageHeap is a heap of stored incidents whose root comes last in the
+// register's order.
+type pageHeap []*stored
+
+func (h pageHeap) Len() int           { return len(h) }
+func (h pageHeap) Less(i, j int) bool { return newestFirst(h[i].inc, h[j].inc) > 0 }
+func (h pageHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *pageHeap) Push(x any)        { *h = append(*h, x.(*stored)) }
+func (h *pageHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"regexp"
 	"strings"
@@ -266,6 +267,39 @@ func BenchmarkUnmarshalJSON(b *testing.B) {
 				var inc incident.Incident
 				if err := json.Unmarshal(bc.data, &inc); err != nil {
 					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkMemStoreList reads a page of 50 from a MemStore holding 100,000
+// incidents: MemStore looks at every incident for each page.
+func BenchmarkMemStoreList(b *testing.B) {
+	const n = 100_000
+	s := incident.NewMemStore()
+	base := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i := range n {
+		inc := incidenttest.NewIncident(fmt.Sprintf("inc_%06d", i), fmt.Sprintf("key_%06d", i))
+		inc.DetectedAt = base.Add(time.Duration(i) * time.Minute)
+		inc.State = incident.StateClosed
+		inc.Kind = fmt.Sprintf("kind_%d", i%10)
+		require.NoError(b, s.Create(b.Context(), inc))
+	}
+	mid := incident.Cursor{DetectedAt: base.Add(n / 2 * time.Minute), ID: fmt.Sprintf("inc_%06d", n/2)}.String()
+	for _, bc := range []struct {
+		name string
+		f    incident.ListFilter
+	}{
+		{"first_page", incident.ListFilter{}},
+		{"half_way", incident.ListFilter{Cursor: mid}},
+		{"kind", incident.ListFilter{Kind: "kind_3"}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if p, err := s.List(b.Context(), bc.f); err != nil || len(p.Incidents) != incident.DefaultListLimit {
+					b.Fatal(len(p.Incidents), err)
 				}
 			}
 		})
