@@ -111,8 +111,8 @@ const versionTable = `CREATE TABLE IF NOT EXISTS breach_schema_migrations (
 // order, each in a transaction of its own that also records its version
 // in breach_schema_migrations. It is safe to call from several processes at
 // once: each step runs under an advisory lock and re-reads the version
-// first, so every step is applied exactly once. Calling it on an up-to-date
-// database changes nothing.
+// first, so every step is applied exactly once. On an up-to-date database
+// it changes no schema.
 //
 // At the latest version, Migrate also fills the register's columns of rows
 // that a replica of a release before migration 2 wrote during a rolling
