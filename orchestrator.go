@@ -124,6 +124,27 @@ func (o *Orchestrator) ListOpen(ctx context.Context) ([]*incident.Incident, erro
 	return o.store.ListOpen(ctx)
 }
 
+// List returns a page of the register: the incidents in the store, open
+// or ended, that f selects, newest DetectedAt first (see incident.Lister
+// for the order and the paging, incident.ListFilter for the filter). The
+// call is isolated like every store call: a panic or a hang of the store
+// comes back as an error. It returns an error matching
+// incident.ErrInvalidFilter for a bad filter, and one matching
+// incident.ErrNotSupported when the store does not implement
+// incident.Lister.
+func (o *Orchestrator) List(ctx context.Context, f incident.ListFilter) (incident.Page, error) {
+	g := o.store.(*guardedStore)
+	l, ok := g.s.(incident.Lister)
+	if !ok {
+		return incident.Page{}, fmt.Errorf("breach: list: store %T: %w: it does not implement incident.Lister", g.s, incident.ErrNotSupported)
+	}
+	if err := f.Validate(); err != nil {
+		return incident.Page{}, err
+	}
+	p, err := isolate(ctx, g.timeout, func(ctx context.Context) (incident.Page, error) { return l.List(ctx, f) })
+	return p, storeErr("list", err)
+}
+
 // Await blocks until cond holds for the stored incident, and returns it. It
 // re-checks after every write this Orchestrator makes, and at least every
 // awaitPoll (one second) for writes by other replicas. An incident that is

@@ -61,31 +61,31 @@ func (s DeadlineStatus) Done() bool {
 // Deadline is the durable record of one notification clock on an incident:
 // when it started, when it is due, and whether it was met.
 type Deadline struct {
-	Name   string
-	Start  Milestone
-	Stop   Milestone
-	Status DeadlineStatus
+	Name   string         `json:"name"`
+	Start  Milestone      `json:"start"`
+	Stop   Milestone      `json:"stop"`
+	Status DeadlineStatus `json:"status"`
 	// StartedAt is when the start milestone happened; Due when the stop
 	// milestone must happen by, extended by the time spent paused.
-	StartedAt time.Time `json:",omitzero"`
-	Due       time.Time `json:",omitzero"`
+	StartedAt time.Time `json:"started_at,omitzero"`
+	Due       time.Time `json:"due,omitzero"`
 	// WarnAt is when responders are warned that the deadline approaches.
-	WarnAt      time.Time `json:",omitzero"`
-	WarnedAt    time.Time `json:",omitzero"`
-	EscalatedAt time.Time `json:",omitzero"`
-	MetAt       time.Time `json:",omitzero"`
+	WarnAt      time.Time `json:"warn_at,omitzero"`
+	WarnedAt    time.Time `json:"warned_at,omitzero"`
+	EscalatedAt time.Time `json:"escalated_at,omitzero"`
+	MetAt       time.Time `json:"met_at,omitzero"`
 	// PausedAt is set while paused; Paused sums the time spent paused.
-	PausedAt    time.Time     `json:",omitzero"`
-	Paused      time.Duration `json:",omitempty"`
-	PauseReason string        `json:",omitempty"`
+	PausedAt    time.Time     `json:"paused_at,omitzero"`
+	Paused      time.Duration `json:"paused_ns,omitempty"`
+	PauseReason string        `json:"pause_reason,omitempty"`
 	// LateReason says why the deadline was missed, when a person said so.
-	LateReason string `json:",omitempty"`
+	LateReason string `json:"late_reason,omitempty"`
 	// NotApplicableReason says why the clock does not apply, with status
 	// DeadlineNotApplicable.
-	NotApplicableReason string `json:",omitempty"`
+	NotApplicableReason string `json:"not_applicable_reason,omitempty"`
 	// EndedAt is when the clock stopped counting for good: met, late, not
 	// applicable, or missed when the incident ended.
-	EndedAt time.Time `json:",omitzero"`
+	EndedAt time.Time `json:"ended_at,omitzero"`
 }
 
 // Deadline returns the clock named name, or nil.
@@ -101,16 +101,16 @@ func (inc *Incident) Deadline(name string) *Deadline {
 // Approval records a person's decision on a containment action that needs
 // one.
 type Approval struct {
-	RequestedAt time.Time
+	RequestedAt time.Time `json:"requested_at"`
 	// Due is when the request times out; zero means it waits for ever.
-	Due       time.Time `json:",omitzero"`
-	DecidedAt time.Time `json:",omitzero"`
-	By        string    `json:",omitempty"`
-	Approved  bool      `json:",omitempty"`
+	Due       time.Time `json:"due,omitzero"`
+	DecidedAt time.Time `json:"decided_at,omitzero"`
+	By        string    `json:"by,omitempty"`
+	Approved  bool      `json:"approved,omitempty"`
 	// ByTimeout is true when the playbook decided because nobody did in
 	// time (break-glass).
-	ByTimeout bool   `json:",omitempty"`
-	Note      string `json:",omitempty"`
+	ByTimeout bool   `json:"by_timeout,omitempty"`
+	Note      string `json:"note,omitempty"`
 }
 
 // decided reports whether the approval was granted or denied.

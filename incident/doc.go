@@ -13,6 +13,16 @@
 // fingerprint. [Incident.Markdown] renders the record as a deterministic
 // Markdown post-incident report.
 //
+// # The register
+//
+// Every incident stays queryable once it ends (GDPR Art. 33(5) asks for
+// every breach to be documented, notified or not). A store that implements
+// [Lister] returns the register a [Page] at a time, newest first, selected
+// by a [ListFilter] and paged by an opaque [Cursor]. [WriteJSON] exports
+// incidents in their JSON form, whose snake_case field names are stable, and
+// [WriteMarkdownRegister] as a Markdown table with each notify decision and
+// its reason.
+//
 // # The lifecycle
 //
 // [Lifecycle] is a validated transition table compiled with
@@ -22,7 +32,8 @@
 //
 // # Host contracts
 //
-// A host implements [Store] (or uses [MemStore]) and, for each kind of
+// A host implements [Store] (or uses [MemStore]), optionally [Leaser] and
+// [Lister], and, for each kind of
 // incident, may provide [Detector]s and an [Investigator]. Each interface
 // has a function adapter ([DetectorFunc], [InvestigatorFunc]). Plugin calls
 // are governed by a [Policy]: attempts, per-attempt timeouts with a fresh

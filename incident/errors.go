@@ -44,6 +44,13 @@ var (
 	// ID, no dedup key, no state, or an ID that exists already).
 	ErrInvalidIncident = errors.New("invalid incident")
 
+	// ErrInvalidFilter: a ListFilter a Lister cannot use (see
+	// ListFilter.Validate). The error is a *FilterError.
+	ErrInvalidFilter = errors.New("invalid list filter")
+	// ErrNotSupported: the store does not implement the optional interface
+	// an operation needs, such as Lister for the register.
+	ErrNotSupported = errors.New("not supported by the store")
+
 	// ErrTampered: Timeline.Verify found an entry whose hash chain is broken.
 	// The error is a *TamperError.
 	ErrTampered = errors.New("timeline tampered")
@@ -138,6 +145,20 @@ func (e *DuplicateError) Error() string {
 
 // Is makes a *DuplicateError match ErrDuplicate.
 func (e *DuplicateError) Is(target error) bool { return target == ErrDuplicate }
+
+// FilterError says which field of a ListFilter is bad and why. It matches
+// ErrInvalidFilter.
+type FilterError struct {
+	Field  string // the Go field name, e.g. "Cursor"
+	Reason string
+}
+
+func (e *FilterError) Error() string {
+	return "incident: invalid list filter: " + e.Field + ": " + e.Reason
+}
+
+// Is makes a *FilterError match ErrInvalidFilter.
+func (e *FilterError) Is(target error) bool { return target == ErrInvalidFilter }
 
 // TamperError names the first timeline entry whose hash chain does not hold.
 // It matches ErrTampered.

@@ -16,72 +16,82 @@ const MaxSignalSamples = 8
 // An Incident is plain data. Stores hand out copies (see Clone); a copy may
 // be changed freely and written back with Store.Update, which checks
 // Version.
+//
+// Its JSON form (encoding/json) is the register's export format and what
+// JSON stores keep. The field names are the snake_case names of the struct
+// tags, here and in every type the record holds ("dedup_key",
+// "detected_at", "idempotency_key"), and stay stable: a field may be
+// added, none is renamed without the old name still being read (see
+// UnmarshalJSON). Times are RFC 3339 with their fraction, severities and
+// states their names, hashes hex, Deadline's "paused_ns" nanoseconds; a
+// field tagged omitempty or omitzero is left out when empty. The fields of
+// Investigation's Findings sit in "investigation" itself.
 type Incident struct {
-	ID       string
-	Kind     string
-	Subject  string // what is affected, e.g. an API key's ID; never a secret
-	Account  string // the customer account concerned, when known
-	DedupKey string
-	Severity Severity
-	State    State
+	ID       string   `json:"id"`
+	Kind     string   `json:"kind"`
+	Subject  string   `json:"subject"` // what is affected, e.g. an API key's ID; never a secret
+	Account  string   `json:"account"` // the customer account concerned, when known
+	DedupKey string   `json:"dedup_key"`
+	Severity Severity `json:"severity"`
+	State    State    `json:"state"`
 	// Version is bumped by the store on every successful write and checked
 	// on every update (compare-and-swap).
-	Version int64
-	Summary string
+	Version int64  `json:"version"`
+	Summary string `json:"summary"`
 	// CredentialFingerprint identifies the compromised credential (see
 	// Secret.Fingerprint); the credential itself is never stored.
-	CredentialFingerprint string            `json:",omitempty"`
-	Attributes            map[string]string `json:",omitempty"`
+	CredentialFingerprint string            `json:"credential_fingerprint,omitempty"`
+	Attributes            map[string]string `json:"attributes,omitempty"`
 
 	// Phase timestamps; zero until the phase is reached.
-	DetectedAt  time.Time
-	ContainedAt time.Time `json:",omitzero"`
-	NotifiedAt  time.Time `json:",omitzero"`
-	ResolvedAt  time.Time `json:",omitzero"`
-	ClosedAt    time.Time `json:",omitzero"`
+	DetectedAt  time.Time `json:"detected_at"`
+	ContainedAt time.Time `json:"contained_at,omitzero"`
+	NotifiedAt  time.Time `json:"notified_at,omitzero"`
+	ResolvedAt  time.Time `json:"resolved_at,omitzero"`
+	ClosedAt    time.Time `json:"closed_at,omitzero"`
 	// ReopenedAt is when the incident was last reopened.
-	ReopenedAt time.Time `json:",omitzero"`
-	UpdatedAt  time.Time
+	ReopenedAt time.Time `json:"reopened_at,omitzero"`
+	UpdatedAt  time.Time `json:"updated_at"`
 
-	Signals       SignalSummary
-	Investigation *Investigation `json:",omitempty"`
+	Signals       SignalSummary  `json:"signals"`
+	Investigation *Investigation `json:"investigation,omitempty"`
 	// Decision is the notify / do-not-notify decision and its reason,
 	// recorded either way.
-	Decision   *Decision      `json:",omitempty"`
-	Actions    []ActionRecord `json:",omitempty"`
-	Deliveries []Delivery     `json:",omitempty"`
-	Tasks      []Task         `json:",omitempty"`
+	Decision   *Decision      `json:"decision,omitempty"`
+	Actions    []ActionRecord `json:"actions,omitempty"`
+	Deliveries []Delivery     `json:"deliveries,omitempty"`
+	Tasks      []Task         `json:"tasks,omitempty"`
 	// Deadlines are the notification clocks that apply, from the playbook.
-	Deadlines []Deadline `json:",omitempty"`
+	Deadlines []Deadline `json:"deadlines,omitempty"`
 	// Milestones records when each milestone was first reached.
-	Milestones      map[Milestone]time.Time `json:",omitempty"`
-	Recommendations []string                `json:",omitempty"`
+	Milestones      map[Milestone]time.Time `json:"milestones,omitempty"`
+	Recommendations []string                `json:"recommendations,omitempty"`
 	// Escalation says why automation stopped, while State is
 	// StateEscalated (and afterwards, for the record).
-	Escalation *Escalation `json:",omitempty"`
+	Escalation *Escalation `json:"escalation,omitempty"`
 	// Dismissal records who dismissed the incident as a false positive and
 	// why. While the incident is still open it means the dismissal is under
 	// way: containment is being released.
-	Dismissal *Dismissal `json:",omitempty"`
-	Timeline  Timeline
+	Dismissal *Dismissal `json:"dismissal,omitempty"`
+	Timeline  Timeline   `json:"timeline"`
 }
 
 // SignalSummary counts the signals an incident absorbed, with a bounded
 // sample of them.
 type SignalSummary struct {
-	Count     int64
-	FirstSeen time.Time
-	LastSeen  time.Time
-	Samples   []SignalSample `json:",omitempty"` // at most MaxSignalSamples, oldest first
+	Count     int64          `json:"count"`
+	FirstSeen time.Time      `json:"first_seen"`
+	LastSeen  time.Time      `json:"last_seen"`
+	Samples   []SignalSample `json:"samples,omitempty"` // at most MaxSignalSamples, oldest first
 }
 
 // SignalSample is what an incident keeps of one signal: never its
 // credential.
 type SignalSample struct {
-	At       time.Time
-	Source   string `json:",omitempty"`
-	Severity Severity
-	Summary  string `json:",omitempty"`
+	At       time.Time `json:"at"`
+	Source   string    `json:"source,omitempty"`
+	Severity Severity  `json:"severity"`
+	Summary  string    `json:"summary,omitempty"`
 }
 
 // DataCategory is a kind of customer data an incident may have exposed.
@@ -117,17 +127,17 @@ func (c DataCategory) Describe() string {
 
 // Customer is someone who may have to be told about an incident.
 type Customer struct {
-	ID    string
-	Name  string `json:",omitempty"`
-	Email string `json:",omitempty"`
+	ID    string `json:"id"`
+	Name  string `json:"name,omitempty"`
+	Email string `json:"email,omitempty"`
 }
 
 // Impact is the assessed effect of an incident on customers.
 type Impact struct {
-	Customers []Customer     `json:",omitempty"`
-	Data      []DataCategory `json:",omitempty"`
+	Customers []Customer     `json:"customers,omitempty"`
+	Data      []DataCategory `json:"data,omitempty"`
 	// Summary says in a sentence what was exposed, for the notice.
-	Summary string `json:",omitempty"`
+	Summary string `json:"summary,omitempty"`
 }
 
 // CustomerDataAffected reports whether the impact includes customer data:
@@ -136,28 +146,28 @@ func (i Impact) CustomerDataAffected() bool { return len(i.Customers) > 0 && len
 
 // Findings is what an Investigator reports.
 type Findings struct {
-	RootCause string   `json:",omitempty"`
-	Summary   string   `json:",omitempty"`
-	Notes     []string `json:",omitempty"`
-	Impact    Impact
+	RootCause string   `json:"root_cause,omitempty"`
+	Summary   string   `json:"summary,omitempty"`
+	Notes     []string `json:"notes,omitempty"`
+	Impact    Impact   `json:"impact"`
 }
 
 // Investigation records an investigator's findings on the incident.
 type Investigation struct {
 	Findings
-	At       time.Time
-	Attempts int
+	At       time.Time `json:"at"`
+	Attempts int       `json:"attempts"`
 }
 
 // Decision records whether affected customers are to be notified, and why.
 type Decision struct {
-	Notify bool
-	Reason string
-	By     string // "system" or the person who decided
-	At     time.Time
+	Notify bool      `json:"notify"`
+	Reason string    `json:"reason"`
+	By     string    `json:"by"` // "system" or the person who decided
+	At     time.Time `json:"at"`
 	// Override is true when a person replaced the automatic decision; an
 	// investigation that finishes later does not replace an override.
-	Override bool `json:",omitempty"`
+	Override bool `json:"override,omitempty"`
 }
 
 // ActionStatus is where one containment action stands.
@@ -176,15 +186,15 @@ const (
 
 // ActionRecord is the durable record of one containment action.
 type ActionRecord struct {
-	Name           string
-	IdempotencyKey string
-	Status         ActionStatus
-	Attempts       int
-	LastError      string    `json:",omitempty"`
-	StartedAt      time.Time `json:",omitzero"`
-	FinishedAt     time.Time `json:",omitzero"`
+	Name           string       `json:"name"`
+	IdempotencyKey string       `json:"idempotency_key"`
+	Status         ActionStatus `json:"status"`
+	Attempts       int          `json:"attempts"`
+	LastError      string       `json:"last_error,omitempty"`
+	StartedAt      time.Time    `json:"started_at,omitzero"`
+	FinishedAt     time.Time    `json:"finished_at,omitzero"`
 	// Approval is set for actions that need a person's approval.
-	Approval *Approval `json:",omitempty"`
+	Approval *Approval `json:"approval,omitempty"`
 }
 
 // DeliveryStatus is where one customer notice stands.
@@ -209,40 +219,40 @@ const (
 // Delivery is the durable record of one notice to one recipient on one
 // channel.
 type Delivery struct {
-	Recipient      string // the customer's ID
-	Channel        string
-	IdempotencyKey string
-	Status         DeliveryStatus
-	Attempts       int
-	LastError      string    `json:",omitempty"`
-	ClaimedAt      time.Time `json:",omitzero"`
-	SentAt         time.Time `json:",omitzero"`
+	Recipient      string         `json:"recipient"` // the customer's ID
+	Channel        string         `json:"channel"`
+	IdempotencyKey string         `json:"idempotency_key"`
+	Status         DeliveryStatus `json:"status"`
+	Attempts       int            `json:"attempts"`
+	LastError      string         `json:"last_error,omitempty"`
+	ClaimedAt      time.Time      `json:"claimed_at,omitzero"`
+	SentAt         time.Time      `json:"sent_at,omitzero"`
 }
 
 // Task is a corrective or preventive task tracked on the incident.
 type Task struct {
-	ID        string
-	Title     string
-	Mandatory bool      `json:",omitempty"`
-	Done      bool      `json:",omitempty"`
-	DoneBy    string    `json:",omitempty"`
-	DoneAt    time.Time `json:",omitzero"`
-	Note      string    `json:",omitempty"`
+	ID        string    `json:"id"`
+	Title     string    `json:"title"`
+	Mandatory bool      `json:"mandatory,omitempty"`
+	Done      bool      `json:"done,omitempty"`
+	DoneBy    string    `json:"done_by,omitempty"`
+	DoneAt    time.Time `json:"done_at,omitzero"`
+	Note      string    `json:"note,omitempty"`
 }
 
 // Escalation says why automation handed the incident to a person.
 type Escalation struct {
-	From   State // the state the incident was in
-	Reason string
-	At     time.Time
+	From   State     `json:"from"` // the state the incident was in
+	Reason string    `json:"reason"`
+	At     time.Time `json:"at"`
 }
 
 // Dismissal records a person's decision that an incident is a false
 // positive.
 type Dismissal struct {
-	By     string
-	Reason string
-	At     time.Time
+	By     string    `json:"by"`
+	Reason string    `json:"reason"`
+	At     time.Time `json:"at"`
 }
 
 // Clone returns a deep copy: changing the copy never changes the original.

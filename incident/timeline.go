@@ -54,14 +54,14 @@ func (h *Hash) UnmarshalText(b []byte) error {
 // Hash. At is hashed to the microsecond, the precision stores such as
 // PostgreSQL keep, so a stored timeline still verifies.
 type Entry struct {
-	At     time.Time
-	Actor  string
-	Type   EntryType
-	Event  Event  `json:",omitempty"` // for transitions
-	From   State  `json:",omitempty"`
-	To     State  `json:",omitempty"`
-	Detail string `json:",omitempty"`
-	Hash   Hash
+	At     time.Time `json:"at"`
+	Actor  string    `json:"actor"`
+	Type   EntryType `json:"type"`
+	Event  Event     `json:"event,omitempty"` // for transitions
+	From   State     `json:"from,omitempty"`
+	To     State     `json:"to,omitempty"`
+	Detail string    `json:"detail,omitempty"`
+	Hash   Hash      `json:"hash"`
 }
 
 // Timeline is an incident's append-only history. Append sets each entry's

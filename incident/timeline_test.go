@@ -203,7 +203,7 @@ func TestTimelineJSONRoundTrip(t *testing.T) {
 	tl := sampleTimeline(t, 4)
 	b, err := json.Marshal(tl)
 	require.NoError(t, err)
-	assert.Contains(t, string(b), `"Hash":"`+tl[0].Hash.String()+`"`)
+	assert.Contains(t, string(b), `"hash":"`+tl[0].Hash.String()+`"`)
 
 	var back incident.Timeline
 	require.NoError(t, json.Unmarshal(b, &back))

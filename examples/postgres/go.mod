@@ -4,6 +4,7 @@ go 1.25.0
 
 require (
 	github.com/breachkit/breach v0.0.0
+	github.com/breachkit/breach/incident/pgstore v0.0.0
 	github.com/jackc/pgx/v5 v5.13.0
 	github.com/stretchr/testify v1.12.1
 )
@@ -17,5 +18,3 @@ require (
 	golang.org/x/sync v0.22.0 // indirect
 	golang.org/x/text v0.41.0 // indirect
 )
-
-replace github.com/breachkit/breach => ../..

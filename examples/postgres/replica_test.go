@@ -61,8 +61,12 @@ func (r *replica) url(path string) string { return "http://" + r.addr + path }
 func TestReplicas(t *testing.T) {
 	url := os.Getenv("BREACH_POSTGRES_URL")
 	if url == "" {
-		t.Skip("set BREACH_POSTGRES_URL=postgres://breach:breach@127.0.0.1:5432/breach?sslmode=disable to run against PostgreSQL; " +
-			".ci/run does this (eval \"$(bash examples/postgres/ci-setup.sh)\" starts one and prints the line)")
+		msg := "set BREACH_POSTGRES_URL=postgres://breach:breach@127.0.0.1:5432/breach?sslmode=disable to run against PostgreSQL; " +
+			".ci/run does this (eval \"$(bash .ci/postgres-setup.sh)\" starts one and prints the line)"
+		if os.Getenv("CI") != "" {
+			t.Fatal("CI is set but BREACH_POSTGRES_URL is not: " + msg)
+		}
+		t.Skip(msg)
 	}
 	if testing.Short() {
 		t.Skip("starts three processes and sends 20,000 signals")

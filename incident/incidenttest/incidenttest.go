@@ -52,6 +52,15 @@ import (
 // second or less, waited for in real time, at most a few seconds), and
 // concurrent takers. Stores that do not implement it skip the group.
 //
+// When the store implements incident.Lister, the List group checks the
+// register: every incident, open or ended, newest first with ties by ID;
+// the filters by state, kind, account and detection range (from
+// inclusive, to exclusive); paging 120 incidents 7 at a time visits each
+// exactly once, in order, also while incidents are created between pages;
+// Limit's default and cap; ErrInvalidFilter for a negative Limit, a range
+// that ends before it starts and a malformed cursor; copies; and ctx.
+// Stores that do not implement it skip the group.
+//
 // Compared incidents go through Normalize first: a store may drop time
 // zones and monotonic clock readings and return nil for an empty slice or
 // map, but must keep times to the microsecond. A *DuplicateError or
@@ -146,6 +155,8 @@ var groups = []struct {
 		{"Concurrent", leaseConcurrent},
 		{"Context", leaseContext},
 	}},
+	// Stores that implement incident.Lister; the others skip these.
+	{"List", listChecks},
 }
 
 // ---- helpers ----

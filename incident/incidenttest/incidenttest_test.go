@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -103,6 +104,19 @@ func TestSuiteCatchesBrokenStores(t *testing.T) {
 		{bug: bugDropsTasks, want: map[string]string{
 			"RoundTrip/FullIncident": "Get must return every field as stored",
 		}},
+		{bug: bugOffsetCursor, want: map[string]string{
+			"List/CursorSurvivesInserts": "every incident of before must be visited once, in order",
+		}},
+		{bug: bugTiesAscending, want: map[string]string{
+			"List/Filters/none": "List {States:[] Kind: Account: DetectedFrom:",
+			"List/Pages":        "must visit each of 120 incidents exactly once, in order",
+		}},
+		{bug: bugNoStateFilter, want: map[string]string{
+			"List/Filters/one_state": "List {States:[closed]",
+		}},
+		{bug: bugLaxCursor, want: map[string]string{
+			"List/InvalidFilter/garbage_cursor": "must fail with ErrInvalidFilter",
+		}},
 	} {
 		t.Run(string(tc.bug), func(t *testing.T) {
 			t.Parallel()
@@ -160,6 +174,10 @@ const (
 	bugUnordered       bug = "unordered"         // ListOpen in reverse order
 	bugMilliseconds    bug = "milliseconds"      // times kept to the millisecond
 	bugDropsTasks      bug = "drops-tasks"       // Tasks are not stored
+	bugOffsetCursor    bug = "offset-cursor"     // List pages by offset, not by position
+	bugTiesAscending   bug = "ties-ascending"    // List breaks DetectedAt ties by ID ascending
+	bugNoStateFilter   bug = "no-state-filter"   // List ignores ListFilter.States
+	bugLaxCursor       bug = "lax-cursor"        // List starts over on a malformed cursor
 )
 
 type naiveStore struct {
@@ -316,6 +334,74 @@ func (s *naiveStore) ListOpen(ctx context.Context) ([]*incident.Incident, error)
 		slices.Reverse(out)
 	}
 	return out, nil
+}
+
+func (s *naiveStore) List(ctx context.Context, f incident.ListFilter) (incident.Page, error) {
+	if err := s.ctxErr(ctx); err != nil {
+		return incident.Page{}, err
+	}
+	if f.Limit < 0 {
+		return incident.Page{}, &incident.FilterError{Field: "Limit", Reason: "negative"}
+	}
+	if !f.DetectedTo.IsZero() && f.DetectedTo.Before(f.DetectedFrom) {
+		return incident.Page{}, &incident.FilterError{Field: "DetectedTo", Reason: "before DetectedFrom"}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.bug == bugNoStateFilter {
+		f.States = nil
+	}
+	var all []*incident.Incident
+	for _, inc := range s.byID {
+		if f.Matches(inc) {
+			all = append(all, inc)
+		}
+	}
+	slices.SortFunc(all, func(a, b *incident.Incident) int {
+		if c := b.DetectedAt.Compare(a.DetectedAt); c != 0 {
+			return c
+		}
+		if s.bug == bugTiesAscending {
+			return cmp.Compare(a.ID, b.ID)
+		}
+		return cmp.Compare(b.ID, a.ID)
+	})
+	start := 0
+	switch {
+	case f.Cursor == "":
+	case s.bug == bugOffsetCursor:
+		n, err := strconv.Atoi(f.Cursor)
+		if err != nil {
+			return incident.Page{}, &incident.FilterError{Field: "Cursor", Reason: err.Error()}
+		}
+		start = min(n, len(all))
+	default:
+		c, err := incident.ParseCursor(f.Cursor)
+		if err != nil && s.bug != bugLaxCursor {
+			return incident.Page{}, err
+		}
+		if err == nil {
+			start = len(all)
+			for i, inc := range all {
+				if c.Precedes(inc.DetectedAt, inc.ID) {
+					start = i
+					break
+				}
+			}
+		}
+	}
+	end := min(start+f.PageSize(), len(all))
+	var p incident.Page
+	for _, inc := range all[start:end] {
+		p.Incidents = append(p.Incidents, s.out(inc))
+	}
+	if end < len(all) {
+		p.Next = incident.CursorAfter(all[end-1]).String()
+		if s.bug == bugOffsetCursor {
+			p.Next = strconv.Itoa(end)
+		}
+	}
+	return p, nil
 }
 
 // ---- helpers ----

@@ -1,6 +1,6 @@
 // Command replica is one replica of a host that responds to leaked API keys
 // with breach, on a PostgreSQL database shared with its other replicas
-// (package pgstore). The multi-replica test of examples/postgres starts
+// (package github.com/breachkit/breach/incident/pgstore). The multi-replica test of examples/postgres starts
 // three of these and kills one with SIGKILL.
 //
 // It serves a small HTTP API on loopback and prints "listening ADDRESS" on
@@ -51,8 +51,8 @@ import (
 
 	"github.com/breachkit/breach"
 	"github.com/breachkit/breach/containment"
-	"github.com/breachkit/breach/examples/postgres/pgstore"
 	"github.com/breachkit/breach/incident"
+	"github.com/breachkit/breach/incident/pgstore"
 	"github.com/breachkit/breach/notify"
 )
 
@@ -136,11 +136,11 @@ func run() error {
 		return err
 	}
 	defer pool.Close()
-	store, err := pgstore.New(ctx, pool)
-	if err != nil {
+	if err := pgstore.Migrate(ctx, pool); err != nil {
 		return err
 	}
-	if err := store.Migrate(ctx); err != nil {
+	store, err := pgstore.New(ctx, pool)
+	if err != nil {
 		return err
 	}
 	if err := migrateHost(ctx, pool); err != nil {

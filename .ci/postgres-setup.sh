@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# ci-setup.sh makes a PostgreSQL server from Debian's packages ready for the
-# tests of examples/postgres, and prints the line that points them at it:
+# postgres-setup.sh makes a PostgreSQL server from Debian's packages ready
+# for the tests of incident/pgstore and examples/postgres, and prints the
+# line that points them at it:
 #
-#	eval "$(bash examples/postgres/ci-setup.sh)"
+#	eval "$(bash .ci/postgres-setup.sh)"
+#	(cd incident/pgstore && go test -race -count=1 ./...)
 #	(cd examples/postgres && go test -race -count=1 ./...)
 #
 # It is idempotent and needs root and nothing running: it installs the
@@ -12,7 +14,7 @@
 # Progress goes to stderr; only the export line goes to stdout.
 set -euo pipefail
 
-log() { echo "ci-setup: $*" >&2; }
+log() { echo "postgres-setup: $*" >&2; }
 
 DB=breach
 ROLE=breach

@@ -1,7 +1,8 @@
 // Package pgstore keeps breach incidents in PostgreSQL, for hosts that run
-// several replicas of an orchestrator on one database.
+// one or several replicas of an orchestrator on one database.
 //
-// Store implements incident.Store and incident.Leaser:
+// Store implements incident.Store, incident.Leaser and incident.Lister (the
+// register of every incident, open or ended, read by position with List):
 //
 //   - One open incident per dedup key: a partial unique index on
 //     incidents(dedup_key) WHERE open. Two replicas opening an incident for
@@ -26,13 +27,19 @@
 //     is compared with now() on the server, so replicas' clocks need not
 //     agree.
 //
-// Each incident is kept whole as JSON in incidents.body (type json, which
-// keeps the text as written: key order, and \u0000 that jsonb refuses), with
-// the columns the store queries on beside it. The version column is the
-// truth for Version; the copy in body is overwritten on read.
+// Each incident is kept whole, in its JSON form (see package incident), in
+// incidents.body (type json, which keeps the text as written: key order,
+// and \u0000 that jsonb refuses), with the columns the store queries on
+// beside it. The version column is the truth for Version; the copy in body
+// is overwritten on read.
 //
-// Call Migrate once (it is safe to call from several replicas at once) to
-// create the tables in the first schema of the connection's search_path.
+// The schema is versioned: the migrations are embedded in the package
+// (migrations/NNNN_name.up.sql and .down.sql) and applied by Migrate, which
+// records the version in the table breach_schema_migrations. Call Migrate
+// before using a Store, from every replica if that is simpler (it is safe to
+// call from several at once); SchemaVersion says where a database stands and
+// MigrateDown undoes migrations. Everything lives in the first schema of the
+// connection's search_path.
 package pgstore
 
 import (
@@ -55,36 +62,6 @@ const (
 	dedupConstraint = "incidents_open_dedup_key"
 )
 
-// migrateLock is the key of the advisory lock that serialises concurrent
-// Migrate calls: CREATE ... IF NOT EXISTS is not safe against itself.
-const migrateLock = 0x62726561636801 // "breach" and 1
-
-// Schema is the DDL Migrate runs. Every statement is idempotent.
-const Schema = `
-CREATE TABLE IF NOT EXISTS incidents (
-	id          text        PRIMARY KEY,
-	dedup_key   text        NOT NULL,
-	state       text        NOT NULL,
-	open        boolean     NOT NULL,
-	version     bigint      NOT NULL CHECK (version > 0),
-	detected_at timestamptz NOT NULL,
-	body        json        NOT NULL
-);
--- One open incident per dedup key; closed and dismissed ones do not hold it.
-CREATE UNIQUE INDEX IF NOT EXISTS incidents_open_dedup_key ON incidents (dedup_key) WHERE open;
--- ListOpen's order, and the resume scan of every replica.
-CREATE INDEX IF NOT EXISTS incidents_open_detected ON incidents (detected_at, id COLLATE "C") WHERE open;
-
--- A lease per incident: who drives it, until when (by the server's clock).
--- Not a column of incidents, since a lease may be taken before the incident
--- is stored.
-CREATE TABLE IF NOT EXISTS leases (
-	incident_id text        PRIMARY KEY,
-	owner       text        NOT NULL,
-	until       timestamptz NOT NULL
-);
-`
-
 // Store is an incident.Store and incident.Leaser on a PostgreSQL database.
 // It is safe for concurrent use, and any number of Stores, in any number of
 // processes, may share one database.
@@ -98,7 +75,8 @@ var (
 )
 
 // New returns a Store on pool after checking that the database answers. It
-// does not create the tables: see Migrate.
+// does not create the tables: the Store needs the schema at LatestVersion,
+// which Migrate brings it to.
 func New(ctx context.Context, pool *pgxpool.Pool) (*Store, error) {
 	if pool == nil {
 		return nil, errors.New("pgstore: nil pool")
@@ -111,22 +89,6 @@ func New(ctx context.Context, pool *pgxpool.Pool) (*Store, error) {
 
 // Pool returns the pool the store uses.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
-
-// Migrate creates the tables and indexes (see Schema) when they are missing.
-// Concurrent calls, from this process or others, wait for each other.
-func (s *Store) Migrate(ctx context.Context) error {
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", int64(migrateLock)); err != nil {
-			return err
-		}
-		_, err := tx.Exec(ctx, Schema)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("pgstore: migrate: %w", ctxErr(ctx, err))
-	}
-	return nil
-}
 
 // Create implements incident.Store: it inserts inc with Version 1. It
 // returns an *incident.DuplicateError when an open incident holds inc's
@@ -147,9 +109,9 @@ func (s *Store) Create(ctx context.Context, inc *incident.Incident) error {
 	// the look-up of its ID; then the key is free and we try again.
 	for range 3 {
 		_, err = s.pool.Exec(ctx,
-			`INSERT INTO incidents (id, dedup_key, state, open, version, detected_at, body)
-			 VALUES ($1, $2, $3, $4, 1, $5, $6)`,
-			inc.ID, inc.DedupKey, string(inc.State), inc.State.Open(), inc.DetectedAt, body)
+			`INSERT INTO incidents (id, dedup_key, state, open, version, detected_at, kind, account, body)
+			 VALUES ($1, $2, $3, $4, 1, $5, $6, $7, $8)`,
+			inc.ID, inc.DedupKey, string(inc.State), inc.State.Open(), inc.DetectedAt, inc.Kind, inc.Account, body)
 		switch constraint(err) {
 		case "":
 			if err != nil {
@@ -228,9 +190,10 @@ func (s *Store) Update(ctx context.Context, inc *incident.Incident) error {
 	}
 	tag, err := s.pool.Exec(ctx,
 		`UPDATE incidents
-		    SET dedup_key = $3, state = $4, open = $5, version = version + 1, detected_at = $6, body = $7
+		    SET dedup_key = $3, state = $4, open = $5, version = version + 1, detected_at = $6,
+		        kind = $7, account = $8, body = $9
 		  WHERE id = $1 AND version = $2`,
-		inc.ID, inc.Version, inc.DedupKey, string(inc.State), inc.State.Open(), inc.DetectedAt, body)
+		inc.ID, inc.Version, inc.DedupKey, string(inc.State), inc.State.Open(), inc.DetectedAt, inc.Kind, inc.Account, body)
 	switch constraint(err) {
 	case "":
 	case dedupConstraint:

@@ -1,0 +1,3 @@
+-- Drops every incident and lease.
+DROP TABLE IF EXISTS leases;
+DROP TABLE IF EXISTS incidents;
