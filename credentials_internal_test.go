@@ -205,3 +205,29 @@ func TestCredentialOfAnEarlierLifeIsNotHandedOut(t *testing.T) {
 		})
 	}
 }
+
+// TestCredentialReportedAfterAReopenIsHandedOut: a signal that brings the
+// credential after the reopen, to a replica that still holds the one of
+// the earlier life, is the one containers get.
+func TestCredentialReportedAfterAReopenIsHandedOut(t *testing.T) {
+	ctx := context.Background()
+	store := incident.NewMemStore()
+	clk := &testClock{t: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)}
+	c := &credRecorder{}
+	a := newCredOrchestrator(t, store, c, clk)
+	b := newCredOrchestrator(t, store, c, clk)
+	rc, err := a.Report(ctx, credSignal())
+	require.NoError(t, err)
+	stepUntil(t, a, rc.IncidentID, incident.StateContained)
+	clk.add(time.Minute)
+	require.NoError(t, b.Dismiss(ctx, rc.IncidentID, "carol", "test key"))
+	require.NoError(t, b.Reopen(ctx, rc.IncidentID, "carol", "it was real after all"))
+	clk.add(time.Minute)
+	sig := credSignal()
+	sig.Credential = incident.NewSecret(testSecret + "_again")
+	r2, err := a.Report(ctx, sig)
+	require.NoError(t, err)
+	require.Equal(t, rc.IncidentID, r2.IncidentID)
+	require.NoError(t, a.settle(ctx, rc.IncidentID))
+	assert.Equal(t, []string{testSecret, testSecret + "_again"}, c.seen())
+}
