@@ -19,15 +19,15 @@ import (
 // returned within d; inside a synctest bubble d is on the bubble's clock.
 // When fn does not return in time, the caller must unblock it before the
 // test ends.
-func returnsWithin(t *testing.T, d time.Duration, fn func() error) (err error, returned bool, wait func() error) {
+func returnsWithin(t *testing.T, d time.Duration, fn func() error) (returned bool, wait func() error, err error) {
 	t.Helper()
 	done := make(chan error, 1)
 	go func() { done <- fn() }()
 	select {
 	case err := <-done:
-		return err, true, func() error { return err }
+		return true, func() error { return err }, err
 	case <-time.After(d):
-		return nil, false, func() error { return <-done }
+		return false, func() error { return <-done }, nil
 	}
 }
 

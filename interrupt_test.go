@@ -51,7 +51,7 @@ func TestDismissInterruptsNotification(t *testing.T) {
 		require.Equal(t, free+inFlight, calls)
 		require.Equal(t, free, deliveryCounts(inc)[incident.DeliverySent])
 
-		err, returned, wait := returnsWithin(t, promptly, func() error {
+		returned, wait, err := returnsWithin(t, promptly, func() error {
 			return o.Dismiss(context.Background(), rc.IncidentID, "carol", "test key")
 		})
 		if !assert.True(t, returned, "Dismiss waits for the notifier") {
@@ -115,7 +115,7 @@ func TestDismissDuringContaining(t *testing.T) {
 				inc := get(t, o, rc.IncidentID)
 				require.Equal(t, incident.StateContaining, inc.State)
 
-				err, returned, wait := returnsWithin(t, promptly, func() error {
+				returned, wait, err := returnsWithin(t, promptly, func() error {
 					return o.Dismiss(context.Background(), rc.IncidentID, "carol", "test key")
 				})
 				if !assert.True(t, returned, "Dismiss waits for the container") {
@@ -177,7 +177,7 @@ func TestPeopleActWhileContainmentHangs(t *testing.T) {
 			{"CompleteTask", func() error { return o.CompleteTask(ctx, id, "scan", "dora", "no other key") }},
 			{"PauseClock", func() error { return o.PauseClock(ctx, id, breach.GDPR().Name, "dora", "law enforcement") }},
 		} {
-			err, returned, wait := returnsWithin(t, promptly, act.do)
+			returned, wait, err := returnsWithin(t, promptly, act.do)
 			if !assert.True(t, returned, "%s waits for the containment step", act.name) {
 				g.release()
 				require.NoError(t, wait())

@@ -59,9 +59,6 @@ func TestDeadReplicaTakenOverWithinTwoTTLs(t *testing.T) {
 				const kind = "queue.item"
 				now := time.Now()
 				xAt := now.Add(-time.Hour) // oldest: resumed first
-				if place == "last" {
-					xAt = now
-				}
 				require.NoError(t, mem.Create(ctx, storedIncident("inc_x", kind, xAt)))
 				for i := range others {
 					require.NoError(t, mem.Create(ctx, storedIncident(fmt.Sprintf("inc_%03d", i), kind, now.Add(-time.Duration(others-i)*time.Second))))
