@@ -139,6 +139,34 @@ func TestDismissDuringContaining(t *testing.T) {
 	}
 }
 
+// TestApproveAfterDismissChangesNothing: an action that awaited approval
+// when its incident was dismissed can no longer be approved: nothing is
+// recorded on the ended incident, and nothing runs.
+func TestApproveAfterDismissChangesNothing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakes{}
+		pb := apiKeyPlaybook(f, nil)
+		pb.Containment[0].Approval = &containment.Approval{}
+		o, err := breach.New(incident.NewMemStore(), breach.WithPlaybook(pb), quiet)
+		require.NoError(t, err)
+		stop := running(t, o)
+		defer stop()
+		ctx := context.Background()
+		rc, err := o.Report(ctx, leak())
+		require.NoError(t, err)
+		synctest.Wait()
+		require.NoError(t, o.Dismiss(ctx, rc.IncidentID, "carol", "test key"))
+		before := get(t, o, rc.IncidentID)
+		err = o.Approve(ctx, rc.IncidentID, "disable-key", "frank", "go")
+		synctest.Wait()
+		after := get(t, o, rc.IncidentID)
+		assert.ErrorIs(t, err, breach.ErrNoApprovalPending)
+		assert.Equal(t, before.Version, after.Version)
+		contained, _, _ := f.snapshot()
+		assert.Empty(t, contained)
+	})
+}
+
 // TestPeopleActWhileContainmentHangs: RecordMilestone, CompleteTask and
 // PauseClock take no slot: they return at once while a containment call
 // hangs, and the step finds their changes when it writes.
