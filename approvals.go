@@ -13,7 +13,8 @@ import (
 
 // Approve lets a containment action that waits for approval run. It returns
 // an error matching ErrNoApprovalPending when the action does not wait for
-// approval. An escalated incident (approval timed out) still needs Retry to
+// approval, or the incident has ended (closed or dismissed: nothing would
+// run it). An escalated incident (approval timed out) still needs Retry to
 // resume containment.
 func (o *Orchestrator) Approve(ctx context.Context, id, action, actor, note string) error {
 	return o.decide(ctx, id, action, actor, note, true)
@@ -29,6 +30,9 @@ func (o *Orchestrator) decide(ctx context.Context, id, action, actor, note strin
 	_, err := o.act(ctx, id, actor, func(inc *incident.Incident) error {
 		if err := dismissing(inc); err != nil {
 			return err
+		}
+		if !inc.State.Open() {
+			return fmt.Errorf("%w: %q on incident %s, which is %s", ErrNoApprovalPending, action, inc.ID, inc.State)
 		}
 		r := inc.Action(action)
 		if r == nil || r.Status != incident.ActionAwaiting || r.Approval == nil {

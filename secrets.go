@@ -65,11 +65,14 @@ type keptCredential struct {
 }
 
 // keepCredential holds the credential a signal brought for its incident:
-// in memory only, for at most the credential TTL. The first one kept for an
-// incident stays.
+// in memory only, for at most the credential TTL after the last signal that
+// brought it. The latest one kept replaces any earlier: one kept before the
+// incident was reopened (on another replica, say) belongs to its earlier
+// life and is not handed out (see credentialFor), so a signal that brings
+// the credential again after the reopen must not be dropped in its favour.
 func (o *Orchestrator) keepCredential(id string, s incident.Secret) {
 	if !s.IsZero() {
-		o.creds.LoadOrStore(id, keptCredential{s: s, at: o.cfg.now()})
+		o.creds.Store(id, keptCredential{s: s, at: o.cfg.now()})
 	}
 }
 

@@ -46,4 +46,16 @@ func TestScenarios(t *testing.T) {
 	assert.NotContains(t, noImpact, "Customer notice via")
 
 	assert.NotContains(t, out.String(), "sk_live_", "the credential never appears")
+
+	// Both incidents are closed: no clock is left running, in the summary
+	// lines or in the reports' deadline tables.
+	clocks := 0
+	for line := range strings.Lines(out.String()) {
+		if strings.HasPrefix(line, "Clock ") || strings.HasPrefix(line, "| GDPR") {
+			clocks++
+			assert.NotContains(t, line, "running", "a clock of a closed incident")
+		}
+	}
+	assert.GreaterOrEqual(t, clocks, 2, "each scenario shows its clock")
+	assert.Contains(t, noImpact, `Clock "GDPR Art. 33: notify the supervisory authority": not_applicable`)
 }

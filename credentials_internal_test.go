@@ -1,0 +1,243 @@
+package breach
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/breachkit/breach/containment"
+	"github.com/breachkit/breach/incident"
+)
+
+const testSecret = "sk_live_CREDENTIAL_1a2b3c"
+
+// credRecorder is a container that records the credential of each call.
+type credRecorder struct {
+	mu    sync.Mutex
+	creds []string
+}
+
+func (c *credRecorder) Contain(ctx context.Context, req containment.Request) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.creds = append(c.creds, req.Credential.Reveal())
+	return nil
+}
+
+func (c *credRecorder) Release(ctx context.Context, req containment.Request) error { return nil }
+
+func (c *credRecorder) seen() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.creds...)
+}
+
+// testClock is a clock the test moves by hand.
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *testClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *testClock) add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+func credPlaybook(c *credRecorder) Playbook {
+	pb := benchPlaybook()
+	pb.Containment = []containment.Action{{Name: "disable-key", Container: c}}
+	pb.AutoResolve, pb.AutoClose = false, false
+	return pb
+}
+
+func credSignal() incident.Signal {
+	return incident.Signal{Kind: "apikey.compromised", Subject: "key_42", Severity: incident.SeverityCritical,
+		Credential: incident.NewSecret(testSecret)}
+}
+
+func newCredOrchestrator(t *testing.T, store incident.Store, c *credRecorder, clk *testClock, opts ...Option) *Orchestrator {
+	t.Helper()
+	o, err := New(store, append([]Option{WithPlaybook(credPlaybook(c)), WithNow(clk.now),
+		WithLogger(slog.New(slog.DiscardHandler))}, opts...)...)
+	require.NoError(t, err)
+	return o
+}
+
+// stepUntil steps the incident until it is stored in state, then gives
+// up the lease the steps held (as a worker of Run does when it is done).
+func stepUntil(t *testing.T, o *Orchestrator, id string, state incident.State) {
+	t.Helper()
+	ctx := context.Background()
+	defer o.dropLease(id)
+	for range 20 {
+		inc, err := o.Get(ctx, id)
+		require.NoError(t, err)
+		if inc.State == state || passed(inc, state) {
+			return // a write may fold several moves: passing through counts
+		}
+		more, err := o.drive(ctx, ctx, id)
+		require.NoError(t, err)
+		require.True(t, more, "stopped in %s before %s", inc.State, state)
+	}
+	t.Fatalf("incident %s never reached %s", id, state)
+}
+
+// steppingStore is a MemStore whose first Create, once the incident is
+// stored and before Create returns, has the incident stepped: a resume or
+// another worker that finds the incident at once.
+type steppingStore struct {
+	*incident.MemStore
+	o    *Orchestrator
+	once sync.Once
+	err  error
+}
+
+func (s *steppingStore) Create(ctx context.Context, inc *incident.Incident) error {
+	if err := s.MemStore.Create(ctx, inc); err != nil {
+		return err
+	}
+	s.once.Do(func() { s.err = s.o.settle(ctx, inc.ID) })
+	return nil
+}
+
+// TestCredentialSeenByAStepBeforeCreateReturns: a step that runs on the
+// incident before Report's Create has returned hands the container the
+// credential.
+func TestCredentialSeenByAStepBeforeCreateReturns(t *testing.T) {
+	c := &credRecorder{}
+	ss := &steppingStore{MemStore: incident.NewMemStore()}
+	ss.o = newCredOrchestrator(t, ss, c, &testClock{t: time.Now()})
+	rc, err := ss.o.Report(context.Background(), credSignal())
+	require.NoError(t, err)
+	require.NoError(t, ss.err)
+	inc, err := ss.MemStore.Get(context.Background(), rc.IncidentID)
+	require.NoError(t, err)
+	require.Equal(t, incident.ActionApplied, inc.Actions[0].Status, "contained from inside Create")
+	assert.Equal(t, []string{testSecret}, c.seen())
+}
+
+// TestCredentialExpires: once WithCredentialTTL has passed since the
+// credential came, containers get none.
+func TestCredentialExpires(t *testing.T) {
+	tests := []struct {
+		elapsed time.Duration
+		want    string
+	}{
+		{30 * time.Minute, testSecret},
+		{time.Hour, ""},
+		{2 * time.Hour, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.elapsed.String(), func(t *testing.T) {
+			c := &credRecorder{}
+			clk := &testClock{t: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)}
+			o := newCredOrchestrator(t, incident.NewMemStore(), c, clk, WithCredentialTTL(time.Hour))
+			rc, err := o.Report(context.Background(), credSignal())
+			require.NoError(t, err)
+			clk.add(tt.elapsed)
+			require.NoError(t, o.settle(context.Background(), rc.IncidentID))
+			assert.Equal(t, []string{tt.want}, c.seen())
+		})
+	}
+}
+
+// TestCredentialForgottenWhenAnotherReplicaEndsTheIncident: replica A keeps
+// the credential; replica B dismisses the incident; A forgets the
+// credential at its next resume.
+func TestCredentialForgottenWhenAnotherReplicaEndsTheIncident(t *testing.T) {
+	ctx := context.Background()
+	store := incident.NewMemStore()
+	clk := &testClock{t: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)}
+	a := newCredOrchestrator(t, store, &credRecorder{}, clk)
+	b := newCredOrchestrator(t, store, &credRecorder{}, clk)
+	rc, err := a.Report(ctx, credSignal())
+	require.NoError(t, err)
+	clk.add(time.Minute)
+	require.NoError(t, b.Dismiss(ctx, rc.IncidentID, "carol", "test key"))
+	require.Equal(t, testSecret, a.credential(rc.IncidentID).Reveal(), "A cannot know yet")
+	require.NoError(t, a.resume(ctx))
+	assert.True(t, a.credential(rc.IncidentID).IsZero(), "forgotten at the resume")
+	_, kept := a.creds.Load(rc.IncidentID)
+	assert.False(t, kept)
+}
+
+// TestCredentialOfAnEarlierLifeIsNotHandedOut: after the incident is
+// reopened, a credential kept before the reopen is not given to
+// containers, whichever replica reopened it.
+func TestCredentialOfAnEarlierLifeIsNotHandedOut(t *testing.T) {
+	for _, replicas := range []string{"same replica", "other replica"} {
+		t.Run(replicas, func(t *testing.T) {
+			ctx := context.Background()
+			store := incident.NewMemStore()
+			clk := &testClock{t: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)}
+			c := &credRecorder{}
+			a := newCredOrchestrator(t, store, c, clk)
+			b := a
+			if replicas == "other replica" {
+				b = newCredOrchestrator(t, store, c, clk)
+			}
+			rc, err := a.Report(ctx, credSignal())
+			require.NoError(t, err)
+			stepUntil(t, a, rc.IncidentID, incident.StateContained)
+			require.Equal(t, []string{testSecret}, c.seen(), "the first life's containment has it")
+			clk.add(time.Minute)
+			require.NoError(t, b.Dismiss(ctx, rc.IncidentID, "carol", "test key"))
+			clk.add(time.Minute)
+			require.NoError(t, b.Reopen(ctx, rc.IncidentID, "carol", "it was real after all"))
+			clk.add(time.Minute)
+			require.NoError(t, a.settle(ctx, rc.IncidentID))
+			inc, err := store.Get(ctx, rc.IncidentID)
+			require.NoError(t, err)
+			require.Equal(t, incident.ActionApplied, inc.Actions[0].Status, "containment applied again")
+			assert.Equal(t, []string{testSecret, ""}, c.seen(), "the reapplied containment gets no stale credential")
+		})
+	}
+}
+
+// TestCredentialReportedAfterAReopenIsHandedOut: a signal that brings the
+// credential after the reopen, to a replica that still holds the one of
+// the earlier life, is the one containers get.
+func TestCredentialReportedAfterAReopenIsHandedOut(t *testing.T) {
+	ctx := context.Background()
+	store := incident.NewMemStore()
+	clk := &testClock{t: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)}
+	c := &credRecorder{}
+	a := newCredOrchestrator(t, store, c, clk)
+	b := newCredOrchestrator(t, store, c, clk)
+	rc, err := a.Report(ctx, credSignal())
+	require.NoError(t, err)
+	stepUntil(t, a, rc.IncidentID, incident.StateContained)
+	clk.add(time.Minute)
+	require.NoError(t, b.Dismiss(ctx, rc.IncidentID, "carol", "test key"))
+	require.NoError(t, b.Reopen(ctx, rc.IncidentID, "carol", "it was real after all"))
+	clk.add(time.Minute)
+	sig := credSignal()
+	sig.Credential = incident.NewSecret(testSecret + "_again")
+	r2, err := a.Report(ctx, sig)
+	require.NoError(t, err)
+	require.Equal(t, rc.IncidentID, r2.IncidentID)
+	require.NoError(t, a.settle(ctx, rc.IncidentID))
+	assert.Equal(t, []string{testSecret, testSecret + "_again"}, c.seen())
+}
+
+// passed reports whether inc's timeline records a move into state.
+func passed(inc *incident.Incident, state incident.State) bool {
+	for _, e := range inc.Timeline {
+		if e.Type == incident.EntryTransition && e.To == state {
+			return true
+		}
+	}
+	return false
+}

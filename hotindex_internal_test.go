@@ -1,0 +1,86 @@
+package breach
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/breachkit/breach/incident"
+)
+
+// TestRetiredEntryLosesNoAdd: adds race with the retirement of their entry.
+// Each add either counts (and a flush then finds the count) or is refused
+// (the caller takes the slow path); none is lost between the two.
+func TestRetiredEntryLosesNoAdd(t *testing.T) {
+	for range 50 {
+		var h hotIndex
+		inc := &incident.Incident{ID: "inc_1", Kind: "apikey.compromised", Subject: "key_42"}
+		k := hotKey{kind: inc.Kind, subject: inc.Subject}
+		e := h.put(k, inc)
+		sig := &incident.Signal{Kind: inc.Kind, Subject: inc.Subject, Severity: incident.SeverityHigh}
+		var counted atomic.Int64
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Go(func() {
+				for range 200 {
+					if _, ok := e.add(sig, time.Now, false, nil); ok {
+						counted.Add(1)
+					}
+				}
+			})
+		}
+		wg.Go(func() { h.remove(inc.ID) })
+		wg.Wait()
+		_, ok := e.add(sig, time.Now, false, nil)
+		assert.False(t, ok, "a dead entry takes no add")
+		var taken int64
+		for _, p := range h.pending() {
+			d, _ := p.take()
+			taken += d.count
+		}
+		assert.Equal(t, counted.Load(), taken, "every counted add is pending")
+		assert.Empty(t, h.pending(), "flushed: the entry is dropped")
+		assert.Empty(t, h.retiring)
+	}
+}
+
+// TestReportsDuringDismissalAreCounted: signals acknowledged from memory
+// while their incident is dismissed are all counted somewhere once
+// flushed: on the dismissed incident, or on the one they opened after.
+func TestReportsDuringDismissalAreCounted(t *testing.T) {
+	store := incident.NewMemStore()
+	o, err := New(store, WithPlaybook(benchPlaybook()), WithLogger(slog.New(slog.DiscardHandler)), WithUnsafeAcks())
+	require.NoError(t, err)
+	ctx := context.Background()
+	sig := incident.Signal{Kind: "apikey.compromised", Subject: "key_42", Severity: incident.SeverityHigh}
+	rc, err := o.Report(ctx, sig)
+	require.NoError(t, err)
+	var acked atomic.Int64
+	acked.Add(1)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range 100 {
+				if _, err := o.Report(ctx, sig); err == nil {
+					acked.Add(1)
+				}
+			}
+		})
+	}
+	require.NoError(t, o.Dismiss(ctx, rc.IncidentID, "carol", "test key"))
+	wg.Wait()
+	require.NoError(t, o.flush(ctx))
+	var counted int64
+	page, err := store.List(ctx, incident.ListFilter{Limit: incident.MaxListLimit})
+	require.NoError(t, err)
+	for _, inc := range page.Incidents {
+		counted += inc.Signals.Count
+	}
+	assert.Equal(t, acked.Load(), counted, "every acknowledged signal is counted")
+}

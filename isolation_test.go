@@ -1,0 +1,307 @@
+package breach_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/breachkit/breach"
+	"github.com/breachkit/breach/incident"
+)
+
+// panickingStore is a MemStore (a Leaser too) that panics on the at-th call
+// of op: "write" (Create and Update), "get", "findopen" or "listopen". A
+// write panics before it reaches the store, or, with after, once it has
+// landed.
+type panickingStore struct {
+	*incident.MemStore
+	op    string
+	at    int
+	after bool
+
+	mu     sync.Mutex
+	counts map[string]int
+	fired  bool
+}
+
+func (s *panickingStore) hit(op string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.counts == nil {
+		s.counts = map[string]int{}
+	}
+	s.counts[op]++
+	if !s.fired && op == s.op && s.counts[op] == s.at {
+		s.fired = true
+		return true
+	}
+	return false
+}
+
+func (s *panickingStore) count(op string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.counts[op]
+}
+
+func (s *panickingStore) write(ctx context.Context, inc *incident.Incident, fn func(context.Context, *incident.Incident) error) error {
+	boom := s.hit("write")
+	if boom && !s.after {
+		panic("store bug before the write")
+	}
+	err := fn(ctx, inc)
+	if boom {
+		panic("store bug after the write")
+	}
+	return err
+}
+
+func (s *panickingStore) Create(ctx context.Context, inc *incident.Incident) error {
+	return s.write(ctx, inc, s.MemStore.Create)
+}
+
+func (s *panickingStore) Update(ctx context.Context, inc *incident.Incident) error {
+	return s.write(ctx, inc, s.MemStore.Update)
+}
+
+func (s *panickingStore) Get(ctx context.Context, id string) (*incident.Incident, error) {
+	if s.hit("get") {
+		panic("store bug in Get")
+	}
+	return s.MemStore.Get(ctx, id)
+}
+
+func (s *panickingStore) FindOpen(ctx context.Context, key string) (*incident.Incident, error) {
+	if s.hit("findopen") {
+		panic("store bug in FindOpen")
+	}
+	return s.MemStore.FindOpen(ctx, key)
+}
+
+func (s *panickingStore) ListOpen(ctx context.Context) ([]*incident.Incident, error) {
+	if s.hit("listopen") {
+		panic("store bug in ListOpen")
+	}
+	return s.MemStore.ListOpen(ctx)
+}
+
+// storePanicEnv tells a child process of TestPanickingStoreNeverKillsTheProcess
+// which store call panics: "op:n:before" or "op:n:after".
+const storePanicEnv = "BREACH_TEST_STORE_PANIC"
+
+// TestPanickingStoreNeverKillsTheProcess runs the API-key scenario in a
+// child process whose store panics on one call: each write of a clean run
+// in turn (before and after it lands), and Get, FindOpen and ListOpen. A
+// panic that escaped would kill the child; instead it exits 0 after a
+// second orchestrator on the surviving data has closed the incident.
+func TestPanickingStoreNeverKillsTheProcess(t *testing.T) {
+	if spec := os.Getenv(storePanicEnv); spec != "" {
+		panickingStoreChild(t, spec)
+		return
+	}
+	if testing.Short() {
+		t.Skip("starts a child process per store call")
+	}
+	var writes int
+	synctest.Test(t, func(t *testing.T) {
+		ps := &panickingStore{MemStore: incident.NewMemStore()}
+		first, second := panicRun(t, ps)
+		require.Equal(t, incident.StateClosed, first)
+		require.Equal(t, incident.StateClosed, second)
+		writes = ps.count("write")
+	})
+	require.Greater(t, writes, 5, "the scenario has many writes")
+
+	var specs []string
+	for n := 1; n <= writes; n++ {
+		specs = append(specs, fmt.Sprintf("write:%d:before", n), fmt.Sprintf("write:%d:after", n))
+	}
+	specs = append(specs, "get:1:before", "get:4:before", "findopen:1:before", "listopen:1:before")
+	for _, spec := range specs {
+		t.Run(spec, func(t *testing.T) {
+			cmd := exec.Command(os.Args[0], "-test.run=^TestPanickingStoreNeverKillsTheProcess$", "-test.count=1")
+			// GORACE: a race-enabled child would sleep a second at exit.
+			cmd.Env = append(os.Environ(), storePanicEnv+"="+spec, "GORACE="+os.Getenv("GORACE")+" atexit_sleep_ms=0")
+			out, err := cmd.CombinedOutput()
+			require.NoError(t, err, "the child died:\n%s", out)
+			assert.Contains(t, string(out), "child "+spec+": the store panicked;")
+			assert.Contains(t, string(out), "the second orchestrator closed it")
+		})
+	}
+}
+
+func panickingStoreChild(t *testing.T, spec string) {
+	parts := strings.Split(spec, ":")
+	require.Len(t, parts, 3)
+	n, err := strconv.Atoi(parts[1])
+	require.NoError(t, err)
+	synctest.Test(t, func(t *testing.T) {
+		ps := &panickingStore{MemStore: incident.NewMemStore(), op: parts[0], at: n, after: parts[2] == "after"}
+		first, second := panicRun(t, ps)
+		ps.mu.Lock()
+		fired := ps.fired
+		ps.mu.Unlock()
+		require.True(t, fired, "the store panicked")
+		require.Equal(t, incident.StateClosed, second)
+		if first == "" {
+			first = "unopened"
+		}
+		fmt.Printf("child %s: the store panicked; the first orchestrator left the incident %s; the second orchestrator closed it\n",
+			spec, first)
+	})
+}
+
+// panicRun runs the scenario on ps until the incident closes or an hour
+// has passed, then runs a second orchestrator on ps's MemStore alone (the
+// surviving data) until it closes. It returns the state each left it in.
+func panicRun(t *testing.T, ps *panickingStore) (first, second incident.State) {
+	t.Helper()
+	pb := crashPlaybook(newInbox(), &sync.Map{})
+	runUntilClosed := func(store incident.Store, report bool) incident.State {
+		o, err := breach.New(store, breach.WithPlaybook(pb), quiet)
+		require.NoError(t, err)
+		stop := running(t, o)
+		defer stop()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+		defer cancel()
+		id := ""
+		open, err := ps.MemStore.ListOpen(ctx)
+		require.NoError(t, err)
+		if len(open) == 1 {
+			id = open[0].ID
+		} else if report {
+			rc, err := o.Report(ctx, leak())
+			if err != nil {
+				return "" // the store panicked: nothing known
+			}
+			id = rc.IncidentID
+		}
+		if id == "" {
+			return ""
+		}
+		_, _ = o.Await(ctx, id, func(inc *incident.Incident) bool { return inc.State == incident.StateClosed })
+		inc, err := ps.MemStore.Get(context.Background(), id)
+		require.NoError(t, err)
+		return inc.State
+	}
+	first = runUntilClosed(ps, true)
+	if first == incident.StateClosed {
+		// Nothing open: the second orchestrator has nothing to do but to
+		// see that the incident is closed.
+		return first, first
+	}
+	second = runUntilClosed(ps.MemStore, true)
+	return first, second
+}
+
+// hangingStore is a MemStore whose op hangs, ignoring its context, until
+// released.
+type hangingStore struct {
+	*incident.MemStore
+	op   atomic.Value // string
+	hang chan struct{}
+}
+
+func (s *hangingStore) maybeHang(op string) {
+	if v, _ := s.op.Load().(string); v == op {
+		<-s.hang
+	}
+}
+
+func (s *hangingStore) Create(ctx context.Context, inc *incident.Incident) error {
+	s.maybeHang("create")
+	return s.MemStore.Create(ctx, inc)
+}
+
+func (s *hangingStore) Update(ctx context.Context, inc *incident.Incident) error {
+	s.maybeHang("update")
+	return s.MemStore.Update(ctx, inc)
+}
+
+func (s *hangingStore) Get(ctx context.Context, id string) (*incident.Incident, error) {
+	s.maybeHang("get")
+	return s.MemStore.Get(ctx, id)
+}
+
+func (s *hangingStore) FindOpen(ctx context.Context, key string) (*incident.Incident, error) {
+	s.maybeHang("findopen")
+	return s.MemStore.FindOpen(ctx, key)
+}
+
+func (s *hangingStore) ListOpen(ctx context.Context) ([]*incident.Incident, error) {
+	s.maybeHang("listopen")
+	return s.MemStore.ListOpen(ctx)
+}
+
+// TestHangingStoreTimesOut: a store call that hangs and ignores its
+// context fails after WithStoreTimeout with an *incident.TimeoutError, and
+// the orchestrator goes on working once the store answers again.
+func TestHangingStoreTimesOut(t *testing.T) {
+	const timeout = 100 * time.Millisecond
+	tests := []struct {
+		op   string
+		call func(ctx context.Context, o *breach.Orchestrator, id string) error
+	}{
+		{"findopen", func(ctx context.Context, o *breach.Orchestrator, id string) error {
+			sig := leak()
+			sig.Subject = "key_new"
+			_, err := o.Report(ctx, sig)
+			return err
+		}},
+		{"create", func(ctx context.Context, o *breach.Orchestrator, id string) error {
+			sig := leak()
+			sig.Subject = "key_new"
+			_, err := o.Report(ctx, sig)
+			return err
+		}},
+		{"get", func(ctx context.Context, o *breach.Orchestrator, id string) error {
+			_, err := o.Get(ctx, id)
+			return err
+		}},
+		{"update", func(ctx context.Context, o *breach.Orchestrator, id string) error {
+			return o.RecordMilestone(ctx, id, incident.MilestoneEarlyWarning, "dora", "sent")
+		}},
+		{"listopen", func(ctx context.Context, o *breach.Orchestrator, id string) error {
+			_, err := o.ListOpen(ctx)
+			return err
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.op, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				hs := &hangingStore{MemStore: incident.NewMemStore(), hang: make(chan struct{})}
+				o, err := breach.New(hs, breach.WithPlaybook(apiKeyPlaybook(&fakes{}, nil)), breach.WithStoreTimeout(timeout), quiet)
+				require.NoError(t, err)
+				ctx := context.Background()
+				rc, err := o.Report(ctx, leak())
+				require.NoError(t, err)
+
+				hs.op.Store(tt.op)
+				start := time.Now()
+				err = tt.call(ctx, o, rc.IncidentID)
+				var te *incident.TimeoutError
+				require.ErrorAs(t, err, &te, "%v", err)
+				assert.Equal(t, timeout, te.After)
+				assert.Equal(t, timeout, time.Since(start), "the call fails at the store timeout")
+
+				hs.op.Store("")
+				close(hs.hang)
+				synctest.Wait() // the abandoned call ends
+				assert.NoError(t, tt.call(ctx, o, rc.IncidentID), "the orchestrator works on")
+				inc := get(t, o, rc.IncidentID)
+				assert.Equal(t, incident.StateContaining, inc.State, "created holding its first containment claims")
+			})
+		})
+	}
+}

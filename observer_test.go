@@ -1,0 +1,158 @@
+package breach_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/breachkit/breach"
+	"github.com/breachkit/breach/incident"
+)
+
+// recorder keeps every observation with the context it came with.
+type recorder struct {
+	mu   sync.Mutex
+	obs  []breach.Observation
+	ctxs []context.Context
+}
+
+func (r *recorder) Observe(ctx context.Context, ob breach.Observation) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.obs = append(r.obs, ob)
+	r.ctxs = append(r.ctxs, ctx)
+}
+
+// steps returns the outcomes of the step observations of step, in order.
+func (r *recorder) steps(step string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for _, ob := range r.obs {
+		if ob.Kind == breach.ObserveStep && ob.Step == step {
+			out = append(out, ob.Outcome)
+		}
+	}
+	return out
+}
+
+// bumpingStore is a MemStore in which, the first time the result of a
+// containment action is written, someone else writes the incident just
+// before: the result write meets a version conflict once.
+type bumpingStore struct {
+	*incident.MemStore
+	mu     sync.Mutex
+	bumped bool
+}
+
+func (s *bumpingStore) Update(ctx context.Context, inc *incident.Incident) error {
+	s.mu.Lock()
+	bump := !s.bumped && len(inc.Actions) > 0 && inc.Actions[0].Status == incident.ActionApplied
+	s.bumped = s.bumped || bump
+	s.mu.Unlock()
+	if bump {
+		other, err := s.MemStore.Get(ctx, inc.ID)
+		if err != nil {
+			return err
+		}
+		other.Timeline.Append(incident.Entry{At: time.Now(), Actor: "dora", Type: incident.EntryNote, Detail: "a note written meanwhile"})
+		if err := s.MemStore.Update(ctx, other); err != nil {
+			return err
+		}
+	}
+	return s.MemStore.Update(ctx, inc)
+}
+
+// TestStepsObservedOnce: each containment call is observed once even when
+// writing its result met a version conflict; investigation and
+// notification steps are observed too, with outcome ok.
+func TestStepsObservedOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{}
+		bs := &bumpingStore{MemStore: incident.NewMemStore()}
+		f := &fakes{}
+		o, err := breach.New(bs, breach.WithPlaybook(apiKeyPlaybook(f, impactInvestigator(incident.Impact{
+			Customers: []incident.Customer{customer}, Data: []incident.DataCategory{incident.DataAPIAccess}}))),
+			breach.WithObserver(rec), quiet)
+		require.NoError(t, err)
+		stop := running(t, o)
+		defer stop()
+		rc, err := o.Report(context.Background(), leak())
+		require.NoError(t, err)
+		inc := await(t, o, rc.IncidentID, incident.StateResolving)
+		synctest.Wait()
+		require.True(t, bs.bumped, "the result write met a conflict")
+		contained, _, _ := f.snapshot()
+		require.Len(t, contained, 1)
+		assert.Equal(t, 1, inc.Actions[0].Attempts)
+		assert.Equal(t, []string{"ok"}, rec.steps("contain"), "one observation per containment call")
+		assert.Equal(t, []string{"ok"}, rec.steps("investigate"))
+		assert.Equal(t, []string{"ok"}, rec.steps("notify"))
+		assert.True(t, hasEntry(inc, "dora", "a note written meanwhile"), "the other write is kept")
+	})
+}
+
+// TestStepCutByDismissObservedInterrupted: a containment call cut by
+// Dismiss is observed with outcome interrupted, then the release.
+func TestStepCutByDismissObservedInterrupted(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{}
+		g := newGate(0)
+		pb := apiKeyPlaybook(&fakes{}, nil)
+		pb.Containment[0].Container = &gatedContainer{g: g}
+		o, err := breach.New(incident.NewMemStore(), breach.WithPlaybook(pb), breach.WithObserver(rec), quiet)
+		require.NoError(t, err)
+		stop := running(t, o)
+		defer stop()
+		rc, err := o.Report(context.Background(), leak())
+		require.NoError(t, err)
+		synctest.Wait()
+		require.NoError(t, o.Dismiss(context.Background(), rc.IncidentID, "carol", "test key"))
+		g.release()
+		synctest.Wait()
+		assert.Equal(t, []string{"interrupted"}, rec.steps("contain"))
+		assert.Equal(t, []string{"ok"}, rec.steps("release"))
+	})
+}
+
+type ctxKey struct{}
+
+// TestObserverGetsTheWorkContext: Observe is never handed a nil context,
+// and a signal's observation carries the Report caller's context, on the
+// slow path (opened) and the fast path (joined).
+func TestObserverGetsTheWorkContext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{}
+		o, err := breach.New(incident.NewMemStore(), breach.WithPlaybook(apiKeyPlaybook(&fakes{}, impactInvestigator(incident.Impact{}))),
+			breach.WithObserver(rec), quiet)
+		require.NoError(t, err)
+		stop := running(t, o)
+		defer stop()
+		for _, caller := range []string{"first caller", "second caller"} {
+			ctx := context.WithValue(context.Background(), ctxKey{}, caller)
+			_, err := o.Report(ctx, leak())
+			require.NoError(t, err)
+		}
+		synctest.Wait()
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		var signals []string
+		for i, ob := range rec.obs {
+			ctx := rec.ctxs[i]
+			if !assert.NotNil(t, ctx, "observation %+v", ob) {
+				continue
+			}
+			if ob.Kind == breach.ObserveSignal {
+				caller, _ := ctx.Value(ctxKey{}).(string)
+				signals = append(signals, ob.Outcome+" by "+caller)
+			}
+		}
+		assert.Equal(t, []string{"opened by first caller", "joined by second caller"}, signals)
+		assert.Greater(t, len(rec.obs), 2, "steps and transitions are observed too")
+	})
+}
