@@ -10,13 +10,13 @@ import (
 	"github.com/breachkit/breach/incident"
 )
 
-// CheckDeadlines looks at every open incident: it warns the on-call
+// checkDeadlines looks at every open incident: it warns the on-call
 // notifier of notification clocks about to run out and escalates those
 // that ran out, and applies the timeout rule of approvals nobody gave in
-// time. Run calls it every deadline interval (WithDeadlineInterval); a host
-// without Run, or a game day, calls it directly. Failures are returned
-// joined; an incident that fails is checked again next time.
-func (o *Orchestrator) CheckDeadlines(ctx context.Context) error {
+// time. Run calls it every deadline interval (WithDeadlineInterval), and a
+// game day at every due time. Failures are returned joined; an incident
+// that fails is checked again next time.
+func (o *Orchestrator) checkDeadlines(ctx context.Context) error {
 	open, err := o.store.ListOpen(ctx)
 	if err != nil {
 		return err

@@ -56,7 +56,7 @@
 // (PauseClock, ResumeClock) or marked not applicable
 // (MarkClockNotApplicable), and ends with the incident as met, late, missed
 // or not applicable. RecordMilestone records what people did (the authority
-// was notified). CheckDeadlines runs the checks; Run calls it.
+// was notified). Run runs the checks every deadline interval (WithDeadlineInterval).
 //
 // # Rehearsal, observation, replicas
 //

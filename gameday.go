@@ -178,7 +178,7 @@ func RunGameDay(ctx context.Context, g GameDay) (*GameDayResult, error) {
 			}
 			lastVersion = inc.Version
 			sim.set(next)
-			if err := o.CheckDeadlines(ctx); err != nil {
+			if err := o.checkDeadlines(ctx); err != nil {
 				return err
 			}
 			if err := settle(); err != nil {

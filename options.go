@@ -167,7 +167,7 @@ func WithLease(owner string, ttl time.Duration) Option {
 }
 
 // WithDeadlineInterval sets how often Run checks notification clocks and
-// approval timeouts (see CheckDeadlines); the default is one minute.
+// approval timeouts; the default is one minute.
 func WithDeadlineInterval(d time.Duration) Option {
 	return func(c *config) error {
 		if d <= 0 {

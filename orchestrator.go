@@ -118,12 +118,6 @@ func (o *Orchestrator) Get(ctx context.Context, id string) (*incident.Incident, 
 	return o.store.Get(ctx, id)
 }
 
-// ListOpen returns copies of the open incidents from the store, oldest
-// first.
-func (o *Orchestrator) ListOpen(ctx context.Context) ([]*incident.Incident, error) {
-	return o.store.ListOpen(ctx)
-}
-
 // List returns a page of the register: the incidents in the store, open
 // or ended, that f selects, newest DetectedAt first (see incident.Lister
 // for the order and the paging, incident.ListFilter for the filter). The

@@ -63,7 +63,7 @@ func (o *Orchestrator) Run(ctx context.Context, detectors ...incident.Detector) 
 			return o.flush(ctx)
 		})
 	})
-	wg.Go(func() { o.every(ctx, o.cfg.deadlineInterval, "checking deadlines", o.CheckDeadlines) })
+	wg.Go(func() { o.every(ctx, o.cfg.deadlineInterval, "checking deadlines", o.checkDeadlines) })
 	if o.cfg.resumeInterval > 0 {
 		wg.Go(func() {
 			o.every(ctx, o.cfg.resumeInterval, "", func(context.Context) error { o.sched.add(resumeAll); return nil })

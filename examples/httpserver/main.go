@@ -267,13 +267,13 @@ type incidentSummary struct {
 }
 
 func (a *app) list(w http.ResponseWriter, r *http.Request) {
-	open, err := a.orchestrator.ListOpen(r.Context())
+	page, err := a.orchestrator.List(r.Context(), incident.ListFilter{})
 	if err != nil {
 		a.fail(w, err)
 		return
 	}
-	out := make([]incidentSummary, 0, len(open))
-	for _, inc := range open {
+	out := make([]incidentSummary, 0, len(page.Incidents))
+	for _, inc := range page.Incidents {
 		out = append(out, incidentSummary{inc.ID, inc.Kind, inc.Subject, inc.Severity.String(), inc.State, inc.DetectedAt})
 	}
 	writeJSON(w, http.StatusOK, out)
