@@ -23,12 +23,16 @@ func (o *Orchestrator) mutate(ctx context.Context, inc *incident.Incident, fn fu
 			return err
 		}
 		inc.UpdatedAt = o.cfg.now()
+		if !inc.State.Open() {
+			// Before the write, so before anyone can read that it ended:
+			// the next signal for its key takes the slow path and opens a
+			// new incident. (Should the write fail, that path finds the
+			// incident still open and joins it.)
+			o.hot.remove(inc.ID)
+		}
 		err := o.store.Update(ctx, inc)
 		if err == nil {
 			if !inc.State.Open() {
-				// Before anyone learns it ended: the next signal for its
-				// key opens a new incident.
-				o.hot.remove(inc.ID)
 				o.forgetCredential(inc.ID)
 			}
 			o.changed()
