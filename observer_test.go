@@ -14,22 +14,8 @@ import (
 	"github.com/breachkit/breach/incident"
 )
 
-// recorder keeps every observation with the context it came with.
-type recorder struct {
-	mu   sync.Mutex
-	obs  []breach.Observation
-	ctxs []context.Context
-}
-
-func (r *recorder) Observe(ctx context.Context, ob breach.Observation) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.obs = append(r.obs, ob)
-	r.ctxs = append(r.ctxs, ctx)
-}
-
 // steps returns the outcomes of the step observations of step, in order.
-func (r *recorder) steps(step string) []string {
+func (r *observations) steps(step string) []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []string
@@ -73,7 +59,7 @@ func (s *bumpingStore) Update(ctx context.Context, inc *incident.Incident) error
 // notification steps are observed too, with outcome ok.
 func TestStepsObservedOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		rec := &recorder{}
+		rec := &observations{}
 		bs := &bumpingStore{MemStore: incident.NewMemStore()}
 		f := &fakes{}
 		o, err := breach.New(bs, breach.WithPlaybook(apiKeyPlaybook(f, impactInvestigator(incident.Impact{
@@ -101,7 +87,7 @@ func TestStepsObservedOnce(t *testing.T) {
 // Dismiss is observed with outcome interrupted, then the release.
 func TestStepCutByDismissObservedInterrupted(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		rec := &recorder{}
+		rec := &observations{}
 		g := newGate(0)
 		pb := apiKeyPlaybook(&fakes{}, nil)
 		pb.Containment[0].Container = &gatedContainer{g: g}
@@ -127,7 +113,7 @@ type ctxKey struct{}
 // slow path (opened) and the fast path (joined).
 func TestObserverGetsTheWorkContext(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		rec := &recorder{}
+		rec := &observations{}
 		o, err := breach.New(incident.NewMemStore(), breach.WithPlaybook(apiKeyPlaybook(&fakes{}, impactInvestigator(incident.Impact{}))),
 			breach.WithObserver(rec), quiet)
 		require.NoError(t, err)

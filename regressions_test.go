@@ -347,16 +347,19 @@ func TestPlaybookRejectsUnbuiltTemplate(t *testing.T) {
 	}
 }
 
-// observations records what an orchestrator observes.
+// observations records what an orchestrator observes, with the context
+// each observation came with.
 type observations struct {
-	mu  sync.Mutex
-	obs []breach.Observation
+	mu   sync.Mutex
+	obs  []breach.Observation
+	ctxs []context.Context
 }
 
-func (r *observations) Observe(_ context.Context, o breach.Observation) {
+func (r *observations) Observe(ctx context.Context, o breach.Observation) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.obs = append(r.obs, o)
+	r.ctxs = append(r.ctxs, ctx)
 }
 
 // transitions returns the transitions observed for incident id, as
