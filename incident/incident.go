@@ -73,7 +73,67 @@ type Incident struct {
 	// why. While the incident is still open it means the dismissal is under
 	// way: containment is being released.
 	Dismissal *Dismissal `json:"dismissal,omitempty"`
-	Timeline  Timeline   `json:"timeline"`
+	// Outreach counts the customer notices by status. Deliveries holds the
+	// notices themselves only in a whole record (see Load); a head leaves
+	// them to Store.Deliveries.
+	Outreach Outreach `json:"outreach,omitzero"`
+	// Chain is where the timeline stands: its length and last hash. A head
+	// (what Store.Head returns) carries Chain and no Timeline; Record
+	// appends to a head as well as to a whole record.
+	Chain    Chain    `json:"chain,omitzero"`
+	Timeline Timeline `json:"timeline"`
+}
+
+// Chain is where an incident's timeline stands: how many entries it has
+// and the hash of the last one (the zero Hash when it has none). The store
+// checks it on every change, so that entries are appended in order and
+// none is lost or written twice.
+type Chain struct {
+	Len  int  `json:"len"`
+	Head Hash `json:"head"`
+}
+
+// Outreach counts an incident's customer notices by status, so that a
+// head tells how notification stands without reading every delivery. The
+// orchestrator keeps it in step with the deliveries it records.
+type Outreach struct {
+	Claimed   int `json:"claimed,omitempty"`
+	Sent      int `json:"sent,omitempty"`
+	Failed    int `json:"failed,omitempty"`
+	Cancelled int `json:"cancelled,omitempty"`
+	Unknown   int `json:"unknown,omitempty"`
+	// Cursor is the recipient ID of the last affected customer whose
+	// notices are claimed: notification goes on after it.
+	Cursor string `json:"cursor,omitempty"`
+}
+
+// Total is the number of deliveries counted.
+func (o Outreach) Total() int { return o.Claimed + o.Sent + o.Failed + o.Cancelled + o.Unknown }
+
+// Count adds n to the count of status.
+func (o *Outreach) Count(status DeliveryStatus, n int) {
+	switch status {
+	case DeliveryClaimed:
+		o.Claimed += n
+	case DeliverySent:
+		o.Sent += n
+	case DeliveryFailed:
+		o.Failed += n
+	case DeliveryCancelled:
+		o.Cancelled += n
+	case DeliveryUnknown:
+		o.Unknown += n
+	}
+}
+
+// Record appends e to the incident's timeline, chained to Chain, and
+// returns it as stored. On a head, Timeline then holds the entries
+// recorded since it was read: the entries of the next Change.
+func (inc *Incident) Record(e Entry) Entry {
+	e = e.seal(inc.Chain.Head, inc.Chain.Len)
+	inc.Timeline = append(inc.Timeline, e)
+	inc.Chain = Chain{Len: inc.Chain.Len + 1, Head: e.Hash}
+	return e
 }
 
 // SignalSummary counts the signals an incident absorbed, with a bounded
@@ -134,7 +194,11 @@ type Customer struct {
 
 // Impact is the assessed effect of an incident on customers.
 type Impact struct {
-	Customers []Customer     `json:"customers,omitempty"`
+	// Customers are the affected customers. In a head they are left out
+	// (Store.Customers pages them) and Affected counts them.
+	Customers []Customer `json:"customers,omitempty"`
+	// Affected is how many customers the investigation found affected.
+	Affected int            `json:"affected,omitempty"`
 	Data      []DataCategory `json:"data,omitempty"`
 	// Summary says in a sentence what was exposed, for the notice.
 	Summary string `json:"summary,omitempty"`
@@ -142,7 +206,9 @@ type Impact struct {
 
 // CustomerDataAffected reports whether the impact includes customer data:
 // at least one affected customer and at least one data category.
-func (i Impact) CustomerDataAffected() bool { return len(i.Customers) > 0 && len(i.Data) > 0 }
+func (i Impact) CustomerDataAffected() bool {
+	return (len(i.Customers) > 0 || i.Affected > 0) && len(i.Data) > 0
+}
 
 // Findings is what an Investigator reports.
 type Findings struct {

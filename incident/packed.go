@@ -6,27 +6,23 @@ import (
 	"time"
 )
 
-// MemStore keeps each incident as its record without the timeline, plus the
-// timeline packed: timestamps as integers, the short repeated strings
-// (actor, type, event, states) as indexes into a table of names, and every
-// detail in one string. A timeline entry then takes 64 bytes instead of
-// 152, which is most of an open incident's memory. Get unpacks a fresh
-// copy; details are substrings of the packed text, which never changes.
-
-type stored struct {
-	inc *Incident // Timeline is nil; see tl
-	tl  packedTimeline
-	raw Timeline // used instead of tl when the name table is full
-}
+// MemStore keeps each incident's timeline packed: timestamps as integers
+// and the short repeated strings (actor, type, event, states) as indexes
+// into a table of names. A timeline entry then takes 72 bytes instead of
+// 152, which is most of an open incident's memory. Entries once packed are
+// never copied again (the slice grows by appending); a read unpacks a
+// fresh copy of its page.
 
 type packedTimeline struct {
 	entries []packedEntry
-	text    string
+	raw     Timeline // used from the first entry the name table had no room for
 }
 
+func (p packedTimeline) len() int { return len(p.entries) + len(p.raw) }
+
 type packedEntry struct {
-	at       int64 // UTC Unix nanoseconds; math.MinInt64 for the zero time
-	off, n   uint32
+	at       int64 // UTC Unix microseconds; math.MinInt64 for the zero time
+	detail   string
 	actor    uint32
 	typ, ev  uint16
 	from, to uint16
@@ -56,82 +52,52 @@ func (t *names) id(s string, limit uint32) (uint32, bool) {
 	return i, true
 }
 
-func (t *names) pack(tl Timeline) (packedTimeline, bool) {
-	size := 0
-	for i := range tl {
-		size += len(tl[i].Detail)
-	}
-	if size > math.MaxUint32 {
-		return packedTimeline{}, false
-	}
-	var b strings.Builder
-	b.Grow(size)
-	p := packedTimeline{entries: make([]packedEntry, len(tl))}
+// appendPacked returns p with tl appended.
+func (t *names) appendPacked(p packedTimeline, tl Timeline) packedTimeline {
 	for i := range tl {
 		e := &tl[i]
-		pe := &p.entries[i]
+		if p.raw != nil {
+			p.raw = append(p.raw, *e)
+			continue
+		}
 		actor, ok1 := t.id(e.Actor, math.MaxUint32)
 		typ, ok2 := t.id(string(e.Type), math.MaxUint16)
 		ev, ok3 := t.id(string(e.Event), math.MaxUint16)
 		from, ok4 := t.id(string(e.From), math.MaxUint16)
 		to, ok5 := t.id(string(e.To), math.MaxUint16)
 		if !(ok1 && ok2 && ok3 && ok4 && ok5) {
-			return packedTimeline{}, false
+			p.raw = append(p.raw, *e)
+			continue
 		}
-		pe.actor, pe.typ, pe.ev, pe.from, pe.to = actor, uint16(typ), uint16(ev), uint16(from), uint16(to)
-		pe.at = math.MinInt64
+		pe := packedEntry{actor: actor, typ: uint16(typ), ev: uint16(ev), from: uint16(from), to: uint16(to),
+			at: math.MinInt64, detail: strings.Clone(e.Detail), hash: e.Hash}
 		if !e.At.IsZero() {
 			pe.at = e.At.UnixMicro()
 		}
-		pe.off, pe.n = uint32(b.Len()), uint32(len(e.Detail))
-		b.WriteString(e.Detail)
-		pe.hash = e.Hash
+		p.entries = append(p.entries, pe)
 	}
-	p.text = b.String()
-	return p, true
+	return p
 }
 
-func (t *names) unpack(p packedTimeline) Timeline {
-	if len(p.entries) == 0 {
+// unpack returns a fresh copy of at most n entries of p from position from.
+func (t *names) unpack(p packedTimeline, from, n int) Timeline {
+	end := min(p.len(), from+n)
+	if from >= end {
 		return nil
 	}
-	tl := make(Timeline, len(p.entries))
-	for i := range p.entries {
+	tl := make(Timeline, 0, end-from)
+	for i := from; i < end; i++ {
+		if i >= len(p.entries) {
+			tl = append(tl, p.raw[i-len(p.entries)])
+			continue
+		}
 		pe := &p.entries[i]
-		e := &tl[i]
+		e := Entry{Actor: t.strs[pe.actor], Type: EntryType(t.strs[pe.typ]), Event: Event(t.strs[pe.ev]),
+			From: State(t.strs[pe.from]), To: State(t.strs[pe.to]), Detail: pe.detail, Hash: pe.hash}
 		if pe.at != math.MinInt64 {
 			e.At = time.UnixMicro(pe.at).UTC()
 		}
-		e.Actor = t.strs[pe.actor]
-		e.Type, e.Event = EntryType(t.strs[pe.typ]), Event(t.strs[pe.ev])
-		e.From, e.To = State(t.strs[pe.from]), State(t.strs[pe.to])
-		e.Detail = p.text[pe.off : pe.off+pe.n]
-		e.Hash = pe.hash
+		tl = append(tl, e)
 	}
 	return tl
-}
-
-// store packs a copy of inc.
-func (t *names) store(inc *Incident) *stored {
-	tl := inc.Timeline
-	inc.Timeline = nil
-	s := &stored{inc: inc.Clone()}
-	inc.Timeline = tl
-	if p, ok := t.pack(tl); ok {
-		s.tl = p
-	} else {
-		s.raw = append(Timeline(nil), tl...)
-	}
-	return s
-}
-
-// load returns a fresh copy of the stored incident.
-func (t *names) load(s *stored) *Incident {
-	c := s.inc.Clone()
-	if s.raw != nil {
-		c.Timeline = append(Timeline(nil), s.raw...)
-	} else {
-		c.Timeline = t.unpack(s.tl)
-	}
-	return c
 }

@@ -33,7 +33,7 @@ const (
 type Lister interface {
 	// List returns the incidents that f selects, newest DetectedAt first
 	// and, for equal DetectedAt, greatest ID first (byte order), at most
-	// f.PageSize() of them, as copies. Page.Next continues after the last
+	// f.PageSize() of them, as copies of their heads. Page.Next continues after the last
 	// of them, and is empty when no incident follows.
 	//
 	// Paging is by position (DetectedAt and ID of the last incident
@@ -76,7 +76,8 @@ type ListFilter struct {
 
 // Page is one page of the register.
 type Page struct {
-	// Incidents are copies, newest DetectedAt first; ties by ID, greatest
+	// Incidents are copies of the heads (see Store.Head; Load reads a
+	// whole record), newest DetectedAt first; ties by ID, greatest
 	// first. The slice may be empty.
 	Incidents []*Incident
 	// Next is the ListFilter.Cursor for the following page; empty on the
@@ -197,8 +198,6 @@ func newestFirst(a, b *Incident) int {
 	return cmp.Compare(b.ID, a.ID)
 }
 
-var _ Lister = (*MemStore)(nil)
-
 // List implements Lister. It looks at every stored incident, keeping the
 // page's worth that come first, so a page costs time in proportion to the
 // whole register (about n log(page size)): fine for the tests and small
@@ -222,38 +221,38 @@ func (m *MemStore) List(ctx context.Context, f ListFilter) (Page, error) {
 	// order, as a heap whose root is the one that comes last of them.
 	first := pageHeap{}
 	for _, s := range m.byID {
-		if !f.Matches(s.inc) || (after != nil && !after.Precedes(s.inc.DetectedAt, s.inc.ID)) {
+		if !f.Matches(s.head) || (after != nil && !after.Precedes(s.head.DetectedAt, s.head.ID)) {
 			continue
 		}
 		if len(first) <= size {
 			heap.Push(&first, s)
-		} else if newestFirst(s.inc, first[0].inc) < 0 {
+		} else if newestFirst(s.head, first[0].head) < 0 {
 			first[0] = s
 			heap.Fix(&first, 0)
 		}
 	}
-	hits := []*stored(first)
-	slices.SortFunc(hits, func(a, b *stored) int { return newestFirst(a.inc, b.inc) })
+	hits := []*record(first)
+	slices.SortFunc(hits, func(a, b *record) int { return newestFirst(a.head, b.head) })
 	var p Page
 	if len(hits) > size {
 		hits = hits[:size]
-		p.Next = CursorAfter(hits[size-1].inc).String()
+		p.Next = CursorAfter(hits[size-1].head).String()
 	}
 	p.Incidents = make([]*Incident, len(hits))
 	for i, s := range hits {
-		p.Incidents[i] = m.names.load(s)
+		p.Incidents[i] = s.head.Clone()
 	}
 	return p, nil
 }
 
 // pageHeap is a heap of stored incidents whose root comes last in the
 // register's order.
-type pageHeap []*stored
+type pageHeap []*record
 
 func (h pageHeap) Len() int           { return len(h) }
-func (h pageHeap) Less(i, j int) bool { return newestFirst(h[i].inc, h[j].inc) > 0 }
+func (h pageHeap) Less(i, j int) bool { return newestFirst(h[i].head, h[j].head) > 0 }
 func (h pageHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *pageHeap) Push(x any)        { *h = append(*h, x.(*stored)) }
+func (h *pageHeap) Push(x any)        { *h = append(*h, x.(*record)) }
 func (h *pageHeap) Pop() any {
 	old := *h
 	x := old[len(old)-1]

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -12,42 +13,73 @@ import (
 // orchestrator holds nothing a restart would lose, and several orchestrators
 // (replicas) may share one Store.
 //
+// An incident is kept in three parts (see Change): a bounded head replaced
+// under a compare-and-swap on Version, an append-only hash-chained
+// timeline, and effects (deliveries and affected customers) written by key.
+// Every write is one Change, applied atomically at a cost proportional to
+// it; every read that can be large is paginated.
+//
 // Implementations must be safe for concurrent use, must honour ctx (return
-// its error when it ends before the operation does), and must never return
-// or keep an alias of a caller's *Incident: they store and hand out copies.
-// incidenttest.TestStore checks all of this for a host's implementation.
+// its error when it ends before the operation does, having applied nothing
+// or all of it), and must never return or keep an alias of a caller's
+// data: they store and hand out copies. incidenttest.TestStore checks all
+// of this for a host's implementation.
 type Store interface {
-	// Create stores a new incident with Version 1 (it sets inc.Version to
-	// 1 on success). It returns an error matching ErrDuplicate when an
-	// open incident (State.Open) with the same DedupKey exists, preferably
-	// a *DuplicateError naming it, and ErrInvalidIncident for an empty ID,
-	// DedupKey or State. Creating an ID that exists also returns
-	// ErrInvalidIncident.
-	Create(ctx context.Context, inc *Incident) error
-	// Get returns a copy of the incident, or an error matching ErrNotFound.
-	Get(ctx context.Context, id string) (*Incident, error)
-	// Update replaces the stored incident if its Version still equals
-	// inc.Version, and then sets inc.Version to the stored Version plus one.
-	// Otherwise it changes nothing and returns an error matching
-	// ErrConflict. It returns ErrNotFound for an unknown ID, and
-	// ErrDuplicate when the update would leave two open incidents with one
+	// Create stores a new incident from ch: its head with Version 1 (it
+	// sets ch.Head.Version to 1 on success), its first entries and
+	// effects. It returns an error matching ErrDuplicate when an open
+	// incident (State.Open) with the same DedupKey exists, preferably a
+	// *DuplicateError naming it, and ErrInvalidIncident when ch.Check(Chain{})
+	// fails or the ID exists.
+	Create(ctx context.Context, ch Change) error
+	// Apply writes ch to the incident ch.Head.ID if the stored Version
+	// still equals ch.Head.Version, and then sets ch.Head.Version to the
+	// stored Version plus one. Otherwise it changes nothing and returns an
+	// error matching ErrConflict. It returns ErrNotFound for an unknown ID,
+	// ErrInvalidIncident when ch.Check fails against the stored chain, and
+	// ErrDuplicate when the head would leave two open incidents with one
 	// dedup key (a reopen, or a changed DedupKey, onto a key another open
 	// incident holds).
-	Update(ctx context.Context, inc *Incident) error
-	// FindOpen returns a copy of the open incident with the dedup key, or
-	// an error matching ErrNotFound.
+	Apply(ctx context.Context, ch Change) error
+	// Head returns a copy of the incident's head (no Timeline, Deliveries
+	// or affected customers), or an error matching ErrNotFound.
+	Head(ctx context.Context, id string) (*Incident, error)
+	// FindOpen returns the head of the open incident with the dedup key,
+	// or an error matching ErrNotFound.
 	FindOpen(ctx context.Context, dedupKey string) (*Incident, error)
-	// ListOpen returns copies of every open incident, oldest DetectedAt
+	// ListOpen returns the heads of every open incident, oldest DetectedAt
 	// first (ties by ID).
 	ListOpen(ctx context.Context) ([]*Incident, error)
+	// Entries returns the timeline entries from position from (0 is the
+	// first) on, at most PartPage(limit) of them; fewer (or none) at the
+	// end. It returns ErrNotFound for an unknown incident and a
+	// *FilterError for a negative from or a bad limit (CheckLimit).
+	Entries(ctx context.Context, id string, from, limit int) (Timeline, error)
+	// Deliveries returns the incident's deliveries that q selects, in the
+	// order they were first written (q.Keys: in the order of q.Keys). It
+	// returns ErrNotFound for an unknown incident, a *FilterError for an
+	// invalid q (q.Validate), and an empty page for an After that is no
+	// delivery's key.
+	Deliveries(ctx context.Context, id string, q DeliveryQuery) ([]Delivery, error)
+	// Customers returns the incident's affected customers after the one
+	// whose RecipientID is after (from the first when empty), in the
+	// order they were first written, at most PartPage(limit) of them. It
+	// returns ErrNotFound for an unknown incident and a *FilterError for a
+	// bad limit.
+	Customers(ctx context.Context, id string, after string, limit int) ([]Customer, error)
 }
 
 // Leaser is implemented by stores that several orchestrators (replicas)
 // share. A lease gives one owner the right to drive an incident for a while,
 // so that two replicas never step one incident at once; when the owner dies
 // its lease runs out and another replica takes the incident over. Leases
-// guard against duplicated work; the Version check of Update still guards
+// guard against duplicated work; the Version check of Apply still guards
 // the record.
+//
+// A replica keeps the leases of every incident it adopted, idle or not,
+// and renews them all with one Renew; it looks for incidents to take over
+// with one Orphans. Idle load is then a few statements per lease period,
+// whatever the number of open incidents.
 type Leaser interface {
 	// Lease takes the lease on incident id for owner, or renews it if owner
 	// holds it, until ttl from now by the store's clock. It reports false,
@@ -57,17 +89,41 @@ type Leaser interface {
 	// Unlease gives the lease up if owner holds it; otherwise it does
 	// nothing.
 	Unlease(ctx context.Context, id, owner string) error
+	// Renew extends, in one operation, every lease owner holds that has
+	// not run out to ttl from now, and returns the IDs of those it
+	// extended (any order). A lease that ran out is not renewed, even if
+	// no other owner took it: the owner must Lease it again.
+	Renew(ctx context.Context, owner string, ttl time.Duration) ([]string, error)
+	// Orphans returns the IDs of open incidents that no lease covers (none
+	// was taken, or it ran out), oldest DetectedAt first, at most limit of
+	// them (every one when limit is 0).
+	Orphans(ctx context.Context, limit int) ([]string, error)
 }
 
-// MemStore is an in-memory Store: for tests, examples and single-process
-// hosts that accept losing incidents on exit. It is safe for concurrent use;
-// every method copies incidents in and out. The zero value is ready to use.
+// MemStore is an in-memory Store, Leaser and Lister: for tests, examples
+// and single-process hosts that accept losing incidents on exit. It is safe
+// for concurrent use. The zero value is ready to use.
+//
+// It is copy-on-write: a head is copied once when written and once when
+// read; timeline entries, deliveries and customers, once written, are kept
+// where they are and copied only into the page a read returns. A change
+// costs what it holds, however large the incident.
 type MemStore struct {
 	mu     sync.RWMutex
-	byID   map[string]*stored
+	byID   map[string]*record
 	names  names
 	open   map[string]string // dedup key → ID of the open incident
 	leases map[string]lease
+}
+
+// record is one incident in a MemStore.
+type record struct {
+	head      *Incident // never changed once stored: replaced
+	tl        packedTimeline
+	dels      []Delivery
+	delAt     map[string]int // idempotency key → index in dels
+	customers []Customer
+	custAt    map[string]int // recipient ID → index in customers
 }
 
 type lease struct {
@@ -114,18 +170,63 @@ func (m *MemStore) Unlease(ctx context.Context, id, owner string) error {
 // NewMemStore returns an empty MemStore.
 func NewMemStore() *MemStore { return &MemStore{} }
 
+// Renew implements Leaser, with time.Now as the clock.
+func (m *MemStore) Renew(ctx context.Context, owner string, ttl time.Duration) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var ids []string
+	for id, l := range m.leases {
+		if l.owner == owner && now.Before(l.until) {
+			m.leases[id] = lease{owner: owner, until: now.Add(ttl)}
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
+}
+
+// Orphans implements Leaser, with time.Now as the clock.
+func (m *MemStore) Orphans(ctx context.Context, limit int) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	m.mu.RLock()
+	var heads []*Incident
+	for _, id := range m.open {
+		if l, ok := m.leases[id]; ok && now.Before(l.until) {
+			continue
+		}
+		heads = append(heads, m.byID[id].head)
+	}
+	m.mu.RUnlock()
+	slices.SortFunc(heads, byDetected)
+	if limit > 0 && len(heads) > limit {
+		heads = heads[:limit]
+	}
+	ids := make([]string, len(heads))
+	for i, h := range heads {
+		ids[i] = h.ID
+	}
+	return ids, nil
+}
+
 // Create implements Store.
-func (m *MemStore) Create(ctx context.Context, inc *Incident) error {
+func (m *MemStore) Create(ctx context.Context, ch Change) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := checkStorable(inc); err != nil {
+	if err := ch.Check(Chain{}); err != nil {
 		return err
 	}
+	inc := ch.Head
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.byID == nil {
-		m.byID = make(map[string]*stored)
+		m.byID = make(map[string]*record)
 		m.open = make(map[string]string)
 	}
 	if _, ok := m.byID[inc.ID]; ok {
@@ -138,41 +239,33 @@ func (m *MemStore) Create(ctx context.Context, inc *Incident) error {
 		m.open[inc.DedupKey] = inc.ID
 	}
 	inc.Version = 1
-	m.byID[inc.ID] = m.names.store(inc)
+	r := &record{}
+	m.write(r, ch)
+	m.byID[inc.ID] = r
 	return nil
 }
 
-// Get implements Store.
-func (m *MemStore) Get(ctx context.Context, id string) (*Incident, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	s, ok := m.byID[id]
-	if !ok {
-		return nil, notFound(id)
-	}
-	return m.names.load(s), nil
-}
-
-// Update implements Store.
-func (m *MemStore) Update(ctx context.Context, inc *Incident) error {
+// Apply implements Store.
+func (m *MemStore) Apply(ctx context.Context, ch Change) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := checkStorable(inc); err != nil {
+	if err := checkStorable(ch.Head); err != nil {
 		return err
 	}
+	inc := ch.Head
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	st, ok := m.byID[inc.ID]
+	r, ok := m.byID[inc.ID]
 	if !ok {
 		return notFound(inc.ID)
 	}
-	cur := st.inc
+	cur := r.head
 	if cur.Version != inc.Version {
 		return &ConflictError{ID: inc.ID, Expected: inc.Version, Actual: cur.Version}
+	}
+	if err := ch.Check(cur.Chain); err != nil {
+		return err
 	}
 	wasOpen, isOpen := cur.State.Open(), inc.State.Open()
 	if isOpen {
@@ -187,8 +280,51 @@ func (m *MemStore) Update(ctx context.Context, inc *Incident) error {
 		m.open[inc.DedupKey] = inc.ID
 	}
 	inc.Version = cur.Version + 1
-	m.byID[inc.ID] = m.names.store(inc)
+	m.write(r, ch)
 	return nil
+}
+
+// write applies a checked change to r, under m.mu.
+func (m *MemStore) write(r *record, ch Change) {
+	r.head = ch.Head.Clone()
+	r.tl = m.names.appendPacked(r.tl, ch.Entries)
+	for _, d := range ch.Deliveries {
+		if i, ok := r.delAt[d.IdempotencyKey]; ok {
+			r.dels[i] = d
+			continue
+		}
+		if r.delAt == nil {
+			r.delAt = map[string]int{}
+		}
+		r.delAt[d.IdempotencyKey] = len(r.dels)
+		r.dels = append(r.dels, d)
+	}
+	for _, c := range ch.Customers {
+		id := RecipientID(c)
+		if i, ok := r.custAt[id]; ok {
+			r.customers[i] = c
+			continue
+		}
+		if r.custAt == nil {
+			r.custAt = map[string]int{}
+		}
+		r.custAt[id] = len(r.customers)
+		r.customers = append(r.customers, c)
+	}
+}
+
+// Head implements Store.
+func (m *MemStore) Head(ctx context.Context, id string) (*Incident, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	r, ok := m.byID[id]
+	if !ok {
+		return nil, notFound(id)
+	}
+	return r.head.Clone(), nil
 }
 
 // FindOpen implements Store.
@@ -202,7 +338,7 @@ func (m *MemStore) FindOpen(ctx context.Context, dedupKey string) (*Incident, er
 	if !ok {
 		return nil, &notFoundError{what: "open incident with dedup key " + dedupKey}
 	}
-	return m.names.load(m.byID[id]), nil
+	return m.byID[id].head.Clone(), nil
 }
 
 // ListOpen implements Store.
@@ -213,11 +349,100 @@ func (m *MemStore) ListOpen(ctx context.Context) ([]*Incident, error) {
 	m.mu.RLock()
 	out := make([]*Incident, 0, len(m.open))
 	for _, id := range m.open {
-		out = append(out, m.names.load(m.byID[id]))
+		out = append(out, m.byID[id].head.Clone())
 	}
 	m.mu.RUnlock()
 	slices.SortFunc(out, byDetected)
 	return out, nil
+}
+
+// Entries implements Store.
+func (m *MemStore) Entries(ctx context.Context, id string, from, limit int) (Timeline, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := CheckLimit(limit); err != nil {
+		return nil, err
+	}
+	if from < 0 {
+		return nil, &FilterError{Field: "from", Reason: "negative: " + strconv.Itoa(from)}
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	r, ok := m.byID[id]
+	if !ok {
+		return nil, notFound(id)
+	}
+	return m.names.unpack(r.tl, from, PartPage(limit)), nil
+}
+
+// Deliveries implements Store.
+func (m *MemStore) Deliveries(ctx context.Context, id string, q DeliveryQuery) ([]Delivery, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := q.Validate(); err != nil {
+		return nil, err
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	r, ok := m.byID[id]
+	if !ok {
+		return nil, notFound(id)
+	}
+	var out []Delivery
+	if len(q.Keys) > 0 {
+		for _, k := range q.Keys {
+			if i, ok := r.delAt[k]; ok && (q.Status == "" || r.dels[i].Status == q.Status) {
+				out = append(out, r.dels[i])
+			}
+		}
+		return out, nil
+	}
+	start := 0
+	if q.After != "" {
+		i, ok := r.delAt[q.After]
+		if !ok {
+			return nil, nil
+		}
+		start = i + 1
+	}
+	n := q.PageSize()
+	for i := start; i < len(r.dels) && len(out) < n; i++ {
+		if q.Status == "" || r.dels[i].Status == q.Status {
+			out = append(out, r.dels[i])
+		}
+	}
+	return out, nil
+}
+
+// Customers implements Store.
+func (m *MemStore) Customers(ctx context.Context, id string, after string, limit int) ([]Customer, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := CheckLimit(limit); err != nil {
+		return nil, err
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	r, ok := m.byID[id]
+	if !ok {
+		return nil, notFound(id)
+	}
+	start := 0
+	if after != "" {
+		i, ok := r.custAt[after]
+		if !ok {
+			return nil, nil
+		}
+		start = i + 1
+	}
+	end := min(len(r.customers), start+PartPage(limit))
+	if start >= end {
+		return nil, nil
+	}
+	return slices.Clone(r.customers[start:end]), nil
 }
 
 // byDetected orders incidents oldest DetectedAt first, ties by ID: the

@@ -78,14 +78,16 @@ type Timeline []Entry
 // as a JSON or text store would repair it, so that the stored timeline
 // still verifies.
 func (t *Timeline) Append(e Entry) Entry {
+	e = e.seal(t.Head(), len(*t))
+	*t = append(*t, e)
+	return e
+}
+
+// seal repairs e's text and sets its Hash for position index after prev.
+func (e Entry) seal(prev Hash, index int) Entry {
 	e.Actor = strings.ToValidUTF8(e.Actor, "\uFFFD")
 	e.Detail = strings.ToValidUTF8(e.Detail, "\uFFFD")
-	var prev Hash
-	if n := len(*t); n > 0 {
-		prev = (*t)[n-1].Hash
-	}
-	e.Hash = e.digest(prev, len(*t))
-	*t = append(*t, e)
+	e.Hash = e.digest(prev, index)
 	return e
 }
 
