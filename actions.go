@@ -18,7 +18,7 @@ func (o *Orchestrator) act(ctx context.Context, id, actor string, change func(*i
 	if actor == "" {
 		return nil, errNoActor
 	}
-	inc, err := o.store.Get(ctx, id)
+	inc, err := o.store.Head(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -54,12 +54,8 @@ func (o *Orchestrator) Reopen(ctx context.Context, id, actor, reason string) err
 		o.forgetCredential(inc.ID) // a credential of its earlier life
 		// Containment undone at dismissal is applied again as a new effect,
 		// under a new key: the old one names the effect that was released.
-		gen := 0
-		for _, e := range inc.Timeline {
-			if e.Event == incident.EventReopen {
-				gen++
-			}
-		}
+		inc.Reopens++
+		gen := inc.Reopens
 		for i := range inc.Actions {
 			if r := &inc.Actions[i]; r.Status == incident.ActionReleased || r.Status == incident.ActionReleaseFailed {
 				r.Status, r.Attempts, r.LastError = incident.ActionPending, 0, ""

@@ -43,7 +43,7 @@ func (o *Orchestrator) Dismiss(ctx context.Context, id, actor, reason string) er
 		return err
 	}
 	defer release()
-	inc, err := o.store.Get(ctx, id)
+	inc, err := o.store.Head(ctx, id)
 	if err != nil {
 		return err
 	}

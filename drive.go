@@ -30,7 +30,7 @@ func (o *Orchestrator) drive(ctx, grace context.Context, id string) (more bool, 
 			}
 		}()
 	}
-	inc, err := o.store.Get(st.write, id)
+	inc, err := o.store.Head(st.write, id)
 	if err != nil {
 		return false, err
 	}
@@ -139,7 +139,7 @@ func (o *Orchestrator) pureNext(inc *incident.Incident, pb *Playbook) (incident.
 		return ev, why, true
 	case incident.StateNotifying:
 		// With nobody to notify the notify step escalates: not vacuously done.
-		if inc.Decision != nil && inc.Decision.Notify && len(o.plan(inc, pb)) > 0 && o.allDelivered(inc, pb) {
+		if inc.Decision != nil && inc.Decision.Notify && o.allDelivered(inc, pb) {
 			return incident.EventNotified, "every affected customer notified", true
 		}
 	case incident.StateResolving:
@@ -181,8 +181,8 @@ func (o *Orchestrator) chain(inc *incident.Incident, pb *Playbook) {
 			o.claimActions(inc, todo)
 		}
 	case incident.StateNotifying:
-		if inc.Decision != nil && inc.Decision.Notify {
-			o.claimDeliveries(inc, o.unsent(inc, pb))
+		if inc.Decision != nil && inc.Decision.Notify && inc.Investigation != nil {
+			o.claimFirstBatch(inc, pb)
 		}
 	}
 }

@@ -50,7 +50,7 @@ func (o *Orchestrator) escalate(ctx context.Context, inc *incident.Incident, fro
 		return nil
 	}
 	nerr := o.page(ctx, inc, alert{
-		key:     incident.IdempotencyKey(inc.ID, "escalate", strconv.Itoa(len(inc.Timeline))),
+		key:     incident.IdempotencyKey(inc.ID, "escalate", strconv.Itoa(inc.Chain.Len)),
 		subject: "Incident " + inc.ID + " (" + inc.Kind + ", " + inc.Severity.String() + ") needs a person",
 		text: "Incident " + inc.ID + " about " + inc.Subject + " was escalated from " + string(from) + ".\n\nReason: " +
 			o.redact(inc.ID, reason) + "\n",

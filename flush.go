@@ -58,7 +58,7 @@ func (o *Orchestrator) flushEntry(ctx context.Context, e *hotEntry) error {
 			d.last = now
 		}
 	}
-	inc, err := o.store.Get(ctx, e.id)
+	inc, err := o.store.Head(ctx, e.id)
 	if errors.Is(err, incident.ErrNotFound) {
 		// The store no longer has the incident: the signals open a new one.
 		o.log.Warn("breach: incident vanished from the store; its new signals open another", "incident", e.id)
@@ -163,10 +163,8 @@ func (o *Orchestrator) commitLoop() {
 // endedAt is when an incident that is no longer open closed or was
 // dismissed: the time of its last transition.
 func endedAt(inc *incident.Incident) time.Time {
-	for i := len(inc.Timeline) - 1; i >= 0; i-- {
-		if inc.Timeline[i].Type == incident.EntryTransition {
-			return inc.Timeline[i].At
-		}
+	if !inc.EnteredAt.IsZero() {
+		return inc.EnteredAt
 	}
 	return inc.UpdatedAt
 }
@@ -205,7 +203,7 @@ func (o *Orchestrator) refile(ctx context.Context, e *hotEntry, d delta) (string
 	if rest.count == 0 {
 		return rc.IncidentID, nil
 	}
-	inc, err := o.store.Get(ctx, rc.IncidentID)
+	inc, err := o.store.Head(ctx, rc.IncidentID)
 	if err == nil {
 		err = o.mutate(ctx, inc, func(inc *incident.Incident) error { o.applyDelta(inc, rest); return nil })
 	}

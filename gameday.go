@@ -165,7 +165,7 @@ func RunGameDay(ctx context.Context, g GameDay) (*GameDayResult, error) {
 	advanceTo := func(t time.Time) error {
 		lastVersion := int64(-1)
 		for {
-			inc, err := o.store.Get(ctx, id)
+			inc, err := o.store.Head(ctx, id)
 			if err != nil {
 				return err
 			}
@@ -213,7 +213,7 @@ func RunGameDay(ctx context.Context, g GameDay) (*GameDayResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("breach: game day: %w", err)
 	}
-	if res.Incident, err = o.store.Get(ctx, id); err != nil {
+	if res.Incident, err = incident.Load(ctx, o.store, id); err != nil {
 		return nil, fmt.Errorf("breach: game day: %w", err)
 	}
 	res.Report = res.Incident.Markdown()

@@ -192,7 +192,8 @@ func (o *Orchestrator) openOrJoin(ctx context.Context, sig *incident.Signal, key
 		// The credential is kept before the incident can be seen, so that
 		// no step (a resume, another worker) finds it without one.
 		o.keepCredential(inc.ID, sig.Credential)
-		err = o.store.Create(ctx, inc)
+		ch := changeOf(inc)
+		err = o.store.Create(ctx, ch)
 		if errors.Is(err, incident.ErrDuplicate) {
 			o.forgetCredential(inc.ID)
 			continue // another replica opened it first: join that one
@@ -202,9 +203,10 @@ func (o *Orchestrator) openOrJoin(ctx context.Context, sig *incident.Signal, key
 			// credential until it expires.
 			return openResult{}, err
 		}
+		*inc = *ch.Head
 		e := o.hot.put(hk, inc)
 		o.changed()
-		o.announce(ctx, inc, 0)
+		o.announce(ctx, inc, inc.DetectedAt, ch.Entries)
 		o.log.Info("breach: incident opened", "incident", inc.ID, "kind", inc.Kind, "subject", inc.Subject, "severity", inc.Severity.String())
 		o.sched.addAt(inc.ID, o.priorityOf(inc))
 		return openResult{entry: e, creator: me}, nil
@@ -226,6 +228,7 @@ func (o *Orchestrator) newIncident(sig *incident.Signal, key string) *incident.I
 		CredentialFingerprint: sig.Credential.Fingerprint(),
 		Attributes:            maps.Clone(sig.Attributes),
 		DetectedAt:            now,
+		EnteredAt:             now,
 		UpdatedAt:             now,
 	}
 	inc.Signals = incident.SignalSummary{Count: 1, FirstSeen: sig.At, LastSeen: sig.At,
@@ -237,7 +240,7 @@ func (o *Orchestrator) newIncident(sig *incident.Signal, key string) *incident.I
 	if inc.CredentialFingerprint != "" {
 		detail += " (credential " + inc.CredentialFingerprint + ")"
 	}
-	inc.Timeline.Append(incident.Entry{At: now, Actor: detectorActor(sig.Source), Type: incident.EntrySignal,
+	inc.Record(incident.Entry{At: now, Actor: detectorActor(sig.Source), Type: incident.EntrySignal,
 		To: inc.State, Detail: detail})
 	o.openClocks(inc)
 	o.reach(inc, incident.MilestoneDetected, now, incident.ActorSystem, "")

@@ -70,29 +70,31 @@ func call[T any](g *guardedStore, ctx context.Context, fn func(context.Context) 
 	return fn(ctx)
 }
 
-func (g *guardedStore) Create(ctx context.Context, inc *incident.Incident) error {
-	return g.write(ctx, "create", inc, g.s.Create)
+func (g *guardedStore) Create(ctx context.Context, ch incident.Change) error {
+	return g.write(ctx, "create", ch, g.s.Create)
 }
 
-func (g *guardedStore) Get(ctx context.Context, id string) (*incident.Incident, error) {
-	inc, err := call(g, ctx, func(ctx context.Context) (*incident.Incident, error) { return g.s.Get(ctx, id) })
-	return inc, storeErr("get", err)
+func (g *guardedStore) Apply(ctx context.Context, ch incident.Change) error {
+	return g.write(ctx, "apply", ch, g.s.Apply)
 }
 
-func (g *guardedStore) Update(ctx context.Context, inc *incident.Incident) error {
-	return g.write(ctx, "update", inc, g.s.Update)
-}
-
-// write hands the store a copy of inc's header and, on success, copies the
+// write hands the store a copy of ch's head and, on success, copies the
 // Version it set back.
-func (g *guardedStore) write(ctx context.Context, op string, inc *incident.Incident,
-	fn func(context.Context, *incident.Incident) error) error {
-	c := *inc
-	_, err := call(g, ctx, func(ctx context.Context) (struct{}, error) { return struct{}{}, fn(ctx, &c) })
+func (g *guardedStore) write(ctx context.Context, op string, ch incident.Change,
+	fn func(context.Context, incident.Change) error) error {
+	head := ch.Head
+	c := *head
+	ch.Head = &c
+	_, err := call(g, ctx, func(ctx context.Context) (struct{}, error) { return struct{}{}, fn(ctx, ch) })
 	if err == nil {
-		inc.Version = c.Version
+		head.Version = c.Version
 	}
 	return storeErr(op, err)
+}
+
+func (g *guardedStore) Head(ctx context.Context, id string) (*incident.Incident, error) {
+	inc, err := call(g, ctx, func(ctx context.Context) (*incident.Incident, error) { return g.s.Head(ctx, id) })
+	return inc, storeErr("head", err)
 }
 
 func (g *guardedStore) FindOpen(ctx context.Context, key string) (*incident.Incident, error) {
@@ -105,6 +107,21 @@ func (g *guardedStore) ListOpen(ctx context.Context) ([]*incident.Incident, erro
 	return incs, storeErr("list open", err)
 }
 
+func (g *guardedStore) Entries(ctx context.Context, id string, from, limit int) (incident.Timeline, error) {
+	tl, err := call(g, ctx, func(ctx context.Context) (incident.Timeline, error) { return g.s.Entries(ctx, id, from, limit) })
+	return tl, storeErr("entries", err)
+}
+
+func (g *guardedStore) Deliveries(ctx context.Context, id string, q incident.DeliveryQuery) ([]incident.Delivery, error) {
+	ds, err := call(g, ctx, func(ctx context.Context) ([]incident.Delivery, error) { return g.s.Deliveries(ctx, id, q) })
+	return ds, storeErr("deliveries", err)
+}
+
+func (g *guardedStore) Customers(ctx context.Context, id, after string, limit int) ([]incident.Customer, error) {
+	cs, err := call(g, ctx, func(ctx context.Context) ([]incident.Customer, error) { return g.s.Customers(ctx, id, after, limit) })
+	return cs, storeErr("customers", err)
+}
+
 func (g *guardedStore) Lease(ctx context.Context, id, owner string, ttl time.Duration) (bool, error) {
 	ok, err := call(g, ctx, func(ctx context.Context) (bool, error) { return g.l.Lease(ctx, id, owner, ttl) })
 	return ok, storeErr("lease", err)
@@ -115,6 +132,16 @@ func (g *guardedStore) Unlease(ctx context.Context, id, owner string) error {
 		return struct{}{}, g.l.Unlease(ctx, id, owner)
 	})
 	return storeErr("unlease", err)
+}
+
+func (g *guardedStore) Renew(ctx context.Context, owner string, ttl time.Duration) ([]string, error) {
+	ids, err := call(g, ctx, func(ctx context.Context) ([]string, error) { return g.l.Renew(ctx, owner, ttl) })
+	return ids, storeErr("renew", err)
+}
+
+func (g *guardedStore) Orphans(ctx context.Context, limit int) ([]string, error) {
+	ids, err := call(g, ctx, func(ctx context.Context) ([]string, error) { return g.l.Orphans(ctx, limit) })
+	return ids, storeErr("orphans", err)
 }
 
 // storeErr says which store call a panic or a timeout came from; other

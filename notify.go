@@ -2,16 +2,24 @@ package breach
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/breachkit/breach/incident"
+	"github.com/breachkit/breach/internal/ratelimit"
 	"github.com/breachkit/breach/internal/retry"
 	"github.com/breachkit/breach/notify"
 	"golang.org/x/sync/semaphore"
 )
+
+// Customers are notified a batch at a time: one step reads a page of the
+// affected customers after Outreach.Cursor, claims their notices in one
+// write, sends them (at most deliveryConcurrency at once, within each
+// route's rate), and records every result in one more write that moves the
+// cursor on. 100,000 customers cost 100,000 sends and a few hundred writes,
+// and people act between batches.
 
 type plannedDelivery struct {
 	customer incident.Customer
@@ -19,31 +27,76 @@ type plannedDelivery struct {
 	key      string
 }
 
-func (o *Orchestrator) plan(inc *incident.Incident, pb *Playbook) []plannedDelivery {
-	if inc.Investigation == nil {
-		return nil
-	}
-	var out []plannedDelivery
-	for _, c := range inc.Investigation.Impact.Customers {
+// Defaults of WithDelivery.
+const (
+	// deliveryConcurrency bounds the notices of one incident in flight.
+	deliveryConcurrency = 16
+	// notifyBatch is how many customers one notify step takes.
+	notifyBatch = 500
+)
+
+// plan returns the notices owed to customers: one per customer and route.
+func (o *Orchestrator) plan(inc *incident.Incident, pb *Playbook, customers []incident.Customer) []plannedDelivery {
+	out := make([]plannedDelivery, 0, len(customers)*len(pb.Notifiers))
+	for _, c := range customers {
 		for _, r := range pb.Notifiers {
 			out = append(out, plannedDelivery{customer: c, route: r,
-				key: incident.IdempotencyKey(inc.ID, "notify/"+r.Channel, recipientID(c))})
+				key: incident.IdempotencyKey(inc.ID, "notify/"+r.Channel, incident.RecipientID(c))})
 		}
 	}
 	return out
 }
 
+// allDelivered reports whether every notice owed is sent, from the head's
+// counts.
 func (o *Orchestrator) allDelivered(inc *incident.Incident, pb *Playbook) bool {
-	for _, p := range o.plan(inc, pb) {
-		if d := inc.Delivery(p.key); d == nil || d.Status != incident.DeliverySent {
-			return false
-		}
+	if len(pb.Notifiers) == 0 || inc.Investigation == nil {
+		return false
 	}
-	return len(pb.Notifiers) > 0
+	owed := affected(inc) * len(pb.Notifiers)
+	return owed > 0 && inc.Outreach.Sent >= owed
 }
 
-// deliveryConcurrency bounds the notices of one incident in flight at once.
-const deliveryConcurrency = 4
+// affected is how many customers inc's investigation found affected.
+func affected(inc *incident.Incident) int {
+	if inc.Investigation == nil {
+		return 0
+	}
+	return max(inc.Investigation.Impact.Affected, len(inc.Investigation.Impact.Customers))
+}
+
+// claimFirstBatch claims the first batch of notices in the write that
+// records the findings, whose customers inc holds (they are written with
+// it): the notify step that follows sends at once.
+func (o *Orchestrator) claimFirstBatch(inc *incident.Incident, pb *Playbook) {
+	cs := inc.Investigation.Impact.Customers
+	if inc.Outreach.Cursor != "" || len(cs) == 0 {
+		return
+	}
+	_ = o.claim(inc, o.plan(inc, pb, cs[:min(len(cs), o.cfg.notifyBatch)]), nil)
+}
+
+// claim puts the notices of todo on inc's next change as claimed, and
+// returns them; had holds the records they had (it is not changed: a write
+// that conflicts claims again from the same records).
+func (o *Orchestrator) claim(inc *incident.Incident, todo []plannedDelivery, had map[string]incident.Delivery) []incident.Delivery {
+	now := o.cfg.now()
+	for _, p := range todo {
+		d, ok := had[p.key]
+		if ok && d.Status == incident.DeliveryClaimed {
+			continue
+		}
+		if ok {
+			inc.Outreach.Count(d.Status, -1)
+		} else {
+			d = incident.Delivery{Recipient: incident.RecipientID(p.customer), Channel: p.route.Channel, IdempotencyKey: p.key}
+		}
+		d.Status, d.ClaimedAt = incident.DeliveryClaimed, now
+		inc.Outreach.Count(incident.DeliveryClaimed, 1)
+		inc.Deliveries = append(inc.Deliveries, d)
+	}
+	return inc.Deliveries
+}
 
 func (o *Orchestrator) notify(st *stepRun, inc *incident.Incident, pb *Playbook) (bool, error) {
 	from := inc.State
@@ -53,101 +106,153 @@ func (o *Orchestrator) notify(st *stepRun, inc *incident.Incident, pb *Playbook)
 	if len(pb.Notifiers) == 0 {
 		return true, o.escalate(st.write, inc, from, "customers must be notified but the playbook has no notifier")
 	}
-	plan := o.plan(inc, pb)
-	if len(plan) == 0 {
+	if affected(inc) == 0 {
 		return true, o.escalate(st.write, inc, from, "customers must be notified but no affected customer is known: the investigation named none")
 	}
-	todo := o.unsent(inc, pb)
-	if len(todo) > 0 {
-		// Claim before sending: a crash after this point re-sends only what
-		// is not marked sent, with the same key. A claim folded into the
-		// write that entered notification stands.
-		if !claimed(inc, todo) {
-			err := o.mutate(st.write, inc, func(inc *incident.Incident) error {
-				if inc.State != from || inc.Dismissal != nil {
-					return errStale
-				}
-				o.claimDeliveries(inc, todo)
-				return nil
-			})
-			if err != nil {
-				return false, err
-			}
+	customers, err := o.store.Customers(st.write, inc.ID, inc.Outreach.Cursor, o.cfg.notifyBatch)
+	if err != nil {
+		return false, err
+	}
+	if len(customers) == 0 {
+		if !o.allDelivered(inc, pb) {
+			return true, o.escalate(st.write, inc, from, fmt.Sprintf(
+				"customer notification incomplete: %d of %d notice(s) sent", inc.Outreach.Sent, affected(inc)*len(pb.Notifiers)))
 		}
-		failed, err := o.send(st, inc, pb, todo)
+		return true, o.advance(st.write, inc, from, incident.EventNotified, "every affected customer notified")
+	}
+	last := len(customers) < o.cfg.notifyBatch
+	plan := o.plan(inc, pb, customers)
+	had, err := o.deliveries(st.write, inc.ID, plan)
+	if err != nil {
+		return false, err
+	}
+	var todo []plannedDelivery
+	claimed := true
+	for _, p := range plan {
+		d, ok := had[p.key]
+		if !ok || d.Status != incident.DeliverySent {
+			todo = append(todo, p)
+			claimed = claimed && ok && d.Status == incident.DeliveryClaimed
+		}
+	}
+	if len(todo) > 0 && !claimed {
+		// Claim before sending: a crash after this point re-sends only
+		// what is not marked sent, with the same key.
+		var claims []incident.Delivery
+		err := o.mutate(st.write, inc, func(inc *incident.Incident) error {
+			if inc.State != from || inc.Dismissal != nil {
+				return errStale
+			}
+			claims = o.claim(inc, todo, had)
+			return nil
+		})
 		if err != nil {
 			return false, err
 		}
-		if st.stop.Err() != nil {
-			return false, nil
-		}
-		if failed != nil {
-			return true, o.escalate(st.write, inc, from, "customer notification failed: "+failed.Error())
-		}
-		if inc.State != from {
-			return true, nil // the last notice's write moved it on
-		}
-		if !o.allDelivered(inc, pb) {
-			return true, o.escalate(st.write, inc, from, "customer notification incomplete: the step ran out of time before every notice was sent")
+		for _, d := range claims {
+			had[d.IdempotencyKey] = d
 		}
 	}
-	return true, o.advance(st.write, inc, from, incident.EventNotified, "every affected customer notified")
-}
-
-// unsent returns the planned deliveries not yet sent.
-func (o *Orchestrator) unsent(inc *incident.Incident, pb *Playbook) []plannedDelivery {
-	var todo []plannedDelivery
-	for _, p := range o.plan(inc, pb) {
-		if d := inc.Delivery(p.key); d == nil || d.Status != incident.DeliverySent {
-			todo = append(todo, p)
+	results := o.send(st, inc, pb, todo)
+	if st.stop.Err() != nil && !st.interrupted() {
+		return false, nil // stopping: the claims stand, and a resumed run sends them with the same keys
+	}
+	var failed []error
+	err = o.mutate(st.write, inc, func(inc *incident.Incident) error {
+		failed = o.recordBatch(st, inc, results, had)
+		if len(failed) > 0 || st.stop.Err() != nil || inc.State != from || inc.Dismissal != nil {
+			return nil
+		}
+		inc.Outreach.Cursor = incident.RecipientID(customers[len(customers)-1])
+		if last && o.allDelivered(inc, pb) {
+			if err := o.fire(inc, incident.EventNotified, incident.ActorSystem, "every affected customer notified"); err != nil {
+				return err
+			}
+			st.chain(inc)
+		}
+		return nil
+	})
+	if err != nil {
+		return false, err
+	}
+	for _, r := range results {
+		if !r.cut {
+			o.observe(st.calls, r.ob)
 		}
 	}
-	return todo
-}
-
-// claimed reports whether every delivery of todo is on the record as
-// claimed.
-func claimed(inc *incident.Incident, todo []plannedDelivery) bool {
-	for _, p := range todo {
-		if d := inc.Delivery(p.key); d == nil || d.Status != incident.DeliveryClaimed {
-			return false
-		}
+	if st.stop.Err() != nil {
+		return false, nil
 	}
-	return true
-}
-
-// claimDeliveries puts the deliveries of todo on inc's record as claimed.
-func (o *Orchestrator) claimDeliveries(inc *incident.Incident, todo []plannedDelivery) {
-	now := o.cfg.now()
-	for _, p := range todo {
-		if d := inc.Delivery(p.key); d != nil {
-			d.Status, d.ClaimedAt = incident.DeliveryClaimed, now
-			continue
-		}
-		inc.Deliveries = append(inc.Deliveries, incident.Delivery{Recipient: recipientID(p.customer),
-			Channel: p.route.Channel, IdempotencyKey: p.key, Status: incident.DeliveryClaimed, ClaimedAt: now})
+	if len(failed) > 0 {
+		return true, o.escalate(st.write, inc, from, "customer notification failed: "+joinErrs(failed))
 	}
+	return true, nil
 }
 
-// send delivers the planned notices, at most deliveryConcurrency at once,
-// and records each result as it comes. It returns the joined delivery
-// failures, and separately an error writing the store. When a person's
-// action interrupts it (a dismissal), no further notice starts: the ones cut
-// mid-call are recorded as unknown and the ones never tried as cancelled.
-func (o *Orchestrator) send(st *stepRun, inc *incident.Incident, pb *Playbook, todo []plannedDelivery) (failed, werr error) {
+// joinErrs joins at most a few failures' messages, with the count of the
+// rest.
+func joinErrs(errs []error) string {
+	const most = 5
+	var b strings.Builder
+	for i, err := range errs[:min(len(errs), most)] {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(err.Error())
+	}
+	if len(errs) > most {
+		fmt.Fprintf(&b, "; and %d more", len(errs)-most)
+	}
+	return b.String()
+}
+
+// deliveries reads the records of plan's notices, by key.
+func (o *Orchestrator) deliveries(ctx context.Context, id string, plan []plannedDelivery) (map[string]incident.Delivery, error) {
+	had := make(map[string]incident.Delivery, len(plan))
+	for len(plan) > 0 {
+		n := min(len(plan), incident.MaxPageSize)
+		keys := make([]string, n)
+		for i, p := range plan[:n] {
+			keys[i] = p.key
+		}
+		ds, err := o.store.Deliveries(ctx, id, incident.DeliveryQuery{Keys: keys})
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range ds {
+			had[d.IdempotencyKey] = d
+		}
+		plan = plan[n:]
+	}
+	return had, nil
+}
+
+// sendResult is what became of one notice of a batch.
+type sendResult struct {
+	p   plannedDelivery
+	out retry.Outcome
+	// cut: a person's action or Run stopping cut it off; tried says
+	// whether an attempt had started.
+	cut, tried bool
+	ob         Observation
+}
+
+// send delivers the planned notices, at most deliveryConcurrency at once
+// and within each route's rate, and returns what became of each; it
+// writes nothing. When a person's action interrupts it (a dismissal) or
+// Run stops, no further notice starts: the rest come back cut.
+func (o *Orchestrator) send(st *stepRun, inc *incident.Incident, pb *Playbook, todo []plannedDelivery) []sendResult {
 	sctx, cancel := st.callContext(pb)
 	defer cancel()
+	results := make([]sendResult, len(todo))
 	notices := map[string]notify.Rendered{}
-	// The deliveries' goroutines record results into inc under mu, and a
-	// conflicting write may replace *inc; messages are built from a copy.
 	snap := inc.Clone()
 	actions := o.actionDescriptions(snap, pb)
 	sem := semaphore.NewWeighted(int64(o.cfg.deliveryConcurrency))
-	var mu sync.Mutex // guards inc, failed, werr, cut
-	var cut []cutDelivery
 	var wg sync.WaitGroup
 	for n, p := range todo {
-		rid := recipientID(p.customer)
+		results[n].p = p
+		rid := incident.RecipientID(p.customer)
 		r, ok := notices[rid]
 		var rerr error
 		if !ok {
@@ -160,17 +265,16 @@ func (o *Orchestrator) send(st *stepRun, inc *incident.Incident, pb *Playbook, t
 			if err == nil {
 				sem.Release(1)
 			}
-			mu.Lock()
-			for _, p := range todo[n:] {
-				cut = append(cut, cutDelivery{p: p})
+			for i := n; i < len(todo); i++ {
+				results[i].p, results[i].cut = todo[i], true
 			}
-			mu.Unlock()
 			break
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer sem.Release(1)
+			res := &results[n]
 			msg := notify.Message{
 				IdempotencyKey: p.key, Channel: p.route.Channel, Recipient: p.customer,
 				Subject: r.Subject, Text: r.Text, HTML: r.HTML,
@@ -179,98 +283,113 @@ func (o *Orchestrator) send(st *stepRun, inc *incident.Incident, pb *Playbook, t
 				Recommendations: append([]string(nil), snap.Recommendations...),
 			}
 			started := o.cfg.now()
-			out := retry.Outcome{Attempts: 0, Err: incident.Permanent(rerr)}
+			res.out = retry.Outcome{Attempts: 0, Err: incident.Permanent(rerr)}
 			if rerr == nil {
-				out = retry.Do(sctx, pb.Delivery, st.stop.Done(), func(ctx context.Context, attempt int) error {
+				lim := o.limiter(p.route)
+				res.out = retry.Do(sctx, pb.Delivery, st.stop.Done(), func(ctx context.Context, attempt int) error {
+					if err := lim.Wait(ctx); err != nil {
+						return err
+					}
 					m := msg
 					m.Attempt = attempt
 					return p.route.Notifier.Notify(ctx, m)
 				})
 			}
-			ob := Observation{Kind: ObserveStep, IncidentID: snap.ID, IncidentKind: snap.Kind, Severity: snap.Severity,
-				Step: "notify", Target: p.route.Channel, Attempts: out.Attempts, Duration: o.cfg.now().Sub(started),
-				Outcome: outcomeOf(out.Err), Err: o.redactErr(snap.ID, out.Err)}
-			if st.cut(out.Err) {
-				ob.Outcome = outcomeInterrupted
-				o.observe(st.calls, ob)
-				if st.interrupted() {
-					mu.Lock()
-					cut = append(cut, cutDelivery{p: p, attempts: out.Attempts})
-					mu.Unlock()
-				}
-				return // a resumed run sends it again, with the same key
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			err := o.mutate(st.write, inc, func(inc *incident.Incident) error {
-				d := inc.Delivery(p.key)
-				if d == nil {
-					return fmt.Errorf("breach: delivery %s vanished from incident %s", p.key, inc.ID)
-				}
-				d.Attempts += out.Attempts
-				to := "notice to customer " + strconv.Quote(rid) + " via " + p.route.Channel
-				if out.Err == nil {
-					d.Status, d.SentAt, d.LastError = incident.DeliverySent, o.cfg.now(), ""
-					o.record(inc, incident.ActorSystem, incident.EntryDelivery, to+" sent (key "+p.key+")")
-					st.chain(inc) // the last notice moves the incident on in the same write
-				} else {
-					d.Status, d.LastError = incident.DeliveryFailed, o.redact(inc.ID, out.Err.Error())
-					o.record(inc, incident.ActorSystem, incident.EntryDelivery,
-						to+" failed after "+strconv.Itoa(out.Attempts)+" attempt(s): "+d.LastError+panicStack(out.Err))
-				}
-				return nil
-			})
-			werr = errors.Join(werr, err)
-			if err == nil {
-				o.observe(st.calls, ob)
-			}
-			if out.Err != nil {
-				failed = errors.Join(failed, fmt.Errorf("%s via %s: %w", rid, p.route.Channel, out.Err))
+			res.ob = Observation{Kind: ObserveStep, IncidentID: snap.ID, IncidentKind: snap.Kind, Severity: snap.Severity,
+				Step: "notify", Target: p.route.Channel, Attempts: res.out.Attempts, Duration: o.cfg.now().Sub(started),
+				Outcome: outcomeOf(res.out.Err), Err: o.redactErr(snap.ID, res.out.Err)}
+			if st.cut(res.out.Err) {
+				res.cut, res.tried = true, res.out.Attempts > 0
+				res.ob.Outcome = outcomeInterrupted
+				o.observe(st.calls, res.ob)
 			}
 		}()
 	}
 	wg.Wait()
-	if len(cut) > 0 && st.interrupted() {
-		werr = errors.Join(werr, o.recordCut(st, inc, cut))
-	}
-	return failed, werr
+	return results
 }
 
-// cutDelivery is a notice a person's action cut off, with the attempts it
-// had started.
-type cutDelivery struct {
-	p        plannedDelivery
-	attempts int
-}
-
-// recordCut records the notices a person's action cut off: those never
-// tried are cancelled; those whose call was cut are unknown (the recipient
-// may have them).
-func (o *Orchestrator) recordCut(st *stepRun, inc *incident.Incident, cut []cutDelivery) error {
-	why := context.Cause(st.stop)
-	return o.mutate(st.write, inc, func(inc *incident.Incident) error {
-		var cancelled, unknown int
-		for _, c := range cut {
-			d := inc.Delivery(c.p.key)
-			if d == nil || d.Status != incident.DeliveryClaimed {
-				continue
-			}
-			d.Attempts += c.attempts
-			if c.attempts == 0 {
-				d.Status = incident.DeliveryCancelled
-				cancelled++
-			} else {
-				d.Status = incident.DeliveryUnknown
-				unknown++
-			}
-			d.LastError = o.redact(inc.ID, why.Error())
-		}
-		if cancelled+unknown > 0 {
-			o.record(inc, incident.ActorSystem, incident.EntryDelivery, fmt.Sprintf(
-				"notification cut off (%v): %d notice(s) not sent, %d cut mid-call (the recipient may have them)", why, cancelled, unknown))
-		}
+// limiter returns the rate limit of route's channel, shared by every
+// route of that channel name (nil, no limit, when the route sets none).
+func (o *Orchestrator) limiter(r notify.Route) *ratelimit.Limiter {
+	if r.PerSecond <= 0 {
 		return nil
-	})
+	}
+	if l, ok := o.limiters.Load(r.Channel); ok {
+		return l.(*ratelimit.Limiter)
+	}
+	l, _ := o.limiters.LoadOrStore(r.Channel, ratelimit.New(r.PerSecond))
+	return l.(*ratelimit.Limiter)
+}
+
+// recordBatch puts the results of a batch on inc's next change: each
+// delivery's status, and one timeline entry per channel summing it up.
+// Notices a person's action cut off are recorded as cancelled (never tried)
+// or unknown (cut mid-call: the recipient may have them); those Run's stop
+// cut stay claimed. It returns the failures.
+func (o *Orchestrator) recordBatch(st *stepRun, inc *incident.Incident, results []sendResult, had map[string]incident.Delivery) []error {
+	type tally struct{ sent, failed, cancelled, unknown int }
+	byChannel := map[string]*tally{}
+	var channels []string
+	var failed []error
+	var firstErr = map[string]string{}
+	now := o.cfg.now()
+	interrupted := st.interrupted()
+	why := context.Cause(st.stop)
+	for _, r := range results {
+		d, ok := had[r.p.key]
+		if !ok || d.Status != incident.DeliveryClaimed {
+			continue // not claimed: never on the record
+		}
+		t := byChannel[r.p.route.Channel]
+		if t == nil {
+			t = &tally{}
+			byChannel[r.p.route.Channel] = t
+			channels = append(channels, r.p.route.Channel)
+		}
+		d.Attempts += r.out.Attempts
+		switch {
+		case r.cut && !interrupted:
+			continue
+		case r.cut && r.tried:
+			d.Status, d.LastError = incident.DeliveryUnknown, o.redact(inc.ID, why.Error())
+			t.unknown++
+		case r.cut:
+			d.Status, d.LastError = incident.DeliveryCancelled, o.redact(inc.ID, why.Error())
+			t.cancelled++
+		case r.out.Err == nil:
+			d.Status, d.SentAt, d.LastError = incident.DeliverySent, now, ""
+			t.sent++
+		default:
+			d.Status, d.LastError = incident.DeliveryFailed, o.redact(inc.ID, r.out.Err.Error())
+			t.failed++
+			rid := incident.RecipientID(r.p.customer)
+			failed = append(failed, fmt.Errorf("%s via %s: %w", rid, r.p.route.Channel, r.out.Err))
+			if _, ok := firstErr[r.p.route.Channel]; !ok {
+				firstErr[r.p.route.Channel] = "first failure: customer " + strconv.Quote(rid) + " after " +
+					strconv.Itoa(r.out.Attempts) + " attempt(s): " + d.LastError + panicStack(r.out.Err)
+			}
+		}
+		inc.Outreach.Count(incident.DeliveryClaimed, -1)
+		inc.Outreach.Count(d.Status, 1)
+		inc.Deliveries = append(inc.Deliveries, d)
+	}
+	for _, ch := range channels {
+		t := byChannel[ch]
+		if t.sent+t.failed+t.cancelled+t.unknown == 0 {
+			continue
+		}
+		detail := fmt.Sprintf("notices via %s: %d sent", ch, t.sent)
+		if t.failed > 0 {
+			detail += fmt.Sprintf(", %d failed (%s)", t.failed, firstErr[ch])
+		}
+		if t.cancelled+t.unknown > 0 {
+			detail += fmt.Sprintf("; notification cut off (%v): %d notice(s) not sent, %d cut mid-call (the recipient may have them)",
+				why, t.cancelled, t.unknown)
+		}
+		o.record(inc, incident.ActorSystem, incident.EntryDelivery, detail)
+	}
+	return failed
 }
 
 // recipientImpact is the impact as one recipient may see it: the data

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/breachkit/breach/incident"
 	"github.com/breachkit/breach/notify"
 )
 
@@ -36,6 +37,7 @@ type config struct {
 	deadlineInterval    time.Duration
 	oncall              notify.Notifier
 	deliveryConcurrency int
+	notifyBatch         int
 	owner               string
 	observer            Observer
 	leaseTTL            time.Duration
@@ -113,6 +115,24 @@ func WithConcurrency(n int) Option {
 			return fmt.Errorf("%w: concurrency %d < 1", ErrInvalidOption, n)
 		}
 		c.concurrency = n
+		return nil
+	}
+}
+
+// WithDelivery sets how customers are notified: batch customers a step
+// (their notices claimed in one write and recorded in one more; default
+// 500, at most incident.MaxPageSize) and at most concurrency notices of one
+// incident in flight at once (default 16). A route's own rate
+// (notify.Route.PerSecond) applies as well.
+func WithDelivery(batch, concurrency int) Option {
+	return func(c *config) error {
+		if batch < 1 || batch > incident.MaxPageSize {
+			return fmt.Errorf("%w: delivery batch %d is not between 1 and %d", ErrInvalidOption, batch, incident.MaxPageSize)
+		}
+		if concurrency < 1 {
+			return fmt.Errorf("%w: delivery concurrency %d < 1", ErrInvalidOption, concurrency)
+		}
+		c.notifyBatch, c.deliveryConcurrency = batch, concurrency
 		return nil
 	}
 }

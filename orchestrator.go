@@ -48,6 +48,7 @@ type Orchestrator struct {
 	commitPoke chan struct{}
 	changesMu  sync.Mutex
 	changes    chan struct{}
+	limiters   sync.Map // channel name → *ratelimit.Limiter
 }
 
 // New returns an Orchestrator on store. It fails with an error matching
@@ -67,6 +68,7 @@ func New(store incident.Store, opts ...Option) (*Orchestrator, error) {
 		retryDelay:          time.Second,
 		deadlineInterval:    time.Minute,
 		deliveryConcurrency: deliveryConcurrency,
+		notifyBatch:         notifyBatch,
 		leaseTTL:            30 * time.Second,
 		storeTimeout:        30 * time.Second,
 		credentialTTL:       24 * time.Hour,
@@ -113,9 +115,39 @@ func randomID() string {
 	return "inc_" + hex.EncodeToString(b[:])
 }
 
-// Get returns a copy of the incident from the store.
+// Get returns a copy of the whole record of the incident: its head, its
+// timeline, its deliveries and its affected customers (incident.Load). Its
+// cost grows with the incident; for an incident with many customers, read
+// the head with Head and page with Deliveries and Timeline. It returns an
+// error matching incident.ErrNotFound for an unknown ID.
 func (o *Orchestrator) Get(ctx context.Context, id string) (*incident.Incident, error) {
-	return o.store.Get(ctx, id)
+	return incident.Load(ctx, o.store, id)
+}
+
+// Head returns a copy of the incident's head: every field but Timeline,
+// Deliveries and Investigation.Impact.Customers (Outreach counts the
+// deliveries, Chain the timeline). Its cost does not grow with the
+// incident. It returns an error matching incident.ErrNotFound for an
+// unknown ID.
+func (o *Orchestrator) Head(ctx context.Context, id string) (*incident.Incident, error) {
+	return o.store.Head(ctx, id)
+}
+
+// Deliveries returns a page of the incident's customer notices that q
+// selects, in the order they were first written (see
+// incident.DeliveryQuery); q.After continues after the last one of the
+// page before. It returns an error matching incident.ErrInvalidFilter for
+// a bad q and incident.ErrNotFound for an unknown ID.
+func (o *Orchestrator) Deliveries(ctx context.Context, id string, q incident.DeliveryQuery) ([]incident.Delivery, error) {
+	return o.store.Deliveries(ctx, id, q)
+}
+
+// Timeline returns the incident's timeline entries from position from (0
+// is the first) on, at most incident.PartPage(limit) of them. It returns
+// an error matching incident.ErrInvalidFilter for a negative from or a bad
+// limit and incident.ErrNotFound for an unknown ID.
+func (o *Orchestrator) Timeline(ctx context.Context, id string, from, limit int) (incident.Timeline, error) {
+	return o.store.Entries(ctx, id, from, limit)
 }
 
 // List returns a page of the register: the incidents in the store, open
@@ -139,7 +171,9 @@ func (o *Orchestrator) List(ctx context.Context, f incident.ListFilter) (inciden
 	return p, storeErr("list", err)
 }
 
-// Await blocks until cond holds for the stored incident, and returns it. It
+// Await blocks until cond holds for the stored incident's whole record
+// (incident.Load: each look costs a read of the whole incident), and
+// returns it. It
 // re-checks after every write this Orchestrator makes, and at least every
 // awaitPoll (one second) for writes by other replicas. An incident that is
 // not in the store yet is waited for. It returns ctx's error when ctx ends
@@ -151,7 +185,7 @@ func (o *Orchestrator) Await(ctx context.Context, id string, cond func(*incident
 		o.changesMu.Lock()
 		ch := o.changes
 		o.changesMu.Unlock()
-		inc, err := o.store.Get(ctx, id)
+		inc, err := incident.Load(ctx, o.store, id)
 		switch {
 		case errors.Is(err, incident.ErrNotFound):
 			// not created yet: a report in flight may open it

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/breachkit/breach/incident"
 )
@@ -16,10 +17,18 @@ const maxConflicts = 16
 // version conflict it re-reads the incident into inc and applies fn again.
 // On success inc holds what was stored. On error inc is unspecified and
 // must be re-read. fn returning errStale ends mutate with errStale.
+//
+// inc is a head (see incident.Store.Head): fn records entries on it with
+// Incident.Record (they land in inc.Timeline), adds deliveries to
+// inc.Deliveries and may set an investigation whose Impact holds its
+// customers; mutate writes those as the parts of one incident.Change and
+// leaves inc a head again. On error inc is as it was before the call.
 func (o *Orchestrator) mutate(ctx context.Context, inc *incident.Incident, fn func(*incident.Incident) error) error {
+	saved := inc.Clone()
 	for range maxConflicts {
-		before := len(inc.Timeline)
+		inc.Timeline, inc.Deliveries = nil, nil
 		if err := fn(inc); err != nil {
+			*inc = *saved
 			return err
 		}
 		inc.UpdatedAt = o.cfg.now()
@@ -30,30 +39,56 @@ func (o *Orchestrator) mutate(ctx context.Context, inc *incident.Incident, fn fu
 			// incident still open and joins it.)
 			o.hot.remove(inc.ID)
 		}
-		err := o.store.Update(ctx, inc)
+		ch := changeOf(inc)
+		err := o.store.Apply(ctx, ch)
 		if err == nil {
+			*inc = *ch.Head
 			if !inc.State.Open() {
 				o.forgetCredential(inc.ID)
 			}
 			o.changed()
-			o.announce(ctx, inc, before)
+			o.announce(ctx, inc, enteredAt(saved), ch.Entries)
 			return nil
 		}
+		*inc = *saved
 		if !errors.Is(err, incident.ErrConflict) {
 			return err
 		}
-		fresh, err := o.store.Get(ctx, inc.ID)
+		fresh, err := o.store.Head(ctx, inc.ID)
 		if err != nil {
 			return err
 		}
-		*inc = *fresh
+		*inc, saved = *fresh, fresh.Clone()
 	}
 	return fmt.Errorf("breach: incident %s: %w: gave up after %d conflicting writes", inc.ID, incident.ErrConflict, maxConflicts)
 }
 
+// changeOf splits the working head inc into the change that writes it: the
+// entries recorded, the deliveries added and the customers of a new
+// investigation travel as parts; the head holds none of them.
+func changeOf(inc *incident.Incident) incident.Change {
+	h := *inc
+	ch := incident.Change{Head: &h, Entries: inc.Timeline, Deliveries: inc.Deliveries}
+	h.Timeline, h.Deliveries = nil, nil
+	if inv := h.Investigation; inv != nil && len(inv.Impact.Customers) > 0 {
+		c := *inv
+		ch.Customers, c.Impact.Customers = inv.Impact.Customers, nil
+		h.Investigation = &c
+	}
+	return ch
+}
+
+// enteredAt is when inc entered its state, or was detected.
+func enteredAt(inc *incident.Incident) time.Time {
+	if inc.EnteredAt.IsZero() {
+		return inc.DetectedAt
+	}
+	return inc.EnteredAt
+}
+
 // record appends a timeline entry stamped with the orchestrator's clock.
 func (o *Orchestrator) record(inc *incident.Incident, actor string, typ incident.EntryType, detail string) {
-	inc.Timeline.Append(incident.Entry{At: o.cfg.now(), Actor: actor, Type: typ, Detail: o.redact(inc.ID, detail)})
+	inc.Record(incident.Entry{At: o.cfg.now(), Actor: actor, Type: typ, Detail: o.redact(inc.ID, detail)})
 }
 
 // fire applies a lifecycle event to inc in memory: the state, the phase
@@ -66,8 +101,8 @@ func (o *Orchestrator) fire(inc *incident.Incident, ev incident.Event, actor, de
 	}
 	now := o.cfg.now()
 	from := inc.State
-	inc.State = to
-	inc.Timeline.Append(incident.Entry{At: now, Actor: actor, Type: incident.EntryTransition,
+	inc.State, inc.EnteredAt = to, now
+	inc.Record(incident.Entry{At: now, Actor: actor, Type: incident.EntryTransition,
 		Event: ev, From: from, To: to, Detail: o.redact(inc.ID, detail)})
 	switch to {
 	case incident.StateContained:
@@ -92,28 +127,23 @@ func (o *Orchestrator) fire(inc *incident.Incident, ev incident.Event, actor, de
 	return nil
 }
 
-// announce logs and observes the transitions a successful write recorded,
-// the entries of inc.Timeline from index from on: only what was stored is
-// told.
-func (o *Orchestrator) announce(ctx context.Context, inc *incident.Incident, from int) {
-	for i := from; i < len(inc.Timeline); i++ {
-		e := &inc.Timeline[i]
+// announce logs and observes the transitions a successful write recorded
+// (entries): only what was stored is told. since is when the incident
+// entered the state the first of them left.
+func (o *Orchestrator) announce(ctx context.Context, inc *incident.Incident, since time.Time, entries incident.Timeline) {
+	for i := range entries {
+		e := &entries[i]
 		if e.Type != incident.EntryTransition {
 			continue
 		}
 		o.log.Info("breach: incident "+string(e.Event), "incident", inc.ID, "from", string(e.From), "to", string(e.To), "actor", e.Actor)
 		if o.cfg.observer == nil {
+			since = e.At
 			continue
-		}
-		since := inc.DetectedAt
-		for j := i - 1; j >= 0; j-- {
-			if inc.Timeline[j].Type == incident.EntryTransition {
-				since = inc.Timeline[j].At
-				break
-			}
 		}
 		o.observe(ctx, Observation{Kind: ObserveTransition, At: e.At, IncidentID: inc.ID, IncidentKind: inc.Kind,
 			Severity: inc.Severity, Event: e.Event, From: e.From, To: e.To, Duration: e.At.Sub(since), Outcome: string(e.To)})
+		since = e.At
 	}
 }
 

@@ -51,6 +51,10 @@ type Incident struct {
 	ClosedAt    time.Time `json:"closed_at,omitzero"`
 	// ReopenedAt is when the incident was last reopened.
 	ReopenedAt time.Time `json:"reopened_at,omitzero"`
+	// Reopens counts the times it was reopened.
+	Reopens int `json:"reopens,omitempty"`
+	// EnteredAt is when the incident entered its State.
+	EnteredAt time.Time `json:"entered_at,omitzero"`
 	UpdatedAt  time.Time `json:"updated_at"`
 
 	Signals       SignalSummary  `json:"signals"`

@@ -84,6 +84,10 @@ func (f Func) Notify(ctx context.Context, msg Message) error { return f(ctx, msg
 type Route struct {
 	Channel  string
 	Notifier Notifier
+	// PerSecond, when positive, caps the messages sent through the
+	// channel (every route of that Channel name, across incidents) at so
+	// many a second, evenly spaced: a mail relay's quota. 0 is no limit.
+	PerSecond float64
 }
 
 // RouteError is one route's failure inside a FanOut error.
