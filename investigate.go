@@ -115,6 +115,7 @@ func recipientID(c incident.Customer) string {
 func (o *Orchestrator) recordFindings(inc *incident.Incident, pb *Playbook, f incident.Findings, attempts int, d *incident.Decision) {
 	now := o.cfg.now()
 	f = o.redactFindings(inc.ID, f)
+	f.Impact.Affected = len(f.Impact.Customers) // the customers are written as their own part
 	inc.Investigation = &incident.Investigation{Findings: f, At: now, Attempts: attempts}
 	detail := "investigation done"
 	if f.RootCause != "" {

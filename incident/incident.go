@@ -55,7 +55,7 @@ type Incident struct {
 	Reopens int `json:"reopens,omitempty"`
 	// EnteredAt is when the incident entered its State.
 	EnteredAt time.Time `json:"entered_at,omitzero"`
-	UpdatedAt  time.Time `json:"updated_at"`
+	UpdatedAt time.Time `json:"updated_at"`
 
 	Signals       SignalSummary  `json:"signals"`
 	Investigation *Investigation `json:"investigation,omitempty"`
@@ -203,7 +203,7 @@ type Impact struct {
 	Customers []Customer `json:"customers,omitempty"`
 	// Affected is how many customers the investigation found affected.
 	Affected int            `json:"affected,omitempty"`
-	Data      []DataCategory `json:"data,omitempty"`
+	Data     []DataCategory `json:"data,omitempty"`
 	// Summary says in a sentence what was exposed, for the notice.
 	Summary string `json:"summary,omitempty"`
 }
