@@ -24,15 +24,20 @@ func (o *Orchestrator) drive(ctx, grace context.Context, id string) (more bool, 
 		if err != nil || !held {
 			return false, err
 		}
-		defer func() {
-			if !more || err != nil {
-				o.dropLease(id)
-			}
-		}()
 	}
 	inc, err := o.store.Head(st.write, id)
 	if err != nil {
 		return false, err
+	}
+	o.wrote(id, inc.Version)
+	if o.leaser != nil {
+		// The lease is kept while the incident is open, idle or not (see
+		// lease.go), and given up when it ends.
+		defer func() {
+			if !inc.State.Open() {
+				o.dropLease(id)
+			}
+		}()
 	}
 	pb := o.cfg.playbooks[inc.Kind]
 	st.chain = func(inc *incident.Incident) { o.chain(inc, pb) }

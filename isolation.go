@@ -134,9 +134,9 @@ func (g *guardedStore) Unlease(ctx context.Context, id, owner string) error {
 	return storeErr("unlease", err)
 }
 
-func (g *guardedStore) Renew(ctx context.Context, owner string, ttl time.Duration) ([]string, error) {
-	ids, err := call(g, ctx, func(ctx context.Context) ([]string, error) { return g.l.Renew(ctx, owner, ttl) })
-	return ids, storeErr("renew", err)
+func (g *guardedStore) Renew(ctx context.Context, owner string, ttl time.Duration) (map[string]int64, error) {
+	held, err := call(g, ctx, func(ctx context.Context) (map[string]int64, error) { return g.l.Renew(ctx, owner, ttl) })
+	return held, storeErr("renew", err)
 }
 
 func (g *guardedStore) Orphans(ctx context.Context, limit int) ([]string, error) {

@@ -41,7 +41,6 @@ type config struct {
 	owner               string
 	observer            Observer
 	leaseTTL            time.Duration
-	resumeInterval      time.Duration
 	storeTimeout        time.Duration
 	credentialTTL       time.Duration
 	unsafeAcks          bool

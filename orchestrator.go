@@ -104,7 +104,6 @@ func New(store incident.Store, opts ...Option) (*Orchestrator, error) {
 		if o.cfg.owner == "" {
 			o.cfg.owner = "replica_" + randomID()[4:]
 		}
-		o.cfg.resumeInterval = o.cfg.leaseTTL
 	}
 	return o, nil
 }

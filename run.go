@@ -64,10 +64,9 @@ func (o *Orchestrator) Run(ctx context.Context, detectors ...incident.Detector) 
 		})
 	})
 	wg.Go(func() { o.every(ctx, o.cfg.deadlineInterval, "checking deadlines", o.checkDeadlines) })
-	if o.cfg.resumeInterval > 0 {
-		wg.Go(func() {
-			o.every(ctx, o.cfg.resumeInterval, "", func(context.Context) error { o.sched.add(resumeAll); return nil })
-		})
+	if o.leaser != nil {
+		wg.Go(func() { o.every(ctx, o.cfg.leaseTTL/3, "renewing leases", o.renewLeases) })
+		wg.Go(func() { o.every(ctx, o.cfg.leaseTTL/2, "taking over incidents", o.takeOver) })
 	}
 	<-ctx.Done()
 	graceTimer := time.AfterFunc(o.cfg.grace, cancelGrace)

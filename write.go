@@ -43,6 +43,7 @@ func (o *Orchestrator) mutate(ctx context.Context, inc *incident.Incident, fn fu
 		err := o.store.Apply(ctx, ch)
 		if err == nil {
 			*inc = *ch.Head
+			o.wrote(inc.ID, inc.Version)
 			if !inc.State.Open() {
 				o.forgetCredential(inc.ID)
 			}

@@ -90,10 +90,12 @@ type Leaser interface {
 	// nothing.
 	Unlease(ctx context.Context, id, owner string) error
 	// Renew extends, in one operation, every lease owner holds that has
-	// not run out to ttl from now, and returns the IDs of those it
-	// extended (any order). A lease that ran out is not renewed, even if
-	// no other owner took it: the owner must Lease it again.
-	Renew(ctx context.Context, owner string, ttl time.Duration) ([]string, error)
+	// not run out to ttl from now, and returns those it extended: each
+	// incident's ID with the Version of its head (0 when the incident
+	// does not exist), so that the owner sees which of its incidents
+	// another replica wrote to. A lease that ran out is not renewed, even
+	// if no other owner took it: the owner must Lease it again.
+	Renew(ctx context.Context, owner string, ttl time.Duration) (map[string]int64, error)
 	// Orphans returns the IDs of open incidents that no lease covers (none
 	// was taken, or it ran out), oldest DetectedAt first, at most limit of
 	// them (every one when limit is 0).
@@ -171,21 +173,24 @@ func (m *MemStore) Unlease(ctx context.Context, id, owner string) error {
 func NewMemStore() *MemStore { return &MemStore{} }
 
 // Renew implements Leaser, with time.Now as the clock.
-func (m *MemStore) Renew(ctx context.Context, owner string, ttl time.Duration) ([]string, error) {
+func (m *MemStore) Renew(ctx context.Context, owner string, ttl time.Duration) (map[string]int64, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	now := time.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var ids []string
+	held := map[string]int64{}
 	for id, l := range m.leases {
 		if l.owner == owner && now.Before(l.until) {
 			m.leases[id] = lease{owner: owner, until: now.Add(ttl)}
-			ids = append(ids, id)
+			held[id] = 0
+			if r, ok := m.byID[id]; ok {
+				held[id] = r.head.Version
+			}
 		}
 	}
-	return ids, nil
+	return held, nil
 }
 
 // Orphans implements Leaser, with time.Now as the clock.
