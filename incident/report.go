@@ -379,11 +379,36 @@ func approvalText(a *Approval) string {
 	return s
 }
 
+// reportMaxDeliveries bounds the notices a report lists one by one.
+const reportMaxDeliveries = 200
+
 func (r *reportWriter) deliveries() {
 	inc := r.inc
 	r.section("Customer notices")
-	if len(inc.Deliveries) == 0 {
+	if len(inc.Deliveries) == 0 && inc.Outreach.Total() == 0 {
 		r.line("No customer notices recorded.")
+		return
+	}
+	if o := inc.Outreach; o.Total() > 0 {
+		r.line(fmt.Sprintf("%s: %d sent, %d failed, %d cancelled, %d unknown, %d claimed.",
+			plural(o.Total(), "notice"), o.Sent, o.Failed, o.Cancelled, o.Unknown, o.Claimed))
+	}
+	shown := inc.Deliveries
+	if len(shown) > reportMaxDeliveries {
+		// The notices that did not go out come first: they are what a
+		// reader acts on.
+		shown = make([]Delivery, 0, reportMaxDeliveries)
+		for _, sent := range []bool{false, true} {
+			for _, d := range inc.Deliveries {
+				if (d.Status == DeliverySent) == sent && len(shown) < reportMaxDeliveries {
+					shown = append(shown, d)
+				}
+			}
+		}
+		r.line(fmt.Sprintf("The first %d of %d notices, those not sent first; the store pages them all (Store.Deliveries).",
+			len(shown), len(inc.Deliveries)))
+	}
+	if len(shown) == 0 {
 		return
 	}
 	names := map[string]string{}
@@ -395,7 +420,7 @@ func (r *reportWriter) deliveries() {
 		}
 	}
 	var rows [][]string
-	for _, d := range inc.Deliveries {
+	for _, d := range shown {
 		who := d.Recipient
 		if n, ok := names[d.Recipient]; ok {
 			who += " (" + n + ")"

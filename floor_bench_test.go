@@ -1,0 +1,65 @@
+package breach
+
+import (
+	"context"
+	"crypto/sha256"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/breachkit/breach/incident"
+)
+
+// BenchmarkIncidentFloor is the floor of BenchmarkIncidentEndToEnd's
+// guarantees, run beside it (go test -bench 'IncidentEndToEnd|IncidentFloor'):
+// what the API-key incident must do at the least, with nothing else. It
+// makes as many head writes as the orchestrator makes store writes (4: the
+// creation holding the first claims, the containment result, the findings
+// holding the notice claims, the notice result), each a copy of the head
+// into a map under a lock; one SHA-256 per timeline entry (13); and one
+// isolated call per plugin call (3: container, investigator, notifier),
+// each on its own goroutine under a timeout, as the orchestrator makes
+// them.
+func BenchmarkIncidentFloor(b *testing.B) {
+	const writes, entries, calls = 4, 13, 3
+	head := &incident.Incident{ID: "inc_0", Kind: "apikey.compromised", Subject: "key_0", Account: "acct_7",
+		DedupKey: "apikey.compromised/key_0", Severity: incident.SeverityCritical, State: incident.StateDetected,
+		DetectedAt: time.Now(), Signals: incident.SignalSummary{Count: 1, Samples: []incident.SignalSample{{Summary: "found in a public repository"}}},
+		Actions:  []incident.ActionRecord{{Name: "disable-key", IdempotencyKey: "brk_0", Status: incident.ActionApplied}},
+		Outreach: incident.Outreach{Sent: 1}}
+	detail := []byte("containment action \"disable-key\" applied (attempt 1, key brk_fee1c988b361103ae84f2f3561b6a43a)")
+	var mu sync.Mutex
+	heads := map[string]*incident.Incident{}
+	plugin := func(context.Context) error { return nil }
+	ctx := context.Background()
+	i := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		i++
+		id := "inc_" + strconv.Itoa(i)
+		for range writes {
+			h := head.Clone()
+			h.ID = id
+			mu.Lock()
+			heads[id] = h
+			mu.Unlock()
+		}
+		var prev [32]byte
+		for range entries {
+			d := sha256.New()
+			d.Write(prev[:])
+			d.Write(detail)
+			d.Sum(prev[:0])
+		}
+		for range calls {
+			cctx, cancel := context.WithTimeout(ctx, time.Minute)
+			done := make(chan error, 1)
+			go func() { done <- plugin(cctx) }()
+			if err := <-done; err != nil {
+				b.Fatal(err)
+			}
+			cancel()
+		}
+	}
+}
