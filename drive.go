@@ -19,13 +19,19 @@ func (o *Orchestrator) drive(ctx, grace context.Context, id string) (more bool, 
 		return false, nil // a dismissal holds it, and queues it again
 	}
 	defer release()
+	// The head kept from the last step is trusted when no other replica
+	// can have written since: there is none (no Leaser), or this one held
+	// the lease all along (a write made elsewhere while it held the lease
+	// drops the kept head: see renewLeases).
+	trust := true
 	if o.leaser != nil {
-		held, err := o.holdLease(st, id)
+		held, had, err := o.holdLease(st, id)
 		if err != nil || !held {
 			return false, err
 		}
+		trust = had
 	}
-	inc, err := o.store.Head(st.write, id)
+	inc, err := o.head(st.write, id, trust)
 	if err != nil {
 		return false, err
 	}

@@ -82,6 +82,11 @@ func (g *guardedStore) Apply(ctx context.Context, ch incident.Change) error {
 // Version it set back.
 func (g *guardedStore) write(ctx context.Context, op string, ch incident.Change,
 	fn func(context.Context, incident.Change) error) error {
+	if g.inline {
+		// The library's own store sets Version and keeps a copy.
+		_, err := call(g, ctx, func(ctx context.Context) (struct{}, error) { return struct{}{}, fn(ctx, ch) })
+		return storeErr(op, err)
+	}
 	head := ch.Head
 	c := *head
 	ch.Head = &c

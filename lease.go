@@ -1,9 +1,13 @@
 package breach
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"slices"
 	"sync"
+
+	"github.com/breachkit/breach/incident"
 )
 
 // Leases, with a Leaser store: a replica keeps the lease of every incident
@@ -56,25 +60,29 @@ func (l *heldLease) lose(cause error) {
 // it: that replica drives the incident, and sees at its next Renew any
 // write made here. A lease lost during the step fences it: its plugin
 // calls and writes are cancelled.
-func (o *Orchestrator) holdLease(st *stepRun, id string) (bool, error) {
+//
+// had reports that the lease was held since before the step: no other
+// replica can have stepped the incident in between.
+func (o *Orchestrator) holdLease(st *stepRun, id string) (held, had bool, err error) {
 	o.leasesMu.Lock()
 	l := o.leases[id]
 	o.leasesMu.Unlock()
 	if l != nil {
 		if l.attach(st) {
 			st.onEnd(l.detach)
-			return true, nil
+			return true, true, nil
 		}
 		o.dropLease(id)
 	}
+	o.heads.Delete(id)
 	ok, err := o.leaser.Lease(st.write, id, o.cfg.owner, o.cfg.leaseTTL)
 	if err != nil || !ok {
-		return false, err
+		return false, false, err
 	}
 	l = o.adopt(id)
 	l.attach(st)
 	st.onEnd(l.detach)
-	return true, nil
+	return true, false, nil
 }
 
 // adopt records that this replica holds the lease on id.
@@ -128,6 +136,7 @@ func (o *Orchestrator) renewLeases(ctx context.Context) error {
 		if v > l.version {
 			l.version = v
 			touched = append(touched, id)
+			o.heads.Delete(id) // written elsewhere: the next step reads it
 		}
 		l.mu.Unlock()
 	}
@@ -138,6 +147,7 @@ func (o *Orchestrator) renewLeases(ctx context.Context) error {
 		l := o.leases[id]
 		delete(o.leases, id)
 		o.leasesMu.Unlock()
+		o.heads.Delete(id)
 		if l != nil {
 			l.lose(errors.New("breach: lease on incident " + id + " lost"))
 		}
@@ -149,21 +159,47 @@ func (o *Orchestrator) renewLeases(ctx context.Context) error {
 }
 
 // takeOver leases the open incidents no replica holds (their owner died,
-// or never was) and queues them, urgently: a dead replica may have been
-// containing.
+// or never was) and queues each at the priority of its next step, so that
+// one a dead replica was containing goes before its idle ones. Finding none
+// costs one Orphans; finding some, one ListOpen more and a Lease each.
 func (o *Orchestrator) takeOver(ctx context.Context) error {
 	ids, err := o.leaser.Orphans(ctx, 0)
+	if err != nil || len(ids) == 0 {
+		return err
+	}
+	open, err := o.store.ListOpen(ctx)
 	if err != nil {
 		return err
 	}
+	heads := make(map[string]*incident.Incident, len(open))
+	for _, h := range open {
+		heads[h.ID] = h
+	}
+	// Urgent work first: the lease of each is one call.
+	slices.SortStableFunc(ids, func(a, b string) int {
+		pa, pb := normal, normal
+		if h := heads[a]; h != nil {
+			pa = o.priorityOf(h)
+		}
+		if h := heads[b]; h != nil {
+			pb = o.priorityOf(h)
+		}
+		return cmp.Compare(pb, pa) // urgent first
+	})
 	for _, id := range ids {
+		h := heads[id]
+		if h == nil {
+			continue // ended since
+		}
 		ok, err := o.leaser.Lease(ctx, id, o.cfg.owner, o.cfg.leaseTTL)
 		if err != nil {
 			return err
 		}
 		if ok {
 			o.adopt(id)
-			o.sched.addAt(id, urgent)
+			o.wrote(id, h.Version)
+			o.keepHead(h) // read after the lease ran out: the latest
+			o.sched.addAt(id, o.priorityOf(h))
 		}
 	}
 	return nil
@@ -171,6 +207,7 @@ func (o *Orchestrator) takeOver(ctx context.Context) error {
 
 // dropLease gives up the lease on id.
 func (o *Orchestrator) dropLease(id string) {
+	o.heads.Delete(id)
 	o.leasesMu.Lock()
 	l := o.leases[id]
 	delete(o.leases, id)

@@ -246,7 +246,9 @@ func (o *Orchestrator) send(st *stepRun, inc *incident.Incident, pb *Playbook, t
 	defer cancel()
 	results := make([]sendResult, len(todo))
 	notices := map[string]notify.Rendered{}
-	snap := inc.Clone()
+	// Nothing writes inc while the notices are out: the results are
+	// recorded after the last of them.
+	snap := inc
 	actions := o.actionDescriptions(snap, pb)
 	sem := semaphore.NewWeighted(int64(o.cfg.deliveryConcurrency))
 	var wg sync.WaitGroup

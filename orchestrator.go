@@ -49,6 +49,7 @@ type Orchestrator struct {
 	changesMu  sync.Mutex
 	changes    chan struct{}
 	limiters   sync.Map // channel name → *ratelimit.Limiter
+	heads      sync.Map // incident ID → *incident.Incident: the head kept for the next step (write.go)
 }
 
 // New returns an Orchestrator on store. It fails with an error matching

@@ -24,11 +24,11 @@ const maxConflicts = 16
 // customers; mutate writes those as the parts of one incident.Change and
 // leaves inc a head again. On error inc is as it was before the call.
 func (o *Orchestrator) mutate(ctx context.Context, inc *incident.Incident, fn func(*incident.Incident) error) error {
-	saved := inc.Clone()
+	saved := o.savedHead(inc)
 	for range maxConflicts {
 		inc.Timeline, inc.Deliveries = nil, nil
 		if err := fn(inc); err != nil {
-			*inc = *saved
+			*inc = *saved.Clone()
 			return err
 		}
 		inc.UpdatedAt = o.cfg.now()
@@ -44,6 +44,7 @@ func (o *Orchestrator) mutate(ctx context.Context, inc *incident.Incident, fn fu
 		if err == nil {
 			*inc = *ch.Head
 			o.wrote(inc.ID, inc.Version)
+			o.keepHead(inc)
 			if !inc.State.Open() {
 				o.forgetCredential(inc.ID)
 			}
@@ -51,7 +52,8 @@ func (o *Orchestrator) mutate(ctx context.Context, inc *incident.Incident, fn fu
 			o.announce(ctx, inc, enteredAt(saved), ch.Entries)
 			return nil
 		}
-		*inc = *saved
+		o.heads.Delete(inc.ID)
+		*inc = *saved.Clone()
 		if !errors.Is(err, incident.ErrConflict) {
 			return err
 		}
@@ -62,6 +64,48 @@ func (o *Orchestrator) mutate(ctx context.Context, inc *incident.Incident, fn fu
 		*inc, saved = *fresh, fresh.Clone()
 	}
 	return fmt.Errorf("breach: incident %s: %w: gave up after %d conflicting writes", inc.ID, incident.ErrConflict, maxConflicts)
+}
+
+// The driver keeps the head it last wrote or read of each open incident it
+// drives (Orchestrator.heads), so that a step starts without a read; a
+// write that conflicts re-reads. An entry is never changed once kept: it is
+// replaced. It is dropped when the incident ends, when another replica
+// wrote to it (renewLeases), and when this replica takes it over or loses
+// its lease.
+
+// keepHead keeps a copy of the head inc for the next step.
+func (o *Orchestrator) keepHead(inc *incident.Incident) {
+	if !inc.State.Open() {
+		o.heads.Delete(inc.ID)
+		return
+	}
+	o.heads.Store(inc.ID, inc.Clone())
+}
+
+// savedHead returns an unchanging copy of inc as it is now: the head kept,
+// when it is inc's version, or a new copy.
+func (o *Orchestrator) savedHead(inc *incident.Incident) *incident.Incident {
+	if v, ok := o.heads.Load(inc.ID); ok {
+		if h := v.(*incident.Incident); h.Version == inc.Version {
+			return h
+		}
+	}
+	return inc.Clone()
+}
+
+// head returns a working copy of the head of id: the one kept when it may
+// be trusted (see drive), or the store's.
+func (o *Orchestrator) head(ctx context.Context, id string, trustKept bool) (*incident.Incident, error) {
+	if trustKept {
+		if v, ok := o.heads.Load(id); ok {
+			return v.(*incident.Incident).Clone(), nil
+		}
+	}
+	inc, err := o.store.Head(ctx, id)
+	if err == nil {
+		o.keepHead(inc)
+	}
+	return inc, err
 }
 
 // changeOf splits the working head inc into the change that writes it: the

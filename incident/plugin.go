@@ -86,10 +86,14 @@ func (f InvestigatorFunc) Investigate(ctx context.Context, inc *Incident) (Findi
 // the systems they call (a key-revocation API, an e-mail provider) so that a
 // repeated call is recognised. The key is "brk_" and 32 hex digits.
 func IdempotencyKey(incidentID, step, target string) string {
-	h := sha256.New()
-	writeField(h, incidentID)
-	writeField(h, step)
-	writeField(h, target)
-	var sum [sha256.Size]byte
-	return "brk_" + hex.EncodeToString(h.Sum(sum[:0])[:16])
+	b := hashBufs.Get().(*[]byte)
+	buf := appendField((*b)[:0], incidentID)
+	buf = appendField(buf, step)
+	buf = appendField(buf, target)
+	sum := sha256.Sum256(buf)
+	putHashBuf(b, buf)
+	var out [4 + 32]byte
+	copy(out[:], "brk_")
+	hex.Encode(out[4:], sum[:16])
+	return string(out[:])
 }

@@ -5,9 +5,9 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
-	"hash"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -126,24 +126,34 @@ func (t Timeline) VerifyHead(head Hash) error {
 }
 
 func (e *Entry) digest(prev Hash, index int) Hash {
-	h := sha256.New()
-	h.Write(prev[:])
-	var buf [8]byte
-	binary.BigEndian.PutUint64(buf[:], uint64(index))
-	h.Write(buf[:])
-	binary.BigEndian.PutUint64(buf[:], uint64(e.At.UnixMicro()))
-	h.Write(buf[:])
+	b := hashBufs.Get().(*[]byte)
+	buf := append((*b)[:0], prev[:]...)
+	buf = binary.BigEndian.AppendUint64(buf, uint64(index))
+	buf = binary.BigEndian.AppendUint64(buf, uint64(e.At.UnixMicro()))
 	for _, s := range [...]string{e.Actor, string(e.Type), string(e.Event), string(e.From), string(e.To), e.Detail} {
-		writeField(h, s)
+		buf = appendField(buf, s)
 	}
-	var out Hash
-	h.Sum(out[:0])
+	out := Hash(sha256.Sum256(buf))
+	putHashBuf(b, buf)
 	return out
 }
 
-func writeField(h hash.Hash, s string) {
-	var buf [8]byte
-	binary.BigEndian.PutUint64(buf[:], uint64(len(s)))
-	h.Write(buf[:])
-	h.Write([]byte(s))
+// hashBufs holds the buffers the hashes of entries and idempotency keys are
+// computed over: one SHA-256 over one buffer, with no allocation.
+var hashBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// putHashBuf returns a buffer to hashBufs, unless it grew large.
+func putHashBuf(b *[]byte, buf []byte) {
+	if cap(buf) > 64<<10 {
+		return
+	}
+	*b = buf
+	hashBufs.Put(b)
+}
+
+// appendField appends s with its length before it, so that fields cannot
+// run into one another.
+func appendField(buf []byte, s string) []byte {
+	buf = binary.BigEndian.AppendUint64(buf, uint64(len(s)))
+	return append(buf, s...)
 }
