@@ -611,10 +611,10 @@ func TestMemStoreZeroValue(t *testing.T) {
 		ch := incident.Split(newIncident("x", "k"))
 		ch.Head.Version = 1
 		assert.ErrorIs(t, s.Apply(ctx, ch), incident.ErrNotFound)
-		ids, err := s.Renew(ctx, "alice", time.Minute)
+		held, err := s.Renew(ctx, "alice", time.Minute)
 		require.NoError(t, err)
-		assert.Empty(t, ids)
-		ids, err = s.Orphans(ctx, 0)
+		assert.Empty(t, held)
+		ids, err := s.Orphans(ctx, 0)
 		require.NoError(t, err)
 		assert.Empty(t, ids)
 	})

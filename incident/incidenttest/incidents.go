@@ -72,6 +72,8 @@ func FullIncident(id, dedupKey string) *incident.Incident {
 		ResolvedAt:            at(3*time.Minute + 3*us),
 		ClosedAt:              at(4*time.Minute + 4*us),
 		ReopenedAt:            at(4*time.Minute + 30*time.Second),
+		Reopens:               1,
+		EnteredAt:             at(5 * time.Minute),
 		UpdatedAt:             at(5*time.Minute + 5*us),
 		Signals: incident.SignalSummary{
 			Count:     3,

@@ -706,21 +706,24 @@ func (s *naiveStore) Unlease(ctx context.Context, id, owner string) error {
 	return nil
 }
 
-func (s *naiveStore) Renew(ctx context.Context, owner string, ttl time.Duration) ([]string, error) {
+func (s *naiveStore) Renew(ctx context.Context, owner string, ttl time.Duration) (map[string]int64, error) {
 	if err := s.ctxErr(ctx); err != nil {
 		return nil, err
 	}
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var ids []string
+	held := map[string]int64{}
 	for id, l := range s.leases {
 		if l.owner == owner && (now.Before(l.until) || s.bug == bugRenewsExpired) {
 			s.leases[id] = naiveLease{owner: owner, until: now.Add(ttl)}
-			ids = append(ids, id)
+			held[id] = 0
+			if r, ok := s.byID[id]; ok {
+				held[id] = r.head.Version
+			}
 		}
 	}
-	return ids, nil
+	return held, nil
 }
 
 func (s *naiveStore) Orphans(ctx context.Context, limit int) ([]string, error) {

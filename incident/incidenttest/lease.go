@@ -57,11 +57,16 @@ func mustLease(t *testing.T, l incident.Leaser, id, owner string, ttl time.Durat
 	return ok
 }
 
+// mustRenew renews owner's leases and returns the IDs renewed.
 func mustRenew(t *testing.T, l incident.Leaser, owner string, ttl time.Duration) []string {
 	t.Helper()
 	got, err := l.Renew(t.Context(), owner, ttl)
 	require.NoError(t, err, "Renew for %s", owner)
-	return got
+	ids := make([]string, 0, len(got))
+	for id := range got {
+		ids = append(ids, id)
+	}
+	return ids
 }
 
 func mustOrphans(t *testing.T, l incident.Leaser, limit int) []string {
@@ -220,6 +225,16 @@ func leaseRenew(t *testing.T, s incident.Store) {
 
 	assert.ElementsMatch(t, []string{"inc-1", "inc-2", "inc-unstored"}, mustRenew(t, l, "alice", time.Minute),
 		"Renew must extend every live lease the owner holds and return their IDs")
+	// Renew tells the owner each incident's Version, so that it sees
+	// writes another replica made.
+	r2 := mustCreate(t, s, NewIncident("inc-5", "key-inc-5"))
+	require.True(t, mustLease(t, l, "inc-5", "alice", time.Minute))
+	mustApply(t, s, r2, r2.next())
+	got, err := l.Renew(t.Context(), "alice", time.Minute)
+	require.NoError(t, err)
+	assert.Equal(t, map[string]int64{"inc-1": 1, "inc-2": 1, "inc-5": 2, "inc-unstored": 0}, got,
+		"Renew must return each incident's head Version, 0 for one not stored")
+	require.NoError(t, l.Unlease(t.Context(), "inc-5", "alice"))
 	assert.ElementsMatch(t, []string{"inc-3"}, mustRenew(t, l, "bob", time.Minute), "Renew for another owner")
 	assert.Empty(t, mustRenew(t, l, "carol", time.Minute), "Renew for an owner without leases")
 	assert.False(t, mustLease(t, l, "inc-3", "alice", time.Minute), "Renew must leave other owners' leases theirs")
