@@ -162,7 +162,8 @@ func (o *Orchestrator) recordAction(inc *incident.Incident, res containment.Resu
 func (o *Orchestrator) observeAction(ctx context.Context, inc *incident.Incident, step string, res containment.Result, outcome string) {
 	o.observe(ctx, Observation{Kind: ObserveStep, IncidentID: inc.ID, IncidentKind: inc.Kind, Severity: inc.Severity,
 		Step: step, Target: res.Action, Attempts: res.Attempts, Duration: res.Finished.Sub(res.Started),
-		Outcome: outcome, Err: o.redactErr(inc.ID, res.Err)})
+		Outcome: outcome, Err: o.redactErr(inc.ID, res.Err), Started: res.Started, DetectedAt: inc.DetectedAt,
+		Key: res.IdempotencyKey})
 }
 
 // unclaimed reports whether an action of todo is not yet on the record as

@@ -56,7 +56,7 @@ func (o *Orchestrator) investigate(st *stepRun, inc *incident.Incident, pb *Play
 	found := findings
 	mu.Unlock()
 	ob := Observation{Kind: ObserveStep, IncidentID: inc.ID, IncidentKind: inc.Kind, Severity: inc.Severity,
-		Step: "investigate", Attempts: out.Attempts, Duration: o.cfg.now().Sub(started)}
+		Step: "investigate", Attempts: out.Attempts, Duration: o.cfg.now().Sub(started), Started: started, DetectedAt: inc.DetectedAt}
 	if out.Err != nil {
 		if st.cut(out.Err) {
 			ob.Outcome, ob.Err = outcomeInterrupted, o.redactErr(inc.ID, out.Err)

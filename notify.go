@@ -299,7 +299,8 @@ func (o *Orchestrator) send(st *stepRun, inc *incident.Incident, pb *Playbook, t
 			}
 			res.ob = Observation{Kind: ObserveStep, IncidentID: snap.ID, IncidentKind: snap.Kind, Severity: snap.Severity,
 				Step: "notify", Target: p.route.Channel, Attempts: res.out.Attempts, Duration: o.cfg.now().Sub(started),
-				Outcome: outcomeOf(res.out.Err), Err: o.redactErr(snap.ID, res.out.Err)}
+				Outcome: outcomeOf(res.out.Err), Err: o.redactErr(snap.ID, res.out.Err),
+				Started: started, DetectedAt: snap.DetectedAt, Key: p.key}
 			if st.cut(res.out.Err) {
 				res.cut, res.tried = true, res.out.Attempts > 0
 				res.ob.Outcome = outcomeInterrupted

@@ -48,6 +48,20 @@ type Observation struct {
 	Outcome string
 	// Err is the step's failure, redacted; nil otherwise.
 	Err error
+	// Started is when a step's first plugin call began (At, when it was
+	// observed, is after its result was written); a span of the step runs
+	// from Started to Started+Duration.
+	Started time.Time
+	// DetectedAt is when the incident was detected (for steps and
+	// transitions), so that times to contain or notify need no memory of
+	// earlier observations.
+	DetectedAt time.Time
+	// Actor made a transition: incident.ActorSystem or the person.
+	Actor string
+	// Key is a step's idempotency key: the containment action's or the
+	// customer notice's, which leads to its record (and holds no customer
+	// data).
+	Key string
 }
 
 // Observer is told about every signal, transition and step. Observe is

@@ -187,7 +187,8 @@ func (o *Orchestrator) announce(ctx context.Context, inc *incident.Incident, sin
 			continue
 		}
 		o.observe(ctx, Observation{Kind: ObserveTransition, At: e.At, IncidentID: inc.ID, IncidentKind: inc.Kind,
-			Severity: inc.Severity, Event: e.Event, From: e.From, To: e.To, Duration: e.At.Sub(since), Outcome: string(e.To)})
+			Severity: inc.Severity, Event: e.Event, From: e.From, To: e.To, Duration: e.At.Sub(since), Outcome: string(e.To),
+			Actor: e.Actor, DetectedAt: inc.DetectedAt})
 		since = e.At
 	}
 }
