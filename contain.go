@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 
 	"github.com/breachkit/breach/containment"
 	"github.com/breachkit/breach/incident"
@@ -42,12 +43,19 @@ func (o *Orchestrator) contain(st *stepRun, inc *incident.Incident, pb *Playbook
 		// runs; actions that need a person's approval ask for it. A claim
 		// folded into the write that entered containment stands.
 		var asked []string
+		var pages []pageOut
 		if unclaimed(inc, todo) {
 			err := o.mutate(st.write, inc, func(inc *incident.Incident) error {
 				if inc.State != from || inc.Dismissal != nil {
 					return errStale
 				}
 				asked = o.claimActions(inc, o.uncontained(inc, pb))
+				pages = nil
+				if len(asked) > 0 {
+					pages = o.openAlert(inc, "approval/"+strings.Join(asked, ","),
+						"containment waits for approval: "+strings.Join(asked, ", "),
+						"approve or deny containment action(s) "+strings.Join(asked, ", ")+" of incident "+inc.ID, o.cfg.now())
+				}
 				return nil
 			})
 			if err != nil {
@@ -56,13 +64,8 @@ func (o *Orchestrator) contain(st *stepRun, inc *incident.Incident, pb *Playbook
 		}
 		for _, name := range asked {
 			o.log.Warn("breach: containment action waits for approval", "incident", inc.ID, "action", name)
-			_ = o.page(st.write, inc, alert{ // at most once; a failure is logged
-				subject: "Approval needed: " + name + " on incident " + inc.ID,
-				text: "Containment action " + strconv.Quote(name) + " for incident " + inc.ID + " (" + inc.Kind + " about " +
-					inc.Subject + ", " + inc.Severity.String() + ") waits for approval.\n",
-				key: incident.IdempotencyKey(inc.ID, "approval", name),
-			})
 		}
+		o.sendPages(st.write, inc, pages)
 		var run []containment.Action
 		for _, a := range todo {
 			if r := inc.Action(a.Name); r != nil && r.Status == incident.ActionPending {

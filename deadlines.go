@@ -39,6 +39,7 @@ func (o *Orchestrator) checkIncident(ctx context.Context, inc *incident.Incident
 	// no plugin, so it need not wait for a drive of the incident in
 	// progress (which may be a long containment).
 	var alerts []alert
+	var pages []pageOut
 	var escalation string
 	err := o.mutate(ctx, inc, func(inc *incident.Incident) error {
 		alerts, escalation = alerts[:0], ""
@@ -53,33 +54,35 @@ func (o *Orchestrator) checkIncident(ctx context.Context, inc *incident.Incident
 				o.record(inc, incident.ActorSystem, incident.EntryNote, "clock "+strconv.Quote(d.Name)+" missed: "+
 					string(d.Stop)+" was due by "+d.Due.UTC().Format(time.RFC3339))
 				alerts = append(alerts, alert{
-					subject: "Deadline missed: " + d.Name + " (incident " + inc.ID + ")",
-					text: "The clock " + strconv.Quote(d.Name) + " of incident " + inc.ID + " ran out at " +
-						d.Due.UTC().Format(time.RFC3339) + ". Record " + string(d.Stop) + " as soon as it is done, with the reason for the delay.\n",
-					key: incident.IdempotencyKey(inc.ID, "deadline-missed", d.Name),
+					reason: "deadline missed: the clock " + strconv.Quote(d.Name) + " ran out at " + d.Due.UTC().Format(time.RFC3339),
+					needed: "record " + string(d.Stop) + " as soon as it is done, with the reason for the delay",
+					key:    incident.IdempotencyKey(inc.ID, "deadline-missed", d.Name),
 				})
 			case !now.Before(d.WarnAt) && d.WarnedAt.IsZero():
 				d.WarnedAt = now
 				o.record(inc, incident.ActorSystem, incident.EntryNote, "clock "+strconv.Quote(d.Name)+" due in "+
 					roundDur(d.Due.Sub(now))+": warned on-call")
 				alerts = append(alerts, alert{
-					subject: "Deadline approaching: " + d.Name + " (incident " + inc.ID + ")",
-					text: "The clock " + strconv.Quote(d.Name) + " of incident " + inc.ID + " is due at " +
-						d.Due.UTC().Format(time.RFC3339) + " (in " + roundDur(d.Due.Sub(now)) + "): " + string(d.Stop) + " is still to do.\n",
-					key: incident.IdempotencyKey(inc.ID, "deadline-warning", d.Name+"@"+d.Due.UTC().Format(time.RFC3339)),
+					reason: "deadline approaching: the clock " + strconv.Quote(d.Name) + " is due at " +
+						d.Due.UTC().Format(time.RFC3339) + " (in " + roundDur(d.Due.Sub(now)) + ")",
+					needed: string(d.Stop) + " is still to do",
+					key:    incident.IdempotencyKey(inc.ID, "deadline-warning", d.Name+"@"+d.Due.UTC().Format(time.RFC3339)),
 				})
 			}
 		}
 		escalation = o.approvalTimeouts(inc, now)
+		climbed, _ := o.climb(inc, now)
+		pages = climbed
 		return nil
 	})
 	if err != nil {
 		return err
 	}
 	for _, a := range alerts {
-		o.log.Warn("breach: "+a.subject, "incident", inc.ID)
-		_ = o.page(ctx, inc, a) // at most once; a failure is logged
+		o.log.Warn("breach: "+a.reason, "incident", inc.ID)
+		pages = append(pages, o.oneShot(inc, a)...)
 	}
+	o.sendPages(ctx, inc, pages)
 	if escalation != "" && o.lc.Can(inc.State, incident.EventEscalate) {
 		if err := o.escalate(ctx, inc, inc.State, escalation); err != nil && !errors.Is(err, errStale) {
 			return err
@@ -101,6 +104,9 @@ func (o *Orchestrator) dueForCheck(inc *incident.Incident, now time.Time) bool {
 		if a.Status == incident.ActionAwaiting && a.Approval != nil && !a.Approval.Due.IsZero() && !now.Before(a.Approval.Due) {
 			return true
 		}
+	}
+	if due := o.climbDue(inc); !due.IsZero() && !now.Before(due) {
+		return true
 	}
 	return false
 }

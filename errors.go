@@ -12,6 +12,10 @@ import (
 var ErrInvalidInput = errors.New("breach: invalid input")
 
 // errNoActor is ErrInvalidInput for an action without an actor.
+// ErrNoAlert is returned by Acknowledge when the incident has no open
+// on-call alert: none was raised, or it was acknowledged or resolved.
+var ErrNoAlert = errors.New("breach: no open on-call alert")
+
 var errNoActor = fmt.Errorf("%w: actor required", ErrInvalidInput)
 
 // ErrNoApprovalPending is returned when Approve or Deny names an action that

@@ -3,64 +3,63 @@ package breach
 import (
 	"context"
 	"strconv"
-	"time"
 
 	"github.com/breachkit/breach/incident"
-	"github.com/breachkit/breach/internal/retry"
 	"github.com/breachkit/breach/notify"
 )
 
-// alert is a message to responders decided during a check.
+// alert is a one-shot page decided during a check (a clock about to run
+// out): it goes to the first level of the incident's escalation policy and
+// does not climb.
 type alert struct {
-	subject, text string
-	key           string
+	reason, needed string
+	key            string
 }
 
-// page tells the on-call notifier, best effort, and logs what it could not.
-// It returns the failure, redacted, already logged; nil without an on-call
-// notifier.
-func (o *Orchestrator) page(ctx context.Context, inc *incident.Incident, a alert) error {
-	if o.cfg.oncall == nil {
+// oneShot returns the page of a to the first level of inc's policy, if it
+// has a pager.
+func (o *Orchestrator) oneShot(inc *incident.Incident, a alert) []pageOut {
+	p := o.escalationFor(inc)
+	l, ok := o.level(p, 1)
+	if !ok {
 		return nil
 	}
-	msg := notify.Message{IdempotencyKey: a.key, Attempt: 1, Channel: "on-call", Recipient: incident.Customer{ID: "on-call"},
-		Subject: a.subject, Text: a.text, IncidentID: inc.ID, Kind: inc.Kind, Severity: inc.Severity}
-	err := o.redactErr(inc.ID, retry.Call(ctx, 30*time.Second, func(ctx context.Context) error { return o.cfg.oncall.Notify(ctx, msg) }))
-	if err != nil {
-		o.log.Error("breach: paging on-call failed", "incident", inc.ID, "subject", a.subject, "err", err)
+	pg := notify.Page{IdempotencyKey: incident.IdempotencyKey(inc.ID, "page", a.key), AlertKey: a.key,
+		Action: notify.PageTrigger, IncidentID: inc.ID, Kind: inc.Kind, Severity: inc.Severity, Subject: inc.Subject,
+		Title: "Incident " + inc.ID + " (" + inc.Kind + ", " + inc.Severity.String() + "): " + a.reason,
+		Reason: a.reason, Needed: a.needed, Deadline: nextDue(inc), Level: 1, Responder: l.Responder}
+	if o.cfg.consoleURL != "" {
+		pg.Link = o.cfg.consoleURL + "/incidents/" + inc.ID
 	}
-	return err
+	return []pageOut{{page: pg, pager: l.Pager, retry: p.Pages}}
 }
 
-// escalate hands the incident to a person, recording why, and tells the
-// on-call notifier.
+// escalate hands the incident to a person, recording why, and pages the
+// first level of its escalation policy in the same write.
 func (o *Orchestrator) escalate(ctx context.Context, inc *incident.Incident, from incident.State, reason string) error {
+	var pages []pageOut
 	err := o.mutate(ctx, inc, func(inc *incident.Incident) error {
 		if inc.State != from {
 			return errStale
 		}
-		inc.Escalation = &incident.Escalation{From: from, Reason: o.redact(inc.ID, reason), At: o.cfg.now()}
-		return o.fire(inc, incident.EventEscalate, incident.ActorSystem, reason)
+		now := o.cfg.now()
+		inc.Escalation = &incident.Escalation{From: from, Reason: o.redact(inc.ID, reason), At: now}
+		if err := o.fire(inc, incident.EventEscalate, incident.ActorSystem, reason); err != nil {
+			return err
+		}
+		pages = o.openAlert(inc, "escalation/"+strconv.Itoa(inc.Chain.Len), reason,
+			"take over incident "+inc.ID+": decide, then retry, resolve or dismiss it", now)
+		for _, p := range pages {
+			if p.page.Action == notify.PageTrigger {
+				o.record(inc, incident.ActorSystem, incident.EntryNote, "paging level 1 ("+p.page.Responder+") of the escalation policy")
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return err
 	}
 	o.log.Warn("breach: incident escalated", "incident", inc.ID, "from", string(from), "reason", o.redact(inc.ID, reason))
-	if o.cfg.oncall == nil {
-		return nil
-	}
-	nerr := o.page(ctx, inc, alert{
-		key:     incident.IdempotencyKey(inc.ID, "escalate", strconv.Itoa(inc.Chain.Len)),
-		subject: "Incident " + inc.ID + " (" + inc.Kind + ", " + inc.Severity.String() + ") needs a person",
-		text: "Incident " + inc.ID + " about " + inc.Subject + " was escalated from " + string(from) + ".\n\nReason: " +
-			o.redact(inc.ID, reason) + "\n",
-	})
-	detail := "on-call notified of the escalation"
-	if nerr != nil {
-		detail = "telling on-call of the escalation failed: " + nerr.Error()
-	}
-	return o.mutate(ctx, inc, func(inc *incident.Incident) error {
-		o.record(inc, incident.ActorSystem, incident.EntryNote, detail)
-		return nil
-	})
+	o.sendPages(ctx, inc, pages)
+	return nil
 }

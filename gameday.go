@@ -84,8 +84,8 @@ type GameDayResult struct {
 	Incident *incident.Incident
 	// Calls lists, in order, what the plugins would have been asked to do.
 	Calls []string
-	// Pages are the messages the on-call notifier would have received.
-	Pages []notify.Message
+	// Pages are the pages on-call would have received.
+	Pages []notify.Page
 	// Report is the post-incident report in Markdown.
 	Report string
 }
@@ -129,10 +129,10 @@ func RunGameDay(ctx context.Context, g GameDay) (*GameDayResult, error) {
 			return nil
 		})
 	}
-	oncall := notify.Func(func(ctx context.Context, m notify.Message) error {
+	oncall := notify.PagerFunc(func(ctx context.Context, p notify.Page) error {
 		mu.Lock()
 		defer mu.Unlock()
-		res.Pages = append(res.Pages, m)
+		res.Pages = append(res.Pages, p)
 		return nil
 	})
 	o, err := New(incident.NewMemStore(), WithPlaybook(pb), WithNow(sim.now), WithIDs(func() string { return "gameday" }),
@@ -169,7 +169,7 @@ func RunGameDay(ctx context.Context, g GameDay) (*GameDayResult, error) {
 			if err != nil {
 				return err
 			}
-			next, ok := nextCheck(inc, sim.now())
+			next, ok := nextCheck(inc, sim.now(), o.climbDue(inc))
 			if !ok || next.After(t) {
 				break
 			}
@@ -222,7 +222,7 @@ func RunGameDay(ctx context.Context, g GameDay) (*GameDayResult, error) {
 
 // nextCheck returns the earliest time after now at which a check could
 // change the incident: a clock's warning or due time, an approval timeout.
-func nextCheck(inc *incident.Incident, now time.Time) (time.Time, bool) {
+func nextCheck(inc *incident.Incident, now, climb time.Time) (time.Time, bool) {
 	if !inc.State.Open() {
 		return time.Time{}, false // its clocks ended with it; nothing is checked
 	}
@@ -247,6 +247,9 @@ func nextCheck(inc *incident.Incident, now time.Time) (time.Time, bool) {
 		if a.Status == incident.ActionAwaiting && a.Approval != nil {
 			consider(maxTime(a.Approval.Due, now))
 		}
+	}
+	if !climb.IsZero() {
+		consider(maxTime(climb, now))
 	}
 	return next, !next.IsZero()
 }

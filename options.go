@@ -3,7 +3,9 @@ package breach
 import (
 	"fmt"
 	"log/slog"
+	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/breachkit/breach/incident"
@@ -35,7 +37,8 @@ type config struct {
 	flushInterval       time.Duration
 	retryDelay          time.Duration
 	deadlineInterval    time.Duration
-	oncall              notify.Notifier
+	oncall              notify.Pager
+	consoleURL          string
 	deliveryConcurrency int
 	notifyBatch         int
 	owner               string
@@ -197,17 +200,32 @@ func WithDeadlineInterval(d time.Duration) Option {
 	}
 }
 
-// WithOnCall sets the notifier that tells responders when an incident is
-// escalated to them, when an action waits for their approval, and when a
-// notification clock is about to run out or has run out. Pages are sent at
-// most once, each with an idempotency key; a failure is logged (and, for an
-// escalation, put on the timeline) and never stops the response.
-func WithOnCall(n notify.Notifier) Option {
+// WithOnCall sets the pager of responders: the pager of every level of an
+// escalation policy that names none (see Playbook.Escalation), and of the
+// one-level policy of playbooks without one. It is paged when an incident
+// is escalated, when an action waits for approval, and when a notification
+// clock is about to run out or has run out. Each page carries an
+// idempotency key and is retried per the policy; a failure is logged and
+// put on the timeline, and never stops the response.
+func WithOnCall(p notify.Pager) Option {
 	return func(c *config) error {
-		if n == nil {
-			return fmt.Errorf("%w: nil on-call notifier", ErrInvalidOption)
+		if p == nil {
+			return fmt.Errorf("%w: nil on-call pager", ErrInvalidOption)
 		}
-		c.oncall = n
+		c.oncall = p
+		return nil
+	}
+}
+
+// WithConsoleURL sets the base URL of the console (where the host mounts
+// it), so that pages link to the incident: base + "/incidents/" + ID.
+func WithConsoleURL(base string) Option {
+	return func(c *config) error {
+		u, err := url.Parse(base)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return fmt.Errorf("%w: console URL %q is not an absolute http(s) URL", ErrInvalidOption, base)
+		}
+		c.consoleURL = strings.TrimSuffix(base, "/")
 		return nil
 	}
 }

@@ -98,6 +98,11 @@ type Playbook struct {
 	// notification) over all its attempts. 0 means no bound beyond each
 	// policy's attempts and timeouts.
 	StepTimeout time.Duration
+	// Escalation is whom to page, and when, while an incident of this kind
+	// needs a person; EscalationBySeverity overrides it for a severity.
+	// With neither, WithOnCall's pager is paged once.
+	Escalation           EscalationPolicy
+	EscalationBySeverity map[incident.Severity]EscalationPolicy
 }
 
 func (p *Playbook) validate() error {
@@ -112,6 +117,14 @@ func (p *Playbook) validate() error {
 	}
 	if err := containment.Validate(p.Containment); err != nil {
 		return bad("%v", err)
+	}
+	if err := p.Escalation.validate(); err != nil {
+		return bad("%v", err)
+	}
+	for sev, ep := range p.EscalationBySeverity {
+		if err := ep.validate(); err != nil {
+			return bad("severity %s: %v", sev, err)
+		}
 	}
 	if err := notify.ValidateRoutes(p.Notifiers); err != nil {
 		return bad("%v", err)

@@ -32,6 +32,12 @@ func (o *Orchestrator) mutate(ctx context.Context, inc *incident.Incident, fn fu
 			return err
 		}
 		inc.UpdatedAt = o.cfg.now()
+		// An alert nobody needs any more (the incident moved on, or
+		// ended) is resolved in the same write.
+		var resolved []pageOut
+		if inc.Paging.Open() && !needsPerson(inc) {
+			resolved = o.resolveAlert(inc, inc.UpdatedAt)
+		}
 		if !inc.State.Open() {
 			// Before the write, so before anyone can read that it ended:
 			// the next signal for its key takes the slow path and opens a
@@ -50,6 +56,7 @@ func (o *Orchestrator) mutate(ctx context.Context, inc *incident.Incident, fn fu
 			}
 			o.changed()
 			o.announce(ctx, inc, enteredAt(saved), ch.Entries)
+			o.sendPages(ctx, inc, resolved)
 			return nil
 		}
 		o.heads.Delete(inc.ID)

@@ -77,6 +77,9 @@ type Incident struct {
 	// why. While the incident is still open it means the dismissal is under
 	// way: containment is being released.
 	Dismissal *Dismissal `json:"dismissal,omitempty"`
+	// Paging is the on-call alert the incident holds open or last held:
+	// who was paged, and whether someone took it.
+	Paging *Paging `json:"paging,omitempty"`
 	// Outreach counts the customer notices by status. Deliveries holds the
 	// notices themselves only in a whole record (see Load); a head leaves
 	// them to Store.Deliveries.
@@ -87,6 +90,33 @@ type Incident struct {
 	Chain    Chain    `json:"chain,omitzero"`
 	Timeline Timeline `json:"timeline"`
 }
+
+// Paging is an incident's on-call alert: what a person is needed for,
+// which level of the escalation policy was paged last and when, and who
+// acknowledged it. It is resolved when nobody is needed any more.
+type Paging struct {
+	// AlertKey names the alert across its pages (notify.Page.AlertKey).
+	AlertKey string `json:"alert_key"`
+	Reason   string `json:"reason"`
+	Needed   string `json:"needed"`
+	// Level is the level paged last, from 1; Round counts the times the
+	// policy started again from its first level after its last.
+	Level int `json:"level"`
+	Round int `json:"round,omitempty"`
+	// PagedAt is when Level was paged; OpenedAt when the alert opened.
+	OpenedAt time.Time `json:"opened_at"`
+	PagedAt  time.Time `json:"paged_at"`
+	// Exhausted is set once every level of every round was paged without
+	// an acknowledgement.
+	Exhausted  bool      `json:"exhausted,omitempty"`
+	AckedBy    string    `json:"acked_by,omitempty"`
+	AckedAt    time.Time `json:"acked_at,omitzero"`
+	ResolvedAt time.Time `json:"resolved_at,omitzero"`
+}
+
+// Open reports whether the alert still calls for a person: neither
+// acknowledged nor resolved.
+func (p *Paging) Open() bool { return p != nil && p.AckedAt.IsZero() && p.ResolvedAt.IsZero() }
 
 // Chain is where an incident's timeline stands: how many entries it has
 // and the hash of the last one (the zero Hash when it has none). The store
@@ -351,6 +381,10 @@ func (inc *Incident) Clone() *Incident {
 	if inc.Dismissal != nil {
 		d := *inc.Dismissal
 		c.Dismissal = &d
+	}
+	if inc.Paging != nil {
+		p := *inc.Paging
+		c.Paging = &p
 	}
 	c.Actions = slices.Clone(inc.Actions)
 	for i := range c.Actions {
