@@ -26,7 +26,7 @@ func (o *Orchestrator) oneShot(inc *incident.Incident, a alert) []pageOut {
 	}
 	pg := notify.Page{IdempotencyKey: incident.IdempotencyKey(inc.ID, "page", a.key), AlertKey: a.key,
 		Action: notify.PageTrigger, IncidentID: inc.ID, Kind: inc.Kind, Severity: inc.Severity, Subject: inc.Subject,
-		Title: "Incident " + inc.ID + " (" + inc.Kind + ", " + inc.Severity.String() + "): " + a.reason,
+		Title:  "Incident " + inc.ID + " (" + inc.Kind + ", " + inc.Severity.String() + "): " + a.reason,
 		Reason: a.reason, Needed: a.needed, Deadline: nextDue(inc), Level: 1, Responder: l.Responder}
 	if o.cfg.consoleURL != "" {
 		pg.Link = o.cfg.consoleURL + "/incidents/" + inc.ID
