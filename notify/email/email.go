@@ -1,8 +1,10 @@
 // Package email delivers incident notices as e-mail: RFC 5322 messages with
 // MIME parts, sent through an SMTP submission server with STARTTLS before
-// AUTH. [New] builds the [Notifier] a playbook routes notices through.
+// AUTH. [New] builds the [Notifier] a playbook routes notices through; it
+// also pages the on-call address of its [Config] (see [Notifier.Page]).
 //
-// A Notifier makes one SMTP transaction per Notify call and does not retry:
+// A Notifier makes one SMTP transaction per Notify or Page call and does not
+// retry:
 // the delivery policy of the orchestrator (an [incident.Policy]) is the one
 // retry layer. A 5xx reply, a missing STARTTLS or AUTH and an untrusted
 // certificate are marked [incident.Permanent]; a 4xx reply and network
@@ -35,7 +37,8 @@ import (
 
 // The errors of e-mail. Each is wrapped with details; test with errors.Is.
 var (
-	// ErrConfig: an Config that New refuses.
+	// ErrConfig: an Config that New refuses, or a page for a Notifier
+	// without Config.OnCall (permanent).
 	ErrConfig = errors.New("email: invalid configuration")
 	// ErrHeader: a header value (subject, name, address, idempotency
 	// key) with a CR or LF in it, which could inject headers. Permanent.
@@ -76,6 +79,11 @@ type Config struct {
 	// still used when offered, and mail goes in clear text otherwise;
 	// credentials are never sent in clear text either way.
 	AllowPlaintext bool
+	// OnCall is where Page sends pages: the on-call rotation's address (a
+	// team list, a pager service's e-mail integration). Address may be
+	// empty, and Page then refuses every page; when set it must be one bare
+	// address. Name is optional, as From's.
+	OnCall mail.Address
 	// Hello is the name given in EHLO. "" means "localhost".
 	Hello string
 	// Timeout bounds one Notify call (dial to QUIT) when ctx's deadline is
@@ -87,9 +95,10 @@ type Config struct {
 
 // Notifier is a notify.Notifier that sends each message as an RFC 5322
 // e-mail through an SMTP submission server (net/smtp), to
-// msg.Recipient.Email. Build one with New; the zero value is not usable. A
-// Notifier is immutable and safe for concurrent use; each Notify call opens
-// its own connection and makes one attempt.
+// msg.Recipient.Email, and a notify.Pager that sends each page to
+// Config.OnCall. Build one with New; the zero value is not usable. A
+// Notifier is immutable and safe for concurrent use; each Notify or Page
+// call opens its own connection and makes one attempt.
 //
 // The Message-ID is derived from msg.IdempotencyKey, so that a notice sent
 // again after an uncertain failure is recognisable as the same one.
@@ -100,7 +109,10 @@ type Notifier struct {
 	msgID string // the domain of Message-IDs
 }
 
-var _ notify.Notifier = (*Notifier)(nil)
+var (
+	_ notify.Notifier = (*Notifier)(nil)
+	_ notify.Pager    = (*Notifier)(nil)
+)
 
 // New checks cfg and returns a Notifier. The error matches
 // ErrConfig and never contains the password.
@@ -117,6 +129,16 @@ func New(cfg Config) (*Notifier, error) {
 		return nil, fmt.Errorf("%w: From.Address: %w", ErrConfig, err)
 	}
 	cfg.From.Address = from
+	if hasLineBreak(cfg.OnCall.Name) {
+		return nil, fmt.Errorf("%w: OnCall.Name has a line break", ErrConfig)
+	}
+	if cfg.OnCall.Address != "" {
+		oncall, err := bareAddress(cfg.OnCall.Address)
+		if err != nil {
+			return nil, fmt.Errorf("%w: OnCall.Address: %w", ErrConfig, err)
+		}
+		cfg.OnCall.Address = oncall
+	}
 	if (cfg.Username == "") != cfg.Password.IsZero() {
 		return nil, fmt.Errorf("%w: set both Username and Password, or neither", ErrConfig)
 	}
@@ -167,6 +189,11 @@ func (e *Notifier) Notify(ctx context.Context, msg notify.Message) error {
 		return err
 	}
 	rcpt, _ := bareAddress(msg.Recipient.Email) // checked by Compose
+	return e.send(ctx, rcpt, data)
+}
+
+// send makes the SMTP transaction that delivers data to rcpt (see Notify).
+func (e *Notifier) send(ctx context.Context, rcpt string, data []byte) error {
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.Timeout)
 	defer cancel()
 

@@ -33,6 +33,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/breachkit/breach/incident"
+	"github.com/breachkit/breach/notify"
 	"github.com/breachkit/breach/notify/email"
 	"github.com/breachkit/breach/notify/internal/sample"
 )
@@ -492,4 +493,30 @@ func TestSMTPConcurrentSends(t *testing.T) {
 	for i := range errs {
 		assert.Contains(t, ids, fmt.Sprintf("<brk_%d@acme.example>", i))
 	}
+}
+
+func TestSMTPPages(t *testing.T) {
+	srv := startSMTPServer(t, true)
+	e := srv.email(t, func(c *email.Config) { c.OnCall = mail.Address{Name: "SecOps", Address: "oncall@acme.example"} })
+	pg := notify.Page{
+		IdempotencyKey: "pg_inc-7_1_0",
+		AlertKey:       "inc-7/approval",
+		Action:         notify.PageTrigger,
+		IncidentID:     "inc-7",
+		Severity:       incident.SeverityCritical,
+		Title:          "Incident inc-7 needs a person",
+		Needed:         "approve or deny disable-key",
+	}
+	require.NoError(t, e.Page(smtpContext(t), pg))
+
+	got := srv.messages(t)
+	require.Len(t, got, 1)
+	assert.Equal(t, "security@acme.example", got[0].MailFrom)
+	assert.Equal(t, []string{"oncall@acme.example"}, got[0].RcptTos)
+	assert.True(t, got[0].TLS, "sent after STARTTLS")
+	assert.True(t, got[0].Authenticated, "sent after AUTH")
+	m := parseMessage(t, got[0].Content)
+	assert.Equal(t, "Incident inc-7 needs a person", decodeHeader(t, m.header.Get("Subject")))
+	assert.Equal(t, "<pg_inc-7_1_0@acme.example>", m.header.Get("Message-ID"))
+	assert.Contains(t, decodeQP(t, bytes.NewReader(m.body)), "Needed: approve or deny disable-key\r\n")
 }

@@ -4,8 +4,10 @@
 // test retries, timeouts, recovery and notify.FanOut.
 //
 // Every fake is a *Recorder, so a test can always see what was sent: to
-// whom, on which channel, with which IdempotencyKey, on which Attempt. All
-// of them are safe for concurrent use.
+// whom, on which channel, with which IdempotencyKey, on which Attempt. A
+// PageRecorder does the same for the pages of a notify.Pager, and its Err
+// function makes it succeed, fail or hang. All of them are safe for
+// concurrent use.
 package notifytest
 
 import (

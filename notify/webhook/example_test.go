@@ -101,3 +101,45 @@ func ExampleVerify() {
 	// true
 	// true
 }
+
+// A host pages its own on-call tooling through the same signed webhook: a
+// page arrives as an "incident.page" payload, whose webhook-id is the
+// page's idempotency key.
+func ExampleNotifier_Page() {
+	const secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+		if err != nil || webhook.Verify(secret, r.Header, body, 0, time.Time{}) != nil {
+			http.Error(w, "bad delivery", http.StatusUnauthorized)
+			return
+		}
+		var p webhook.PagePayload
+		if err := json.Unmarshal(body, &p); err != nil {
+			http.Error(w, "bad payload", http.StatusBadRequest)
+			return
+		}
+		fmt.Printf("%s %s %s: %s (level %d, %s)\n", p.Type, p.Data.Action, p.Data.AlertKey, p.Data.Needed, p.Data.Level, p.Data.Responder)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer receiver.Close()
+
+	wh, err := webhook.New(receiver.URL+"/oncall", secret)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	err = wh.Page(context.Background(), notify.Page{
+		IdempotencyKey: "pg_inc-1_1_0",
+		AlertKey:       "inc-1/approval",
+		Action:         notify.PageTrigger,
+		IncidentID:     "inc-1",
+		Severity:       incident.SeverityCritical,
+		Needed:         "approve or deny disable-key",
+		Level:          1,
+		Responder:      "secops-primary",
+	})
+	fmt.Println(err)
+	// Output:
+	// incident.page trigger inc-1/approval: approve or deny disable-key (level 1, secops-primary)
+	// <nil>
+}

@@ -1,11 +1,12 @@
-// Package webhook delivers incident notices as signed HTTP POSTs following
-// the Standard Webhooks specification 1.0 (standardwebhooks.com), and lets a
-// receiver check them: [New] builds the [Notifier] a playbook routes notices
-// through; [Verify] is the receiver's side.
+// Package webhook delivers incident notices, and pages for the people on
+// call, as signed HTTP POSTs following the Standard Webhooks specification
+// 1.0 (standardwebhooks.com), and lets a receiver check them: [New] builds
+// the [Notifier] a playbook routes notices (and pages) through; [Verify] is
+// the receiver's side.
 //
-// A Notifier makes one request per Notify call and does not retry: the
-// delivery policy of the orchestrator (an [incident.Policy]) is the one retry
-// layer. Notify says how a failure should be retried: a 429 or 503 answer
+// A Notifier makes one request per Notify or Page call and does not retry:
+// the delivery policy of the orchestrator (an [incident.Policy]) is the one
+// retry layer. Notify and Page say how a failure should be retried: a 429 or 503 answer
 // with a Retry-After header is marked with [incident.RetryAfter], so the
 // policy waits as long as the receiver asked; other 5xx, 408, 429 and
 // network errors are retryable after the policy's backoff; any other answer
@@ -40,6 +41,8 @@ const (
 	// DefaultEventType is the payload's "type" unless WithEventType
 	// sets another.
 	DefaultEventType = "incident.customer_notice"
+	// PageEventType is the "type" of a page's payload (see Page).
+	PageEventType = "incident.page"
 	// DefaultTolerance is how far a delivery's webhook-timestamp may
 	// be from the receiver's clock when Verify is given no tolerance.
 	DefaultTolerance = 5 * time.Minute
@@ -256,9 +259,72 @@ func NewPayload(eventType string, timestamp time.Time, msg notify.Message) Paylo
 	}
 }
 
+// PagePayload is the JSON body of a page's delivery (see Page), in the
+// specification's {type, timestamp, data} shape. It holds no credential.
+// Receivers may decode it with encoding/json.
+type PagePayload struct {
+	// Type is PageEventType.
+	Type string `json:"type"`
+	// Timestamp is when the Page call that made this delivery began.
+	Timestamp time.Time `json:"timestamp"`
+	Data      PageData  `json:"data"`
+}
+
+// PageData is the page in a PagePayload: the fields of notify.Page. The
+// page's idempotency key is the delivery's webhook-id header.
+type PageData struct {
+	// AlertKey names the alert across its trigger, repeats,
+	// acknowledgement and resolution.
+	AlertKey string `json:"alert_key"`
+	// Action is "trigger", "acknowledge" or "resolve".
+	Action     string `json:"action"`
+	IncidentID string `json:"incident_id"`
+	Kind       string `json:"kind"`
+	// Severity is the severity's name, such as "high".
+	Severity string `json:"severity"`
+	Subject  string `json:"subject"`
+	Title    string `json:"title"`
+	Reason   string `json:"reason"`
+	Needed   string `json:"needed"`
+	// Deadline is left out when the page has none.
+	Deadline time.Time `json:"deadline,omitzero"`
+	// Link is left out when the page has none.
+	Link      string `json:"link,omitempty"`
+	Level     int    `json:"level"`
+	Repeat    int    `json:"repeat"`
+	Responder string `json:"responder"`
+	// Attempt is the delivery attempt of the page, from 1.
+	Attempt int `json:"attempt"`
+}
+
+// NewPagePayload returns the payload a Notifier sends for p, with the given
+// timestamp.
+func NewPagePayload(timestamp time.Time, p notify.Page) PagePayload {
+	data := PageData{
+		AlertKey:   p.AlertKey,
+		Action:     string(p.Action),
+		IncidentID: p.IncidentID,
+		Kind:       p.Kind,
+		Severity:   p.Severity.String(),
+		Subject:    p.Subject,
+		Title:      p.Title,
+		Reason:     p.Reason,
+		Needed:     p.Needed,
+		Link:       p.Link,
+		Level:      p.Level,
+		Repeat:     p.Repeat,
+		Responder:  p.Responder,
+		Attempt:    p.Attempt,
+	}
+	if !p.Deadline.IsZero() {
+		data.Deadline = p.Deadline.UTC()
+	}
+	return PagePayload{Type: PageEventType, Timestamp: timestamp.UTC(), Data: data}
+}
+
 // HTTPError is a webhook delivery that the receiver answered with a status
-// other than 2xx. Notify returns it wrapped (and marked, see Notify); find
-// it with errors.As.
+// other than 2xx. Notify and Page return it wrapped (and marked, see
+// Notify); find it with errors.As.
 type HTTPError struct {
 	StatusCode int
 	// RetryAfter is the wait the receiver asked for in its Retry-After
@@ -313,7 +379,8 @@ func WithClock(now func() time.Time) Option {
 	}
 }
 
-// WithEventType sets the payload's type; "" keeps DefaultEventType.
+// WithEventType sets the type of a notice's payload; "" keeps
+// DefaultEventType. A page's is always PageEventType.
 func WithEventType(eventType string) Option {
 	return func(w *Notifier) {
 		if eventType != "" {
@@ -322,9 +389,10 @@ func WithEventType(eventType string) Option {
 	}
 }
 
-// Notifier is a notify.Notifier that POSTs each message as a Payload signed
-// per the Standard Webhooks specification: headers webhook-id (the message's
-// idempotency key, the same on every attempt), webhook-timestamp and
+// Notifier is a notify.Notifier that POSTs each message as a Payload, and a
+// notify.Pager that POSTs each page as a PagePayload, signed per the
+// Standard Webhooks specification: headers webhook-id (the message's or
+// page's idempotency key, the same on every attempt), webhook-timestamp and
 // webhook-signature. Build one with New; the zero value is not usable. A
 // Notifier is immutable and safe for concurrent use.
 type Notifier struct {
@@ -335,7 +403,10 @@ type Notifier struct {
 	eventType string
 }
 
-var _ notify.Notifier = (*Notifier)(nil)
+var (
+	_ notify.Notifier = (*Notifier)(nil)
+	_ notify.Pager    = (*Notifier)(nil)
+)
 
 // New returns a Notifier that delivers to rawURL, an absolute http or https
 // URL, signing with secret ("whsec_" + base64, see ParseSecret). The error
@@ -397,10 +468,39 @@ func (w *Notifier) Notify(ctx context.Context, msg notify.Message) error {
 	if err != nil {
 		return incident.Permanent(fmt.Errorf("webhook: encoding the payload: %w", err))
 	}
+	return w.deliver(ctx, id, body)
+}
+
+// Page POSTs p once as a PagePayload of type PageEventType, with
+// p.IdempotencyKey as its webhook-id, and returns nil on a 2xx answer. It
+// does not retry; a failure is classified as Notify's are. A page that
+// fails p.Validate is a permanent error matching notify.ErrInvalidPage,
+// and an idempotency key that cannot be a webhook-id (visible ASCII
+// without spaces) a permanent one matching ErrHeader; neither is sent.
+//
+// When ctx ends, the request is cut and the error wraps ctx's cause.
+// Errors leave out the URL, which may carry a token.
+func (w *Notifier) Page(ctx context.Context, p notify.Page) error {
+	if err := p.Validate(); err != nil {
+		return incident.Permanent(fmt.Errorf("webhook: %w", err))
+	}
+	if !validHeaderValue(p.IdempotencyKey) {
+		return incident.Permanent(fmt.Errorf("%w: the idempotency key is not a valid webhook-id", ErrHeader))
+	}
+	body, err := json.Marshal(NewPagePayload(w.now(), p))
+	if err != nil {
+		return incident.Permanent(fmt.Errorf("webhook: encoding the payload: %w", err))
+	}
+	return w.deliver(ctx, p.IdempotencyKey, body)
+}
+
+// deliver posts body as delivery id, unless ctx has ended, and names the
+// package and ctx's cause in the error.
+func (w *Notifier) deliver(ctx context.Context, id string, body []byte) error {
 	if cause := context.Cause(ctx); cause != nil {
 		return fmt.Errorf("webhook: not sent: %w", cause)
 	}
-	err = w.post(ctx, id, body)
+	err := w.post(ctx, id, body)
 	if err == nil {
 		return nil
 	}
