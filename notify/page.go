@@ -3,6 +3,7 @@ package notify
 import (
 	"context"
 	"errors"
+	"strconv"
 	"time"
 
 	"github.com/breachkit/breach/incident"
@@ -98,8 +99,10 @@ func (p Page) Validate() error {
 	switch p.Action {
 	case PageTrigger, PageAcknowledge, PageResolve:
 		return nil
+	case "":
+		return pageError("no action")
 	}
-	return pageError("unknown action " + string(p.Action))
+	return pageError("unknown action " + strconv.Quote(string(p.Action)))
 }
 
 func pageError(why string) error { return &invalidPageError{why: why} }

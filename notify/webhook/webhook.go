@@ -414,7 +414,13 @@ var (
 func New(rawURL, secret string, opts ...Option) (*Notifier, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrURL, err)
+		// url.Error quotes the URL, which may carry a token: say what is
+		// wrong without it.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("%w: the URL does not parse: %v", ErrURL, err)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" || u.Opaque != "" {
 		return nil, fmt.Errorf("%w: %q is not an absolute http or https URL", ErrURL, u.Redacted())

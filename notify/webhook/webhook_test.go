@@ -644,3 +644,9 @@ func TestHTTPErrorMessage(t *testing.T) {
 		(&webhook.HTTPError{StatusCode: 429, RetryAfter: 2 * time.Second, Body: "slow down"}).Error())
 	assert.Equal(t, "HTTP 599", (&webhook.HTTPError{StatusCode: 599}).Error())
 }
+
+func TestNewKeepsABadURLsTokenOutOfTheError(t *testing.T) {
+	_, err := webhook.New("https://hooks.example.com/in?token=s3cr3t\x7f", webhook.GenerateSecret())
+	require.ErrorIs(t, err, webhook.ErrURL)
+	assert.NotContains(t, err.Error(), "s3cr3t")
+}
