@@ -22,15 +22,20 @@
 //     that a lease may be taken on an incident that is not stored yet (the
 //     Leaser contract allows it).
 //
-// Every Create and Apply is one SQL statement, and so one round trip and
-// one transaction: the head is inserted, or replaced under a
-// compare-and-swap on version and on the stored chain (UPDATE ... WHERE id
-// = $1 AND version = $2 AND chain_len = $3), and the data-modifying common
-// table expressions of the same statement append the entries with one
-// multi-row INSERT and upsert the deliveries and the customers with one
-// INSERT ... ON CONFLICT each, all of them from arrays and all of them only
-// when the head was written. Its cost follows the change, whatever the size
-// of the incident.
+// Every Create and Apply is one transaction holding one SQL statement: the
+// head is inserted, or replaced under a compare-and-swap on version and on
+// the stored chain (UPDATE ... WHERE id = $1 AND version = $2 AND chain_len
+// = $3), and the data-modifying common table expressions of the same
+// statement append the entries with one multi-row INSERT and upsert the
+// deliveries and the customers with one INSERT ... ON CONFLICT each, all of
+// them from arrays and all of them only when the head was written. Its cost
+// follows the change, whatever the size of the incident. BEGIN is pipelined
+// with the statement, so a change costs two round trips: that one, and
+// COMMIT once the statement has answered. (A statement committed on its own
+// could not honour ctx: when ctx ends while it waits for a lock, pgx drops
+// the connection, but the server would still commit it once the lock is
+// free, after its caller was told it failed. In a transaction it is rolled
+// back instead.)
 //
 // One open incident per dedup key is a partial unique index on
 // incident_heads(dedup_key) WHERE open: of two replicas opening an incident
@@ -274,8 +279,7 @@ func (s *Store) Create(ctx context.Context, ch incident.Change) error {
 	// The open incident holding the key may close between our INSERT and
 	// the look-up of its ID; then the key is free and we try again.
 	for range 3 {
-		var n int
-		err = s.pool.QueryRow(ctx, createSQL, args...).Scan(&n)
+		_, err = s.write(ctx, createSQL, args)
 		switch constraint(err) {
 		case "":
 			if err != nil {
@@ -344,7 +348,7 @@ func (s *Store) Apply(ctx context.Context, ch incident.Change) error {
 		h.DetectedAt, h.Kind, h.Account, enc.head, h.Chain.Head[:], h.ID)
 	for range 3 {
 		var n int
-		err = s.pool.QueryRow(ctx, applySQL, args...).Scan(&n)
+		n, err = s.write(ctx, applySQL, args)
 		switch constraint(err) {
 		case "":
 			if err != nil {
@@ -369,6 +373,52 @@ func (s *Store) Apply(ctx context.Context, ch incident.Change) error {
 		}
 	}
 	return &incident.DuplicateError{DedupKey: h.DedupKey}
+}
+
+// commitTimeout bounds the wait for COMMIT's answer once it is sent,
+// whatever ctx does meanwhile.
+const commitTimeout = 10 * time.Second
+
+// write runs the statement of a change (createSQL or applySQL) in a
+// transaction and returns its count of head rows written: 1, or 0 when the
+// compare-and-swap failed. BEGIN and the statement go in one pipeline (one
+// round trip); COMMIT follows only once the statement has written the head,
+// so that a statement whose ctx ended while it ran (waiting for the head's
+// row lock, say) is rolled back when the server sees the connection go,
+// instead of committing after its caller was told it failed. Once COMMIT is
+// sent the answer is awaited even if ctx ends meanwhile (for commitTimeout
+// at most): the change is then done, and reported so.
+func (s *Store) write(ctx context.Context, sql string, args []any) (int, error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Release() // a connection left in a transaction is closed, not reused
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue(sql, args...)
+	var n int
+	br := conn.SendBatch(ctx, b)
+	_, err = br.Exec()
+	if err == nil {
+		err = br.QueryRow().Scan(&n)
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if conn.Conn().IsClosed() {
+		return 0, err // the server rolls back when it reads the end of the connection
+	}
+	end := "COMMIT"
+	if err != nil || n == 0 {
+		end = "ROLLBACK"
+	}
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+	defer cancel()
+	if _, xerr := conn.Exec(dctx, end); xerr != nil && err == nil {
+		return 0, fmt.Errorf("%s: %w", end, xerr)
+	}
+	return n, err
 }
 
 // applyFailed returns the error of a change that was not written: the

@@ -343,49 +343,91 @@ func TestPages(t *testing.T) {
 	assert.Empty(t, cs)
 }
 
-// statements counts the statements a pool sends.
+// statements records what a pool sends: each statement's first word, and
+// the round trips (a query, or a batch of them).
 type statements struct {
-	n   atomic.Int64
-	sql sync.Map
+	mu    sync.Mutex
+	sent  []string
+	trips int
+}
+
+func firstWord(sql string) string {
+	f := strings.Fields(sql)
+	if len(f) == 0 {
+		return ""
+	}
+	return strings.ToUpper(f[0])
 }
 
 func (c *statements) TraceQueryStart(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
-	c.n.Add(1)
-	c.sql.Store(data.SQL, true)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.sent = append(c.sent, firstWord(data.SQL))
+	c.trips++
 	return ctx
 }
 
 func (*statements) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
 
+func (c *statements) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.trips++
+	return ctx
+}
+
+func (c *statements) TraceBatchQuery(_ context.Context, _ *pgx.Conn, data pgx.TraceBatchQueryData) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.sent = append(c.sent, firstWord(data.SQL))
+}
+
+func (*statements) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
+
+// take returns what was sent since the last take.
+func (c *statements) take() (sent []string, trips int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	sent, trips = c.sent, c.trips
+	c.sent, c.trips = nil, 0
+	return sent, trips
+}
+
 // TestOneStatementPerChange: a Create and an Apply that succeed are each
-// one statement, however many parts they hold (and so one round trip and
-// one transaction: no BEGIN, no COMMIT).
+// one transaction of one statement, however many parts they hold, in two
+// round trips: BEGIN with the statement, then COMMIT.
 func TestOneStatementPerChange(t *testing.T) {
-	var count statements
-	s := newStore(t, func(cfg *pgxpool.Config) { cfg.ConnConfig.Tracer = &count })
+	var trace statements
+	s := newStore(t, func(cfg *pgxpool.Config) { cfg.ConnConfig.Tracer = &trace })
 	ctx := t.Context()
-	count.sql.Clear() // Migrate's
-	before := count.n.Load()
+	trace.take() // Migrate's
 	inc := fullIncident("inc-1", "key-1")
 	h := create(t, s, inc)
-	assert.EqualValues(t, 1, count.n.Load()-before, "Create")
+	sent, trips := trace.take()
+	assert.Equal(t, []string{"BEGIN", "WITH", "COMMIT"}, sent, "Create")
+	assert.Equal(t, 2, trips, "Create")
 
 	var dels []incident.Delivery
 	for i := range 500 {
 		dels = append(dels, incident.Delivery{IdempotencyKey: fmt.Sprint(i), Status: incident.DeliveryClaimed})
 		h.Record(incident.Entry{At: t0, Type: incident.EntryDelivery})
 	}
-	before = count.n.Load()
 	h = apply(t, s, h, dels, inc.Investigation.Impact.Customers)
-	assert.EqualValues(t, 1, count.n.Load()-before, "Apply")
-	before = count.n.Load()
+	sent, trips = trace.take()
+	assert.Equal(t, []string{"BEGIN", "WITH", "COMMIT"}, sent, "Apply")
+	assert.Equal(t, 2, trips, "Apply")
+
 	_, err := s.Head(ctx, h.ID)
 	require.NoError(t, err)
-	assert.EqualValues(t, 1, count.n.Load()-before, "Head")
-	count.sql.Range(func(k, _ any) bool {
-		assert.NotContains(t, strings.ToLower(k.(string)), "begin", "no transaction block")
-		return true
-	})
+	sent, trips = trace.take()
+	assert.Equal(t, []string{"SELECT"}, sent, "Head")
+	assert.Equal(t, 1, trips, "Head")
+
+	stale := h.Clone()
+	stale.Version--
+	require.ErrorIs(t, s.Apply(ctx, next(stale, dels, nil)), incident.ErrConflict)
+	sent, _ = trace.take()
+	assert.Equal(t, []string{"BEGIN", "WITH", "ROLLBACK", "SELECT"}, sent, "a failed Apply, then the look-up of why")
 }
 
 func TestConcurrentApplyOneWins(t *testing.T) {
@@ -486,7 +528,16 @@ func TestCancelledWhileWaiting(t *testing.T) {
 	assert.ErrorIs(t, err, context.DeadlineExceeded, "Apply cancelled while waiting for a lock")
 	assert.EqualValues(t, 1, ch.Head.Version)
 	require.NoError(t, tx.Rollback(t.Context()))
-	assertSame(t, whole(newIncident("inc-1", "key-1"), 1), load(t, s, "inc-1"))
+	// The server ran the abandoned statement once the lock was free; wait
+	// for its backend to be gone: it must have rolled back.
+	require.Eventually(t, func() bool {
+		var n int
+		require.NoError(t, s.Pool().QueryRow(t.Context(),
+			`SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()
+			    AND state <> 'idle' AND query LIKE 'WITH h AS (%UPDATE incident_heads%'`).Scan(&n))
+		return n == 0
+	}, 10*time.Second, 10*time.Millisecond)
+	assertSame(t, whole(newIncident("inc-1", "key-1"), 1), load(t, s, "inc-1"), "the abandoned change was rolled back")
 }
 
 // ---- leases ----
