@@ -19,10 +19,13 @@ import (
 // conversion holds in memory before it writes them.
 const flushItems = 20_000
 
-// unkeyedPrefix starts the key column of a delivery (customer) of a whole
-// record whose idempotency key (recipient ID) the column cannot hold: none,
-// or one holding NUL. Version 3 never writes such an item (Change.Check
-// refuses it); a record of before might hold one, and is kept whole.
+// unkeyedPrefix starts the key given to a delivery (customer) of a whole
+// record whose idempotency key (recipient ID) is empty or holds NUL, which
+// a key column cannot hold: "v1-unkeyed:" and its position. Version 3
+// never writes such an item (Change.Check refuses it, and the store NUL in
+// keys); a record of before might hold one. It is kept, under that key, as
+// its IdempotencyKey (its ID, for a customer), so that pages of it are
+// read by key as any other.
 const unkeyedPrefix = "v1-unkeyed:"
 
 // splitRecords is migration 3's conversion up: it reads every incident's
@@ -32,7 +35,8 @@ const unkeyedPrefix = "v1-unkeyed:"
 // incident.Load returns the record as it was, with the same Version and
 // the same hashes. Two deliveries with one idempotency key (two customers
 // with one recipient ID) become one, with the value of the last, where the
-// first was: what writing the record as one incident.Change does. What
+// first was: what writing the record as one incident.Change does; an item
+// without a key that a column can hold gets one (see unkeyedPrefix). What
 // version 3 keeps in the head and a whole record of before did not hold is
 // computed from the record: Chain from the timeline, Impact.Affected (when
 // zero) as the number of customers kept, and, unless the record counts
@@ -101,16 +105,19 @@ type partsWriter struct {
 func (w *partsWriter) add(inc *incident.Incident) error {
 	ch := incident.Split(inc)
 	h := ch.Head
-	h.Chain = incident.Chain{Len: len(ch.Entries), Head: ch.Entries.Head()} // the record is whole: its timeline is the truth
-	unkeyed := func(key string, i int) string {
-		if key == "" || !textOK(key) {
-			return unkeyedPrefix + strconv.Itoa(i)
+	// The record is whole: its timeline is the truth.
+	h.Chain = incident.Chain{Len: len(ch.Entries), Head: ch.Entries.Head()}
+	for i := range ch.Deliveries { // Split's copies, as the customers
+		if d := &ch.Deliveries[i]; d.IdempotencyKey == "" || !textOK(d.IdempotencyKey) {
+			d.IdempotencyKey = unkeyedPrefix + strconv.Itoa(i)
 		}
-		return key
 	}
-	enc, err := encodeKeyed(ch, h.Version,
-		func(i int) string { return unkeyed(ch.Deliveries[i].IdempotencyKey, i) },
-		func(i int) string { return unkeyed(incident.RecipientID(ch.Customers[i]), i) })
+	for i := range ch.Customers {
+		if c := &ch.Customers[i]; !textOK(incident.RecipientID(*c)) || incident.RecipientID(*c) == "" {
+			c.ID = unkeyedPrefix + strconv.Itoa(i)
+		}
+	}
+	enc, err := encodeChange(ch, h.Version)
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -189,21 +190,18 @@ func insertV1(t *testing.T, pool *pgxpool.Pool, rows ...v1Row) {
 // migration 3 once migrated: the record, with the fields it did not hold
 // computed from it (Chain, Impact.Affected, Outreach's counts), and each
 // delivery (customer) key once, with its last value where it first came.
+// (Items without a key are not expected here.)
 func migrated(inc *incident.Incident) *incident.Incident {
 	w := inc.Clone()
 	w.Chain = incident.Chain{Len: len(w.Timeline), Head: w.Timeline.Head()}
 	var dels []incident.Delivery
 	at := map[string]int{}
-	for i, d := range w.Deliveries {
-		key := d.IdempotencyKey
-		if key == "" {
-			key = fmt.Sprint("unkeyed ", i)
-		}
-		if j, ok := at[key]; ok {
+	for _, d := range w.Deliveries {
+		if j, ok := at[d.IdempotencyKey]; ok {
 			dels[j] = d
 			continue
 		}
-		at[key] = len(dels)
+		at[d.IdempotencyKey] = len(dels)
 		dels = append(dels, d)
 	}
 	w.Deliveries = dels
@@ -283,8 +281,8 @@ func TestMigrateSplitsRecords(t *testing.T) {
 	big.Deliveries = append(big.Deliveries, incident.Delivery{IdempotencyKey: "k3", Status: incident.DeliveryUnknown})
 	big.Investigation.Impact.Customers = append(big.Investigation.Impact.Customers, incident.Customer{ID: "c5", Name: "again"})
 
-	// Items without a key, which version 3 never writes: kept all the
-	// same.
+	// Items without a key that a column can hold, which version 3 never
+	// writes: kept, under keys of their own.
 	odd := newIncident("inc-odd", "key-odd")
 	odd.Version = 2
 	odd.State = incident.StateDismissed
@@ -318,8 +316,11 @@ func TestMigrateSplitsRecords(t *testing.T) {
 	assert.Equal(t, 2500, got.Investigation.Impact.Affected, "Affected counts the customers kept")
 
 	got = load(t, s, "inc-odd")
-	assert.Equal(t, odd.Deliveries, got.Deliveries)
-	assert.Equal(t, odd.Investigation.Impact.Customers, got.Investigation.Impact.Customers)
+	wantDels := slices.Clone(odd.Deliveries)
+	wantDels[0].IdempotencyKey, wantDels[1].IdempotencyKey = "v1-unkeyed:0", "v1-unkeyed:1"
+	assert.Equal(t, wantDels, got.Deliveries)
+	assert.Equal(t, []incident.Customer{{ID: "v1-unkeyed:0", Name: "no ID, no email"}, {ID: "v1-unkeyed:1"}},
+		got.Investigation.Impact.Customers)
 
 	// The head columns and the register.
 	found, err := s.FindOpen(ctx, "key-full")

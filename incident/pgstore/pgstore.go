@@ -172,14 +172,6 @@ type encodedChange struct {
 // first came, with the value it has last: what applying them in order
 // would leave.
 func encodeChange(ch incident.Change, version int64) (encodedChange, error) {
-	return encodeKeyed(ch, version,
-		func(i int) string { return ch.Deliveries[i].IdempotencyKey },
-		func(i int) string { return incident.RecipientID(ch.Customers[i]) })
-}
-
-// encodeKeyed is encodeChange with the keys of the deliveries and
-// customers given by delKey and custKey.
-func encodeKeyed(ch incident.Change, version int64, delKey, custKey func(i int) string) (encodedChange, error) {
 	var enc encodedChange
 	h := *ch.Head // shallow: only Version changes, and json.Marshal only reads
 	h.Version = version
@@ -205,7 +197,7 @@ func encodeKeyed(ch incident.Change, version int64, delKey, custKey func(i int) 
 		if err != nil {
 			return enc, fmt.Errorf("pgstore: encoding delivery of incident %s: %w", h.ID, err)
 		}
-		key := delKey(i)
+		key := d.IdempotencyKey
 		if j, ok := at[key]; ok {
 			enc.delStatus[j], enc.delBodies[j] = string(d.Status), string(b)
 			continue
@@ -226,7 +218,7 @@ func encodeKeyed(ch incident.Change, version int64, delKey, custKey func(i int) 
 		if err != nil {
 			return enc, fmt.Errorf("pgstore: encoding customer of incident %s: %w", h.ID, err)
 		}
-		rid := custKey(i)
+		rid := incident.RecipientID(ch.Customers[i])
 		if j, ok := at[rid]; ok {
 			enc.custBodies[j] = string(b)
 			continue
