@@ -117,8 +117,9 @@ const versionTable = `CREATE TABLE IF NOT EXISTS breach_schema_migrations (
 // Some steps also convert the stored rows, in Go, after their SQL and in
 // their transaction: migration 2 fills the register's columns from each
 // record's JSON, and migration 3 splits each whole record into its head,
-// timeline entries, deliveries and customers (see splitRecords), keeping
-// its Version and its hashes. Migration 3 renames the incidents table, so
+// timeline entries, deliveries and customers, keeping its Version and its
+// hashes, so that incident.Load returns it as it was (the package's
+// README says what is computed for the fields a whole record lacked). Migration 3 renames the incidents table, so
 // that replicas of a release before it fail rather than write whole
 // records: stop them before it runs.
 //
@@ -161,11 +162,12 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 // but the version table), undoing one migration at a time, newest first,
 // each in a transaction of its own, under the lock Migrate takes. Undoing a
 // migration drops what it created, after converting the rows back where it
-// converted them: undoing migration 3 writes every incident whole again
-// (see joinRecords), undoing 2 drops the register's columns, going below
-// version 1 deletes every incident and lease. It returns an error matching ErrSchema for a negative
-// to, or when the database is at a version this package has no migration
-// for. A database at or below to is left alone.
+// converted them: undoing migration 3 writes every incident whole again,
+// as incident.Load reads it, for the releases before it; undoing 2 drops
+// the register's columns; going below version 1 deletes every incident and
+// lease. It returns an error matching ErrSchema for a negative to, or when
+// the database is at a version this package has no migration for. A
+// database at or below to is left alone.
 func MigrateDown(ctx context.Context, pool *pgxpool.Pool, to int) error {
 	if to < 0 {
 		return fmt.Errorf("%w: cannot migrate down to version %d", ErrSchema, to)
