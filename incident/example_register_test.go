@@ -22,7 +22,7 @@ func ExampleLister() {
 			inc.ClosedAt = inc.DetectedAt.Add(30 * time.Minute)
 			inc.Decision = &incident.Decision{Notify: false, Reason: "no customer data affected"}
 		}
-		if err := store.Create(ctx, inc); err != nil {
+		if err := store.Create(ctx, incident.Split(inc)); err != nil {
 			panic(err)
 		}
 	}

@@ -23,7 +23,7 @@ func BenchmarkMemStoreRetained(b *testing.B) {
 		b.StartTimer()
 		s := incident.NewMemStore()
 		for i := range n {
-			if err := s.Create(context.Background(), typicalIncident(i)); err != nil {
+			if err := s.Create(context.Background(), incident.Split(typicalIncident(i))); err != nil {
 				b.Fatal(err)
 			}
 		}

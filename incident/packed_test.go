@@ -35,7 +35,8 @@ func TestMemStoreKeepsTimelineTimesOfAnyYear(t *testing.T) {
 		inc.Timeline.Append(incident.Entry{At: at, Actor: incident.ActorSystem, Type: incident.EntryNote, Detail: "entry " + string(rune('a'+i))})
 	}
 	require.NoError(t, inc.Timeline.Verify())
-	require.NoError(t, s.Create(ctx, inc))
+	ch := incident.Split(inc)
+	require.NoError(t, s.Create(ctx, ch))
 
 	check := func(t *testing.T, got *incident.Incident) {
 		t.Helper()
@@ -47,14 +48,21 @@ func TestMemStoreKeepsTimelineTimesOfAnyYear(t *testing.T) {
 		assert.NoError(t, got.Timeline.Verify())
 		assert.NoError(t, got.Timeline.VerifyHead(inc.Timeline.Head()))
 	}
-	got, err := s.Get(ctx, inc.ID)
+	got, err := incident.Load(ctx, s, inc.ID)
 	require.NoError(t, err)
 	check(t, got)
+	for from := range times {
+		page, err := s.Entries(ctx, inc.ID, from, 1)
+		require.NoError(t, err)
+		require.Len(t, page, 1)
+		assert.True(t, times[from].Equal(page[0].At), "Entries from %d", from)
+	}
 
 	// And through an update.
-	got.State = incident.StateInvestigating
-	require.NoError(t, s.Update(ctx, got))
-	again, err := s.Get(ctx, inc.ID)
+	h := ch.Head
+	h.State = incident.StateInvestigating
+	require.NoError(t, s.Apply(ctx, incident.Split(h)))
+	again, err := incident.Load(ctx, s, inc.ID)
 	require.NoError(t, err)
 	check(t, again)
 }

@@ -27,28 +27,60 @@ func newIncident(id, key string) *incident.Incident {
 		DetectedAt: t0,
 		Attributes: map[string]string{"region": "eu"},
 		Investigation: &incident.Investigation{Findings: incident.Findings{
-			Notes:  []string{"n1"},
-			Impact: incident.Impact{Customers: []incident.Customer{{ID: "c1"}}, Data: []incident.DataCategory{incident.DataAPIAccess}},
+			Notes: []string{"n1"},
+			Impact: incident.Impact{Customers: []incident.Customer{{ID: "c1"}}, Affected: 1,
+				Data: []incident.DataCategory{incident.DataAPIAccess}},
 		}},
 		Actions: []incident.ActionRecord{{Name: "revoke", Status: incident.ActionPending}},
 	}
-	inc.Timeline.Append(incident.Entry{At: t0, Actor: incident.ActorSystem, Type: incident.EntrySignal, Detail: "opened"})
+	inc.Record(incident.Entry{At: t0, Actor: incident.ActorSystem, Type: incident.EntrySignal, Detail: "opened"})
 	return inc
 }
 
-func TestMemStoreCreateGet(t *testing.T) {
+// create stores inc whole and returns its head as stored.
+func create(t *testing.T, s *incident.MemStore, inc *incident.Incident) *incident.Incident {
+	t.Helper()
+	ch := incident.Split(inc)
+	require.NoError(t, s.Create(t.Context(), ch))
+	return ch.Head
+}
+
+func head(t *testing.T, s *incident.MemStore, id string) *incident.Incident {
+	t.Helper()
+	h, err := s.Head(t.Context(), id)
+	require.NoError(t, err)
+	return h
+}
+
+// apply writes h, a head changed, and returns the head as stored.
+func apply(t *testing.T, s *incident.MemStore, h *incident.Incident) *incident.Incident {
+	t.Helper()
+	ch := incident.Split(h)
+	require.NoError(t, s.Apply(t.Context(), ch))
+	return ch.Head
+}
+
+func TestMemStoreCreateLoad(t *testing.T) {
 	ctx := t.Context()
 	s := incident.NewMemStore()
 	inc := newIncident("i1", "k1")
 	inc.Version = 7 // ignored
-	require.NoError(t, s.Create(ctx, inc))
-	assert.Equal(t, int64(1), inc.Version, "Create sets the caller's Version")
+	ch := incident.Split(inc)
+	require.NoError(t, s.Create(ctx, ch))
+	assert.Equal(t, int64(1), ch.Head.Version, "Create sets the Version of the change's head")
 
-	got, err := s.Get(ctx, "i1")
+	got, err := incident.Load(ctx, s, "i1")
 	require.NoError(t, err)
-	assert.Equal(t, int64(1), got.Version)
-	assert.Equal(t, inc, got)
-	assert.NotSame(t, inc, got)
+	want := inc.Clone()
+	want.Version = 1
+	assert.Equal(t, want, got)
+
+	h, err := s.Head(ctx, "i1")
+	require.NoError(t, err)
+	assert.Equal(t, ch.Head, h)
+	assert.NotSame(t, ch.Head, h)
+	assert.Empty(t, h.Timeline)
+	assert.Empty(t, h.Investigation.Impact.Customers)
 
 	open, err := s.FindOpen(ctx, "k1")
 	require.NoError(t, err)
@@ -58,23 +90,24 @@ func TestMemStoreCreateGet(t *testing.T) {
 func TestMemStoreCreateDuplicateKey(t *testing.T) {
 	ctx := t.Context()
 	s := incident.NewMemStore()
-	first := newIncident("i1", "k1")
-	require.NoError(t, s.Create(ctx, first))
+	first := create(t, s, newIncident("i1", "k1"))
 
-	second := newIncident("i2", "k1")
+	second := incident.Split(newIncident("i2", "k1"))
 	err := s.Create(ctx, second)
 	require.ErrorIs(t, err, incident.ErrDuplicate)
 	var de *incident.DuplicateError
 	require.ErrorAs(t, err, &de)
 	assert.Equal(t, "i1", de.ExistingID)
 	assert.Equal(t, "k1", de.DedupKey)
-	assert.Equal(t, int64(0), second.Version, "a failed Create leaves Version alone")
-	_, err = s.Get(ctx, "i2")
+	assert.Equal(t, int64(0), second.Head.Version, "a failed Create leaves Version alone")
+	_, err = s.Head(ctx, "i2")
 	assert.ErrorIs(t, err, incident.ErrNotFound)
+	_, err = s.Entries(ctx, "i2", 0, 0)
+	assert.ErrorIs(t, err, incident.ErrNotFound, "a refused Create writes no entries")
 
 	// Closing the first frees the key.
 	first.State = incident.StateClosed
-	require.NoError(t, s.Update(ctx, first))
+	apply(t, s, first)
 	_, err = s.FindOpen(ctx, "k1")
 	assert.ErrorIs(t, err, incident.ErrNotFound)
 	require.NoError(t, s.Create(ctx, second))
@@ -89,81 +122,80 @@ func TestMemStoreCreateClosedDoesNotHoldKey(t *testing.T) {
 	for i, st := range []incident.State{incident.StateClosed, incident.StateDismissed} {
 		inc := newIncident(fmt.Sprint("done", i), "k")
 		inc.State = st
-		require.NoError(t, s.Create(ctx, inc))
+		create(t, s, inc)
 	}
 	_, err := s.FindOpen(ctx, "k")
 	assert.ErrorIs(t, err, incident.ErrNotFound)
-	require.NoError(t, s.Create(ctx, newIncident("open", "k")))
-	err = s.Create(ctx, newIncident("open2", "k"))
+	create(t, s, newIncident("open", "k"))
+	err = s.Create(ctx, incident.Split(newIncident("open2", "k")))
 	assert.ErrorIs(t, err, incident.ErrDuplicate)
 }
 
 func TestMemStoreCreateExistingID(t *testing.T) {
 	ctx := t.Context()
 	s := incident.NewMemStore()
-	require.NoError(t, s.Create(ctx, newIncident("i1", "k1")))
-	err := s.Create(ctx, newIncident("i1", "k2"))
+	create(t, s, newIncident("i1", "k1"))
+	err := s.Create(ctx, incident.Split(newIncident("i1", "k2")))
 	assert.ErrorIs(t, err, incident.ErrInvalidIncident)
 	_, err = s.FindOpen(ctx, "k2")
 	assert.ErrorIs(t, err, incident.ErrNotFound, "a rejected Create must not claim its key")
+	tl, err := s.Entries(ctx, "i1", 0, 0)
+	require.NoError(t, err)
+	assert.Len(t, tl, 1, "a rejected Create must not append its entries to the incident with its ID")
 }
 
-func TestMemStoreUpdateCAS(t *testing.T) {
+func TestMemStoreApplyCAS(t *testing.T) {
 	ctx := t.Context()
 	s := incident.NewMemStore()
-	require.NoError(t, s.Create(ctx, newIncident("i1", "k1")))
+	create(t, s, newIncident("i1", "k1"))
 
-	a, err := s.Get(ctx, "i1")
-	require.NoError(t, err)
-	b, err := s.Get(ctx, "i1")
-	require.NoError(t, err)
+	a, b := head(t, s, "i1"), head(t, s, "i1")
 
 	a.Summary = "winner"
 	a.State = incident.StateInvestigating
-	require.NoError(t, s.Update(ctx, a))
-	assert.Equal(t, int64(2), a.Version, "Update sets the caller's Version")
+	a = apply(t, s, a)
+	assert.Equal(t, int64(2), a.Version, "Apply sets the Version of the change's head")
 
 	b.Summary = "loser"
 	b.State = incident.StateDismissed
-	err = s.Update(ctx, b)
+	b.Record(incident.Entry{At: t0, Actor: "bob", Type: incident.EntryNote, Detail: "loser"})
+	chb := incident.Split(b)
+	err := s.Apply(ctx, chb)
 	require.ErrorIs(t, err, incident.ErrConflict)
 	var ce *incident.ConflictError
 	require.ErrorAs(t, err, &ce)
 	assert.Equal(t, "i1", ce.ID)
 	assert.Equal(t, int64(1), ce.Expected)
 	assert.Equal(t, int64(2), ce.Actual)
-	assert.Equal(t, int64(1), b.Version, "the loser's Version is unchanged")
+	assert.Equal(t, int64(1), chb.Head.Version, "the loser's Version is unchanged")
 
-	got, err := s.Get(ctx, "i1")
-	require.NoError(t, err)
+	got := head(t, s, "i1")
 	assert.Equal(t, a, got, "the store holds the winner")
 	assert.Equal(t, "winner", got.Summary)
 	assert.Equal(t, int64(2), got.Version)
+	tl, err := s.Entries(ctx, "i1", 0, 0)
+	require.NoError(t, err)
+	assert.Len(t, tl, 1, "the loser's entry is not written")
 	open, err := s.FindOpen(ctx, "k1")
 	require.NoError(t, err, "the loser's dismissal must not free the key")
 	assert.Equal(t, "i1", open.ID)
 
 	// Re-reading and re-applying succeeds.
-	b, err = s.Get(ctx, "i1")
-	require.NoError(t, err)
+	b = head(t, s, "i1")
 	b.Summary = "second"
-	require.NoError(t, s.Update(ctx, b))
-	assert.Equal(t, int64(3), b.Version)
+	assert.Equal(t, int64(3), apply(t, s, b).Version)
 }
 
-func TestMemStoreUpdateBumpsVersion(t *testing.T) {
-	ctx := t.Context()
+func TestMemStoreApplyBumpsVersion(t *testing.T) {
 	s := incident.NewMemStore()
-	inc := newIncident("i1", "k1")
-	require.NoError(t, s.Create(ctx, inc))
+	h := create(t, s, newIncident("i1", "k1"))
 	for want := int64(2); want <= 5; want++ {
-		inc.Summary = fmt.Sprint("v", want)
-		require.NoError(t, s.Update(ctx, inc))
-		assert.Equal(t, want, inc.Version)
-		got, err := s.Get(ctx, "i1")
-		require.NoError(t, err)
+		h.Summary = fmt.Sprint("v", want)
+		h = apply(t, s, h)
+		assert.Equal(t, want, h.Version)
+		got := head(t, s, "i1")
 		assert.Equal(t, want, got.Version)
-		assert.Equal(t, inc.Summary, got.Summary)
+		assert.Equal(t, h.Summary, got.Summary)
 	}
 }
 
@@ -172,27 +204,21 @@ func TestMemStoreReturnsCopies(t *testing.T) {
 		name   string
 		mutate func(*incident.Incident)
 	}{
-		{"Timeline", func(i *incident.Incident) { i.Timeline[0].Detail = "forged" }},
-		{"Timeline append", func(i *incident.Incident) {
-			i.Timeline.Append(incident.Entry{Type: incident.EntryNote, Detail: "extra"})
-		}},
 		{"Actions", func(i *incident.Incident) { i.Actions[0].Status = incident.ActionApplied }},
 		{"Attributes", func(i *incident.Incident) { i.Attributes["region"] = "us" }},
 		{"Attributes add", func(i *incident.Incident) { i.Attributes["new"] = "x" }},
-		{"Investigation.Impact.Customers", func(i *incident.Incident) {
-			i.Investigation.Impact.Customers[0].ID = "c-forged"
-		}},
 		{"Investigation.Impact.Data", func(i *incident.Incident) { i.Investigation.Impact.Data[0] = "x" }},
 		{"Investigation.Notes", func(i *incident.Incident) { i.Investigation.Notes[0] = "x" }},
 		{"Investigation pointer", func(i *incident.Incident) { i.Investigation.RootCause = "x" }},
+		{"Record", func(i *incident.Incident) { i.Record(incident.Entry{Type: incident.EntryNote, Detail: "extra"}) }},
 		{"scalar", func(i *incident.Incident) { i.Summary = "x" }},
 	}
 	getters := []struct {
 		name string
 		get  func(*testing.T, context.Context, *incident.MemStore) *incident.Incident
 	}{
-		{"Get", func(t *testing.T, ctx context.Context, s *incident.MemStore) *incident.Incident {
-			inc, err := s.Get(ctx, "i1")
+		{"Head", func(t *testing.T, ctx context.Context, s *incident.MemStore) *incident.Incident {
+			inc, err := s.Head(ctx, "i1")
 			require.NoError(t, err)
 			return inc
 		}},
@@ -213,7 +239,7 @@ func TestMemStoreReturnsCopies(t *testing.T) {
 			t.Run(g.name+" "+tt.name, func(t *testing.T) {
 				ctx := t.Context()
 				s := incident.NewMemStore()
-				require.NoError(t, s.Create(ctx, newIncident("i1", "k1")))
+				create(t, s, newIncident("i1", "k1"))
 				want := g.get(t, ctx, s)
 				out := g.get(t, ctx, s)
 				tt.mutate(out)
@@ -222,40 +248,74 @@ func TestMemStoreReturnsCopies(t *testing.T) {
 			})
 		}
 		t.Run("Create argument "+tt.name, func(t *testing.T) {
-			ctx := t.Context()
 			s := incident.NewMemStore()
-			in := newIncident("i1", "k1")
-			require.NoError(t, s.Create(ctx, in))
+			in := create(t, s, newIncident("i1", "k1"))
 			want := in.Clone()
 			tt.mutate(in)
-			got, err := s.Get(ctx, "i1")
-			require.NoError(t, err)
-			assert.Equal(t, want, got)
+			assert.Equal(t, want, head(t, s, "i1"))
 		})
-		t.Run("Update argument "+tt.name, func(t *testing.T) {
-			ctx := t.Context()
+		t.Run("Apply argument "+tt.name, func(t *testing.T) {
 			s := incident.NewMemStore()
-			in := newIncident("i1", "k1")
-			require.NoError(t, s.Create(ctx, in))
+			in := create(t, s, newIncident("i1", "k1"))
 			in.Summary = "updated"
-			require.NoError(t, s.Update(ctx, in))
+			in = apply(t, s, in)
 			want := in.Clone()
 			tt.mutate(in)
-			got, err := s.Get(ctx, "i1")
-			require.NoError(t, err)
-			assert.Equal(t, want, got)
+			assert.Equal(t, want, head(t, s, "i1"))
 		})
 	}
+}
+
+// TestMemStoreReturnsCopiesOfParts: the pages of entries, deliveries and
+// customers are the caller's, and so are the parts of a change once
+// applied.
+func TestMemStoreReturnsCopiesOfParts(t *testing.T) {
+	ctx := t.Context()
+	s := incident.NewMemStore()
+	inc := newIncident("i1", "k1")
+	inc.Deliveries = []incident.Delivery{{Recipient: "c1", Channel: "email", IdempotencyKey: "d1", Status: incident.DeliveryClaimed}}
+	ch := incident.Split(inc)
+	require.NoError(t, s.Create(ctx, ch))
+	want, err := incident.Load(ctx, s, "i1")
+	require.NoError(t, err)
+
+	ch.Entries[0].Detail = "forged"
+	ch.Deliveries[0].Status = incident.DeliverySent
+	ch.Customers[0].ID = "c-forged"
+	tl, err := s.Entries(ctx, "i1", 0, 0)
+	require.NoError(t, err)
+	tl[0].Detail = "forged"
+	ds, err := s.Deliveries(ctx, "i1", incident.DeliveryQuery{})
+	require.NoError(t, err)
+	ds[0].Status = incident.DeliveryFailed
+	ds, err = s.Deliveries(ctx, "i1", incident.DeliveryQuery{Keys: []string{"d1"}})
+	require.NoError(t, err)
+	ds[0].Attempts = 9
+	cs, err := s.Customers(ctx, "i1", "", 0)
+	require.NoError(t, err)
+	cs[0].Name = "forged"
+
+	got, err := incident.Load(ctx, s, "i1")
+	require.NoError(t, err)
+	assert.Equal(t, want, got)
+	assert.NoError(t, got.Timeline.VerifyHead(got.Chain.Head))
 }
 
 func TestMemStoreNotFound(t *testing.T) {
 	ctx := t.Context()
 	s := incident.NewMemStore()
-	require.NoError(t, s.Create(ctx, newIncident("i1", "k1")))
+	create(t, s, newIncident("i1", "k1"))
 
-	_, err := s.Get(ctx, "nope")
+	_, err := s.Head(ctx, "nope")
 	assert.ErrorIs(t, err, incident.ErrNotFound)
-	err = s.Update(ctx, newIncident("nope", "k9"))
+	ch := incident.Split(newIncident("nope", "k9"))
+	ch.Head.Version = 1
+	assert.ErrorIs(t, s.Apply(ctx, ch), incident.ErrNotFound)
+	_, err = s.Entries(ctx, "nope", 0, 0)
+	assert.ErrorIs(t, err, incident.ErrNotFound)
+	_, err = s.Deliveries(ctx, "nope", incident.DeliveryQuery{})
+	assert.ErrorIs(t, err, incident.ErrNotFound)
+	_, err = s.Customers(ctx, "nope", "", 0)
 	assert.ErrorIs(t, err, incident.ErrNotFound)
 	_, err = s.FindOpen(ctx, "k9")
 	assert.ErrorIs(t, err, incident.ErrNotFound)
@@ -272,7 +332,7 @@ func TestMemStoreListOpen(t *testing.T) {
 		inc := newIncident(id, key)
 		inc.DetectedAt = at
 		inc.State = st
-		require.NoError(t, s.Create(ctx, inc))
+		create(t, s, inc)
 	}
 	mk("c", "k-c", t0.Add(time.Hour), incident.StateInvestigating)
 	mk("b", "k-b", t0, incident.StateDetected)
@@ -292,10 +352,9 @@ func TestMemStoreListOpen(t *testing.T) {
 	assert.Equal(t, []string{"z", "a", "b", "d", "c"}, ids)
 
 	// Closing one removes it; reopening puts it back.
-	inc, err := s.Get(ctx, "a")
-	require.NoError(t, err)
+	inc := head(t, s, "a")
 	inc.State = incident.StateDismissed
-	require.NoError(t, s.Update(ctx, inc))
+	apply(t, s, inc)
 	list, err = s.ListOpen(ctx)
 	require.NoError(t, err)
 	ids = ids[:0]
@@ -338,8 +397,8 @@ func TestMemStoreInvalidIncident(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := t.Context()
 			s := incident.NewMemStore()
-			assert.ErrorIs(t, s.Create(ctx, tt.inc), incident.ErrInvalidIncident)
-			assert.ErrorIs(t, s.Update(ctx, tt.inc), incident.ErrInvalidIncident)
+			assert.ErrorIs(t, s.Create(ctx, incident.Split(tt.inc)), incident.ErrInvalidIncident)
+			assert.ErrorIs(t, s.Apply(ctx, incident.Split(tt.inc)), incident.ErrInvalidIncident)
 			list, err := s.ListOpen(ctx)
 			require.NoError(t, err)
 			assert.Empty(t, list)
@@ -348,99 +407,107 @@ func TestMemStoreInvalidIncident(t *testing.T) {
 	t.Run("update that empties a field", func(t *testing.T) {
 		ctx := t.Context()
 		s := incident.NewMemStore()
-		inc := newIncident("i", "k")
-		require.NoError(t, s.Create(ctx, inc))
+		inc := create(t, s, newIncident("i", "k"))
 		inc.DedupKey = ""
-		assert.ErrorIs(t, s.Update(ctx, inc), incident.ErrInvalidIncident)
-		got, err := s.Get(ctx, "i")
-		require.NoError(t, err)
-		assert.Equal(t, "k", got.DedupKey)
+		assert.ErrorIs(t, s.Apply(ctx, incident.Split(inc)), incident.ErrInvalidIncident)
+		assert.Equal(t, "k", head(t, s, "i").DedupKey)
+	})
+	t.Run("chain that does not continue", func(t *testing.T) {
+		ctx := t.Context()
+		s := incident.NewMemStore()
+		inc := create(t, s, newIncident("i", "k"))
+		inc.Record(incident.Entry{At: t0, Actor: incident.ActorSystem, Type: incident.EntryNote})
+		ch := incident.Split(inc)
+		ch.Head.Chain.Len++
+		assert.ErrorIs(t, s.Apply(ctx, ch), incident.ErrInvalidIncident)
+		assert.Equal(t, 1, head(t, s, "i").Chain.Len)
 	})
 }
 
 func TestMemStoreCancelledContext(t *testing.T) {
 	s := incident.NewMemStore()
-	require.NoError(t, s.Create(t.Context(), newIncident("i1", "k1")))
+	create(t, s, newIncident("i1", "k1"))
 
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	assert.ErrorIs(t, s.Create(ctx, newIncident("i2", "k2")), context.Canceled)
-	_, err := s.Get(ctx, "i1")
+	assert.ErrorIs(t, s.Create(ctx, incident.Split(newIncident("i2", "k2"))), context.Canceled)
+	_, err := s.Head(ctx, "i1")
 	assert.ErrorIs(t, err, context.Canceled)
 	inc := newIncident("i1", "k1")
 	inc.Version = 1
 	inc.Summary = "changed"
-	assert.ErrorIs(t, s.Update(ctx, inc), context.Canceled)
+	assert.ErrorIs(t, s.Apply(ctx, incident.Split(inc)), context.Canceled)
 	_, err = s.FindOpen(ctx, "k1")
 	assert.ErrorIs(t, err, context.Canceled)
 	_, err = s.ListOpen(ctx)
 	assert.ErrorIs(t, err, context.Canceled)
+	_, err = s.Entries(ctx, "i1", 0, 0)
+	assert.ErrorIs(t, err, context.Canceled)
+	_, err = s.Deliveries(ctx, "i1", incident.DeliveryQuery{})
+	assert.ErrorIs(t, err, context.Canceled)
+	_, err = s.Customers(ctx, "i1", "", 0)
+	assert.ErrorIs(t, err, context.Canceled)
 
 	// Nothing changed.
-	_, err = s.Get(t.Context(), "i2")
+	_, err = s.Head(t.Context(), "i2")
 	assert.ErrorIs(t, err, incident.ErrNotFound)
-	got, err := s.Get(t.Context(), "i1")
-	require.NoError(t, err)
+	got := head(t, s, "i1")
 	assert.Empty(t, got.Summary)
 	assert.Equal(t, int64(1), got.Version)
 
 	dctx, dcancel := context.WithDeadline(t.Context(), time.Unix(0, 0))
 	defer dcancel()
-	_, err = s.Get(dctx, "i1")
+	_, err = s.Head(dctx, "i1")
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
 }
 
 func TestMemStoreReopenWhileKeyTaken(t *testing.T) {
 	ctx := t.Context()
 	s := incident.NewMemStore()
-	old := newIncident("old", "k")
-	require.NoError(t, s.Create(ctx, old))
+	old := create(t, s, newIncident("old", "k"))
 	old.State = incident.StateClosed
-	require.NoError(t, s.Update(ctx, old))
-	require.NoError(t, s.Create(ctx, newIncident("new", "k")))
+	old = apply(t, s, old)
+	create(t, s, newIncident("new", "k"))
 
 	old.State = incident.StateInvestigating
-	err := s.Update(ctx, old)
+	ch := incident.Split(old)
+	err := s.Apply(ctx, ch)
 	require.ErrorIs(t, err, incident.ErrDuplicate)
 	var de *incident.DuplicateError
 	require.ErrorAs(t, err, &de)
 	assert.Equal(t, "new", de.ExistingID)
 	assert.Equal(t, "k", de.DedupKey)
-	assert.Equal(t, int64(2), old.Version, "a refused update leaves Version alone")
+	assert.Equal(t, int64(2), ch.Head.Version, "a refused update leaves Version alone")
 
-	got, err := s.Get(ctx, "old")
-	require.NoError(t, err)
-	assert.Equal(t, incident.StateClosed, got.State)
+	assert.Equal(t, incident.StateClosed, head(t, s, "old").State)
 	open, err := s.FindOpen(ctx, "k")
 	require.NoError(t, err)
 	assert.Equal(t, "new", open.ID)
 
 	// Once the new one is closed, the old one can be reopened.
-	nw, err := s.Get(ctx, "new")
-	require.NoError(t, err)
+	nw := head(t, s, "new")
 	nw.State = incident.StateClosed
-	require.NoError(t, s.Update(ctx, nw))
-	require.NoError(t, s.Update(ctx, old))
+	apply(t, s, nw)
+	apply(t, s, old)
 	open, err = s.FindOpen(ctx, "k")
 	require.NoError(t, err)
 	assert.Equal(t, "old", open.ID)
 }
 
-func TestMemStoreUpdateChangesDedupKey(t *testing.T) {
+func TestMemStoreApplyChangesDedupKey(t *testing.T) {
 	ctx := t.Context()
 	s := incident.NewMemStore()
-	inc := newIncident("i1", "k1")
-	require.NoError(t, s.Create(ctx, inc))
-	require.NoError(t, s.Create(ctx, newIncident("i2", "k2")))
+	inc := create(t, s, newIncident("i1", "k1"))
+	create(t, s, newIncident("i2", "k2"))
 
 	inc.DedupKey = "k2"
-	assert.ErrorIs(t, s.Update(ctx, inc), incident.ErrDuplicate)
+	assert.ErrorIs(t, s.Apply(ctx, incident.Split(inc)), incident.ErrDuplicate)
 	open, err := s.FindOpen(ctx, "k1")
 	require.NoError(t, err, "a refused update keeps the old key")
 	assert.Equal(t, "i1", open.ID)
 
 	inc.DedupKey = "k3"
-	require.NoError(t, s.Update(ctx, inc))
+	apply(t, s, inc)
 	_, err = s.FindOpen(ctx, "k1")
 	assert.ErrorIs(t, err, incident.ErrNotFound, "the old key is freed")
 	open, err = s.FindOpen(ctx, "k3")
@@ -458,7 +525,7 @@ func TestMemStoreConcurrentCreateSameKey(t *testing.T) {
 	for i := range n {
 		wg.Go(func() {
 			<-start
-			errs[i] = s.Create(ctx, newIncident(fmt.Sprint("i", i), "same"))
+			errs[i] = s.Create(ctx, incident.Split(newIncident(fmt.Sprint("i", i), "same")))
 		})
 	}
 	close(start)
@@ -488,10 +555,10 @@ func TestMemStoreConcurrentCreateSameKey(t *testing.T) {
 	}
 }
 
-func TestMemStoreConcurrentUpdates(t *testing.T) {
+func TestMemStoreConcurrentApplys(t *testing.T) {
 	ctx := t.Context()
 	s := incident.NewMemStore()
-	require.NoError(t, s.Create(ctx, newIncident("i1", "k1")))
+	create(t, s, newIncident("i1", "k1"))
 	const n = 50
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -499,12 +566,13 @@ func TestMemStoreConcurrentUpdates(t *testing.T) {
 	for range n {
 		wg.Go(func() {
 			for {
-				inc, err := s.Get(ctx, "i1")
+				inc, err := s.Head(ctx, "i1")
 				if !assert.NoError(t, err) {
 					return
 				}
 				inc.Attributes["n"] += "x"
-				err = s.Update(ctx, inc)
+				inc.Record(incident.Entry{At: t0, Actor: incident.ActorSystem, Type: incident.EntryNote})
+				err = s.Apply(ctx, incident.Split(inc))
 				if err == nil {
 					mu.Lock()
 					wins++
@@ -519,32 +587,45 @@ func TestMemStoreConcurrentUpdates(t *testing.T) {
 	}
 	wg.Wait()
 	assert.Equal(t, n, wins)
-	got, err := s.Get(ctx, "i1")
+	got, err := incident.Load(ctx, s, "i1")
 	require.NoError(t, err)
 	assert.Equal(t, int64(n+1), got.Version)
 	assert.Len(t, got.Attributes["n"], n, "no update was lost")
+	assert.Len(t, got.Timeline, n+1, "one entry per update")
+	assert.NoError(t, got.Timeline.VerifyHead(got.Chain.Head))
 }
 
 func TestMemStoreZeroValue(t *testing.T) {
 	ctx := t.Context()
 	t.Run("reads", func(t *testing.T) {
 		var s incident.MemStore
-		_, err := s.Get(ctx, "x")
+		_, err := s.Head(ctx, "x")
 		assert.ErrorIs(t, err, incident.ErrNotFound)
 		_, err = s.FindOpen(ctx, "x")
 		assert.ErrorIs(t, err, incident.ErrNotFound)
 		list, err := s.ListOpen(ctx)
 		require.NoError(t, err)
 		assert.Empty(t, list)
-		assert.ErrorIs(t, s.Update(ctx, newIncident("x", "k")), incident.ErrNotFound)
+		_, err = s.Entries(ctx, "x", 0, 0)
+		assert.ErrorIs(t, err, incident.ErrNotFound)
+		ch := incident.Split(newIncident("x", "k"))
+		ch.Head.Version = 1
+		assert.ErrorIs(t, s.Apply(ctx, ch), incident.ErrNotFound)
+		ids, err := s.Renew(ctx, "alice", time.Minute)
+		require.NoError(t, err)
+		assert.Empty(t, ids)
+		ids, err = s.Orphans(ctx, 0)
+		require.NoError(t, err)
+		assert.Empty(t, ids)
 	})
 	t.Run("writes", func(t *testing.T) {
 		var s incident.MemStore
 		inc := newIncident("i1", "k1")
-		require.NoError(t, s.Create(ctx, inc))
-		inc.State = incident.StateInvestigating
-		require.NoError(t, s.Update(ctx, inc))
-		got, err := s.Get(ctx, "i1")
+		ch := incident.Split(inc)
+		require.NoError(t, s.Create(ctx, ch))
+		ch.Head.State = incident.StateInvestigating
+		require.NoError(t, s.Apply(ctx, incident.Change{Head: ch.Head}))
+		got, err := s.Head(ctx, "i1")
 		require.NoError(t, err)
 		assert.Equal(t, incident.StateInvestigating, got.State)
 		assert.Equal(t, int64(2), got.Version)

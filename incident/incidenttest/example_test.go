@@ -12,17 +12,24 @@ import (
 
 // A host testing its own encoding of incidents compares what it wrote with
 // what it read back after Normalize: zones, monotonic clock readings and
-// sub-microsecond digits may be lost, nothing else.
+// sub-microsecond digits may be lost, nothing else. The incident is written
+// whole with incident.Split and read back whole with incident.Load.
 func ExampleNormalize() {
 	inc := incidenttest.FullIncident("inc_7f3a9c", "apikey.compromised/key_123")
 	inc.UpdatedAt = time.Now() // nanoseconds and a monotonic reading
 
 	s := incident.NewMemStore()
-	if err := s.Create(context.Background(), inc); err != nil {
+	ch := incident.Split(inc) // the head, and the parts: entries, deliveries, customers
+	if err := s.Create(context.Background(), ch); err != nil {
 		fmt.Println(err)
 		return
 	}
-	got, _ := s.Get(context.Background(), inc.ID)
+	inc.Version = ch.Head.Version // set by the store: 1
+	got, err := incident.Load(context.Background(), s, inc.ID)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 	// What a PostgreSQL store hands back: the instant in UTC, to the microsecond.
 	got.UpdatedAt = got.UpdatedAt.UTC().Truncate(time.Microsecond)
 

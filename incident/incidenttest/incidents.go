@@ -11,10 +11,13 @@ import (
 // fraction, in UTC.
 var t0 = time.Date(2025, time.March, 14, 9, 26, 53, 123456000, time.UTC)
 
-// NewIncident returns a small valid incident that any Store must accept:
-// ID id, DedupKey dedupKey, State incident.StateDetected, a fixed
-// DetectedAt, one signal and a one-entry Timeline. Version is 0. Each call
-// returns a new value the caller may change freely.
+// NewIncident returns a small valid incident, whole, that any Store must
+// accept: ID id, DedupKey dedupKey, State incident.StateDetected, a fixed
+// DetectedAt, one signal and a one-entry Timeline recorded with
+// Incident.Record, so that Chain is where the timeline stands. Version is
+// 0; no deliveries, no investigation. incident.Split(NewIncident(id, key))
+// is a valid Change for Store.Create. Each call returns a new value the
+// caller may change freely.
 func NewIncident(id, dedupKey string) *incident.Incident {
 	inc := &incident.Incident{
 		ID:         id,
@@ -28,16 +31,21 @@ func NewIncident(id, dedupKey string) *incident.Incident {
 		UpdatedAt:  t0,
 		Signals:    incident.SignalSummary{Count: 1, FirstSeen: t0, LastSeen: t0},
 	}
-	inc.Timeline.Append(incident.Entry{At: t0, Actor: incident.ActorSystem, Type: incident.EntrySignal, Detail: "opened"})
+	inc.Record(incident.Entry{At: t0, Actor: incident.ActorSystem, Type: incident.EntrySignal, Detail: "opened"})
 	return inc
 }
 
-// FullIncident returns an open incident (incident.StateNotifying) with every
-// field of incident.Incident and of the structs it holds set to a
+// FullIncident returns a whole open incident (incident.StateNotifying) with
+// every field of incident.Incident and of the structs it holds set to a
 // non-zero value, except Version (0, the store sets it): nested pointers,
 // slices with more than one element, attributes, non-ASCII text, and times
 // in a zone other than UTC with a microsecond fraction. Its Timeline is
-// hash-chained with Timeline.Append, so Timeline.Verify passes.
+// recorded with Incident.Record, so Timeline.Verify passes and Chain is
+// where the timeline stands; its five deliveries have one of each status,
+// as Outreach counts them, and Impact.Affected counts its two customers.
+// incident.Split(FullIncident(id, key)) is a valid Change for
+// Store.Create, and incident.Load reads the same incident back (with
+// Version 1).
 //
 // TestStore uses it to check that a store keeps everything; a host may use
 // it to test its own encoding of incidents. Each call returns a new value.
@@ -84,8 +92,9 @@ func FullIncident(id, dedupKey string) *incident.Incident {
 						{ID: "cust_1", Name: "Ada Lovelace", Email: "ada@example.com"},
 						{ID: "cust_2", Name: "Émile Zola", Email: "emile@example.org"},
 					},
-					Data:    []incident.DataCategory{incident.DataCampaignReports, incident.DataAPIAccess},
-					Summary: "campaign reports of two customers were readable",
+					Affected: 2,
+					Data:     []incident.DataCategory{incident.DataCampaignReports, incident.DataAPIAccess},
+					Summary:  "campaign reports of two customers were readable",
 				},
 			},
 			At:       at(30 * time.Second),
@@ -114,7 +123,14 @@ func FullIncident(id, dedupKey string) *incident.Incident {
 				LastError: "soft bounce", ClaimedAt: at(100 * time.Second), SentAt: at(101 * time.Second)},
 			{Recipient: "cust_2", Channel: "webhook", IdempotencyKey: "brk_4", Status: incident.DeliveryClaimed, Attempts: 2,
 				ClaimedAt: at(102 * time.Second)},
+			{Recipient: "cust_2", Channel: "email", IdempotencyKey: "brk_5", Status: incident.DeliveryFailed, Attempts: 5,
+				LastError: "mailbox full", ClaimedAt: at(103 * time.Second)},
+			{Recipient: "cust_1", Channel: "sms", IdempotencyKey: "brk_6", Status: incident.DeliveryCancelled,
+				ClaimedAt: at(104 * time.Second)},
+			{Recipient: "cust_1", Channel: "webhook", IdempotencyKey: "brk_7", Status: incident.DeliveryUnknown, Attempts: 1,
+				LastError: "cut off by the dismissal", ClaimedAt: at(105 * time.Second)},
 		},
+		Outreach: incident.Outreach{Claimed: 1, Sent: 1, Failed: 1, Cancelled: 1, Unknown: 1, Cursor: "cust_2"},
 		Tasks: []incident.Task{
 			{ID: "rotate", Title: "Rotate every key of the account", Mandatory: true, Done: true,
 				DoneBy: "bob@example.com", DoneAt: at(200 * time.Second), Note: "done via console"},
@@ -148,11 +164,11 @@ func FullIncident(id, dedupKey string) *incident.Incident {
 		Escalation:      &incident.Escalation{From: incident.StateContaining, Reason: "block-ip failed", At: at(56 * time.Second)},
 		Dismissal:       &incident.Dismissal{By: "carol@example.com", Reason: "proposed, then withdrawn", At: at(57 * time.Second)},
 	}
-	inc.Timeline.Append(incident.Entry{At: at(0), Actor: incident.ActorSystem, Type: incident.EntrySignal, Detail: "opened by github-scanner"})
-	inc.Timeline.Append(incident.Entry{At: at(1 * us), Actor: incident.ActorSystem, Type: incident.EntryTransition,
+	inc.Record(incident.Entry{At: at(0), Actor: incident.ActorSystem, Type: incident.EntrySignal, Detail: "opened by github-scanner"})
+	inc.Record(incident.Entry{At: at(1 * us), Actor: incident.ActorSystem, Type: incident.EntryTransition,
 		Event: incident.EventInvestigate, From: incident.StateDetected, To: incident.StateInvestigating})
-	inc.Timeline.Append(incident.Entry{At: at(50 * time.Second), Actor: incident.ActorSystem, Type: incident.EntryContainment, Detail: "revoke-api-key applied"})
-	inc.Timeline.Append(incident.Entry{At: at(90 * time.Second), Actor: "alice@example.com", Type: incident.EntryDecision, Detail: "notify: customer data affected"})
+	inc.Record(incident.Entry{At: at(50 * time.Second), Actor: incident.ActorSystem, Type: incident.EntryContainment, Detail: "revoke-api-key applied"})
+	inc.Record(incident.Entry{At: at(90 * time.Second), Actor: "alice@example.com", Type: incident.EntryDecision, Detail: "notify: customer data affected"})
 	return inc
 }
 

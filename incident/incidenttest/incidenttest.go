@@ -10,7 +10,7 @@
 //	}
 //
 // The package also has helpers for a host's own store tests: NewIncident,
-// FullIncident and Normalize.
+// FullIncident, Normalize and SortByDetected.
 package incidenttest
 
 import (
@@ -31,26 +31,55 @@ import (
 
 // TestStore runs the conformance suite for incident.Store: each check is a
 // subtest (t.Run) on a store of its own from newStore, so a failure names
-// the rule broken, for example "TestStore/Update/StaleVersion".
+// the rule broken, for example "TestStore/Apply/StaleVersion".
 //
 // newStore must return an empty store, and is called once per subtest; it
 // may register clean-up with t.Cleanup. The subtests run one after another,
 // never in parallel, so several stores may share one database server as
 // long as each starts empty.
 //
-// The suite checks the whole contract written on incident.Store: versions
-// and compare-and-swap on Create and Update, one open incident per dedup
-// key, the errors for invalid, unknown, stale and duplicate incidents,
-// FindOpen and the order of ListOpen, that incidents are copied in and out
-// (never aliased), that every field survives a round trip with the Timeline
-// still verifying, that concurrent Creates and Updates are safe, and that
-// each method returns ctx's error for a cancelled context without acting.
+// The suite checks the whole contract written on incident.Store, writing
+// incidents as incident.Change values (built with incident.Split and
+// Incident.Record) and reading them back with Head, the part reads and
+// incident.Load:
+//
+//   - versions and compare-and-swap: Create sets Version 1, each Apply adds
+//     one, an Apply from a stale or future Version fails with ErrConflict,
+//     and of concurrent Applys from one Version exactly one succeeds;
+//   - one open incident per dedup key (ErrDuplicate, on Create, reopen and
+//     a changed key), FindOpen, and the order of ListOpen;
+//   - ErrNotFound for unknown incidents, and ErrInvalidIncident for a head
+//     that is not storable, that carries parts (Timeline, Deliveries,
+//     customers), whose Chain the entries do not continue from the stored
+//     one, or for a delivery or customer without a key;
+//   - atomicity: a Change refused for any reason (conflict, invalid,
+//     duplicate, cancelled context) writes none of its parts, and leaves
+//     the head, entries, deliveries and customers as they were;
+//   - the parts: entries appended in order and paged by Entries exactly
+//     once with their hashes intact; deliveries written by IdempotencyKey
+//     (a second write replaces the first and keeps its position), selected
+//     by Keys, Status, After and Limit; customers written by recipient ID
+//     and paged the same way; the limits of a page (ErrInvalidFilter, as a
+//     *FilterError, for a negative or too large limit or a negative
+//     position) and the empty page after an unknown key;
+//   - a large incident (5,000 deliveries and 5,000 customers written 500 at
+//     a time, several hundred entries) reads back whole, and an Apply costs
+//     about the same on it as on a small one (not checked with -short);
+//   - that incidents are copied in and out (never aliased), that every
+//     field survives a round trip with the timeline still verifying, that
+//     concurrent Creates and Applys are safe and readers never see half a
+//     change, and that each method returns ctx's error for a cancelled
+//     context without acting.
 //
 // When the store also implements incident.Leaser, the Lease group checks
-// that contract too: one owner at a time per incident, renewal, Unlease by
-// the owner only, leases on incidents not stored, expiry (with TTLs of a
-// second or less, waited for in real time, at most a few seconds), and
-// concurrent takers. Stores that do not implement it skip the group.
+// that contract too: one owner at a time per incident, renewal by Lease
+// and by Renew (which extends only the owner's live leases and names
+// them; a lease that ran out is not renewed), Unlease by the owner only,
+// leases on incidents not stored, expiry, Orphans (open incidents without
+// a live lease, oldest first, at most limit, ended incidents left out),
+// and concurrent takers. Expiry is checked with TTLs of 50ms, waited for
+// in real time (polling the store, at most a few seconds). Stores that do
+// not implement it skip the group.
 //
 // When the store implements incident.Lister, the List group checks the
 // register: every incident, open or ended, newest first with ties by ID;
@@ -100,19 +129,25 @@ var groups = []struct {
 		{"DuplicateOpenKey", createDuplicateOpenKey},
 		{"ClosedKeyReusable", createClosedKeyReusable},
 		{"ClosedDoesNotHoldKey", createClosedDoesNotHoldKey},
+		{"WithParts", createWithParts},
 	}},
-	{"Update", []check{
-		{"BumpsVersion", updateBumpsVersion},
-		{"StaleVersion", updateStaleVersion},
-		{"FutureVersion", updateFutureVersion},
-		{"NotFound", updateNotFound},
-		{"CloseFreesKey", updateCloseFreesKey},
-		{"Reopen", updateReopen},
-		{"ReopenDuplicate", updateReopenDuplicate},
-		{"MoveDedupKey", updateMoveDedupKey},
+	{"Apply", []check{
+		{"BumpsVersion", applyBumpsVersion},
+		{"StaleVersion", applyStaleVersion},
+		{"FutureVersion", applyFutureVersion},
+		{"NotFound", applyNotFound},
+		{"Invalid", applyInvalid},
+		{"AppendsEntries", applyAppendsEntries},
+		{"CloseFreesKey", applyCloseFreesKey},
+		{"Reopen", applyReopen},
+		{"ReopenDuplicate", applyReopenDuplicate},
+		{"MoveDedupKey", applyMoveDedupKey},
 	}},
-	{"Get", []check{
-		{"NotFound", getNotFound},
+	{"Chain", chainChecks},
+	{"Atomic", atomicChecks},
+	{"Head", []check{
+		{"NotFound", headNotFound},
+		{"NoParts", headNoParts},
 	}},
 	{"FindOpen", []check{
 		{"Found", findOpenFound},
@@ -122,12 +157,19 @@ var groups = []struct {
 		{"OnlyOpen", listOpenOnlyOpen},
 		{"Order", listOpenOrder},
 	}},
+	{"Entries", entriesChecks},
+	{"Deliveries", deliveriesChecks},
+	{"Customers", customersChecks},
+	{"Large", largeChecks},
 	{"Copies", []check{
 		{"Create", copiesCreate},
-		{"Update", copiesUpdate},
-		{"Get", copiesGet},
+		{"Apply", copiesApply},
+		{"Head", copiesHead},
 		{"FindOpen", copiesFindOpen},
 		{"ListOpen", copiesListOpen},
+		{"Entries", copiesEntries},
+		{"Deliveries", copiesDeliveries},
+		{"Customers", copiesCustomers},
 	}},
 	{"RoundTrip", []check{
 		{"FullIncident", roundTripFull},
@@ -135,57 +177,35 @@ var groups = []struct {
 	}},
 	{"Concurrency", []check{
 		{"CreateSameKey", concurrentCreateSameKey},
-		{"UpdateRetry", concurrentUpdateRetry},
+		{"ApplyFromOneVersion", concurrentApplyFromOneVersion},
+		{"ApplyRetry", concurrentApplyRetry},
 	}},
 	{"Context", []check{
 		{"Create", ctxCreate},
-		{"Get", ctxGet},
-		{"Update", ctxUpdate},
+		{"Head", ctxHead},
+		{"Apply", ctxApply},
 		{"FindOpen", ctxFindOpen},
 		{"ListOpen", ctxListOpen},
+		{"Entries", ctxEntries},
+		{"Deliveries", ctxDeliveries},
+		{"Customers", ctxCustomers},
 	}},
 	// Stores that implement incident.Leaser; the others skip these.
-	{"Lease", []check{
-		{"TakeAndRenew", leaseTakeAndRenew},
-		{"Unlease", leaseUnlease},
-		{"PerIncident", leasePerIncident},
-		{"MissingIncident", leaseMissingIncident},
-		{"Expiry", leaseExpiry},
-		{"RenewalExtends", leaseRenewalExtends},
-		{"Concurrent", leaseConcurrent},
-		{"Context", leaseContext},
-	}},
+	{"Lease", leaseChecks},
 	// Stores that implement incident.Lister; the others skip these.
 	{"List", listChecks},
 }
 
 // ---- helpers ----
 
-func mustCreate(t *testing.T, s incident.Store, inc *incident.Incident) {
+// setState applies a change of r's state to state, with its transition
+// entry.
+func setState(t *testing.T, s incident.Store, r *record, state incident.State) {
 	t.Helper()
-	require.NoError(t, s.Create(t.Context(), inc), "Create %s", inc.ID)
-}
-
-func mustGet(t *testing.T, s incident.Store, id string) *incident.Incident {
-	t.Helper()
-	got, err := s.Get(t.Context(), id)
-	require.NoError(t, err, "Get %s", id)
-	require.NotNil(t, got, "Get %s returned nil without an error", id)
-	return got
-}
-
-func mustUpdate(t *testing.T, s incident.Store, inc *incident.Incident) {
-	t.Helper()
-	require.NoError(t, s.Update(t.Context(), inc), "Update %s (Version %d)", inc.ID, inc.Version)
-}
-
-// setState reads id, sets its state and writes it back.
-func setState(t *testing.T, s incident.Store, id string, state incident.State) *incident.Incident {
-	t.Helper()
-	inc := mustGet(t, s, id)
-	inc.State = state
-	mustUpdate(t, s, inc)
-	return inc
+	h := r.next()
+	h.Record(incident.Entry{At: t0, Actor: incident.ActorSystem, Type: incident.EntryTransition, From: h.State, To: state})
+	h.State = state
+	mustApply(t, s, r, h)
 }
 
 func assertSame(t *testing.T, want, got *incident.Incident, msgAndArgs ...any) bool {
@@ -198,6 +218,21 @@ func assertNotFound(t *testing.T, inc *incident.Incident, err error, what string
 	if assert.ErrorIs(t, err, incident.ErrNotFound, "%s must fail with ErrNotFound", what) {
 		assert.Nil(t, inc, "%s returned an incident with ErrNotFound", what)
 	}
+}
+
+// assertAbsent checks that nothing is stored under id: Head and every part
+// read fail with ErrNotFound.
+func assertAbsent(t *testing.T, s incident.Store, id, what string) {
+	t.Helper()
+	ctx := t.Context()
+	got, err := s.Head(ctx, id)
+	assertNotFound(t, got, err, fmt.Sprintf("Head %s %s", id, what))
+	_, err = s.Entries(ctx, id, 0, 0)
+	assert.ErrorIs(t, err, incident.ErrNotFound, "Entries %s %s", id, what)
+	_, err = s.Deliveries(ctx, id, incident.DeliveryQuery{})
+	assert.ErrorIs(t, err, incident.ErrNotFound, "Deliveries %s %s", id, what)
+	_, err = s.Customers(ctx, id, "", 0)
+	assert.ErrorIs(t, err, incident.ErrNotFound, "Customers %s %s", id, what)
 }
 
 // assertOpenIs checks that FindOpen(key) returns the incident id.
@@ -247,6 +282,9 @@ func mutate(inc *incident.Incident) {
 	inc.Summary = "mutated"
 	inc.State = incident.StateEscalated
 	inc.DetectedAt = inc.DetectedAt.Add(time.Hour)
+	inc.Outreach.Sent++
+	inc.Outreach.Cursor = "mutated"
+	inc.Chain.Len++
 	if inc.Attributes != nil {
 		inc.Attributes["region"] = "mutated"
 		inc.Attributes["added"] = "mutated"
@@ -256,6 +294,7 @@ func mutate(inc *incident.Incident) {
 	}
 	if inv := inc.Investigation; inv != nil {
 		inv.RootCause = "mutated"
+		inv.Impact.Affected++
 		if len(inv.Notes) > 0 {
 			inv.Notes[0] = "mutated"
 		}
@@ -310,30 +349,46 @@ func mutate(inc *incident.Incident) {
 	inc.Timeline.Append(incident.Entry{At: inc.DetectedAt, Actor: "mutator", Type: incident.EntryNote})
 }
 
+// mutateParts changes the first element of each part of ch.
+func mutateParts(ch incident.Change) {
+	if len(ch.Entries) > 0 {
+		ch.Entries[0].Detail = "mutated"
+		ch.Entries[0].Hash[0]++
+	}
+	if len(ch.Deliveries) > 0 {
+		ch.Deliveries[0].Status = incident.DeliveryFailed
+		ch.Deliveries[0].Attempts++
+	}
+	if len(ch.Customers) > 0 {
+		ch.Customers[0].Name = "mutated"
+	}
+}
+
 // ---- Create ----
 
 func createSetsVersion(t *testing.T, s incident.Store) {
 	inc := NewIncident("inc-1", "key-1")
 	inc.Version = 42 // whatever the caller holds, a new incident starts at 1
-	mustCreate(t, s, inc)
-	assert.EqualValues(t, 1, inc.Version, "Create must set Version 1 on the caller's incident")
+	ch := incident.Split(inc)
+	require.NoError(t, s.Create(t.Context(), ch))
+	assert.EqualValues(t, 1, ch.Head.Version, "Create must set Version 1 on the change's head")
 
-	got := mustGet(t, s, "inc-1")
+	got := mustHead(t, s, "inc-1")
 	assert.EqualValues(t, 1, got.Version, "a created incident must be stored with Version 1")
-	assertSame(t, inc, got, "Get after Create")
+	assertStored(t, s, newRecord(ch), "after Create")
 }
 
 func createExistingID(t *testing.T, s incident.Store) {
 	for _, state := range []incident.State{incident.StateDetected, incident.StateClosed} {
 		first := NewIncident("inc-"+string(state), "key-first-"+string(state))
 		first.State = state
-		mustCreate(t, s, first)
+		r := mustCreate(t, s, first)
 
 		again := NewIncident(first.ID, "key-again-"+string(state))
-		err := s.Create(t.Context(), again)
+		err := s.Create(t.Context(), incident.Split(again))
 		assert.ErrorIs(t, err, incident.ErrInvalidIncident,
 			"Create with the ID of an existing %s incident must fail with ErrInvalidIncident", state)
-		assertSame(t, first, mustGet(t, s, first.ID), "a failed Create must leave the existing incident alone")
+		assertStored(t, s, r, "a failed Create must leave the existing incident alone")
 		assertNoOpen(t, s, again.DedupKey)
 	}
 }
@@ -341,19 +396,24 @@ func createExistingID(t *testing.T, s incident.Store) {
 func createInvalid(t *testing.T, s incident.Store) {
 	for _, tc := range []struct {
 		name  string
-		clear func(*incident.Incident)
+		build func(*incident.Incident) incident.Change
 	}{
-		{"empty ID", func(inc *incident.Incident) { inc.ID = "" }},
-		{"empty DedupKey", func(inc *incident.Incident) { inc.DedupKey = "" }},
-		{"empty State", func(inc *incident.Incident) { inc.State = "" }},
+		{"no head", func(*incident.Incident) incident.Change { return incident.Change{} }},
+		{"empty ID", func(inc *incident.Incident) incident.Change { inc.ID = ""; return incident.Split(inc) }},
+		{"empty DedupKey", func(inc *incident.Incident) incident.Change { inc.DedupKey = ""; return incident.Split(inc) }},
+		{"empty State", func(inc *incident.Incident) incident.Change { inc.State = ""; return incident.Split(inc) }},
+		{"delivery without idempotency key", func(inc *incident.Incident) incident.Change {
+			inc.Deliveries = []incident.Delivery{delivery("del-1", "cust-1"), delivery("", "cust-2")}
+			return incident.Split(inc)
+		}},
+		{"customer with neither ID nor Email", func(inc *incident.Incident) incident.Change {
+			return incident.Split(withCustomers(inc, incident.Customer{ID: "cust-1"}, incident.Customer{Name: "nobody"}))
+		}},
 	} {
-		inc := NewIncident("inc-invalid", "key-invalid")
-		tc.clear(inc)
-		err := s.Create(t.Context(), inc)
+		err := s.Create(t.Context(), tc.build(NewIncident("inc-invalid", "key-invalid")))
 		assert.ErrorIs(t, err, incident.ErrInvalidIncident, "Create with %s must fail with ErrInvalidIncident", tc.name)
 	}
-	got, err := s.Get(t.Context(), "inc-invalid")
-	assertNotFound(t, got, err, "Get after invalid Creates")
+	assertAbsent(t, s, "inc-invalid", "after invalid Creates")
 	open, err := s.ListOpen(t.Context())
 	require.NoError(t, err)
 	assert.Empty(t, ids(open), "an invalid incident must not be stored")
@@ -370,11 +430,11 @@ func createDuplicateOpenKey(t *testing.T, s incident.Store) {
 		mustCreate(t, s, first)
 
 		second := NewIncident("inc-second-"+string(state), key)
-		err := s.Create(t.Context(), second)
+		err := s.Create(t.Context(), incident.Split(second))
 		assertDuplicateOf(t, err, key, first.ID, fmt.Sprintf("Create while a %s incident holds the dedup key", state))
 
-		got, err := s.Get(t.Context(), second.ID)
-		assertNotFound(t, got, err, "Get of an incident whose Create failed with ErrDuplicate")
+		got, err := s.Head(t.Context(), second.ID)
+		assertNotFound(t, got, err, "Head of an incident whose Create failed with ErrDuplicate")
 		assertOpenIs(t, s, key, first.ID)
 	}
 }
@@ -382,15 +442,14 @@ func createDuplicateOpenKey(t *testing.T, s incident.Store) {
 func createClosedKeyReusable(t *testing.T, s incident.Store) {
 	for _, state := range []incident.State{incident.StateClosed, incident.StateDismissed} {
 		key := "key-" + string(state)
-		old := NewIncident("inc-old-"+string(state), key)
-		mustCreate(t, s, old)
-		setState(t, s, old.ID, state)
+		old := mustCreate(t, s, NewIncident("inc-old-"+string(state), key))
+		setState(t, s, old, state)
 
 		next := NewIncident("inc-new-"+string(state), key)
-		assert.NoError(t, s.Create(t.Context(), next),
+		assert.NoError(t, s.Create(t.Context(), incident.Split(next)),
 			"the dedup key of a %s incident must be free for a new incident", state)
 		assertOpenIs(t, s, key, next.ID)
-		assert.Equal(t, state, mustGet(t, s, old.ID).State, "the %s incident must be kept", state)
+		assert.Equal(t, state, mustHead(t, s, old.id()).State, "the %s incident must be kept", state)
 	}
 }
 
@@ -401,36 +460,53 @@ func createClosedDoesNotHoldKey(t *testing.T, s incident.Store) {
 	assertNoOpen(t, s, "key-1")
 
 	open := NewIncident("inc-open", "key-1")
-	assert.NoError(t, s.Create(t.Context(), open), "an incident created closed must not hold its dedup key")
+	assert.NoError(t, s.Create(t.Context(), incident.Split(open)), "an incident created closed must not hold its dedup key")
 	assertOpenIs(t, s, "key-1", "inc-open")
 }
 
-// ---- Update ----
-
-func updateBumpsVersion(t *testing.T, s incident.Store) {
+func createWithParts(t *testing.T, s incident.Store) {
 	inc := NewIncident("inc-1", "key-1")
-	mustCreate(t, s, inc)
+	inc.Record(note("second"))
+	inc.Record(note("third"))
+	inc.Deliveries = []incident.Delivery{delivery("del-b", "cust-1"), delivery("del-a", "cust-2")}
+	withCustomers(inc, incident.Customer{ID: "cust-2", Name: "Bea"}, incident.Customer{Email: "cy@example.com"})
+	r := mustCreate(t, s, inc)
+	assertStored(t, s, r, "Create must store the change's entries, deliveries and customers")
+	assert.Equal(t, 3, mustHead(t, s, "inc-1").Chain.Len, "Head's Chain counts the entries created")
+}
+
+// ---- Apply ----
+
+func applyBumpsVersion(t *testing.T, s incident.Store) {
+	r := mustCreate(t, s, NewIncident("inc-1", "key-1"))
 	for v := int64(2); v <= 4; v++ {
-		inc.Summary = fmt.Sprintf("summary %d", v)
-		mustUpdate(t, s, inc)
-		assert.Equal(t, v, inc.Version, "Update must set the new Version on the caller's incident")
-		got := mustGet(t, s, "inc-1")
-		assert.Equal(t, v, got.Version, "stored Version after Update")
-		assertSame(t, inc, got, "Get after Update")
+		h := r.next()
+		h.Summary = fmt.Sprintf("summary %d", v)
+		ch := incident.Split(h)
+		require.NoError(t, s.Apply(t.Context(), ch), "Apply %d", v)
+		assert.Equal(t, v, ch.Head.Version, "Apply must set the new Version on the change's head")
+		r.apply(ch)
+		assert.Equal(t, v, mustHead(t, s, "inc-1").Version, "stored Version after Apply")
+		assertStored(t, s, r, "after Apply %d", v)
 	}
 }
 
-func updateStaleVersion(t *testing.T, s incident.Store) {
-	mustCreate(t, s, NewIncident("inc-1", "key-1"))
-	winner, loser := mustGet(t, s, "inc-1"), mustGet(t, s, "inc-1")
+func applyStaleVersion(t *testing.T, s incident.Store) {
+	r := mustCreate(t, s, NewIncident("inc-1", "key-1"))
+	winner, loser := r.next(), r.next()
 
 	winner.Summary = "winner"
-	mustUpdate(t, s, winner)
+	winner.Record(note("winner"))
+	mustApply(t, s, r, winner)
 
 	loser.Summary = "loser"
 	loser.Signals.Count = 99
-	err := s.Update(t.Context(), loser)
-	if assert.ErrorIs(t, err, incident.ErrConflict, "Update with a stale Version must fail with ErrConflict") {
+	loser.Record(note("loser"))
+	loser.Deliveries = []incident.Delivery{delivery("del-loser", "cust-1")}
+	withCustomers(loser, incident.Customer{ID: "cust-loser"})
+	ch := incident.Split(loser)
+	err := s.Apply(t.Context(), ch)
+	if assert.ErrorIs(t, err, incident.ErrConflict, "Apply with a stale Version must fail with ErrConflict") {
 		var ce *incident.ConflictError
 		if errors.As(err, &ce) {
 			assert.Equal(t, "inc-1", ce.ID, "ConflictError.ID")
@@ -438,108 +514,166 @@ func updateStaleVersion(t *testing.T, s incident.Store) {
 			assert.EqualValues(t, 2, ce.Actual, "ConflictError.Actual")
 		}
 	}
-	assert.EqualValues(t, 1, loser.Version, "a failed Update must leave the caller's Version alone")
-	got := mustGet(t, s, "inc-1")
-	assert.EqualValues(t, 2, got.Version, "a failed Update must not change the stored Version")
-	assertSame(t, winner, got, "a failed Update must keep the winner's data")
+	assert.EqualValues(t, 1, ch.Head.Version, "a failed Apply must leave the change's Version alone")
+	assert.EqualValues(t, 2, mustHead(t, s, "inc-1").Version, "a failed Apply must not change the stored Version")
+	assertStored(t, s, r, "a failed Apply must keep the winner's record, and write none of the loser's parts")
 
 	// The loser re-reads and applies its change again.
-	retry := mustGet(t, s, "inc-1")
+	retry := r.next()
 	retry.Summary = "loser"
-	mustUpdate(t, s, retry)
-	assert.EqualValues(t, 3, retry.Version)
+	retry.Record(note("loser"))
+	ch = mustApply(t, s, r, retry)
+	assert.EqualValues(t, 3, ch.Head.Version)
+	assertStored(t, s, r, "after the retry")
 }
 
-func updateFutureVersion(t *testing.T, s incident.Store) {
-	inc := NewIncident("inc-1", "key-1")
-	mustCreate(t, s, inc)
-	want := inc.Clone()
-	inc.Version = 5
-	inc.Summary = "from the future"
-	err := s.Update(t.Context(), inc)
-	assert.ErrorIs(t, err, incident.ErrConflict, "Update with a Version ahead of the store must fail with ErrConflict")
-	assertSame(t, want, mustGet(t, s, "inc-1"), "a failed Update must change nothing")
+func applyFutureVersion(t *testing.T, s incident.Store) {
+	r := mustCreate(t, s, NewIncident("inc-1", "key-1"))
+	h := r.next()
+	h.Version = 5
+	h.Summary = "from the future"
+	h.Record(note("from the future"))
+	err := s.Apply(t.Context(), incident.Split(h))
+	assert.ErrorIs(t, err, incident.ErrConflict, "Apply with a Version ahead of the store must fail with ErrConflict")
+	assertStored(t, s, r, "a failed Apply must change nothing")
 }
 
-func updateNotFound(t *testing.T, s incident.Store) {
-	inc := NewIncident("inc-missing", "key-missing")
-	inc.Version = 1
-	err := s.Update(t.Context(), inc)
-	assert.ErrorIs(t, err, incident.ErrNotFound, "Update of an unknown ID must fail with ErrNotFound")
-	got, err := s.Get(t.Context(), "inc-missing")
-	assertNotFound(t, got, err, "Get after an Update of an unknown ID")
+func applyNotFound(t *testing.T, s incident.Store) {
+	ch := incident.Split(NewIncident("inc-missing", "key-missing"))
+	ch.Head.Version = 1
+	err := s.Apply(t.Context(), ch)
+	assert.ErrorIs(t, err, incident.ErrNotFound, "Apply to an unknown ID must fail with ErrNotFound")
+	assertAbsent(t, s, "inc-missing", "after an Apply to an unknown ID")
 	assertNoOpen(t, s, "key-missing")
 }
 
-func updateCloseFreesKey(t *testing.T, s incident.Store) {
+func applyInvalid(t *testing.T, s incident.Store) {
+	r := mustCreate(t, s, NewIncident("inc-1", "key-1"))
+	for _, tc := range []struct {
+		name  string
+		build func(h *incident.Incident) incident.Change
+	}{
+		{"no head", func(*incident.Incident) incident.Change { return incident.Change{} }},
+		{"empty DedupKey", func(h *incident.Incident) incident.Change { h.DedupKey = ""; return incident.Split(h) }},
+		{"empty State", func(h *incident.Incident) incident.Change { h.State = ""; return incident.Split(h) }},
+		{"delivery without idempotency key", func(h *incident.Incident) incident.Change {
+			h.Deliveries = []incident.Delivery{delivery("del-1", "cust-1"), delivery("", "cust-2")}
+			return incident.Split(h)
+		}},
+		{"customer with neither ID nor Email", func(h *incident.Incident) incident.Change {
+			return incident.Split(withCustomers(h, incident.Customer{ID: "cust-1"}, incident.Customer{Name: "nobody"}))
+		}},
+	} {
+		h := r.next()
+		h.Summary = "invalid"
+		h.Record(note("invalid"))
+		err := s.Apply(t.Context(), tc.build(h))
+		assert.ErrorIs(t, err, incident.ErrInvalidIncident, "Apply with %s must fail with ErrInvalidIncident", tc.name)
+		assertStored(t, s, r, "an invalid Apply (%s) must change nothing", tc.name)
+	}
+	assertOpenIs(t, s, "key-1", "inc-1")
+}
+
+func applyAppendsEntries(t *testing.T, s incident.Store) {
+	r := mustCreate(t, s, NewIncident("inc-1", "key-1"))
+	for i := range 3 {
+		h := r.next()
+		h.Record(note(fmt.Sprintf("apply %d, first", i)))
+		h.Record(note(fmt.Sprintf("apply %d, second", i)))
+		mustApply(t, s, r, h)
+	}
+	h := r.next()
+	h.Summary = "a change of the head alone"
+	mustApply(t, s, r, h)
+	head := mustHead(t, s, "inc-1")
+	assert.Equal(t, incident.Chain{Len: 7, Head: r.entries.Head()}, head.Chain, "Head's Chain after the Applys")
+	assertStored(t, s, r, "entries of successive Applys follow one another in order")
+}
+
+func applyCloseFreesKey(t *testing.T, s incident.Store) {
 	for _, state := range []incident.State{incident.StateClosed, incident.StateDismissed} {
 		key := "key-" + string(state)
-		inc := NewIncident("inc-"+string(state), key)
-		mustCreate(t, s, inc)
-		setState(t, s, inc.ID, state)
+		r := mustCreate(t, s, NewIncident("inc-"+string(state), key))
+		setState(t, s, r, state)
 		assertNoOpen(t, s, key)
-		got := mustGet(t, s, inc.ID)
-		assert.Equal(t, state, got.State, "a %s incident must still be readable with Get", state)
+		assert.Equal(t, state, mustHead(t, s, r.id()).State, "a %s incident must still be readable with Head", state)
 	}
 	open, err := s.ListOpen(t.Context())
 	require.NoError(t, err)
 	assert.Empty(t, ids(open), "ListOpen must leave out closed and dismissed incidents")
 }
 
-func updateReopen(t *testing.T, s incident.Store) {
-	mustCreate(t, s, NewIncident("inc-1", "key-1"))
-	setState(t, s, "inc-1", incident.StateClosed)
-	reopened := setState(t, s, "inc-1", incident.StateInvestigating)
-	assert.EqualValues(t, 3, reopened.Version)
+func applyReopen(t *testing.T, s incident.Store) {
+	r := mustCreate(t, s, NewIncident("inc-1", "key-1"))
+	setState(t, s, r, incident.StateClosed)
+	setState(t, s, r, incident.StateInvestigating)
+	assert.EqualValues(t, 3, r.head.Version)
 	assertOpenIs(t, s, "key-1", "inc-1")
+	assertStored(t, s, r, "after closing and reopening")
 }
 
-func updateReopenDuplicate(t *testing.T, s incident.Store) {
-	mustCreate(t, s, NewIncident("inc-old", "key-1"))
-	closed := setState(t, s, "inc-old", incident.StateClosed)
+func applyReopenDuplicate(t *testing.T, s incident.Store) {
+	old := mustCreate(t, s, NewIncident("inc-old", "key-1"))
+	setState(t, s, old, incident.StateClosed)
 	mustCreate(t, s, NewIncident("inc-new", "key-1"))
 
-	reopen := closed.Clone()
+	reopen := old.next()
 	reopen.State = incident.StateInvestigating
-	err := s.Update(t.Context(), reopen)
+	reopen.Record(note("reopened"))
+	err := s.Apply(t.Context(), incident.Split(reopen))
 	assertDuplicateOf(t, err, "key-1", "inc-new", "reopening while another open incident holds the dedup key")
 
-	assertSame(t, closed, mustGet(t, s, "inc-old"), "a refused reopen must change nothing")
+	assertStored(t, s, old, "a refused reopen must change nothing")
 	assertOpenIs(t, s, "key-1", "inc-new")
 }
 
-func updateMoveDedupKey(t *testing.T, s incident.Store) {
-	inc := NewIncident("inc-1", "key-1")
-	mustCreate(t, s, inc)
-	inc.DedupKey = "key-2"
-	mustUpdate(t, s, inc)
+func applyMoveDedupKey(t *testing.T, s incident.Store) {
+	r := mustCreate(t, s, NewIncident("inc-1", "key-1"))
+	h := r.next()
+	h.DedupKey = "key-2"
+	mustApply(t, s, r, h)
 	assertNoOpen(t, s, "key-1")
 	assertOpenIs(t, s, "key-2", "inc-1")
 	mustCreate(t, s, NewIncident("inc-2", "key-1")) // key-1 is free again
 
 	// Moving onto a key another open incident holds would leave two open
 	// incidents with one dedup key.
-	inc.DedupKey = "key-1"
-	err := s.Update(t.Context(), inc)
-	assertDuplicateOf(t, err, "key-1", "inc-2", "Update onto a dedup key another open incident holds")
+	h = r.next()
+	h.DedupKey = "key-1"
+	err := s.Apply(t.Context(), incident.Split(h))
+	assertDuplicateOf(t, err, "key-1", "inc-2", "Apply onto a dedup key another open incident holds")
 	assertOpenIs(t, s, "key-1", "inc-2")
 	assertOpenIs(t, s, "key-2", "inc-1")
+	assertStored(t, s, r, "a refused move of the dedup key must change nothing")
 }
 
-// ---- Get, FindOpen, ListOpen ----
+// ---- Head, FindOpen, ListOpen ----
 
-func getNotFound(t *testing.T, s incident.Store) {
-	got, err := s.Get(t.Context(), "inc-missing")
-	assertNotFound(t, got, err, "Get of an unknown ID")
+func headNotFound(t *testing.T, s incident.Store) {
+	got, err := s.Head(t.Context(), "inc-missing")
+	assertNotFound(t, got, err, "Head of an unknown ID")
+}
+
+func headNoParts(t *testing.T, s incident.Store) {
+	r := mustCreate(t, s, FullIncident("inc-1", "key-1"))
+	head := mustHead(t, s, "inc-1")
+	assert.Empty(t, head.Timeline, "Head must return no Timeline")
+	assert.Empty(t, head.Deliveries, "Head must return no Deliveries")
+	if assert.NotNil(t, head.Investigation, "Head must return the Investigation") {
+		assert.Empty(t, head.Investigation.Impact.Customers, "Head must return no customers")
+		assert.Equal(t, 2, head.Investigation.Impact.Affected, "Head keeps Impact.Affected")
+	}
+	assert.Equal(t, r.head.Chain, head.Chain, "Head keeps Chain")
+	assert.Equal(t, r.head.Outreach, head.Outreach, "Head keeps Outreach")
+	assertSame(t, r.head, head, "Head must return every field of the head as stored")
 }
 
 func findOpenFound(t *testing.T, s incident.Store) {
-	inc := NewIncident("inc-1", "key-1")
-	mustCreate(t, s, inc)
+	r := mustCreate(t, s, NewIncident("inc-1", "key-1"))
 	mustCreate(t, s, NewIncident("inc-2", "key-2"))
 	got, err := s.FindOpen(t.Context(), "key-1")
 	require.NoError(t, err, "FindOpen of an open incident's key")
-	assertSame(t, inc, got, "FindOpen")
+	assertSame(t, r.head, got, "FindOpen must return the head")
 }
 
 func findOpenNotFound(t *testing.T, s incident.Store) {
@@ -554,9 +688,9 @@ func listOpenOnlyOpen(t *testing.T, s incident.Store) {
 	for _, state := range allStates() {
 		inc := NewIncident("inc-"+string(state), "key-"+string(state))
 		inc.State = state
-		mustCreate(t, s, inc)
+		r := mustCreate(t, s, inc)
 		if state.Open() {
-			want = append(want, inc)
+			want = append(want, r.head)
 		}
 	}
 	SortByDetected(want) // equal DetectedAt: by ID
@@ -596,116 +730,162 @@ func listOpenOrder(t *testing.T, s incident.Store) {
 // ---- Copies ----
 
 func copiesCreate(t *testing.T, s incident.Store) {
-	inc := FullIncident("inc-1", "key-1")
-	mustCreate(t, s, inc)
-	want := inc.Clone()
-	mutate(inc)
-	assertSame(t, want, mustGet(t, s, "inc-1"),
-		"changing the incident passed to Create must not change the store: it must keep a copy")
+	ch := incident.Split(FullIncident("inc-1", "key-1"))
+	require.NoError(t, s.Create(t.Context(), ch))
+	r := newRecord(ch)
+	mutate(ch.Head)
+	mutateParts(ch)
+	assertStored(t, s, r, "changing the change passed to Create must not change the store: it must keep a copy")
 }
 
-func copiesUpdate(t *testing.T, s incident.Store) {
-	mustCreate(t, s, FullIncident("inc-1", "key-1"))
-	inc := mustGet(t, s, "inc-1")
-	inc.Summary = "updated"
-	mustUpdate(t, s, inc)
-	want := inc.Clone()
-	mutate(inc)
-	assertSame(t, want, mustGet(t, s, "inc-1"),
-		"changing the incident passed to Update must not change the store: it must keep a copy")
+func copiesApply(t *testing.T, s incident.Store) {
+	r := mustCreate(t, s, FullIncident("inc-1", "key-1"))
+	h := r.next()
+	h.Summary = "updated"
+	h.Record(note("updated"))
+	h.Deliveries = []incident.Delivery{delivery("del-new", "cust_1")}
+	withCustomers(h, incident.Customer{ID: "cust_3", Name: "Cy"})
+	ch := mustApply(t, s, r, h)
+	mutate(ch.Head)
+	mutateParts(ch)
+	assertStored(t, s, r, "changing the change passed to Apply must not change the store: it must keep a copy")
 }
 
-func copiesGet(t *testing.T, s incident.Store) {
-	inc := FullIncident("inc-1", "key-1")
-	mustCreate(t, s, inc)
-	got := mustGet(t, s, "inc-1")
-	mutate(got)
-	assertSame(t, inc, mustGet(t, s, "inc-1"),
-		"changing what Get returned must not change the store: Get must return a copy")
+func copiesHead(t *testing.T, s incident.Store) {
+	r := mustCreate(t, s, FullIncident("inc-1", "key-1"))
+	mutate(mustHead(t, s, "inc-1"))
+	assertStored(t, s, r, "changing what Head returned must not change the store: Head must return a copy")
 	assertOpenIs(t, s, "key-1", "inc-1")
 }
 
 func copiesFindOpen(t *testing.T, s incident.Store) {
-	inc := FullIncident("inc-1", "key-1")
-	mustCreate(t, s, inc)
+	r := mustCreate(t, s, FullIncident("inc-1", "key-1"))
 	got, err := s.FindOpen(t.Context(), "key-1")
 	require.NoError(t, err)
 	require.NotNil(t, got)
 	mutate(got)
-	assertSame(t, inc, mustGet(t, s, "inc-1"),
-		"changing what FindOpen returned must not change the store: FindOpen must return a copy")
+	assertStored(t, s, r, "changing what FindOpen returned must not change the store: FindOpen must return a copy")
 }
 
 func copiesListOpen(t *testing.T, s incident.Store) {
-	inc := FullIncident("inc-1", "key-1")
-	mustCreate(t, s, inc)
+	r := mustCreate(t, s, FullIncident("inc-1", "key-1"))
 	got, err := s.ListOpen(t.Context())
 	require.NoError(t, err)
 	require.Len(t, got, 1)
 	require.NotNil(t, got[0])
 	mutate(got[0])
-	assertSame(t, inc, mustGet(t, s, "inc-1"),
-		"changing what ListOpen returned must not change the store: ListOpen must return copies")
+	assertStored(t, s, r, "changing what ListOpen returned must not change the store: ListOpen must return copies")
 	got[0] = nil
 	again, err := s.ListOpen(t.Context())
 	require.NoError(t, err)
 	assert.Equal(t, []string{"inc-1"}, ids(again))
 }
 
+func copiesEntries(t *testing.T, s incident.Store) {
+	r := mustCreate(t, s, FullIncident("inc-1", "key-1"))
+	page, err := s.Entries(t.Context(), "inc-1", 0, 0)
+	require.NoError(t, err)
+	require.NotEmpty(t, page)
+	page[0].Detail = "mutated"
+	page[0].Hash[0]++
+	page[len(page)-1].Actor = "mutated"
+	assertStored(t, s, r, "changing what Entries returned must not change the store: Entries must return copies")
+}
+
+func copiesDeliveries(t *testing.T, s incident.Store) {
+	r := mustCreate(t, s, FullIncident("inc-1", "key-1"))
+	for _, q := range []incident.DeliveryQuery{{}, {Keys: []string{"brk_4", "brk_3"}}} {
+		page, err := s.Deliveries(t.Context(), "inc-1", q)
+		require.NoError(t, err)
+		require.NotEmpty(t, page)
+		page[0].Status = incident.DeliveryUnknown
+		page[0].Attempts += 10
+		assertStored(t, s, r, "changing what Deliveries returned must not change the store: Deliveries must return copies (%+v)", q)
+	}
+}
+
+func copiesCustomers(t *testing.T, s incident.Store) {
+	r := mustCreate(t, s, FullIncident("inc-1", "key-1"))
+	page, err := s.Customers(t.Context(), "inc-1", "", 0)
+	require.NoError(t, err)
+	require.NotEmpty(t, page)
+	page[0].Name = "mutated"
+	page[0].Email = "mutated@example.com"
+	assertStored(t, s, r, "changing what Customers returned must not change the store: Customers must return copies")
+}
+
 // ---- RoundTrip ----
 
 func roundTripFull(t *testing.T, s incident.Store) {
 	inc := FullIncident("inc-full", "key-full")
-	head := inc.Timeline.Head()
-	mustCreate(t, s, inc)
+	r := mustCreate(t, s, inc)
 
-	check := func(what string, got *incident.Incident) {
+	want := inc.Clone()
+	want.Version = 1
+	got := mustLoad(t, s, inc.ID)
+	assertSame(t, want, got, "Load must return every field as stored")
+	assert.NoError(t, got.Timeline.VerifyHead(inc.Timeline.Head()), "Load: the Timeline's hash chain must still verify")
+
+	head := func(what string, got *incident.Incident) {
 		t.Helper()
-		if !assert.NotNil(t, got, what) {
-			return
+		if assert.NotNil(t, got, what) {
+			assertSame(t, r.head, got, "%s must return every field of the head as stored", what)
 		}
-		assertSame(t, inc, got, "%s must return every field as stored", what)
-		assert.NoError(t, got.Timeline.VerifyHead(inc.Timeline.Head()), "%s: the Timeline's hash chain must still verify", what)
 	}
-	check("Get", mustGet(t, s, inc.ID))
+	head("Head", mustHead(t, s, inc.ID))
 	found, err := s.FindOpen(t.Context(), inc.DedupKey)
 	require.NoError(t, err)
-	check("FindOpen", found)
+	head("FindOpen", found)
 	list, err := s.ListOpen(t.Context())
 	require.NoError(t, err)
 	require.Len(t, list, 1)
-	check("ListOpen", list[0])
+	head("ListOpen", list[0])
 
-	// And again after an Update that changes most parts and extends the
-	// Timeline.
-	inc.State = incident.StateResolving
-	inc.Summary = "updated"
-	inc.Attributes["added"] = "yes"
-	inc.Investigation.Impact.Customers = append(inc.Investigation.Impact.Customers, incident.Customer{ID: "cust_3"})
-	inc.Decision.Reason = "updated"
-	inc.Tasks[1].Done = true
-	inc.Actions = append(inc.Actions, incident.ActionRecord{Name: "notify-owner", Status: incident.ActionPending})
-	inc.Timeline.Append(incident.Entry{At: inc.UpdatedAt, Actor: "dave@example.com", Type: incident.EntryNote, Detail: "updated"})
-	require.NotEqual(t, head, inc.Timeline.Head())
-	mustUpdate(t, s, inc)
-	check("Get after Update", mustGet(t, s, inc.ID))
+	// And again after an Apply that changes most of the head, extends the
+	// timeline, replaces a delivery and adds one, and adds a customer.
+	h := r.next()
+	h.State = incident.StateResolving
+	h.Summary = "updated"
+	h.Attributes["added"] = "yes"
+	h.Decision.Reason = "updated"
+	h.Tasks[1].Done = true
+	h.Actions = append(h.Actions, incident.ActionRecord{Name: "notify-owner", Status: incident.ActionPending})
+	h.Outreach.Claimed, h.Outreach.Sent = 1, 2
+	h.Deliveries = []incident.Delivery{
+		{Recipient: "cust_2", Channel: "webhook", IdempotencyKey: "brk_4", Status: incident.DeliverySent, Attempts: 3,
+			ClaimedAt: h.UpdatedAt, SentAt: h.UpdatedAt.Add(time.Second)},
+		delivery("brk_8", "cust_3"),
+	}
+	withCustomers(h, incident.Customer{ID: "cust_3", Name: "Ça Va", Email: "cava@example.com"})
+	h.Record(incident.Entry{At: h.UpdatedAt, Actor: "dave@example.com", Type: incident.EntryNote, Detail: "updated"})
+	require.NotEqual(t, inc.Timeline.Head(), h.Chain.Head)
+	mustApply(t, s, r, h)
+	assertStored(t, s, r, "after an Apply")
+	got = mustLoad(t, s, inc.ID)
+	assert.Equal(t, []string{"brk_3", "brk_4", "brk_5", "brk_6", "brk_7", "brk_8"}, deliveryKeys(got.Deliveries),
+		"a replaced delivery keeps its place")
 }
 
 func roundTripPrecision(t *testing.T, s incident.Store) {
 	inc := NewIncident("inc-1", "key-1")
 	at := time.Date(2025, time.March, 14, 9, 26, 53, 999999000, time.FixedZone("X", 5*3600+1800))
 	inc.DetectedAt, inc.UpdatedAt = at, at.Add(time.Microsecond)
-	inc.Timeline = nil
-	inc.Timeline.Append(incident.Entry{At: at.Add(2 * time.Microsecond), Actor: incident.ActorSystem, Type: incident.EntryNote})
+	inc.Timeline, inc.Chain = nil, incident.Chain{}
+	inc.Record(incident.Entry{At: at.Add(2 * time.Microsecond), Actor: incident.ActorSystem, Type: incident.EntryNote})
+	inc.Deliveries = []incident.Delivery{delivery("del-1", "cust-1")}
+	inc.Deliveries[0].ClaimedAt = at.Add(3 * time.Microsecond)
 	mustCreate(t, s, inc)
-	got := mustGet(t, s, "inc-1")
+	got := mustLoad(t, s, "inc-1")
 	assert.True(t, at.Equal(got.DetectedAt), "DetectedAt: want %s, got %s; a store must keep times to the microsecond",
 		at.UTC().Format(time.RFC3339Nano), got.DetectedAt.UTC().Format(time.RFC3339Nano))
 	assert.True(t, inc.UpdatedAt.Equal(got.UpdatedAt), "UpdatedAt: a store must keep times to the microsecond")
 	if assert.Len(t, got.Timeline, 1) {
 		assert.True(t, inc.Timeline[0].At.Equal(got.Timeline[0].At), "Timeline[0].At: a store must keep times to the microsecond")
 	}
-	assert.NoError(t, got.Timeline.Verify(), "the Timeline hashes At to the nanosecond: a store that rounds it breaks the chain")
+	if assert.Len(t, got.Deliveries, 1) {
+		assert.True(t, inc.Deliveries[0].ClaimedAt.Equal(got.Deliveries[0].ClaimedAt), "Deliveries[0].ClaimedAt: a store must keep times to the microsecond")
+	}
+	assert.NoError(t, got.Timeline.Verify(), "the Timeline hashes At to the microsecond: a store that rounds it breaks the chain")
 }
 
 // ---- Concurrency ----
@@ -717,9 +897,10 @@ func concurrentCreateSameKey(t *testing.T, s incident.Store) {
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
+		ch := incident.Split(NewIncident(fmt.Sprintf("inc-%02d", i), "key-shared"))
 		wg.Go(func() {
 			<-start
-			errs[i] = s.Create(ctx, NewIncident(fmt.Sprintf("inc-%02d", i), "key-shared"))
+			errs[i] = s.Create(ctx, ch)
 		})
 	}
 	close(start)
@@ -745,25 +926,83 @@ func concurrentCreateSameKey(t *testing.T, s incident.Store) {
 	assert.Equal(t, winners, ids(open))
 }
 
-func concurrentUpdateRetry(t *testing.T, s incident.Store) {
+func concurrentApplyFromOneVersion(t *testing.T, s incident.Store) {
+	const rounds, writers = 20, 4
+	ctx := t.Context()
+	r := mustCreate(t, s, NewIncident("inc-1", "key-1"))
+	for round := range rounds {
+		from := r.next()
+		chs := make([]incident.Change, writers)
+		for w := range chs {
+			h := from.Clone()
+			h.Summary = fmt.Sprintf("round %d, writer %d", round, w)
+			h.Record(note(h.Summary))
+			h.Deliveries = []incident.Delivery{delivery(fmt.Sprintf("del-%02d-%d", round, w), "cust-1")}
+			withCustomers(h, incident.Customer{ID: fmt.Sprintf("cust-%02d-%d", round, w)})
+			chs[w] = incident.Split(h)
+		}
+		start := make(chan struct{})
+		errs := make([]error, writers)
+		var wg sync.WaitGroup
+		for w := range chs {
+			wg.Go(func() {
+				<-start
+				errs[w] = s.Apply(ctx, chs[w])
+			})
+		}
+		close(start)
+		wg.Wait()
+		var winners []int
+		for w, err := range errs {
+			switch {
+			case err == nil:
+				winners = append(winners, w)
+			case errors.Is(err, incident.ErrConflict):
+			default:
+				assert.NoError(t, err, "round %d, writer %d: only ErrConflict may fail a concurrent Apply", round, w)
+			}
+		}
+		require.Len(t, winners, 1, "round %d: %d concurrent Applys from Version %d: exactly one must succeed",
+			round, writers, from.Version)
+		win := chs[winners[0]]
+		require.Equal(t, from.Version+1, win.Head.Version, "round %d: the winner's Version", round)
+		r.apply(win)
+	}
+	assert.EqualValues(t, 1+rounds, mustHead(t, s, "inc-1").Version, "one Version per successful Apply")
+	assertStored(t, s, r, "the winners' changes, and none of the losers' parts")
+}
+
+func concurrentApplyRetry(t *testing.T, s incident.Store) {
 	const (
 		writers  = 20
 		readers  = 3
 		maxTries = 1000
 	)
 	ctx := t.Context()
-	inc := NewIncident("inc-counter", "key-counter")
-	mustCreate(t, s, inc)
-	base := inc.Signals.Count
+	base := mustCreate(t, s, NewIncident("inc-counter", "key-counter"))
+	id, count0, len0 := base.id(), base.head.Signals.Count, base.head.Chain.Len
 
-	// consistent checks that a read never sees half a write: every
-	// successful Update adds one to both Version and Signals.Count.
+	// consistent checks that a read never sees half a change: every
+	// successful Apply adds one to Version and to Signals.Count, appends
+	// one entry and writes one delivery.
 	consistent := func(what string, got *incident.Incident) bool {
 		if got == nil {
 			return assert.Fail(t, what+" returned nil")
 		}
-		return assert.Equal(t, got.Version-1, got.Signals.Count-base,
-			"%s saw Version %d with %d increments: a read must see whole writes", what, got.Version, got.Signals.Count-base)
+		n := got.Version - 1
+		if !assert.Equal(t, n, got.Signals.Count-count0,
+			"%s saw Version %d with %d increments: a read must see whole changes", what, got.Version, got.Signals.Count-count0) ||
+			!assert.EqualValues(t, len0+int(n), got.Chain.Len, "%s saw Version %d with Chain.Len %d", what, got.Version, got.Chain.Len) {
+			return false
+		}
+		last, err := s.Entries(ctx, id, got.Chain.Len-1, 1)
+		if !assert.NoError(t, err, "concurrent Entries") || !assert.Len(t, last, 1, "%s: the entry at Chain.Len-1 must be stored", what) ||
+			!assert.Equal(t, got.Chain.Head, last[0].Hash, "%s: the entry at Chain.Len-1 must be the head's Chain.Head", what) {
+			return false
+		}
+		dels, err := s.Deliveries(ctx, id, incident.DeliveryQuery{Limit: incident.MaxPageSize})
+		return assert.NoError(t, err, "concurrent Deliveries") &&
+			assert.GreaterOrEqual(t, len(dels), int(n), "%s saw Version %d: its deliveries must be stored", what, got.Version)
 	}
 
 	start, done := make(chan struct{}), make(chan struct{})
@@ -776,17 +1015,19 @@ func concurrentUpdateRetry(t *testing.T, s incident.Store) {
 					assert.Fail(t, fmt.Sprintf("writer %d: still conflicting after %d tries", w, maxTries))
 					return
 				}
-				cur, err := s.Get(ctx, inc.ID)
-				if !assert.NoError(t, err, "writer %d: Get", w) || !assert.NotNil(t, cur) {
+				cur, err := s.Head(ctx, id)
+				if !assert.NoError(t, err, "writer %d: Head", w) || !assert.NotNil(t, cur) {
 					return
 				}
 				cur.Signals.Count++
-				err = s.Update(ctx, cur)
+				cur.Record(note(fmt.Sprintf("writer %d", w)))
+				cur.Deliveries = []incident.Delivery{delivery(fmt.Sprintf("del-%02d", w), "cust-1")}
+				err = s.Apply(ctx, incident.Split(cur))
 				if err == nil {
 					return
 				}
 				if !errors.Is(err, incident.ErrConflict) {
-					assert.NoError(t, err, "writer %d: Update may fail only with ErrConflict", w)
+					assert.NoError(t, err, "writer %d: Apply may fail only with ErrConflict", w)
 					return
 				}
 			}
@@ -801,11 +1042,11 @@ func concurrentUpdateRetry(t *testing.T, s incident.Store) {
 					ok = false // one last round after the writers
 				default:
 				}
-				got, err := s.Get(ctx, inc.ID)
-				if !assert.NoError(t, err, "concurrent Get") || !consistent("Get", got) {
+				got, err := s.Head(ctx, id)
+				if !assert.NoError(t, err, "concurrent Head") || !consistent("Head", got) {
 					return
 				}
-				got, err = s.FindOpen(ctx, inc.DedupKey)
+				got, err = s.FindOpen(ctx, "key-counter")
 				if !assert.NoError(t, err, "concurrent FindOpen") || !consistent("FindOpen", got) {
 					return
 				}
@@ -821,10 +1062,13 @@ func concurrentUpdateRetry(t *testing.T, s incident.Store) {
 	close(done)
 	rg.Wait()
 
-	got := mustGet(t, s, inc.ID)
-	assert.Equal(t, base+writers, got.Signals.Count,
-		"%d writers each added one with read-modify-Update and retry on ErrConflict: an update was lost", writers)
-	assert.EqualValues(t, 1+writers, got.Version, "one Version per successful Update")
+	got := mustLoad(t, s, id)
+	assert.Equal(t, count0+writers, got.Signals.Count,
+		"%d writers each added one with read-modify-Apply and retry on ErrConflict: a change was lost", writers)
+	assert.EqualValues(t, 1+writers, got.Version, "one Version per successful Apply")
+	assert.Len(t, got.Timeline, len0+writers, "one entry per successful Apply")
+	assert.NoError(t, got.Timeline.VerifyHead(got.Chain.Head), "the entries of concurrent Applys chain")
+	assert.Len(t, got.Deliveries, writers, "one delivery per writer")
 }
 
 // ---- Context ----
@@ -836,28 +1080,31 @@ func cancelled(t *testing.T) context.Context {
 }
 
 func ctxCreate(t *testing.T, s incident.Store) {
-	err := s.Create(cancelled(t), NewIncident("inc-1", "key-1"))
+	err := s.Create(cancelled(t), incident.Split(FullIncident("inc-1", "key-1")))
 	assert.ErrorIs(t, err, context.Canceled, "Create with a cancelled context must return its error")
-	got, err := s.Get(t.Context(), "inc-1")
-	assertNotFound(t, got, err, "Get after a Create with a cancelled context")
+	assertAbsent(t, s, "inc-1", "after a Create with a cancelled context")
+	assertNoOpen(t, s, "key-1")
 }
 
-func ctxGet(t *testing.T, s incident.Store) {
+func ctxHead(t *testing.T, s incident.Store) {
 	mustCreate(t, s, NewIncident("inc-1", "key-1"))
-	got, err := s.Get(cancelled(t), "inc-1")
-	assert.ErrorIs(t, err, context.Canceled, "Get with a cancelled context must return its error")
-	assert.Nil(t, got, "Get with a cancelled context returned an incident")
+	got, err := s.Head(cancelled(t), "inc-1")
+	assert.ErrorIs(t, err, context.Canceled, "Head with a cancelled context must return its error")
+	assert.Nil(t, got, "Head with a cancelled context returned an incident")
 }
 
-func ctxUpdate(t *testing.T, s incident.Store) {
-	inc := NewIncident("inc-1", "key-1")
-	mustCreate(t, s, inc)
-	want := inc.Clone()
-	inc.Summary = "changed"
-	err := s.Update(cancelled(t), inc)
-	assert.ErrorIs(t, err, context.Canceled, "Update with a cancelled context must return its error")
-	assert.EqualValues(t, 1, inc.Version, "a failed Update must leave the caller's Version alone")
-	assertSame(t, want, mustGet(t, s, "inc-1"), "Update with a cancelled context must change nothing")
+func ctxApply(t *testing.T, s incident.Store) {
+	r := mustCreate(t, s, NewIncident("inc-1", "key-1"))
+	h := r.next()
+	h.Summary = "changed"
+	h.Record(note("changed"))
+	h.Deliveries = []incident.Delivery{delivery("del-1", "cust-1")}
+	withCustomers(h, incident.Customer{ID: "cust-1"})
+	ch := incident.Split(h)
+	err := s.Apply(cancelled(t), ch)
+	assert.ErrorIs(t, err, context.Canceled, "Apply with a cancelled context must return its error")
+	assert.EqualValues(t, 1, ch.Head.Version, "a failed Apply must leave the change's Version alone")
+	assertStored(t, s, r, "Apply with a cancelled context must change nothing")
 }
 
 func ctxFindOpen(t *testing.T, s incident.Store) {
@@ -873,150 +1120,22 @@ func ctxListOpen(t *testing.T, s incident.Store) {
 	assert.ErrorIs(t, err, context.Canceled, "ListOpen with a cancelled context must return its error")
 }
 
-// ---- Lease ----
-
-// leaser returns s as an incident.Leaser, or skips the check.
-func leaser(t *testing.T, s incident.Store) incident.Leaser {
-	t.Helper()
-	l, ok := s.(incident.Leaser)
-	if !ok {
-		t.Skipf("%T does not implement incident.Leaser", s)
-	}
-	return l
-}
-
-func mustLease(t *testing.T, l incident.Leaser, id, owner string, ttl time.Duration) bool {
-	t.Helper()
-	ok, err := l.Lease(t.Context(), id, owner, ttl)
-	require.NoError(t, err, "Lease %s for %s", id, owner)
-	return ok
-}
-
-func leaseTakeAndRenew(t *testing.T, s incident.Store) {
-	l := leaser(t, s)
+func ctxEntries(t *testing.T, s incident.Store) {
 	mustCreate(t, s, NewIncident("inc-1", "key-1"))
-	assert.True(t, mustLease(t, l, "inc-1", "alice", time.Minute), "a free lease must be granted")
-	assert.True(t, mustLease(t, l, "inc-1", "alice", time.Minute), "the owner must be able to renew its lease")
-	assert.False(t, mustLease(t, l, "inc-1", "bob", time.Minute), "a lease held by another owner must be refused")
-	assert.True(t, mustLease(t, l, "inc-1", "alice", time.Minute), "a refused taker must not disturb the owner's lease")
-	assert.False(t, mustLease(t, l, "inc-1", "bob", time.Minute), "the lease must still be the owner's")
+	_, err := s.Entries(cancelled(t), "inc-1", 0, 0)
+	assert.ErrorIs(t, err, context.Canceled, "Entries with a cancelled context must return its error")
 }
 
-func leaseUnlease(t *testing.T, s incident.Store) {
-	l := leaser(t, s)
-	mustCreate(t, s, NewIncident("inc-1", "key-1"))
-	require.True(t, mustLease(t, l, "inc-1", "alice", time.Minute))
-	require.NoError(t, l.Unlease(t.Context(), "inc-1", "bob"), "Unlease by a non-owner")
-	assert.False(t, mustLease(t, l, "inc-1", "bob", time.Minute), "Unlease by a non-owner must do nothing")
-	require.NoError(t, l.Unlease(t.Context(), "inc-1", "alice"), "Unlease by the owner")
-	assert.True(t, mustLease(t, l, "inc-1", "bob", time.Minute), "after the owner's Unlease another owner must get the lease")
-	require.NoError(t, l.Unlease(t.Context(), "inc-never-leased", "alice"), "Unlease of a lease nobody holds")
-	assert.Equal(t, incident.StateDetected, mustGet(t, s, "inc-1").State, "leases must leave the incident alone")
+func ctxDeliveries(t *testing.T, s incident.Store) {
+	mustCreate(t, s, FullIncident("inc-1", "key-1"))
+	_, err := s.Deliveries(cancelled(t), "inc-1", incident.DeliveryQuery{})
+	assert.ErrorIs(t, err, context.Canceled, "Deliveries with a cancelled context must return its error")
 }
 
-func leasePerIncident(t *testing.T, s incident.Store) {
-	l := leaser(t, s)
-	mustCreate(t, s, NewIncident("inc-1", "key-1"))
-	mustCreate(t, s, NewIncident("inc-2", "key-2"))
-	require.True(t, mustLease(t, l, "inc-1", "alice", time.Minute))
-	assert.True(t, mustLease(t, l, "inc-2", "bob", time.Minute), "a lease on one incident must not hold another")
-	assert.False(t, mustLease(t, l, "inc-2", "alice", time.Minute))
-	assert.False(t, mustLease(t, l, "inc-1", "bob", time.Minute))
-}
-
-func leaseMissingIncident(t *testing.T, s incident.Store) {
-	l := leaser(t, s)
-	assert.True(t, mustLease(t, l, "inc-missing", "alice", time.Minute), "a lease may be taken on an incident that does not exist")
-	assert.False(t, mustLease(t, l, "inc-missing", "bob", time.Minute), "and it holds like any other")
-	got, err := s.Get(t.Context(), "inc-missing")
-	assertNotFound(t, got, err, "Get after leasing an incident that does not exist")
-	mustCreate(t, s, NewIncident("inc-missing", "key-1"))
-	assert.False(t, mustLease(t, l, "inc-missing", "bob", time.Minute), "creating the incident must not drop its lease")
-}
-
-// waitLease polls until owner gets the lease on id, for at most limit.
-func waitLease(t *testing.T, l incident.Leaser, id, owner string, ttl, limit time.Duration) bool {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for {
-		if mustLease(t, l, id, owner, ttl) {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func leaseExpiry(t *testing.T, s incident.Store) {
-	l := leaser(t, s)
-	mustCreate(t, s, NewIncident("inc-1", "key-1"))
-	const ttl = 500 * time.Millisecond
-	start := time.Now()
-	require.True(t, mustLease(t, l, "inc-1", "alice", ttl))
-	if time.Since(start) < ttl/2 {
-		assert.False(t, mustLease(t, l, "inc-1", "bob", time.Minute), "a lease must hold until its TTL runs out")
-	}
-	assert.True(t, waitLease(t, l, "inc-1", "bob", time.Minute, 5*time.Second),
-		"a lease of %s must run out: another owner could not take it within 5s", ttl)
-	assert.False(t, mustLease(t, l, "inc-1", "alice", time.Minute), "the old owner must not take a lease back from the new one")
-}
-
-func leaseRenewalExtends(t *testing.T, s incident.Store) {
-	l := leaser(t, s)
-	mustCreate(t, s, NewIncident("inc-1", "key-1"))
-	const ttl = time.Second
-	start := time.Now()
-	require.True(t, mustLease(t, l, "inc-1", "alice", ttl))
-	time.Sleep(600 * time.Millisecond)
-	renewed := time.Now()
-	require.True(t, mustLease(t, l, "inc-1", "alice", ttl), "renewal")
-	// Past the first TTL, within the renewed one.
-	time.Sleep(time.Until(start.Add(ttl + 200*time.Millisecond)))
-	if time.Since(renewed) < ttl-200*time.Millisecond {
-		assert.False(t, mustLease(t, l, "inc-1", "bob", time.Minute), "renewing must extend the lease to TTL from the renewal")
-	}
-	assert.True(t, waitLease(t, l, "inc-1", "bob", time.Minute, 5*time.Second), "the renewed lease must run out in turn")
-}
-
-func leaseConcurrent(t *testing.T, s incident.Store) {
-	l := leaser(t, s)
-	const n = 20
-	ctx := t.Context()
-	start := make(chan struct{})
-	got := make([]bool, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() {
-			<-start
-			got[i], errs[i] = l.Lease(ctx, "inc-contended", fmt.Sprintf("owner-%02d", i), time.Minute)
-		})
-	}
-	close(start)
-	wg.Wait()
-	var winners []int
-	for i := range n {
-		if assert.NoError(t, errs[i], "concurrent Lease %d", i) && got[i] {
-			winners = append(winners, i)
-		}
-	}
-	require.Len(t, winners, 1, "%d owners leasing one incident at once: exactly one must get it", n)
-	w := fmt.Sprintf("owner-%02d", winners[0])
-	assert.True(t, mustLease(t, l, "inc-contended", w, time.Minute), "the winner holds the lease")
-	assert.False(t, mustLease(t, l, "inc-contended", "owner-late", time.Minute))
-}
-
-func leaseContext(t *testing.T, s incident.Store) {
-	l := leaser(t, s)
-	ok, err := l.Lease(cancelled(t), "inc-1", "alice", time.Minute)
-	assert.ErrorIs(t, err, context.Canceled, "Lease with a cancelled context must return its error")
-	assert.False(t, ok, "Lease with a cancelled context reported the lease taken")
-	assert.True(t, mustLease(t, l, "inc-1", "bob", time.Minute), "Lease with a cancelled context must not take the lease")
-	err = l.Unlease(cancelled(t), "inc-1", "bob")
-	assert.ErrorIs(t, err, context.Canceled, "Unlease with a cancelled context must return its error")
-	assert.False(t, mustLease(t, l, "inc-1", "alice", time.Minute), "Unlease with a cancelled context must not give the lease up")
+func ctxCustomers(t *testing.T, s incident.Store) {
+	mustCreate(t, s, FullIncident("inc-1", "key-1"))
+	_, err := s.Customers(cancelled(t), "inc-1", "", 0)
+	assert.ErrorIs(t, err, context.Canceled, "Customers with a cancelled context must return its error")
 }
 
 // SortByDetected orders incidents oldest DetectedAt first, ties by ID: the
