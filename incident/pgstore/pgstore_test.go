@@ -17,8 +17,16 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/breachkit/breach/incident"
+	"github.com/breachkit/breach/incident/incidenttest"
 	"github.com/breachkit/breach/incident/pgstore"
 )
+
+// TestStore runs the conformance suite: the contract of incident.Store,
+// Leaser and Lister.
+func TestStore(t *testing.T) {
+	databaseURL(t)
+	incidenttest.TestStore(t, func(t *testing.T) incident.Store { return newStore(t) })
+}
 
 func TestCreateLoadRoundTrip(t *testing.T) {
 	s := newStore(t)
