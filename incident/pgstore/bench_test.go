@@ -10,12 +10,11 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/breachkit/breach/incident"
-	"github.com/breachkit/breach/incident/incidenttest"
 	"github.com/breachkit/breach/incident/pgstore"
 )
 
 // BenchmarkList reads pages of 50 from a register of 100,000 incidents
-// (a tenth of them of one kind, a fiftieth of one account): the first
+// heads (a tenth of them of one kind, a fiftieth of one account): the first
 // page, a page half-way down by cursor, and filtered first pages. A page
 // costs the same wherever it is: the query walks an index from the cursor.
 func BenchmarkList(b *testing.B) {
@@ -29,7 +28,7 @@ func BenchmarkList(b *testing.B) {
 	base := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	rows := make([][]any, n)
 	for i := range n {
-		inc := incidenttest.NewIncident(fmt.Sprintf("inc_%06d", i), fmt.Sprintf("key_%06d", i))
+		inc := incident.Split(newIncident(fmt.Sprintf("inc_%06d", i), fmt.Sprintf("key_%06d", i))).Head
 		inc.DetectedAt = base.Add(time.Duration(i) * time.Minute)
 		inc.State = incident.StateClosed
 		inc.Kind = fmt.Sprintf("kind_%d", i%10)
@@ -37,12 +36,13 @@ func BenchmarkList(b *testing.B) {
 		inc.Version = 1
 		body, err := json.Marshal(inc)
 		require.NoError(b, err)
-		rows[i] = []any{inc.ID, inc.DedupKey, string(inc.State), false, int64(1), inc.DetectedAt, inc.Kind, inc.Account, string(body)}
+		rows[i] = []any{inc.ID, inc.DedupKey, string(inc.State), false, int64(1), inc.DetectedAt, inc.Kind, inc.Account, string(body),
+			int64(inc.Chain.Len), inc.Chain.Head[:]}
 	}
-	_, err = pool.CopyFrom(ctx, pgx.Identifier{"incidents"},
-		[]string{"id", "dedup_key", "state", "open", "version", "detected_at", "kind", "account", "body"}, pgx.CopyFromRows(rows))
+	_, err = pool.CopyFrom(ctx, pgx.Identifier{"incident_heads"},
+		[]string{"id", "dedup_key", "state", "open", "version", "detected_at", "kind", "account", "head", "chain_len", "chain_head"}, pgx.CopyFromRows(rows))
 	require.NoError(b, err)
-	_, err = pool.Exec(ctx, "ANALYZE incidents")
+	_, err = pool.Exec(ctx, "ANALYZE incident_heads")
 	require.NoError(b, err)
 
 	mid := incident.CursorAfter(&incident.Incident{ID: fmt.Sprintf("inc_%06d", n/2), DetectedAt: base.Add(n / 2 * time.Minute)}).String()

@@ -14,9 +14,10 @@ var _ incident.Lister = (*Store)(nil)
 
 // List implements incident.Lister: the register, every incident open or
 // ended, newest detected_at first and ties by ID in byte order (COLLATE
-// "C"), read by position (keyset pagination) with the indexes of
-// migration 2. Each page is one query whose cost follows the page, not the
-// register: the filters are columns (state, kind, account, detected_at).
+// "C"), read by position (keyset pagination) on the head table's register
+// indexes. Each page is one query whose cost follows the page, not the
+// register: the filters are columns (state, kind, account, detected_at),
+// and the page holds heads (incident.Load reads a whole record).
 func (s *Store) List(ctx context.Context, f incident.ListFilter) (incident.Page, error) {
 	if err := ctx.Err(); err != nil {
 		return incident.Page{}, err
@@ -57,7 +58,7 @@ func (s *Store) List(ctx context.Context, f incident.ListFilter) (incident.Page,
 		where = append(where, "(detected_at, id COLLATE \"C\") < ("+at+", "+id+" COLLATE \"C\")")
 	}
 	size := f.PageSize()
-	q := `SELECT version, body FROM incidents`
+	q := `SELECT version, head FROM incident_heads`
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
@@ -66,7 +67,7 @@ func (s *Store) List(ctx context.Context, f incident.ListFilter) (incident.Page,
 	if err != nil {
 		return incident.Page{}, s.fail(ctx, "list", "", err)
 	}
-	incs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*incident.Incident, error) { return scanOne(row) })
+	incs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*incident.Incident, error) { return scanHead(row) })
 	if err != nil {
 		return incident.Page{}, s.fail(ctx, "list", "", err)
 	}

@@ -17,7 +17,7 @@ import (
 
 // LatestVersion is the schema version this package's Store needs: the
 // highest of its migrations. Call Migrate to reach it.
-const LatestVersion = 2
+const LatestVersion = 3
 
 // ErrSchema: the database's schema cannot be migrated as asked: a version
 // this package has no migration for, or a target out of range.
@@ -30,7 +30,7 @@ var migrationFiles embed.FS
 // it up from the version before and back down to it.
 type migration struct {
 	version  int
-	name     string // e.g. "0002_register"
+	name     string // e.g. "0003_record_parts"
 	up, down string
 }
 
@@ -112,12 +112,16 @@ const versionTable = `CREATE TABLE IF NOT EXISTS breach_schema_migrations (
 // in breach_schema_migrations. It is safe to call from several processes at
 // once: each step runs under an advisory lock and re-reads the version
 // first, so every step is applied exactly once. On an up-to-date database
-// it changes no schema.
+// it changes nothing.
 //
-// At the latest version, Migrate also fills the register's columns of rows
-// that a replica of a release before migration 2 wrote during a rolling
-// upgrade (it does not know them): call it again once the last such
-// replica is gone. That costs an index look-up when there is nothing to do.
+// Some steps also convert the stored rows, in Go, after their SQL and in
+// their transaction: migration 2 fills the register's columns from each
+// record's JSON, and migration 3 splits each whole record into its head,
+// timeline entries, deliveries and customers, keeping its Version and its
+// hashes, so that incident.Load returns it as it was (the package's
+// README says what is computed for the fields a whole record lacked). Migration 3 renames the incidents table, so
+// that replicas of a release before it fail rather than write whole
+// records: stop them before it runs.
 //
 // A database created before schema versions (the tables exist, the version
 // table does not) is adopted: migration 1 is written with IF NOT EXISTS,
@@ -131,13 +135,6 @@ const versionTable = `CREATE TABLE IF NOT EXISTS breach_schema_migrations (
 func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	for {
 		done, err := step(ctx, pool, func(ctx context.Context, tx pgx.Tx, current int) (bool, error) {
-			if current == LatestVersion {
-				// Rows that replicas of a release before 2 wrote during a
-				// rolling upgrade have no kind yet.
-				if err := backfillRegister(ctx, tx); err != nil {
-					return false, fmt.Errorf("pgstore: migrate: filling the register's columns: %w", ctxErr(ctx, err))
-				}
-			}
 			if current >= LatestVersion {
 				return true, nil
 			}
@@ -147,7 +144,7 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 			}
 			if fill := backfills[m.version]; fill != nil {
 				if err := fill(ctx, tx); err != nil {
-					return false, fmt.Errorf("pgstore: migration %s up: filling the new columns: %w", m.name, ctxErr(ctx, err))
+					return false, fmt.Errorf("pgstore: migration %s up: converting the rows: %w", m.name, ctxErr(ctx, err))
 				}
 			}
 			if _, err := tx.Exec(ctx, `INSERT INTO breach_schema_migrations (version, name) VALUES ($1, $2)`, m.version, m.name); err != nil {
@@ -164,10 +161,13 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 // MigrateDown takes the schema down to version to (0 removes every table
 // but the version table), undoing one migration at a time, newest first,
 // each in a transaction of its own, under the lock Migrate takes. Undoing a
-// migration drops what it created: going below version 1 deletes every
-// incident and lease. It returns an error matching ErrSchema for a negative
-// to, or when the database is at a version this package has no migration
-// for. A database at or below to is left alone.
+// migration drops what it created, after converting the rows back where it
+// converted them: undoing migration 3 writes every incident whole again,
+// as incident.Load reads it, for the releases before it; undoing 2 drops
+// the register's columns; going below version 1 deletes every incident and
+// lease. It returns an error matching ErrSchema for a negative to, or when
+// the database is at a version this package has no migration for. A
+// database at or below to is left alone.
 func MigrateDown(ctx context.Context, pool *pgxpool.Pool, to int) error {
 	if to < 0 {
 		return fmt.Errorf("%w: cannot migrate down to version %d", ErrSchema, to)
@@ -181,6 +181,11 @@ func MigrateDown(ctx context.Context, pool *pgxpool.Pool, to int) error {
 				return false, fmt.Errorf("%w: the database is at version %d; this package knows versions up to %d", ErrSchema, current, LatestVersion)
 			}
 			m := migrations[current-1]
+			if join := downfills[m.version]; join != nil {
+				if err := join(ctx, tx); err != nil {
+					return false, fmt.Errorf("pgstore: migration %s down: converting the rows: %w", m.name, ctxErr(ctx, err))
+				}
+			}
 			if _, err := tx.Exec(ctx, m.down); err != nil {
 				return false, fmt.Errorf("pgstore: migration %s down: %w", m.name, ctxErr(ctx, err))
 			}
@@ -220,13 +225,21 @@ func step(ctx context.Context, pool *pgxpool.Pool, fn func(ctx context.Context, 
 	return done, nil
 }
 
-// backfills fill, after a migration's SQL and in its transaction, what SQL
-// cannot compute from the stored JSON.
+// backfills convert the stored rows, after a migration's SQL and in its
+// transaction, where SQL cannot: it cannot read the stored JSON when it
+// holds \u0000.
 var backfills = map[int]func(context.Context, pgx.Tx) error{
 	2: backfillRegister,
+	3: splitRecords,
 }
 
-// backfillBatch is how many rows backfillRegister reads and writes at a
+// downfills convert the stored rows back, before a migration's down SQL
+// and in its transaction.
+var downfills = map[int]func(context.Context, pgx.Tx) error{
+	3: joinRecords,
+}
+
+// backfillBatch is how many incidents the conversions read and write at a
 // time; a variable for the tests.
 var backfillBatch = 1000
 
@@ -236,7 +249,8 @@ var backfillBatch = 1000
 // case), a batch of rows at a time in ID order. Every incident has a kind
 // (Signal.Validate requires one), so an empty kind means a row that was
 // stored before migration 2 or written since by a release before it; the
-// index on (kind, ...) finds those.
+// index on (kind, ...) finds those. (Migration 3 sets them again, from the
+// same JSON.)
 func backfillRegister(ctx context.Context, tx pgx.Tx) error {
 	after := ""
 	for {

@@ -2,36 +2,53 @@
 // one or several replicas of an orchestrator on one database.
 //
 // Store implements incident.Store, incident.Leaser and incident.Lister (the
-// register of every incident, open or ended, read by position with List):
+// register of every incident, open or ended, read by position with List).
+// It keeps each incident in the parts of incident.Change:
 //
-//   - One open incident per dedup key: a partial unique index on
-//     incidents(dedup_key) WHERE open. Two replicas opening an incident for
-//     one key at once get one incident; the loser's Create fails with an
-//     *incident.DuplicateError naming the winner, and the orchestrator joins
-//     it.
-//   - Compare-and-swap: Update writes only if the stored version still
-//     equals the caller's (UPDATE ... WHERE id = $1 AND version = $2), and
-//     bumps it, so two replicas never both win a step.
-//   - Claims for deliveries and containment actions live in the incident
-//     record itself: the orchestrator writes the claim (a Delivery in state
-//     "claimed", an ActionRecord "pending") with a compare-and-swap before it
-//     calls the notifier or container. Of two replicas racing to claim, one
-//     wins the CAS and the other re-reads and sees the claim. A replica that
-//     dies after claiming leaves the claim on the record; whoever takes the
-//     incident over sends again with the same idempotency key (at least
-//     once; the key lets the receiver drop the repeat). No table of its own
-//     is needed for that.
-//   - Leases in a table of their own, leases(incident_id, owner, until), so
+//   - the head in incident_heads: one row per incident, the head in its
+//     JSON form (see package incident) in a json column, beside the
+//     columns the store queries on (dedup key, state, open, detected_at,
+//     kind, account), the version and the timeline's chain (length and
+//     last hash);
+//   - the timeline in incident_entries, one row per entry, keyed by the
+//     incident and the entry's position;
+//   - the customer notices in incident_deliveries, keyed by the incident
+//     and the idempotency key, with the order they were first written in
+//     and their status;
+//   - the affected customers in incident_customers, keyed by the incident
+//     and the recipient ID (incident.RecipientID), with the order they
+//     were first written in;
+//   - leases in leases(incident_id, owner, until), a table of their own, so
 //     that a lease may be taken on an incident that is not stored yet (the
-//     Leaser contract allows it). The database's clock is the clock: expiry
-//     is compared with now() on the server, so replicas' clocks need not
-//     agree.
+//     Leaser contract allows it).
 //
-// Each incident is kept whole, in its JSON form (see package incident), in
-// incidents.body (type json, which keeps the text as written: key order,
-// and \u0000 that jsonb refuses), with the columns the store queries on
-// beside it. The version column is the truth for Version; the copy in body
-// is overwritten on read.
+// Every Create and Apply is one transaction holding one SQL statement: the
+// head is inserted, or replaced under a compare-and-swap on version and on
+// the stored chain (UPDATE ... WHERE id = $1 AND version = $2 AND chain_len
+// = $3), and the data-modifying common table expressions of the same
+// statement append the entries with one multi-row INSERT and upsert the
+// deliveries and the customers with one INSERT ... ON CONFLICT each, all of
+// them from arrays and all of them only when the head was written. Its cost
+// follows the change, whatever the size of the incident. BEGIN is pipelined
+// with the statement, so a change costs two round trips: that one, and
+// COMMIT once the statement has answered. (A statement committed on its own
+// could not honour ctx: when ctx ends while it waits for a lock, pgx drops
+// the connection, but the server would still commit it once the lock is
+// free, after its caller was told it failed. In a transaction it is rolled
+// back instead.)
+//
+// One open incident per dedup key is a partial unique index on
+// incident_heads(dedup_key) WHERE open: of two replicas opening an incident
+// for one key at once, the loser's Create fails with an
+// *incident.DuplicateError naming the winner, and the orchestrator joins it.
+// The database's clock is the leases' clock: expiry is compared with now()
+// on the server, so replicas' clocks need not agree.
+//
+// The json type keeps the text as written: \u0000, which jsonb and text
+// refuse, survives. The columns that are text (incident ID, dedup key,
+// state, kind, account, idempotency keys, delivery statuses, recipient
+// IDs) cannot hold NUL or bytes that are not UTF-8: a change holding such a
+// value fails with incident.ErrInvalidIncident.
 //
 // The schema is versioned: the migrations are embedded in the package
 // (migrations/NNNN_name.up.sql and .down.sql) and applied by Migrate, which
@@ -47,7 +64,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -58,12 +77,13 @@ import (
 
 // Constraint names the store maps errors from.
 const (
-	pkeyConstraint  = "incidents_pkey"
-	dedupConstraint = "incidents_open_dedup_key"
+	pkeyConstraint  = "incident_heads_pkey"
+	dedupConstraint = "incident_heads_open_dedup_key"
 )
 
-// Store is an incident.Store and incident.Leaser on a PostgreSQL database.
-// It is safe for concurrent use, and any number of Stores, in any number of
+// Store is an incident.Store, incident.Leaser and incident.Lister on a
+// PostgreSQL database whose schema Migrate brought to LatestVersion. It is
+// safe for concurrent use, and any number of Stores, in any number of
 // processes, may share one database.
 type Store struct {
 	pool *pgxpool.Pool
@@ -90,148 +110,391 @@ func New(ctx context.Context, pool *pgxpool.Pool) (*Store, error) {
 // Pool returns the pool the store uses.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
-// Create implements incident.Store: it inserts inc with Version 1. It
-// returns an *incident.DuplicateError when an open incident holds inc's
-// dedup key, and an error matching incident.ErrInvalidIncident for an empty
-// ID, DedupKey or State or an ID that exists.
-func (s *Store) Create(ctx context.Context, inc *incident.Incident) error {
+// The parts of a change travel as arrays, $1 to $7, in both statements:
+// $1 the entries (JSON), $2 the position of the first of them (the stored
+// chain's length), $3, $4 and $5 the deliveries' keys, statuses and JSON,
+// $6 and $7 the customers' recipient IDs and JSON. The statement's head CTE,
+// h, returns the incident's ID and the order numbers the deliveries and
+// customers start after (dbase, cbase); the parts are written for each row
+// of h, so for none when the head was not written.
+const partsSQL = `,
+e AS (
+	INSERT INTO incident_entries (incident_id, seq, entry)
+	SELECT h.id, $2::bigint + u.ord - 1, u.entry
+	  FROM h, unnest($1::json[]) WITH ORDINALITY AS u(entry, ord)
+),
+d AS (
+	INSERT INTO incident_deliveries (incident_id, idempotency_key, seq, status, delivery)
+	SELECT h.id, u.key, h.dbase + u.ord, u.status, u.delivery
+	  FROM h, unnest($3::text[], $4::text[], $5::json[]) WITH ORDINALITY AS u(key, status, delivery, ord)
+	ON CONFLICT (incident_id, idempotency_key) DO UPDATE SET status = excluded.status, delivery = excluded.delivery
+),
+c AS (
+	INSERT INTO incident_customers (incident_id, recipient_id, seq, customer)
+	SELECT h.id, u.rid, h.cbase + u.ord, u.customer
+	  FROM h, unnest($6::text[], $7::json[]) WITH ORDINALITY AS u(rid, customer, ord)
+	ON CONFLICT (incident_id, recipient_id) DO UPDATE SET customer = excluded.customer
+)
+SELECT count(*) FROM h`
+
+// createSQL inserts a head (parameters $8 on) and its parts.
+const createSQL = `WITH h AS (
+	INSERT INTO incident_heads (id, dedup_key, state, open, detected_at, kind, account, head, version,
+	                            chain_len, chain_head, deliveries_next, customers_next)
+	VALUES ($8, $9, $10, $11, $12, $13, $14, $15::json, 1, $16, $17, cardinality($3::text[]), cardinality($6::text[]))
+	RETURNING id, 0::bigint AS dbase, 0::bigint AS cbase
+)` + partsSQL
+
+// applySQL replaces the head if version ($9) and the stored chain (length
+// $2; last hash $17 when no entry is appended) are as the change expects,
+// and writes the parts if it did.
+const applySQL = `WITH h AS (
+	UPDATE incident_heads
+	   SET dedup_key = $10, state = $11, open = $12, detected_at = $13, kind = $14, account = $15, head = $16::json,
+	       version = version + 1, chain_len = $8, chain_head = $17,
+	       deliveries_next = deliveries_next + cardinality($3::text[]),
+	       customers_next = customers_next + cardinality($6::text[])
+	 WHERE id = $18 AND version = $9 AND chain_len = $2::bigint
+	   AND (cardinality($1::json[]) > 0 OR chain_head = $17)
+	RETURNING id, deliveries_next - cardinality($3::text[]) AS dbase, customers_next - cardinality($6::text[]) AS cbase
+)` + partsSQL
+
+// encodedChange is a change as the statements' parameters.
+type encodedChange struct {
+	head                          []byte
+	entries                       []string
+	delKeys, delStatus, delBodies []string
+	custIDs, custBodies           []string
+}
+
+// encodeChange encodes ch with its head at version. A delivery (customer)
+// whose key (recipient ID) comes twice in ch is written once, where it
+// first came, with the value it has last: what applying them in order
+// would leave.
+func encodeChange(ch incident.Change, version int64) (encodedChange, error) {
+	var enc encodedChange
+	h := *ch.Head // shallow: only Version changes, and json.Marshal only reads
+	h.Version = version
+	var err error
+	if enc.head, err = json.Marshal(&h); err != nil {
+		return enc, fmt.Errorf("pgstore: encoding incident %s: %w", h.ID, err)
+	}
+	enc.entries = make([]string, len(ch.Entries))
+	for i := range ch.Entries {
+		b, err := json.Marshal(&ch.Entries[i])
+		if err != nil {
+			return enc, fmt.Errorf("pgstore: encoding entry of incident %s: %w", h.ID, err)
+		}
+		enc.entries[i] = string(b)
+	}
+	var at map[string]int
+	if len(ch.Deliveries) > 1 {
+		at = make(map[string]int, len(ch.Deliveries))
+	}
+	for i := range ch.Deliveries {
+		d := &ch.Deliveries[i]
+		b, err := json.Marshal(d)
+		if err != nil {
+			return enc, fmt.Errorf("pgstore: encoding delivery of incident %s: %w", h.ID, err)
+		}
+		key := d.IdempotencyKey
+		if j, ok := at[key]; ok {
+			enc.delStatus[j], enc.delBodies[j] = string(d.Status), string(b)
+			continue
+		}
+		if at != nil {
+			at[key] = len(enc.delKeys)
+		}
+		enc.delKeys = append(enc.delKeys, key)
+		enc.delStatus = append(enc.delStatus, string(d.Status))
+		enc.delBodies = append(enc.delBodies, string(b))
+	}
+	at = nil
+	if len(ch.Customers) > 1 {
+		at = make(map[string]int, len(ch.Customers))
+	}
+	for i := range ch.Customers {
+		b, err := json.Marshal(&ch.Customers[i])
+		if err != nil {
+			return enc, fmt.Errorf("pgstore: encoding customer of incident %s: %w", h.ID, err)
+		}
+		rid := incident.RecipientID(ch.Customers[i])
+		if j, ok := at[rid]; ok {
+			enc.custBodies[j] = string(b)
+			continue
+		}
+		if at != nil {
+			at[rid] = len(enc.custIDs)
+		}
+		enc.custIDs = append(enc.custIDs, rid)
+		enc.custBodies = append(enc.custBodies, string(b))
+	}
+	// Empty slices, not nil: a nil slice is sent as NULL, whose cardinality
+	// is NULL.
+	for _, p := range []*[]string{&enc.entries, &enc.delKeys, &enc.delStatus, &enc.delBodies, &enc.custIDs, &enc.custBodies} {
+		if *p == nil {
+			*p = []string{}
+		}
+	}
+	return enc, nil
+}
+
+// partArgs returns $1 to $7.
+func (enc *encodedChange) partArgs(base int) []any {
+	return []any{enc.entries, int64(base), enc.delKeys, enc.delStatus, enc.delBodies, enc.custIDs, enc.custBodies}
+}
+
+// Create implements incident.Store. In one statement it inserts the head
+// of ch with Version 1, its entries, deliveries and customers, and sets
+// ch.Head.Version to 1 on success. It returns an *incident.DuplicateError
+// naming the open incident that holds the dedup key, and an error matching
+// incident.ErrInvalidIncident when ch.Check(incident.Chain{}) fails, the ID
+// exists, or a keyed value cannot be kept as text (see the package
+// documentation).
+func (s *Store) Create(ctx context.Context, ch incident.Change) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := checkStorable(inc); err != nil {
+	if err := ch.Check(incident.Chain{}); err != nil {
 		return err
 	}
-	body, err := encode(inc, 1)
+	if err := checkText(ch); err != nil {
+		return err
+	}
+	h := ch.Head
+	enc, err := encodeChange(ch, 1)
 	if err != nil {
 		return err
 	}
+	args := append(enc.partArgs(0), h.ID, h.DedupKey, string(h.State), h.State.Open(), h.DetectedAt, h.Kind, h.Account,
+		enc.head, int64(h.Chain.Len), h.Chain.Head[:])
 	// The open incident holding the key may close between our INSERT and
 	// the look-up of its ID; then the key is free and we try again.
 	for range 3 {
-		_, err = s.pool.Exec(ctx,
-			`INSERT INTO incidents (id, dedup_key, state, open, version, detected_at, kind, account, body)
-			 VALUES ($1, $2, $3, $4, 1, $5, $6, $7, $8)`,
-			inc.ID, inc.DedupKey, string(inc.State), inc.State.Open(), inc.DetectedAt, inc.Kind, inc.Account, body)
+		_, err = s.write(ctx, createSQL, args)
 		switch constraint(err) {
 		case "":
 			if err != nil {
-				return s.fail(ctx, "create", inc.ID, err)
+				return s.fail(ctx, "create", h.ID, err)
 			}
-			inc.Version = 1
+			h.Version = 1
 			return nil
 		case pkeyConstraint:
-			return fmt.Errorf("pgstore: create: %w: ID %s exists", incident.ErrInvalidIncident, inc.ID)
+			return idExists(h.ID)
 		case dedupConstraint:
-			dup, err := s.duplicate(ctx, inc.DedupKey, inc.ID)
-			if err != nil || dup != nil {
-				return dupOr(dup, err)
+			holder, err := s.openHolder(ctx, h.DedupKey)
+			switch {
+			case err != nil:
+				return s.fail(ctx, "create", h.ID, err)
+			case holder == h.ID:
+				return idExists(h.ID)
+			case holder != "":
+				return &incident.DuplicateError{DedupKey: h.DedupKey, ExistingID: holder}
 			}
 		default:
-			return s.fail(ctx, "create", inc.ID, err)
+			return s.fail(ctx, "create", h.ID, err)
 		}
 	}
-	return &incident.DuplicateError{DedupKey: inc.DedupKey}
+	return &incident.DuplicateError{DedupKey: h.DedupKey}
 }
 
-// duplicate returns the *incident.DuplicateError naming the open incident
-// other than id that holds key, or nil when there is none (any more).
-func (s *Store) duplicate(ctx context.Context, key, id string) (*incident.DuplicateError, error) {
-	var existing string
-	err := s.pool.QueryRow(ctx, `SELECT id FROM incidents WHERE dedup_key = $1 AND open AND id <> $2`, key, id).Scan(&existing)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, s.fail(ctx, "find duplicate", id, err)
-	}
-	return &incident.DuplicateError{DedupKey: key, ExistingID: existing}, nil
-}
-
-// dupOr returns err, or else dup as an error.
-func dupOr(dup *incident.DuplicateError, err error) error {
-	if err != nil || dup == nil {
+// Apply implements incident.Store. In one statement it replaces the head of
+// ch.Head.ID if the stored Version equals ch.Head.Version and ch continues
+// the stored chain, appends the entries and upserts the deliveries and
+// customers; then it sets ch.Head.Version to the stored Version plus one.
+// Otherwise it writes nothing and returns an *incident.ConflictError (the
+// Version differs), an error matching incident.ErrNotFound (no such
+// incident) or incident.ErrInvalidIncident (ch.Check fails against the
+// stored chain, or a keyed value cannot be kept as text), in that order of
+// precedence, as MemStore does. It returns an *incident.DuplicateError when
+// the head is open and another open incident holds its dedup key.
+func (s *Store) Apply(ctx context.Context, ch incident.Change) error {
+	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return dup
+	h := ch.Head
+	if h == nil || h.ID == "" || h.DedupKey == "" || h.State == "" {
+		return ch.Check(incident.Chain{}) // says which
+	}
+	// Check everything that does not depend on the stored chain, with the
+	// one chain that could pass; what depends on it is compared in the
+	// statement.
+	stored := incident.Chain{Len: h.Chain.Len - len(ch.Entries)}
+	if len(ch.Entries) == 0 {
+		stored.Head = h.Chain.Head
+	}
+	invalid := ch.Check(stored)
+	if invalid == nil {
+		invalid = checkText(ch)
+	}
+	if invalid != nil || !textOK(h.ID) {
+		// Nothing to write; say why in MemStore's order.
+		return s.applyFailed(ctx, ch, invalid)
+	}
+	next := h.Version + 1
+	enc, err := encodeChange(ch, next)
+	if err != nil {
+		return err
+	}
+	args := append(enc.partArgs(stored.Len), int64(h.Chain.Len), h.Version, h.DedupKey, string(h.State), h.State.Open(),
+		h.DetectedAt, h.Kind, h.Account, enc.head, h.Chain.Head[:], h.ID)
+	for range 3 {
+		var n int
+		n, err = s.write(ctx, applySQL, args)
+		switch constraint(err) {
+		case "":
+			if err != nil {
+				return s.fail(ctx, "apply", h.ID, err)
+			}
+			if n == 1 {
+				h.Version = next
+				return nil
+			}
+			return s.applyFailed(ctx, ch, nil)
+		case dedupConstraint:
+			holder, err := s.openHolder(ctx, h.DedupKey)
+			if err != nil {
+				return s.fail(ctx, "apply", h.ID, err)
+			}
+			if holder != "" && holder != h.ID {
+				return &incident.DuplicateError{DedupKey: h.DedupKey, ExistingID: holder}
+			}
+			// The holder closed meanwhile: try again.
+		default:
+			return s.fail(ctx, "apply", h.ID, err)
+		}
+	}
+	return &incident.DuplicateError{DedupKey: h.DedupKey}
 }
 
-// Get implements incident.Store.
-func (s *Store) Get(ctx context.Context, id string) (*incident.Incident, error) {
+// commitTimeout bounds the wait for COMMIT's answer once it is sent,
+// whatever ctx does meanwhile.
+const commitTimeout = 10 * time.Second
+
+// write runs the statement of a change (createSQL or applySQL) in a
+// transaction and returns its count of head rows written: 1, or 0 when the
+// compare-and-swap failed. BEGIN and the statement go in one pipeline (one
+// round trip); COMMIT follows only once the statement has written the head,
+// so that a statement whose ctx ended while it ran (waiting for the head's
+// row lock, say) is rolled back when the server sees the connection go,
+// instead of committing after its caller was told it failed. Once COMMIT is
+// sent the answer is awaited even if ctx ends meanwhile (for commitTimeout
+// at most): the change is then done, and reported so.
+func (s *Store) write(ctx context.Context, sql string, args []any) (int, error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Release() // a connection left in a transaction is closed, not reused
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue(sql, args...)
+	var n int
+	br := conn.SendBatch(ctx, b)
+	_, err = br.Exec()
+	if err == nil {
+		err = br.QueryRow().Scan(&n)
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if conn.Conn().IsClosed() {
+		return 0, err // the server rolls back when it reads the end of the connection
+	}
+	end := "COMMIT"
+	if err != nil || n == 0 {
+		end = "ROLLBACK"
+	}
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+	defer cancel()
+	if _, xerr := conn.Exec(dctx, end); xerr != nil && err == nil {
+		return 0, fmt.Errorf("%s: %w", end, xerr)
+	}
+	return n, err
+}
+
+// applyFailed returns the error of a change that was not written: the
+// incident is unknown, its Version is not the change's, or the change is
+// invalid against the stored chain (invalid, when already known not to
+// depend on it).
+func (s *Store) applyFailed(ctx context.Context, ch incident.Change, invalid error) error {
+	h := ch.Head
+	if !textOK(h.ID) {
+		return notFound(h.ID)
+	}
+	var (
+		version  int64
+		chainLen int64
+		head     []byte
+	)
+	err := s.pool.QueryRow(ctx, `SELECT version, chain_len, chain_head FROM incident_heads WHERE id = $1`, h.ID).
+		Scan(&version, &chainLen, &head)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return notFound(h.ID)
+	}
+	if err != nil {
+		return s.fail(ctx, "apply", h.ID, err)
+	}
+	if version != h.Version {
+		return &incident.ConflictError{ID: h.ID, Expected: h.Version, Actual: version}
+	}
+	stored := incident.Chain{Len: int(chainLen)}
+	copy(stored.Head[:], head)
+	if err := ch.Check(stored); err != nil {
+		return err
+	}
+	if invalid != nil {
+		return invalid
+	}
+	// The Version is the change's now but was not when the statement ran:
+	// the change carried a Version ahead of the store's, which other
+	// writes have reached since.
+	return &incident.ConflictError{ID: h.ID, Expected: h.Version, Actual: version}
+}
+
+// openHolder returns the ID of the open incident with the dedup key, or ""
+// when there is none (any more).
+func (s *Store) openHolder(ctx context.Context, key string) (string, error) {
+	var id string
+	err := s.pool.QueryRow(ctx, `SELECT id FROM incident_heads WHERE dedup_key = $1 AND open`, key).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", nil
+	}
+	return id, err
+}
+
+// Head implements incident.Store: the head row alone, with the version
+// column as Version.
+func (s *Store) Head(ctx context.Context, id string) (*incident.Incident, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	inc, err := scanOne(s.pool.QueryRow(ctx, `SELECT version, body FROM incidents WHERE id = $1`, id))
+	if !textOK(id) {
+		return nil, notFound(id)
+	}
+	inc, err := scanHead(s.pool.QueryRow(ctx, `SELECT version, head FROM incident_heads WHERE id = $1`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("pgstore: incident %s: %w", id, incident.ErrNotFound)
+		return nil, notFound(id)
 	}
 	if err != nil {
-		return nil, s.fail(ctx, "get", id, err)
+		return nil, s.fail(ctx, "head", id, err)
 	}
 	return inc, nil
 }
 
-// Update implements incident.Store: a compare-and-swap on Version. It
-// returns an *incident.ConflictError when the stored Version differs from
-// inc.Version, an error matching incident.ErrNotFound for an unknown ID, and
-// an *incident.DuplicateError when inc is open and another open incident
-// holds its dedup key. On success inc.Version is the new Version; on error
-// inc is left alone.
-func (s *Store) Update(ctx context.Context, inc *incident.Incident) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := checkStorable(inc); err != nil {
-		return err
-	}
-	next := inc.Version + 1
-	body, err := encode(inc, next)
-	if err != nil {
-		return err
-	}
-	tag, err := s.pool.Exec(ctx,
-		`UPDATE incidents
-		    SET dedup_key = $3, state = $4, open = $5, version = version + 1, detected_at = $6,
-		        kind = $7, account = $8, body = $9
-		  WHERE id = $1 AND version = $2`,
-		inc.ID, inc.Version, inc.DedupKey, string(inc.State), inc.State.Open(), inc.DetectedAt, inc.Kind, inc.Account, body)
-	switch constraint(err) {
-	case "":
-	case dedupConstraint:
-		dup, err := s.duplicate(ctx, inc.DedupKey, inc.ID)
-		if err == nil && dup == nil {
-			// The holder closed meanwhile; the caller may simply retry.
-			dup = &incident.DuplicateError{DedupKey: inc.DedupKey}
-		}
-		return dupOr(dup, err)
-	default:
-		return s.fail(ctx, "update", inc.ID, err)
-	}
-	if err != nil {
-		return s.fail(ctx, "update", inc.ID, err)
-	}
-	if tag.RowsAffected() == 1 {
-		inc.Version = next
-		return nil
-	}
-	var actual int64
-	err = s.pool.QueryRow(ctx, `SELECT version FROM incidents WHERE id = $1`, inc.ID).Scan(&actual)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return fmt.Errorf("pgstore: incident %s: %w", inc.ID, incident.ErrNotFound)
-	}
-	if err != nil {
-		return s.fail(ctx, "update", inc.ID, err)
-	}
-	return &incident.ConflictError{ID: inc.ID, Expected: inc.Version, Actual: actual}
-}
-
-// FindOpen implements incident.Store.
+// FindOpen implements incident.Store: the head of the open incident with
+// the dedup key, found by the partial unique index.
 func (s *Store) FindOpen(ctx context.Context, dedupKey string) (*incident.Incident, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	inc, err := scanOne(s.pool.QueryRow(ctx, `SELECT version, body FROM incidents WHERE dedup_key = $1 AND open`, dedupKey))
+	missing := fmt.Errorf("pgstore: open incident with dedup key %q: %w", dedupKey, incident.ErrNotFound)
+	if !textOK(dedupKey) {
+		return nil, missing
+	}
+	inc, err := scanHead(s.pool.QueryRow(ctx, `SELECT version, head FROM incident_heads WHERE dedup_key = $1 AND open`, dedupKey))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("pgstore: open incident with dedup key %q: %w", dedupKey, incident.ErrNotFound)
+		return nil, missing
 	}
 	if err != nil {
 		return nil, s.fail(ctx, "find open", dedupKey, err)
@@ -239,62 +502,22 @@ func (s *Store) FindOpen(ctx context.Context, dedupKey string) (*incident.Incide
 	return inc, nil
 }
 
-// ListOpen implements incident.Store: oldest DetectedAt first, ties by ID
-// in byte order (COLLATE "C", whatever the database's collation).
+// ListOpen implements incident.Store: the heads of the open incidents,
+// oldest DetectedAt first, ties by ID in byte order (COLLATE "C", whatever
+// the database's collation).
 func (s *Store) ListOpen(ctx context.Context) ([]*incident.Incident, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	rows, err := s.pool.Query(ctx, `SELECT version, body FROM incidents WHERE open ORDER BY detected_at, id COLLATE "C"`)
+	rows, err := s.pool.Query(ctx, `SELECT version, head FROM incident_heads WHERE open ORDER BY detected_at, id COLLATE "C"`)
 	if err != nil {
 		return nil, s.fail(ctx, "list open", "", err)
 	}
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*incident.Incident, error) { return scanOne(row) })
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*incident.Incident, error) { return scanHead(row) })
 	if err != nil {
 		return nil, s.fail(ctx, "list open", "", err)
 	}
 	return out, nil
-}
-
-// Lease implements incident.Leaser: it takes or renews the lease on id for
-// owner until ttl from now by the database's clock, and reports false when
-// another owner's lease has not run out. The incident need not exist.
-func (s *Store) Lease(ctx context.Context, id, owner string, ttl time.Duration) (bool, error) {
-	if err := ctx.Err(); err != nil {
-		return false, err
-	}
-	if id == "" || owner == "" {
-		return false, errors.New("pgstore: lease needs an incident ID and an owner")
-	}
-	micros := (ttl + time.Microsecond - 1) / time.Microsecond // never round a lease down to nothing
-	var got bool
-	err := s.pool.QueryRow(ctx,
-		`INSERT INTO leases AS l (incident_id, owner, until)
-		 VALUES ($1, $2, now() + $3 * interval '1 microsecond')
-		 ON CONFLICT (incident_id) DO UPDATE
-		    SET owner = excluded.owner, until = excluded.until
-		  WHERE l.owner = excluded.owner OR l.until <= now()
-		 RETURNING true`,
-		id, owner, int64(micros)).Scan(&got)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return false, nil // held by another owner
-	}
-	if err != nil {
-		return false, s.fail(ctx, "lease", id, err)
-	}
-	return got, nil
-}
-
-// Unlease implements incident.Leaser: it drops owner's lease on id, and does
-// nothing when owner does not hold it.
-func (s *Store) Unlease(ctx context.Context, id, owner string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if _, err := s.pool.Exec(ctx, `DELETE FROM leases WHERE incident_id = $1 AND owner = $2`, id, owner); err != nil {
-		return s.fail(ctx, "unlease", id, err)
-	}
-	return nil
 }
 
 // PruneLeases deletes leases that ran out more than olderThan ago: those a
@@ -314,18 +537,7 @@ func (s *Store) PruneLeases(ctx context.Context, olderThan time.Duration) (int64
 
 // ---- encoding ----
 
-// encode returns inc as JSON with Version set to version.
-func encode(inc *incident.Incident, version int64) ([]byte, error) {
-	c := *inc // shallow: only Version changes, and json.Marshal only reads
-	c.Version = version
-	b, err := json.Marshal(&c)
-	if err != nil {
-		return nil, fmt.Errorf("pgstore: encoding incident %s: %w", inc.ID, err)
-	}
-	return b, nil
-}
-
-func scanOne(row pgx.Row) (*incident.Incident, error) {
+func scanHead(row pgx.Row) (*incident.Incident, error) {
 	var (
 		version int64
 		body    []byte
@@ -341,23 +553,47 @@ func scanOne(row pgx.Row) (*incident.Incident, error) {
 	return inc, nil
 }
 
+// textOK reports whether PostgreSQL can keep s in a text column: valid
+// UTF-8 without NUL.
+func textOK(s string) bool { return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0 }
+
+// checkText returns an error matching incident.ErrInvalidIncident when a
+// value of ch that the store keeps in a text column cannot be kept there.
+func checkText(ch incident.Change) error {
+	h := ch.Head
+	for _, f := range [...]struct{ name, v string }{
+		{"ID", h.ID}, {"dedup key", h.DedupKey}, {"state", string(h.State)}, {"kind", h.Kind}, {"account", h.Account},
+	} {
+		if !textOK(f.v) {
+			return invalidText("the " + f.name)
+		}
+	}
+	for i := range ch.Deliveries {
+		if !textOK(ch.Deliveries[i].IdempotencyKey) || !textOK(string(ch.Deliveries[i].Status)) {
+			return invalidText(fmt.Sprintf("delivery %d's idempotency key or status", i))
+		}
+	}
+	for i := range ch.Customers {
+		if !textOK(incident.RecipientID(ch.Customers[i])) {
+			return invalidText(fmt.Sprintf("customer %d's recipient ID", i))
+		}
+	}
+	return nil
+}
+
+func invalidText(what string) error {
+	return fmt.Errorf("pgstore: %w: %s holds NUL or bytes that are not UTF-8, which PostgreSQL text cannot keep",
+		incident.ErrInvalidIncident, what)
+}
+
 // ---- errors ----
 
-func checkStorable(inc *incident.Incident) error {
-	var reason string
-	switch {
-	case inc == nil:
-		reason = "nil incident"
-	case inc.ID == "":
-		reason = "empty ID"
-	case inc.DedupKey == "":
-		reason = "empty dedup key"
-	case inc.State == "":
-		reason = "empty state"
-	default:
-		return nil
-	}
-	return fmt.Errorf("pgstore: %w: %s", incident.ErrInvalidIncident, reason)
+func notFound(id string) error {
+	return fmt.Errorf("pgstore: incident %s: %w", id, incident.ErrNotFound)
+}
+
+func idExists(id string) error {
+	return fmt.Errorf("pgstore: create: %w: ID %s exists", incident.ErrInvalidIncident, id)
 }
 
 // constraint returns the name of the unique constraint err violated, "" for
