@@ -56,24 +56,35 @@ func (s *Store) Unlease(ctx context.Context, id, owner string) error {
 
 // Renew implements incident.Leaser in one statement: every lease owner
 // holds that has not run out by the database's clock is extended to ttl
-// from now, and the IDs of those are returned (in no particular order). A
+// from now, and those are returned with their incidents' Versions. A
 // lease that ran out is left alone, even if no one took it since.
-func (s *Store) Renew(ctx context.Context, owner string, ttl time.Duration) ([]string, error) {
+func (s *Store) Renew(ctx context.Context, owner string, ttl time.Duration) (map[string]int64, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	// One statement renews and reads each incident's Version (0 for a
+	// lease on an incident not stored).
 	rows, err := s.pool.Query(ctx,
-		`UPDATE leases SET until = now() + $2 * interval '1 microsecond'
-		  WHERE owner = $1 AND until > now()
-		 RETURNING incident_id`, owner, micros(ttl))
+		`WITH renewed AS (
+		   UPDATE leases SET until = now() + $2 * interval '1 microsecond'
+		    WHERE owner = $1 AND until > now()
+		   RETURNING incident_id)
+		 SELECT r.incident_id, coalesce(h.version, 0)
+		   FROM renewed r LEFT JOIN incident_heads h ON h.id = r.incident_id`, owner, micros(ttl))
 	if err != nil {
 		return nil, s.fail(ctx, "renew", "", err)
 	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	held := map[string]int64{}
+	var id string
+	var version int64
+	_, err = pgx.ForEachRow(rows, []any{&id, &version}, func() error {
+		held[id] = version
+		return nil
+	})
 	if err != nil {
 		return nil, s.fail(ctx, "renew", "", err)
 	}
-	return ids, nil
+	return held, nil
 }
 
 // Orphans implements incident.Leaser in one statement: the open incidents
