@@ -68,7 +68,7 @@ func BenchmarkIncidentEndToEnd(b *testing.B) {
 			}
 		}
 		b.StopTimer()
-		inc, err := o.store.Get(ctx, o.cfg.newID())
+		inc, err := o.store.Head(ctx, o.cfg.newID())
 		if err == nil || inc != nil {
 			b.Fatal("unexpected incident")
 		}

@@ -376,7 +376,7 @@ func TestConcurrentReportsOpenOneIncident(t *testing.T) {
 		assert.Equal(t, open[0].ID, id)
 	}
 	require.NoError(t, o.Flush(context.Background()))
-	inc, err := store.Get(context.Background(), open[0].ID)
+	inc, err := store.Head(context.Background(), open[0].ID)
 	require.NoError(t, err)
 	assert.EqualValues(t, n, inc.Signals.Count, "every signal is counted")
 	assert.Len(t, inc.Signals.Samples, incident.MaxSignalSamples)
@@ -491,9 +491,9 @@ func TestStoredIncidentOfUnknownKindIsEscalatedNotDropped(t *testing.T) {
 		// handed to a person on resume.
 		store := incident.NewMemStore()
 		now := time.Now()
-		require.NoError(t, store.Create(context.Background(), &incident.Incident{ID: "inc_old", Kind: "db.exfiltration",
+		require.NoError(t, store.Create(context.Background(), incident.Split(&incident.Incident{ID: "inc_old", Kind: "db.exfiltration",
 			Subject: "db-1", DedupKey: "db.exfiltration/db-1", Severity: incident.SeverityHigh, State: incident.StateDetected,
-			DetectedAt: now, UpdatedAt: now}))
+			DetectedAt: now, UpdatedAt: now})))
 		o, err := breach.New(store)
 		require.NoError(t, err)
 		stop := running(t, o)

@@ -189,11 +189,11 @@ func TestPeopleActWhileContainmentHangs(t *testing.T) {
 		id := rc.IncidentID
 		// Give the incident an open task now, so that CompleteTask has
 		// something to complete while containment hangs.
-		inc, err := store.Get(ctx, id)
+		inc, err := store.Head(ctx, id)
 		require.NoError(t, err)
 		require.Equal(t, incident.StateContaining, inc.State)
 		inc.Tasks = append(inc.Tasks, incident.Task{ID: "scan", Title: "Scan repositories", Mandatory: true})
-		require.NoError(t, store.Update(ctx, inc))
+		require.NoError(t, store.Apply(ctx, incident.Change{Head: inc}))
 
 		for _, act := range []struct {
 			name string

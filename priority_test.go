@@ -28,10 +28,10 @@ type slowStore struct {
 	written chan time.Time
 }
 
-func (s *slowStore) Update(ctx context.Context, inc *incident.Incident) error {
+func (s *slowStore) Apply(ctx context.Context, ch incident.Change) error {
 	time.Sleep(s.d) // slow work, on the bubble's clock
-	err := s.MemStore.Update(ctx, inc)
-	if err == nil && inc.ID == s.watch {
+	err := s.MemStore.Apply(ctx, ch)
+	if err == nil && ch.Head.ID == s.watch {
 		s.once.Do(func() { s.written <- time.Now() })
 	}
 	return err
@@ -59,9 +59,9 @@ func TestDeadReplicaTakenOverWithinTwoTTLs(t *testing.T) {
 				const kind = "queue.item"
 				now := time.Now()
 				xAt := now.Add(-time.Hour) // oldest: resumed first
-				require.NoError(t, mem.Create(ctx, storedIncident("inc_x", kind, xAt)))
+				require.NoError(t, mem.Create(ctx, incident.Split(storedIncident("inc_x", kind, xAt))))
 				for i := range others {
-					require.NoError(t, mem.Create(ctx, storedIncident(fmt.Sprintf("inc_%03d", i), kind, now.Add(-time.Duration(others-i)*time.Second))))
+					require.NoError(t, mem.Create(ctx, incident.Split(storedIncident(fmt.Sprintf("inc_%03d", i), kind, now.Add(-time.Duration(others-i)*time.Second)))))
 				}
 				ok, err := mem.Lease(ctx, "inc_x", "dead-replica", ttl)
 				require.NoError(t, err)
