@@ -128,7 +128,7 @@ func TestContainmentGoesFirst(t *testing.T) {
 				}
 				return incident.Findings{}, nil
 			})}
-		o, err := breach.New(incident.NewMemStore(), breach.WithConcurrency(1), quiet,
+		o, err := breach.New(incident.NewMemStore(), breach.WithConcurrency(1), breach.WithDelivery(500, 4), quiet,
 			breach.WithPlaybook(contain), breach.WithPlaybook(notices), breach.WithPlaybook(storm))
 		require.NoError(t, err)
 		stop := running(t, o)

@@ -80,6 +80,10 @@ func TestReplicasShareAStore(t *testing.T) {
 
 		assert.Equal(t, incident.StateClosed, inc.State)
 		assert.Len(t, inc.Deliveries, 16)
+		assert.Equal(t, incident.Outreach{Sent: 16}, outreachCounts(inc))
+		for _, d := range inc.Deliveries {
+			assert.Equal(t, incident.DeliverySent, d.Status, "notice %s", d.IdempotencyKey)
+		}
 		mu.Lock()
 		mine := 0
 		for k := range sent {
