@@ -108,16 +108,19 @@ func leak() incident.Signal {
 }
 
 // running starts o.Run in the background and returns a stop function that
-// cancels it and checks it returned nil.
+// cancels it and checks it returned nil. The test's cleanup stops it too,
+// so that a test that fails before it stops Run leaves nothing running.
 func running(t *testing.T, o *breach.Orchestrator) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- o.Run(ctx) }()
-	return func() {
+	stop = sync.OnceFunc(func() {
 		cancel()
 		assert.NoError(t, <-done)
-	}
+	})
+	t.Cleanup(stop)
+	return stop
 }
 
 func await(t *testing.T, o *breach.Orchestrator, id string, states ...incident.State) *incident.Incident {
