@@ -108,16 +108,19 @@ func leak() incident.Signal {
 }
 
 // running starts o.Run in the background and returns a stop function that
-// cancels it and checks it returned nil.
+// cancels it and checks it returned nil. The test's cleanup stops it too,
+// so that a test that fails before it stops Run leaves nothing running.
 func running(t *testing.T, o *breach.Orchestrator) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- o.Run(ctx) }()
-	return func() {
+	stop = sync.OnceFunc(func() {
 		cancel()
 		assert.NoError(t, <-done)
-	}
+	})
+	t.Cleanup(stop)
+	return stop
 }
 
 func await(t *testing.T, o *breach.Orchestrator, id string, states ...incident.State) *incident.Incident {
@@ -185,6 +188,8 @@ func TestAPIKeyScenarioEndToEnd(t *testing.T) {
 		require.Len(t, inc.Deliveries, 1)
 		assert.Equal(t, incident.DeliverySent, inc.Deliveries[0].Status)
 		assert.Equal(t, inc.Deliveries[0].IdempotencyKey, m.IdempotencyKey)
+		assert.Equal(t, incident.Outreach{Sent: 1, Cursor: customer.ID}, inc.Outreach)
+		assert.Equal(t, []string{"notices via email: 1 sent"}, deliveryEntries(inc))
 		require.NotNil(t, inc.Decision)
 		assert.True(t, inc.Decision.Notify)
 		assert.False(t, inc.ContainedAt.IsZero())
@@ -376,7 +381,7 @@ func TestConcurrentReportsOpenOneIncident(t *testing.T) {
 		assert.Equal(t, open[0].ID, id)
 	}
 	require.NoError(t, o.Flush(context.Background()))
-	inc, err := store.Get(context.Background(), open[0].ID)
+	inc, err := store.Head(context.Background(), open[0].ID)
 	require.NoError(t, err)
 	assert.EqualValues(t, n, inc.Signals.Count, "every signal is counted")
 	assert.Len(t, inc.Signals.Samples, incident.MaxSignalSamples)
@@ -491,9 +496,9 @@ func TestStoredIncidentOfUnknownKindIsEscalatedNotDropped(t *testing.T) {
 		// handed to a person on resume.
 		store := incident.NewMemStore()
 		now := time.Now()
-		require.NoError(t, store.Create(context.Background(), &incident.Incident{ID: "inc_old", Kind: "db.exfiltration",
+		require.NoError(t, store.Create(context.Background(), incident.Split(&incident.Incident{ID: "inc_old", Kind: "db.exfiltration",
 			Subject: "db-1", DedupKey: "db.exfiltration/db-1", Severity: incident.SeverityHigh, State: incident.StateDetected,
-			DetectedAt: now, UpdatedAt: now}))
+			DetectedAt: now, UpdatedAt: now})))
 		o, err := breach.New(store)
 		require.NoError(t, err)
 		stop := running(t, o)

@@ -15,17 +15,52 @@ import (
 )
 
 // vanishingStore is a MemStore from which the incident named by gone has
-// been deleted: Get says it is not found.
+// been deleted: every read of it says it is not found.
 type vanishingStore struct {
 	*incident.MemStore
 	gone atomic.Value // string
 }
 
-func (s *vanishingStore) Get(ctx context.Context, id string) (*incident.Incident, error) {
+func (s *vanishingStore) vanished(id string) error {
 	if g, _ := s.gone.Load().(string); g == id {
-		return nil, fmt.Errorf("incident %s: %w", id, incident.ErrNotFound)
+		return fmt.Errorf("incident %s: %w", id, incident.ErrNotFound)
 	}
-	return s.MemStore.Get(ctx, id)
+	return nil
+}
+
+func (s *vanishingStore) Head(ctx context.Context, id string) (*incident.Incident, error) {
+	if err := s.vanished(id); err != nil {
+		return nil, err
+	}
+	return s.MemStore.Head(ctx, id)
+}
+
+func (s *vanishingStore) Entries(ctx context.Context, id string, from, limit int) (incident.Timeline, error) {
+	if err := s.vanished(id); err != nil {
+		return nil, err
+	}
+	return s.MemStore.Entries(ctx, id, from, limit)
+}
+
+func (s *vanishingStore) Deliveries(ctx context.Context, id string, q incident.DeliveryQuery) ([]incident.Delivery, error) {
+	if err := s.vanished(id); err != nil {
+		return nil, err
+	}
+	return s.MemStore.Deliveries(ctx, id, q)
+}
+
+func (s *vanishingStore) Customers(ctx context.Context, id, after string, limit int) ([]incident.Customer, error) {
+	if err := s.vanished(id); err != nil {
+		return nil, err
+	}
+	return s.MemStore.Customers(ctx, id, after, limit)
+}
+
+func (s *vanishingStore) Apply(ctx context.Context, ch incident.Change) error {
+	if err := s.vanished(ch.Head.ID); err != nil {
+		return err
+	}
+	return s.MemStore.Apply(ctx, ch)
 }
 
 // TestCountsOfAVanishedIncidentOpenANewOne: signals counted in memory for
@@ -45,11 +80,11 @@ func TestCountsOfAVanishedIncidentOpenANewOne(t *testing.T) {
 		require.Equal(t, rc.IncidentID, r.IncidentID)
 	}
 	// Delete the incident from under the orchestrator: its dedup key is
-	// free in the store, and Get no longer finds it.
-	inc, err := vs.MemStore.Get(ctx, rc.IncidentID)
+	// free in the store, and no read finds it.
+	inc, err := vs.MemStore.Head(ctx, rc.IncidentID)
 	require.NoError(t, err)
 	inc.State = incident.StateClosed
-	require.NoError(t, vs.MemStore.Update(ctx, inc))
+	require.NoError(t, vs.MemStore.Apply(ctx, incident.Change{Head: inc}))
 	vs.gone.Store(rc.IncidentID)
 
 	t.Logf("first flush: %v", o.Flush(ctx))
@@ -60,21 +95,21 @@ func TestCountsOfAVanishedIncidentOpenANewOne(t *testing.T) {
 	assert.NotEqual(t, rc.IncidentID, open[0].ID)
 	assert.EqualValues(t, joined, open[0].Signals.Count, "every signal counted on the new incident")
 	require.NoError(t, o.Flush(ctx))
-	again, err := vs.Get(ctx, open[0].ID)
+	again, err := vs.Head(ctx, open[0].ID)
 	require.NoError(t, err)
 	assert.EqualValues(t, joined, again.Signals.Count, "and counted once")
 }
 
-// blockingUpdateStore is a MemStore whose Update hangs, while blocked,
+// blockingApplyStore is a MemStore whose Apply hangs, while blocked,
 // until gate is closed.
-type blockingUpdateStore struct {
+type blockingApplyStore struct {
 	*incident.MemStore
 	blocked atomic.Bool
 	gate    chan struct{}
-	entered chan struct{} // told when an Update blocks
+	entered chan struct{} // told when an Apply blocks
 }
 
-func (s *blockingUpdateStore) Update(ctx context.Context, inc *incident.Incident) error {
+func (s *blockingApplyStore) Apply(ctx context.Context, ch incident.Change) error {
 	if s.blocked.Load() {
 		select {
 		case s.entered <- struct{}{}:
@@ -82,7 +117,7 @@ func (s *blockingUpdateStore) Update(ctx context.Context, inc *incident.Incident
 		}
 		<-s.gate
 	}
-	return s.MemStore.Update(ctx, inc)
+	return s.MemStore.Apply(ctx, ch)
 }
 
 // TestFlushWaitsForCountsAnotherFlushTook: a Flush that starts while
@@ -90,7 +125,7 @@ func (s *blockingUpdateStore) Update(ctx context.Context, inc *incident.Incident
 // are stored. (Not in a synctest bubble: the second Flush waits on a
 // mutex, which a bubble does not count as durably blocked.)
 func TestFlushWaitsForCountsAnotherFlushTook(t *testing.T) {
-	bs := &blockingUpdateStore{MemStore: incident.NewMemStore(), gate: make(chan struct{}), entered: make(chan struct{}, 1)}
+	bs := &blockingApplyStore{MemStore: incident.NewMemStore(), gate: make(chan struct{}), entered: make(chan struct{}, 1)}
 	o, err := breach.New(bs, breach.WithPlaybook(apiKeyPlaybook(&fakes{}, nil)), quiet, breach.WithUnsafeAcks())
 	require.NoError(t, err)
 	ctx := context.Background()
@@ -113,7 +148,7 @@ func TestFlushWaitsForCountsAnotherFlushTook(t *testing.T) {
 	second := make(chan result, 1)
 	go func() {
 		err := o.Flush(ctx)
-		inc, gerr := bs.MemStore.Get(ctx, rc.IncidentID)
+		inc, gerr := bs.MemStore.Head(ctx, rc.IncidentID)
 		if gerr != nil {
 			second <- result{gerr, 0}
 			return

@@ -47,25 +47,25 @@ func (s *crashStore) dead() bool {
 	return s.crashed
 }
 
-func (s *crashStore) Create(ctx context.Context, inc *incident.Incident) error {
+func (s *crashStore) Create(ctx context.Context, ch incident.Change) error {
 	if s.write() {
 		return errCrash
 	}
-	return s.Store.Create(ctx, inc)
+	return s.Store.Create(ctx, ch)
 }
 
-func (s *crashStore) Update(ctx context.Context, inc *incident.Incident) error {
+func (s *crashStore) Apply(ctx context.Context, ch incident.Change) error {
 	if s.write() {
 		return errCrash
 	}
-	return s.Store.Update(ctx, inc)
+	return s.Store.Apply(ctx, ch)
 }
 
-func (s *crashStore) Get(ctx context.Context, id string) (*incident.Incident, error) {
+func (s *crashStore) Head(ctx context.Context, id string) (*incident.Incident, error) {
 	if s.dead() {
 		return nil, errCrash
 	}
-	return s.Store.Get(ctx, id)
+	return s.Store.Head(ctx, id)
 }
 
 func (s *crashStore) FindOpen(ctx context.Context, key string) (*incident.Incident, error) {
@@ -80,6 +80,27 @@ func (s *crashStore) ListOpen(ctx context.Context) ([]*incident.Incident, error)
 		return nil, errCrash
 	}
 	return s.Store.ListOpen(ctx)
+}
+
+func (s *crashStore) Entries(ctx context.Context, id string, from, limit int) (incident.Timeline, error) {
+	if s.dead() {
+		return nil, errCrash
+	}
+	return s.Store.Entries(ctx, id, from, limit)
+}
+
+func (s *crashStore) Deliveries(ctx context.Context, id string, q incident.DeliveryQuery) ([]incident.Delivery, error) {
+	if s.dead() {
+		return nil, errCrash
+	}
+	return s.Store.Deliveries(ctx, id, q)
+}
+
+func (s *crashStore) Customers(ctx context.Context, id, after string, limit int) ([]incident.Customer, error) {
+	if s.dead() {
+		return nil, errCrash
+	}
+	return s.Store.Customers(ctx, id, after, limit)
 }
 
 // inbox is the customers' side: it drops a notice whose idempotency key it
@@ -142,6 +163,15 @@ func crashPlaybook(box *inbox, applied *sync.Map) breach.Playbook {
 	}
 }
 
+// crashWrites is how many writes the crash playbook's incident takes from
+// the signal to closed: its creation (holding the first action's claim),
+// the first action's result (with the second's claim), the second's (with
+// the moves to investigating), the findings (with the claims of the one
+// batch of notices) and the batch's results (with the moves to closed).
+// The four notices cost one claim write and one result write, not one per
+// notice.
+const crashWrites = 5
+
 // TestCrashAtEveryPersistPoint kills the orchestrator before each write of
 // the API-key playbook in turn, starts a new one on the same store, and
 // checks that the incident still ends closed with every customer told
@@ -155,7 +185,7 @@ func TestCrashAtEveryPersistPoint(t *testing.T) {
 		require.Equal(t, incident.StateClosed, inc.State)
 		total = cs.writes
 	})
-	require.Greater(t, total, 5, "the playbook has many persist points")
+	require.Equal(t, crashWrites, total, "the playbook's persist points")
 	t.Logf("%d store writes from the signal to the closed incident", total)
 
 	for n := 1; n <= total; n++ {
@@ -182,6 +212,9 @@ func TestCrashAtEveryPersistPoint(t *testing.T) {
 				for _, d := range inc.Deliveries {
 					assert.Equal(t, incident.DeliverySent, d.Status)
 				}
+				assert.Equal(t, incident.Outreach{Sent: 4, Cursor: "acct_8"}, inc.Outreach)
+				assert.Equal(t, []string{"notices via email: 2 sent", "notices via webhook: 2 sent"}, deliveryEntries(inc),
+					"the one batch's results are recorded once")
 				box.mu.Lock()
 				defer box.mu.Unlock()
 				assert.Len(t, box.received, 4, "one notice per customer and channel, by idempotency key")
@@ -231,7 +264,96 @@ func crashRun(t *testing.T, store *crashStore, box *inbox, applied *sync.Map, id
 		return nil
 	}
 	require.NoError(t, rerr)
-	inc, err := store.Store.Get(context.Background(), id)
+	inc, err := incident.Load(context.Background(), store.Store, id)
 	require.NoError(t, err)
 	return inc
+}
+
+// changeLog is a MemStore that notes, for each Apply, the statuses of the
+// deliveries it writes and the transitions it records.
+type changeLog struct {
+	*incident.MemStore
+	mu      sync.Mutex
+	changes []string
+}
+
+func (s *changeLog) Apply(ctx context.Context, ch incident.Change) error {
+	err := s.MemStore.Apply(ctx, ch)
+	if err == nil && len(ch.Deliveries) > 0 {
+		n := map[incident.DeliveryStatus]int{}
+		for _, d := range ch.Deliveries {
+			n[d.Status]++
+		}
+		desc := fmt.Sprint(n)
+		for _, e := range ch.Entries {
+			if e.Type == incident.EntryTransition {
+				desc += " " + string(e.From) + ">" + string(e.To)
+			}
+		}
+		s.mu.Lock()
+		s.changes = append(s.changes, desc)
+		s.mu.Unlock()
+	}
+	return err
+}
+
+// TestNoticesClaimedAndRecordedPerBatch: five customers notified two at a
+// time take three batches, each claimed in one write (the first with the
+// findings) and recorded in one more, which sums it up on the timeline and
+// moves the cursor on; the last batch's results end the notification.
+func TestNoticesClaimedAndRecordedPerBatch(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		box := newInbox()
+		store := &changeLog{MemStore: incident.NewMemStore()}
+		pb := breach.Playbook{Kind: "data.exposed", Strategy: breach.InvestigateFirst,
+			Investigator: impactInvestigator(incident.Impact{Customers: customers(5), Data: []incident.DataCategory{incident.DataFinancial}}),
+			Notifiers:    []notify.Route{{Channel: "email", Notifier: box.notifier("email")}},
+			AutoResolve:  true, AutoClose: true}
+		o, err := breach.New(store, breach.WithPlaybook(pb), breach.WithDelivery(2, 4), quiet)
+		require.NoError(t, err)
+		stop := running(t, o)
+		defer stop()
+		rc, err := o.Report(context.Background(), incident.Signal{Kind: "data.exposed", Subject: "bucket-7", Severity: incident.SeverityHigh})
+		require.NoError(t, err)
+		inc := await(t, o, rc.IncidentID, incident.StateClosed)
+
+		store.mu.Lock()
+		assert.Equal(t, []string{
+			"map[claimed:2] investigating>notifying", // with the findings
+			"map[sent:2]",
+			"map[claimed:2]",
+			"map[sent:2]",
+			"map[claimed:1]",
+			"map[sent:1] notifying>resolving resolving>resolved resolved>closed",
+		}, store.changes, "one claim write and one result write per batch")
+		store.mu.Unlock()
+		assert.Equal(t, []string{"notices via email: 2 sent", "notices via email: 2 sent", "notices via email: 1 sent"},
+			deliveryEntries(inc))
+		assert.Equal(t, incident.Outreach{Sent: 5, Cursor: "acct_004"}, inc.Outreach)
+		box.mu.Lock()
+		assert.Len(t, box.received, 5)
+		box.mu.Unlock()
+
+		// The head counts; Deliveries pages the notices, in the order they
+		// were claimed.
+		head, err := o.Head(context.Background(), rc.IncidentID)
+		require.NoError(t, err)
+		assert.Empty(t, head.Deliveries)
+		assert.Equal(t, inc.Outreach, head.Outreach)
+		var recipients []string
+		q := incident.DeliveryQuery{Limit: 2}
+		for {
+			page, err := o.Deliveries(context.Background(), rc.IncidentID, q)
+			require.NoError(t, err)
+			for _, d := range page {
+				assert.Equal(t, incident.DeliverySent, d.Status)
+				recipients = append(recipients, d.Recipient)
+			}
+			if len(page) < q.Limit {
+				break
+			}
+			q.After = page[len(page)-1].IdempotencyKey
+		}
+		assert.Equal(t, []string{"acct_000", "acct_001", "acct_002", "acct_003", "acct_004"}, recipients)
+	})
 }

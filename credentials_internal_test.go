@@ -104,11 +104,11 @@ type steppingStore struct {
 	err  error
 }
 
-func (s *steppingStore) Create(ctx context.Context, inc *incident.Incident) error {
-	if err := s.MemStore.Create(ctx, inc); err != nil {
+func (s *steppingStore) Create(ctx context.Context, ch incident.Change) error {
+	if err := s.MemStore.Create(ctx, ch); err != nil {
 		return err
 	}
-	s.once.Do(func() { s.err = s.o.settle(ctx, inc.ID) })
+	s.once.Do(func() { s.err = s.o.settle(ctx, ch.Head.ID) })
 	return nil
 }
 
@@ -122,7 +122,7 @@ func TestCredentialSeenByAStepBeforeCreateReturns(t *testing.T) {
 	rc, err := ss.o.Report(context.Background(), credSignal())
 	require.NoError(t, err)
 	require.NoError(t, ss.err)
-	inc, err := ss.MemStore.Get(context.Background(), rc.IncidentID)
+	inc, err := ss.MemStore.Head(context.Background(), rc.IncidentID)
 	require.NoError(t, err)
 	require.Equal(t, incident.ActionApplied, inc.Actions[0].Status, "contained from inside Create")
 	assert.Equal(t, []string{testSecret}, c.seen())
@@ -198,7 +198,7 @@ func TestCredentialOfAnEarlierLifeIsNotHandedOut(t *testing.T) {
 			require.NoError(t, b.Reopen(ctx, rc.IncidentID, "carol", "it was real after all"))
 			clk.add(time.Minute)
 			require.NoError(t, a.settle(ctx, rc.IncidentID))
-			inc, err := store.Get(ctx, rc.IncidentID)
+			inc, err := store.Head(ctx, rc.IncidentID)
 			require.NoError(t, err)
 			require.Equal(t, incident.ActionApplied, inc.Actions[0].Status, "containment applied again")
 			assert.Equal(t, []string{testSecret, ""}, c.seen(), "the reapplied containment gets no stale credential")

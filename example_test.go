@@ -53,8 +53,9 @@ func Example() {
 	if err != nil {
 		panic(err)
 	}
+	// Automation stops in resolving, or when it needs a person.
 	inc, err := o.Await(ctx, rc.IncidentID, func(inc *incident.Incident) bool {
-		return inc.State == incident.StateResolving
+		return inc.State == incident.StateResolving || inc.State == incident.StateEscalated
 	})
 	if err != nil {
 		panic(err)

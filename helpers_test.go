@@ -109,6 +109,25 @@ func (c *gatedContainer) releases() int {
 	return len(c.released)
 }
 
+// outreachCounts is inc's Outreach without its cursor: the counts alone.
+func outreachCounts(inc *incident.Incident) incident.Outreach {
+	o := inc.Outreach
+	o.Cursor = ""
+	return o
+}
+
+// deliveryEntries returns the details of inc's delivery entries, in order:
+// one per channel per batch of notices.
+func deliveryEntries(inc *incident.Incident) []string {
+	var out []string
+	for _, e := range inc.Timeline {
+		if e.Type == incident.EntryDelivery {
+			out = append(out, e.Detail)
+		}
+	}
+	return out
+}
+
 // deliveryCounts counts an incident's deliveries by status.
 func deliveryCounts(inc *incident.Incident) map[incident.DeliveryStatus]int {
 	out := map[incident.DeliveryStatus]int{}

@@ -38,7 +38,7 @@ func TestDismissInterruptsNotification(t *testing.T) {
 		pb.Notifiers = []notify.Route{{Channel: "email", Notifier: g.notifier()}}
 		pb.Delivery = incident.Policy{Attempts: 1, Timeout: 24 * time.Hour}
 		pb.StepTimeout = 48 * time.Hour
-		o, err := breach.New(incident.NewMemStore(), breach.WithPlaybook(pb), quiet)
+		o, err := breach.New(incident.NewMemStore(), breach.WithPlaybook(pb), breach.WithDelivery(500, inFlight), quiet)
 		require.NoError(t, err)
 		stop := running(t, o)
 		defer stop()
@@ -49,7 +49,10 @@ func TestDismissInterruptsNotification(t *testing.T) {
 		require.Equal(t, incident.StateNotifying, inc.State)
 		calls, _ := g.counts()
 		require.Equal(t, free+inFlight, calls)
-		require.Equal(t, free, deliveryCounts(inc)[incident.DeliverySent])
+		// The 50 customers are one batch: claimed in one write, their
+		// results recorded in one more when the batch ends.
+		require.Equal(t, map[incident.DeliveryStatus]int{incident.DeliveryClaimed: total}, deliveryCounts(inc))
+		require.Equal(t, incident.Outreach{Claimed: total}, inc.Outreach)
 
 		returned, wait, err := returnsWithin(t, promptly, func() error {
 			return o.Dismiss(context.Background(), rc.IncidentID, "carol", "test key")
@@ -68,6 +71,13 @@ func TestDismissInterruptsNotification(t *testing.T) {
 			incident.DeliveryUnknown:   inFlight,
 			incident.DeliveryCancelled: total - free - inFlight,
 		}, deliveryCounts(inc))
+		assert.Equal(t, incident.Outreach{Sent: free, Unknown: inFlight, Cancelled: total - free - inFlight},
+			outreachCounts(inc), "the head counts what the deliveries hold")
+		notices := deliveryEntries(inc)
+		if assert.Len(t, notices, 1, "one entry sums the batch up") {
+			assert.Contains(t, notices[0], "notices via email: 6 sent;")
+			assert.Contains(t, notices[0], "40 notice(s) not sent, 4 cut mid-call")
+		}
 		_, released, _ := f.snapshot()
 		assert.Len(t, released, 1, "containment released")
 		assert.Equal(t, incident.ActionReleased, inc.Actions[0].Status)
@@ -189,11 +199,11 @@ func TestPeopleActWhileContainmentHangs(t *testing.T) {
 		id := rc.IncidentID
 		// Give the incident an open task now, so that CompleteTask has
 		// something to complete while containment hangs.
-		inc, err := store.Get(ctx, id)
+		inc, err := store.Head(ctx, id)
 		require.NoError(t, err)
 		require.Equal(t, incident.StateContaining, inc.State)
 		inc.Tasks = append(inc.Tasks, incident.Task{ID: "scan", Title: "Scan repositories", Mandatory: true})
-		require.NoError(t, store.Update(ctx, inc))
+		require.NoError(t, store.Apply(ctx, incident.Change{Head: inc}))
 
 		for _, act := range []struct {
 			name string

@@ -21,9 +21,11 @@ import (
 )
 
 // panickingStore is a MemStore (a Leaser too) that panics on the at-th call
-// of op: "write" (Create and Update), "get", "findopen" or "listopen". A
-// write panics before it reaches the store, or, with after, once it has
-// landed.
+// of op: "write" (Create and Apply), "head", "findopen", "listopen",
+// "entries", "deliveries", "customers" or "lease" (Lease, Unlease, Renew and
+// Orphans). A write panics before it reaches the store, or, with after, once
+// it has landed. Calls whose context is marked by testRead are the test's
+// own looks: they neither count nor panic.
 type panickingStore struct {
 	*incident.MemStore
 	op    string
@@ -35,7 +37,20 @@ type panickingStore struct {
 	fired  bool
 }
 
-func (s *panickingStore) hit(op string) bool {
+// panickingOps are the ops of a panickingStore, writes first.
+var panickingOps = []string{"write", "head", "findopen", "listopen", "entries", "deliveries", "customers", "lease"}
+
+type testReadKey struct{}
+
+// testRead marks ctx as the test's own: a panickingStore lets its calls be.
+func testRead(ctx context.Context) context.Context {
+	return context.WithValue(ctx, testReadKey{}, true)
+}
+
+func (s *panickingStore) hit(ctx context.Context, op string) bool {
+	if ctx.Value(testReadKey{}) != nil {
+		return false
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.counts == nil {
@@ -55,45 +70,81 @@ func (s *panickingStore) count(op string) int {
 	return s.counts[op]
 }
 
-func (s *panickingStore) write(ctx context.Context, inc *incident.Incident, fn func(context.Context, *incident.Incident) error) error {
-	boom := s.hit("write")
+// read panics if this call of op is the one.
+func (s *panickingStore) read(ctx context.Context, op string) {
+	if s.hit(ctx, op) {
+		panic("store bug in " + op)
+	}
+}
+
+func (s *panickingStore) write(ctx context.Context, ch incident.Change, fn func(context.Context, incident.Change) error) error {
+	boom := s.hit(ctx, "write")
 	if boom && !s.after {
 		panic("store bug before the write")
 	}
-	err := fn(ctx, inc)
+	err := fn(ctx, ch)
 	if boom {
 		panic("store bug after the write")
 	}
 	return err
 }
 
-func (s *panickingStore) Create(ctx context.Context, inc *incident.Incident) error {
-	return s.write(ctx, inc, s.MemStore.Create)
+func (s *panickingStore) Create(ctx context.Context, ch incident.Change) error {
+	return s.write(ctx, ch, s.MemStore.Create)
 }
 
-func (s *panickingStore) Update(ctx context.Context, inc *incident.Incident) error {
-	return s.write(ctx, inc, s.MemStore.Update)
+func (s *panickingStore) Apply(ctx context.Context, ch incident.Change) error {
+	return s.write(ctx, ch, s.MemStore.Apply)
 }
 
-func (s *panickingStore) Get(ctx context.Context, id string) (*incident.Incident, error) {
-	if s.hit("get") {
-		panic("store bug in Get")
-	}
-	return s.MemStore.Get(ctx, id)
+func (s *panickingStore) Head(ctx context.Context, id string) (*incident.Incident, error) {
+	s.read(ctx, "head")
+	return s.MemStore.Head(ctx, id)
 }
 
 func (s *panickingStore) FindOpen(ctx context.Context, key string) (*incident.Incident, error) {
-	if s.hit("findopen") {
-		panic("store bug in FindOpen")
-	}
+	s.read(ctx, "findopen")
 	return s.MemStore.FindOpen(ctx, key)
 }
 
 func (s *panickingStore) ListOpen(ctx context.Context) ([]*incident.Incident, error) {
-	if s.hit("listopen") {
-		panic("store bug in ListOpen")
-	}
+	s.read(ctx, "listopen")
 	return s.MemStore.ListOpen(ctx)
+}
+
+func (s *panickingStore) Entries(ctx context.Context, id string, from, limit int) (incident.Timeline, error) {
+	s.read(ctx, "entries")
+	return s.MemStore.Entries(ctx, id, from, limit)
+}
+
+func (s *panickingStore) Deliveries(ctx context.Context, id string, q incident.DeliveryQuery) ([]incident.Delivery, error) {
+	s.read(ctx, "deliveries")
+	return s.MemStore.Deliveries(ctx, id, q)
+}
+
+func (s *panickingStore) Customers(ctx context.Context, id, after string, limit int) ([]incident.Customer, error) {
+	s.read(ctx, "customers")
+	return s.MemStore.Customers(ctx, id, after, limit)
+}
+
+func (s *panickingStore) Lease(ctx context.Context, id, owner string, ttl time.Duration) (bool, error) {
+	s.read(ctx, "lease")
+	return s.MemStore.Lease(ctx, id, owner, ttl)
+}
+
+func (s *panickingStore) Unlease(ctx context.Context, id, owner string) error {
+	s.read(ctx, "lease")
+	return s.MemStore.Unlease(ctx, id, owner)
+}
+
+func (s *panickingStore) Renew(ctx context.Context, owner string, ttl time.Duration) ([]string, error) {
+	s.read(ctx, "lease")
+	return s.MemStore.Renew(ctx, owner, ttl)
+}
+
+func (s *panickingStore) Orphans(ctx context.Context, limit int) ([]string, error) {
+	s.read(ctx, "lease")
+	return s.MemStore.Orphans(ctx, limit)
 }
 
 // storePanicEnv tells a child process of TestPanickingStoreNeverKillsTheProcess
@@ -102,7 +153,8 @@ const storePanicEnv = "BREACH_TEST_STORE_PANIC"
 
 // TestPanickingStoreNeverKillsTheProcess runs the API-key scenario in a
 // child process whose store panics on one call: each write of a clean run
-// in turn (before and after it lands), and Get, FindOpen and ListOpen. A
+// in turn (before and after it lands), and each read and lease call of it
+// (Head, FindOpen, ListOpen, Entries, Deliveries, Customers, Lease...). A
 // panic that escaped would kill the child; instead it exits 0 after a
 // second orchestrator on the surviving data has closed the incident.
 func TestPanickingStoreNeverKillsTheProcess(t *testing.T) {
@@ -113,21 +165,31 @@ func TestPanickingStoreNeverKillsTheProcess(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a child process per store call")
 	}
-	var writes int
+	counts := map[string]int{}
 	synctest.Test(t, func(t *testing.T) {
 		ps := &panickingStore{MemStore: incident.NewMemStore()}
 		first, second := panicRun(t, ps)
 		require.Equal(t, incident.StateClosed, first)
 		require.Equal(t, incident.StateClosed, second)
-		writes = ps.count("write")
+		for _, op := range panickingOps {
+			counts[op] = ps.count(op)
+		}
 	})
-	require.Greater(t, writes, 5, "the scenario has many writes")
+	t.Logf("store calls of a clean run: %v", counts)
+	require.Equal(t, crashWrites, counts["write"], "the scenario's writes")
+	for _, op := range panickingOps {
+		require.Positive(t, counts[op], "the scenario calls %s", op)
+	}
 
 	var specs []string
-	for n := 1; n <= writes; n++ {
+	for n := 1; n <= counts["write"]; n++ {
 		specs = append(specs, fmt.Sprintf("write:%d:before", n), fmt.Sprintf("write:%d:after", n))
 	}
-	specs = append(specs, "get:1:before", "get:4:before", "findopen:1:before", "listopen:1:before")
+	for _, op := range panickingOps[1:] {
+		for n := 1; n <= counts[op]; n++ {
+			specs = append(specs, fmt.Sprintf("%s:%d:before", op, n))
+		}
+	}
 	for _, spec := range specs {
 		t.Run(spec, func(t *testing.T) {
 			cmd := exec.Command(os.Args[0], "-test.run=^TestPanickingStoreNeverKillsTheProcess$", "-test.count=1")
@@ -190,8 +252,11 @@ func panicRun(t *testing.T, ps *panickingStore) (first, second incident.State) {
 		if id == "" {
 			return ""
 		}
-		_, _ = o.Await(ctx, id, func(inc *incident.Incident) bool { return inc.State == incident.StateClosed })
-		inc, err := ps.MemStore.Get(context.Background(), id)
+		// Await looks as often as writes wake it: its reads are not
+		// counted. A whole-record read (Head and every part) is.
+		_, _ = o.Await(testRead(ctx), id, func(inc *incident.Incident) bool { return inc.State == incident.StateClosed })
+		_, _ = o.Get(ctx, id)
+		inc, err := ps.MemStore.Head(context.Background(), id)
 		require.NoError(t, err)
 		return inc.State
 	}
@@ -219,19 +284,19 @@ func (s *hangingStore) maybeHang(op string) {
 	}
 }
 
-func (s *hangingStore) Create(ctx context.Context, inc *incident.Incident) error {
+func (s *hangingStore) Create(ctx context.Context, ch incident.Change) error {
 	s.maybeHang("create")
-	return s.MemStore.Create(ctx, inc)
+	return s.MemStore.Create(ctx, ch)
 }
 
-func (s *hangingStore) Update(ctx context.Context, inc *incident.Incident) error {
-	s.maybeHang("update")
-	return s.MemStore.Update(ctx, inc)
+func (s *hangingStore) Apply(ctx context.Context, ch incident.Change) error {
+	s.maybeHang("apply")
+	return s.MemStore.Apply(ctx, ch)
 }
 
-func (s *hangingStore) Get(ctx context.Context, id string) (*incident.Incident, error) {
-	s.maybeHang("get")
-	return s.MemStore.Get(ctx, id)
+func (s *hangingStore) Head(ctx context.Context, id string) (*incident.Incident, error) {
+	s.maybeHang("head")
+	return s.MemStore.Head(ctx, id)
 }
 
 func (s *hangingStore) FindOpen(ctx context.Context, key string) (*incident.Incident, error) {
@@ -242,6 +307,36 @@ func (s *hangingStore) FindOpen(ctx context.Context, key string) (*incident.Inci
 func (s *hangingStore) ListOpen(ctx context.Context) ([]*incident.Incident, error) {
 	s.maybeHang("listopen")
 	return s.MemStore.ListOpen(ctx)
+}
+
+func (s *hangingStore) Entries(ctx context.Context, id string, from, limit int) (incident.Timeline, error) {
+	s.maybeHang("entries")
+	return s.MemStore.Entries(ctx, id, from, limit)
+}
+
+func (s *hangingStore) Deliveries(ctx context.Context, id string, q incident.DeliveryQuery) ([]incident.Delivery, error) {
+	s.maybeHang("deliveries")
+	return s.MemStore.Deliveries(ctx, id, q)
+}
+
+func (s *hangingStore) Customers(ctx context.Context, id, after string, limit int) ([]incident.Customer, error) {
+	s.maybeHang("customers")
+	return s.MemStore.Customers(ctx, id, after, limit)
+}
+
+// investigatedID names the incident investigated returns.
+const investigatedID = "inc_investigated"
+
+// investigated is an incident whose investigation found a customer
+// affected, as a host's store may hold it.
+func investigated() *incident.Incident {
+	now := time.Now()
+	inc := &incident.Incident{ID: investigatedID, Kind: "apikey.compromised", Subject: "key_7", DedupKey: "apikey.compromised/key_7",
+		Severity: incident.SeverityHigh, State: incident.StateResolving, DetectedAt: now, UpdatedAt: now,
+		Investigation: &incident.Investigation{At: now, Attempts: 1, Findings: incident.Findings{Impact: incident.Impact{
+			Customers: []incident.Customer{customer}, Data: []incident.DataCategory{incident.DataAPIAccess}}}}}
+	inc.Record(incident.Entry{At: now, Actor: incident.ActorSystem, Type: incident.EntryNote, Detail: "stored by the host"})
+	return inc
 }
 
 // TestHangingStoreTimesOut: a store call that hangs and ignores its
@@ -265,11 +360,23 @@ func TestHangingStoreTimesOut(t *testing.T) {
 			_, err := o.Report(ctx, sig)
 			return err
 		}},
-		{"get", func(ctx context.Context, o *breach.Orchestrator, id string) error {
-			_, err := o.Get(ctx, id)
+		{"head", func(ctx context.Context, o *breach.Orchestrator, id string) error {
+			_, err := o.Head(ctx, id)
 			return err
 		}},
-		{"update", func(ctx context.Context, o *breach.Orchestrator, id string) error {
+		{"entries", func(ctx context.Context, o *breach.Orchestrator, id string) error {
+			_, err := o.Timeline(ctx, id, 0, 0)
+			return err
+		}},
+		{"deliveries", func(ctx context.Context, o *breach.Orchestrator, id string) error {
+			_, err := o.Deliveries(ctx, id, incident.DeliveryQuery{})
+			return err
+		}},
+		{"customers", func(ctx context.Context, o *breach.Orchestrator, id string) error {
+			_, err := o.Get(ctx, investigatedID) // the whole record of an investigated incident pages its customers
+			return err
+		}},
+		{"apply", func(ctx context.Context, o *breach.Orchestrator, id string) error {
 			return o.RecordMilestone(ctx, id, incident.MilestoneEarlyWarning, "dora", "sent")
 		}},
 		{"listopen", func(ctx context.Context, o *breach.Orchestrator, id string) error {
@@ -286,6 +393,7 @@ func TestHangingStoreTimesOut(t *testing.T) {
 				ctx := context.Background()
 				rc, err := o.Report(ctx, leak())
 				require.NoError(t, err)
+				require.NoError(t, hs.MemStore.Create(ctx, incident.Split(investigated())))
 
 				hs.op.Store(tt.op)
 				start := time.Now()

@@ -36,22 +36,23 @@ type bumpingStore struct {
 	bumped bool
 }
 
-func (s *bumpingStore) Update(ctx context.Context, inc *incident.Incident) error {
+func (s *bumpingStore) Apply(ctx context.Context, ch incident.Change) error {
+	inc := ch.Head
 	s.mu.Lock()
 	bump := !s.bumped && len(inc.Actions) > 0 && inc.Actions[0].Status == incident.ActionApplied
 	s.bumped = s.bumped || bump
 	s.mu.Unlock()
 	if bump {
-		other, err := s.MemStore.Get(ctx, inc.ID)
+		other, err := s.MemStore.Head(ctx, inc.ID)
 		if err != nil {
 			return err
 		}
-		other.Timeline.Append(incident.Entry{At: time.Now(), Actor: "dora", Type: incident.EntryNote, Detail: "a note written meanwhile"})
-		if err := s.MemStore.Update(ctx, other); err != nil {
+		other.Record(incident.Entry{At: time.Now(), Actor: "dora", Type: incident.EntryNote, Detail: "a note written meanwhile"})
+		if err := s.MemStore.Apply(ctx, incident.Split(other)); err != nil {
 			return err
 		}
 	}
-	return s.MemStore.Update(ctx, inc)
+	return s.MemStore.Apply(ctx, ch)
 }
 
 // TestStepsObservedOnce: each containment call is observed once even when

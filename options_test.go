@@ -25,6 +25,9 @@ func TestOptionsValidate(t *testing.T) {
 		{"zero credential TTL", func() breach.Option { return breach.WithCredentialTTL(0) }},
 		{"negative credential TTL", func() breach.Option { return breach.WithCredentialTTL(-time.Hour) }},
 		{"nil time source", func() breach.Option { return breach.WithNow(nil) }},
+		{"zero delivery batch", func() breach.Option { return breach.WithDelivery(0, 4) }},
+		{"delivery batch above a page", func() breach.Option { return breach.WithDelivery(incident.MaxPageSize+1, 4) }},
+		{"zero delivery concurrency", func() breach.Option { return breach.WithDelivery(500, 0) }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

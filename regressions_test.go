@@ -232,7 +232,7 @@ func TestFlushAfterAnotherReplicaEndedTheIncident(t *testing.T) {
 	assert.GreaterOrEqual(t, y.Signals.Count, int64(1))
 	assert.Equal(t, incident.StateContaining, y.State)
 
-	xi, err := store.Get(ctx, x)
+	xi, err := store.Head(ctx, x)
 	require.NoError(t, err)
 	assert.EqualValues(t, 1, xi.Signals.Count, "nothing was counted on the dismissed incident")
 	assert.Equal(t, incident.StateDismissed, xi.State)

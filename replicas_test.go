@@ -72,14 +72,28 @@ func TestReplicasShareAStore(t *testing.T) {
 				time.Sleep(100 * time.Microsecond)
 			}
 		})
-		inc, err := a.Await(ctx, rc.IncidentID, func(inc *incident.Incident) bool { return !inc.State.Open() })
+		// Bounded: b's reports keep the bubble's clock moving, so an
+		// incident that never ends would keep Await waiting for ever.
+		actx, acancel := context.WithTimeout(ctx, time.Minute)
+		inc, err := a.Await(actx, rc.IncidentID, func(inc *incident.Incident) bool {
+			return !inc.State.Open() || inc.State == incident.StateEscalated
+		})
+		acancel()
 		close(stop)
-		require.NoError(t, err)
+		if err != nil {
+			cancel()
+			wg.Wait()
+		}
+		require.NoError(t, err, "the incident never ended")
 		time.Sleep(10 * time.Second) // virtual: let b's last flush and resume run
 		synctest.Wait()
 
 		assert.Equal(t, incident.StateClosed, inc.State)
 		assert.Len(t, inc.Deliveries, 16)
+		assert.Equal(t, incident.Outreach{Sent: 16}, outreachCounts(inc))
+		for _, d := range inc.Deliveries {
+			assert.Equal(t, incident.DeliverySent, d.Status, "notice %s", d.IdempotencyKey)
+		}
 		mu.Lock()
 		mine := 0
 		for k := range sent {

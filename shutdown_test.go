@@ -60,7 +60,7 @@ func TestShutdownLetsStartedEffectFinish(t *testing.T) {
 				require.NoError(t, <-done)
 				assert.LessOrEqual(t, time.Since(begin), tt.maxPause, "Run returns within the grace")
 
-				inc, err := store.Get(context.Background(), rc.IncidentID)
+				inc, err := store.Head(context.Background(), rc.IncidentID)
 				require.NoError(t, err)
 				assert.Equal(t, tt.status, inc.Actions[0].Status)
 				if tt.status == incident.ActionApplied {

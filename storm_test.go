@@ -105,9 +105,9 @@ type latencyStore struct {
 
 func (s *latencyStore) wait() { time.Sleep(time.Duration(s.c.intN(1000)) * time.Microsecond) }
 
-func (s *latencyStore) Create(ctx context.Context, inc *incident.Incident) error {
+func (s *latencyStore) Create(ctx context.Context, ch incident.Change) error {
 	s.wait()
-	return s.MemStore.Create(ctx, inc)
+	return s.MemStore.Create(ctx, ch)
 }
 
 func (s *latencyStore) FindOpen(ctx context.Context, key string) (*incident.Incident, error) {

@@ -23,7 +23,7 @@ func TestScenarios(t *testing.T) {
 		"contained -> investigating",
 		"notify customers: customer data affected",
 		"investigating -> notifying",
-		`notice to customer "acct_7" via email sent`,
+		"notices via email: 1 sent",
 		"notifying -> resolving",
 		"resolving -> resolved",
 		"resolved -> closed",

@@ -24,7 +24,7 @@ func TestScenario(t *testing.T) {
 		`containment action "disable-api-key" applied`,
 		"contained -> investigating",
 		"investigating -> notifying",
-		`notice to customer "acct_7" via email sent`,
+		"notices via email: 1 sent",
 		"resolving -> resolved",
 		"resolved -> closed",
 		"key_42 active: false; key_77 active: true",
