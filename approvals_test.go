@@ -122,7 +122,7 @@ func TestApprovalBySeverity(t *testing.T) {
 				assert.True(t, hasEntry(inc, incident.ActorSystem, `containment action "disable-key" needs approval at severity `+tt.sev.String()))
 				msgs := r.p.all()
 				require.Len(t, msgs, 1)
-				assert.True(t, strings.HasPrefix(msgs[0].Subject, pageApproval+"disable-key"), msgs[0].Subject)
+				assert.True(t, strings.HasPrefix(msgs[0].Reason, pageApproval+"disable-key"), msgs[0].Reason)
 				assert.Equal(t, r.id, msgs[0].IncidentID)
 
 				// Nobody answers for a day: nothing moves, nobody is paged again.

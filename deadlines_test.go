@@ -40,11 +40,11 @@ func (c *manualClock) Set(t time.Time) {
 // pager records what was sent to the on-call notifier.
 type pager struct {
 	mu   sync.Mutex
-	msgs []notify.Message
+	msgs []notify.Page
 }
 
-func (p *pager) notifier() notify.Notifier {
-	return notify.Func(func(ctx context.Context, m notify.Message) error {
+func (p *pager) notifier() notify.Pager {
+	return notify.PagerFunc(func(ctx context.Context, m notify.Page) error {
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		p.msgs = append(p.msgs, m)
@@ -58,24 +58,31 @@ func (p *pager) count(prefix string) int {
 	defer p.mu.Unlock()
 	n := 0
 	for _, m := range p.msgs {
-		if strings.HasPrefix(m.Subject, prefix) {
+		if m.Action == notify.PageTrigger && (strings.HasPrefix(m.Reason, prefix) || strings.HasPrefix(m.Needed, prefix)) {
 			n++
 		}
 	}
 	return n
 }
 
-func (p *pager) all() []notify.Message {
+// all returns the pages that called for a person (triggers).
+func (p *pager) all() []notify.Page {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return append([]notify.Message(nil), p.msgs...)
+	var out []notify.Page
+	for _, m := range p.msgs {
+		if m.Action == notify.PageTrigger {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 const (
-	pageWarning  = "Deadline approaching: "
-	pageMissed   = "Deadline missed: "
-	pageApproval = "Approval needed: "
-	pageEscalate = "Incident "
+	pageWarning  = "deadline approaching: "
+	pageMissed   = "deadline missed: "
+	pageApproval = "containment waits for approval: "
+	pageEscalate = "take over incident "
 )
 
 // t0 is when the leak is detected in the manual-clock tests: a Monday.
@@ -191,9 +198,9 @@ func TestClockWarnsOnceThenEscalatesOnce(t *testing.T) {
 			require.Len(t, msgs, 2)
 			for _, m := range msgs {
 				assert.Equal(t, id, m.IncidentID)
-				assert.Equal(t, "on-call", m.Channel)
-				assert.Contains(t, m.Subject, tt.clock.Name)
-				assert.Contains(t, m.Text, string(tt.clock.Stop))
+				assert.Equal(t, "on-call", m.Responder)
+				assert.Contains(t, m.Reason, tt.clock.Name)
+				assert.Contains(t, m.Needed, string(tt.clock.Stop))
 			}
 			assert.NotEqual(t, msgs[0].IdempotencyKey, msgs[1].IdempotencyKey)
 
@@ -418,7 +425,7 @@ func TestHIPAAStopsWhenCustomersNotified(t *testing.T) {
 				for _, s := range tt.pages {
 					assert.Equal(t, 1, p.count(s), s)
 				}
-				assert.Equal(t, len(tt.pages), p.count("Deadline "))
+				assert.Equal(t, len(tt.pages), p.count("deadline "))
 			})
 		})
 	}

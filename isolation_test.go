@@ -137,7 +137,7 @@ func (s *panickingStore) Unlease(ctx context.Context, id, owner string) error {
 	return s.MemStore.Unlease(ctx, id, owner)
 }
 
-func (s *panickingStore) Renew(ctx context.Context, owner string, ttl time.Duration) ([]string, error) {
+func (s *panickingStore) Renew(ctx context.Context, owner string, ttl time.Duration) (map[string]int64, error) {
 	s.read(ctx, "lease")
 	return s.MemStore.Renew(ctx, owner, ttl)
 }

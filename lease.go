@@ -159,8 +159,8 @@ func (o *Orchestrator) renewLeases(ctx context.Context) error {
 }
 
 // takeOver leases the open incidents no replica holds (their owner died,
-// or never was) and queues each at the priority of its next step, so that
-// one a dead replica was containing goes before its idle ones. Finding none
+// or never was) and queues them urgently, those that need containment
+// first: a dead replica's incidents do not wait behind this one's work. Finding none
 // costs one Orphans; finding some, one ListOpen more and a Lease each.
 func (o *Orchestrator) takeOver(ctx context.Context) error {
 	ids, err := o.leaser.Orphans(ctx, 0)
@@ -199,7 +199,9 @@ func (o *Orchestrator) takeOver(ctx context.Context) error {
 			o.adopt(id)
 			o.wrote(id, h.Version)
 			o.keepHead(h) // read after the lease ran out: the latest
-			o.sched.addAt(id, o.priorityOf(h))
+			// Urgent: it waited a TTL already, and its first step here
+			// costs no store read (its head is kept).
+			o.sched.addAt(id, urgent)
 		}
 	}
 	return nil

@@ -46,11 +46,9 @@ func storedIncident(id, kind string, at time.Time) *incident.Incident {
 // that died; 300 other open incidents wait in the queue, each step taking
 // 50ms, with one worker. X is taken over within two lease TTLs of the dead
 // lease's expiry, not after the whole queue (300 incidents of five steps:
-// 75s). X is resumed first here: resumed behind the 300 others, its first
-// look comes only after each of them has taken a step (about 15s), which
-// this test does not cover yet.
+// 75s), whether it is resumed before the 300 others or after them.
 func TestDeadReplicaTakenOverWithinTwoTTLs(t *testing.T) {
-	for _, place := range []string{"first"} {
+	for _, place := range []string{"first", "last"} {
 		t.Run("X queued "+place, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				const ttl, others, step = 2 * time.Second, 300, 50 * time.Millisecond
@@ -59,6 +57,9 @@ func TestDeadReplicaTakenOverWithinTwoTTLs(t *testing.T) {
 				const kind = "queue.item"
 				now := time.Now()
 				xAt := now.Add(-time.Hour) // oldest: resumed first
+				if place == "last" {
+					xAt = now.Add(time.Hour) // newest: resumed after the 300 others
+				}
 				require.NoError(t, mem.Create(ctx, incident.Split(storedIncident("inc_x", kind, xAt))))
 				for i := range others {
 					require.NoError(t, mem.Create(ctx, incident.Split(storedIncident(fmt.Sprintf("inc_%03d", i), kind, now.Add(-time.Duration(others-i)*time.Second)))))

@@ -479,7 +479,7 @@ func TestDeadlineWarningAfterResumeHasNewKey(t *testing.T) {
 	msgs := p.all()
 	require.Len(t, msgs, 2)
 	assert.NotEqual(t, msgs[0].IdempotencyKey, msgs[1].IdempotencyKey, "a new warning, a new key")
-	assert.Contains(t, msgs[1].Text, t0.Add(120*time.Hour).Format(time.RFC3339))
+	assert.Contains(t, msgs[1].Reason, t0.Add(120*time.Hour).Format(time.RFC3339))
 }
 
 // TestDeadlineWarnsAgainAfterResume is the scenario of the review finding on
