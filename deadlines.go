@@ -54,6 +54,7 @@ func (o *Orchestrator) checkIncident(ctx context.Context, inc *incident.Incident
 				o.record(inc, incident.ActorSystem, incident.EntryNote, "clock "+strconv.Quote(d.Name)+" missed: "+
 					string(d.Stop)+" was due by "+d.Due.UTC().Format(time.RFC3339))
 				alerts = append(alerts, alert{
+					title:  "Deadline missed: " + d.Name,
 					reason: "deadline missed: " + d.Name + ": the clock ran out at " + d.Due.UTC().Format(time.RFC3339),
 					needed: "record " + string(d.Stop) + " as soon as it is done, with the reason for the delay",
 					key:    incident.IdempotencyKey(inc.ID, "deadline-missed", d.Name),
@@ -63,6 +64,7 @@ func (o *Orchestrator) checkIncident(ctx context.Context, inc *incident.Incident
 				o.record(inc, incident.ActorSystem, incident.EntryNote, "clock "+strconv.Quote(d.Name)+" due in "+
 					roundDur(d.Due.Sub(now))+": warned on-call")
 				alerts = append(alerts, alert{
+					title: "Deadline approaching: " + d.Name,
 					reason: "deadline approaching: " + d.Name + ": the clock is due at " +
 						d.Due.UTC().Format(time.RFC3339) + " (in " + roundDur(d.Due.Sub(now)) + ")",
 					needed: string(d.Stop) + " is still to do",

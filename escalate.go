@@ -12,8 +12,8 @@ import (
 // out): it goes to the first level of the incident's escalation policy and
 // does not climb.
 type alert struct {
-	reason, needed string
-	key            string
+	title, reason, needed string
+	key                   string
 }
 
 // oneShot returns the page of a to the first level of inc's policy, if it
@@ -26,7 +26,7 @@ func (o *Orchestrator) oneShot(inc *incident.Incident, a alert) []pageOut {
 	}
 	pg := notify.Page{IdempotencyKey: incident.IdempotencyKey(inc.ID, "page", a.key), AlertKey: a.key,
 		Action: notify.PageTrigger, IncidentID: inc.ID, Kind: inc.Kind, Severity: inc.Severity, Subject: inc.Subject,
-		Title:  "Incident " + inc.ID + " (" + inc.Kind + ", " + inc.Severity.String() + "): " + a.reason,
+		Title:  a.title + " (incident " + inc.ID + ", " + inc.Severity.String() + ")",
 		Reason: a.reason, Needed: a.needed, Deadline: nextDue(inc), Level: 1, Responder: l.Responder}
 	if o.cfg.consoleURL != "" {
 		pg.Link = o.cfg.consoleURL + "/incidents/" + inc.ID

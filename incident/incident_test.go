@@ -57,6 +57,7 @@ func fullIncident() *incident.Incident {
 		Recommendations: []string{"use a vault"},
 		Escalation:      &incident.Escalation{From: incident.StateContaining, Reason: "x", At: t0},
 		Dismissal:       &incident.Dismissal{By: "alice", Reason: "test key", At: t0},
+		Paging:          &incident.Paging{AlertKey: "a1", Level: 1, OpenedAt: t0, PagedAt: t0},
 	}
 	inc.Timeline.Append(incident.Entry{At: t0, Actor: "system", Type: incident.EntrySignal})
 	return inc
@@ -78,6 +79,7 @@ func TestCloneDeepCopy(t *testing.T) {
 		{"Decision", func(i *incident.Incident) { i.Decision.Notify = false }},
 		{"Escalation", func(i *incident.Incident) { i.Escalation.Reason = "y" }},
 		{"Dismissal", func(i *incident.Incident) { i.Dismissal.By = "mallory" }},
+		{"Paging", func(i *incident.Incident) { i.Paging.AckedBy = "mallory" }},
 		{"Actions", func(i *incident.Incident) { i.Actions[0].Status = incident.ActionFailed }},
 		{"Action()", func(i *incident.Incident) { i.Action("revoke").Attempts = 9 }},
 		{"Actions.Approval", func(i *incident.Incident) { i.Actions[0].Approval.Approved = false }},

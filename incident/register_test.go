@@ -181,7 +181,7 @@ func TestJSONReadsOldFieldNames(t *testing.T) {
 	want.Version = 1
 	want.Deliveries = want.Deliveries[:2]
 	want.Outreach, want.Chain, want.Investigation.Impact.Affected = incident.Outreach{}, incident.Chain{}, 0
-	want.Reopens, want.EnteredAt = 0, time.Time{}
+	want.Reopens, want.EnteredAt, want.Paging = 0, time.Time{}, nil
 	want.Attributes["DedupKey"] = "an attribute named like a field"
 
 	var got incident.Incident

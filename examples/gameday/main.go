@@ -78,7 +78,7 @@ func run(w io.Writer) error {
 	}
 	fmt.Fprintln(w, "\nOn-call pages:")
 	for _, p := range res.Pages {
-		fmt.Fprintln(w, "  "+string(p.Action)+" level "+strconv.Itoa(p.Level)+": "+p.Title+": "+p.Reason)
+		fmt.Fprintln(w, "  "+string(p.Action)+" level "+strconv.Itoa(p.Level)+": "+p.Title)
 	}
 	fmt.Fprintln(w, "\nDeadline compliance:")
 	fmt.Fprint(w, res.Compliance())

@@ -165,6 +165,9 @@ func FullIncident(id, dedupKey string) *incident.Incident {
 		Recommendations: []string{"Rotate your API keys", "Review recent campaign exports"},
 		Escalation:      &incident.Escalation{From: incident.StateContaining, Reason: "block-ip failed", At: at(56 * time.Second)},
 		Dismissal:       &incident.Dismissal{By: "carol@example.com", Reason: "proposed, then withdrawn", At: at(57 * time.Second)},
+		Paging: &incident.Paging{AlertKey: "brk_alert", Reason: "investigation failed", Needed: "take over the incident",
+			Level: 2, Round: 1, OpenedAt: at(10 * time.Second), PagedAt: at(20 * time.Second), Exhausted: true,
+			AckedBy: "dave@example.com", AckedAt: at(30 * time.Second), ResolvedAt: at(40 * time.Second)},
 	}
 	inc.Record(incident.Entry{At: at(0), Actor: incident.ActorSystem, Type: incident.EntrySignal, Detail: "opened by github-scanner"})
 	inc.Record(incident.Entry{At: at(1 * us), Actor: incident.ActorSystem, Type: incident.EntryTransition,
