@@ -119,6 +119,14 @@ func (o *Orchestrator) wrote(id string, version int64) {
 // incident whose Version moved past what this replica wrote is queued: a
 // person acted on it elsewhere.
 func (o *Orchestrator) renewLeases(ctx context.Context) error {
+	// Only the leases held before the Renew can be missing from its
+	// answer: one taken while it ran was taken after it.
+	o.leasesMu.Lock()
+	before := make(map[string]*heldLease, len(o.leases))
+	for id, l := range o.leases {
+		before[id] = l
+	}
+	o.leasesMu.Unlock()
 	held, err := o.leaser.Renew(ctx, o.cfg.owner, o.cfg.leaseTTL)
 	if err != nil {
 		return err
@@ -129,7 +137,9 @@ func (o *Orchestrator) renewLeases(ctx context.Context) error {
 	for id, l := range o.leases {
 		v, ok := held[id]
 		if !ok {
-			lost = append(lost, id)
+			if before[id] == l {
+				lost = append(lost, id)
+			}
 			continue
 		}
 		l.mu.Lock()
@@ -145,12 +155,20 @@ func (o *Orchestrator) renewLeases(ctx context.Context) error {
 		o.log.Warn("breach: lost the lease on an incident; stopping to drive it", "incident", id)
 		o.leasesMu.Lock()
 		l := o.leases[id]
-		delete(o.leases, id)
-		o.leasesMu.Unlock()
-		o.heads.Delete(id)
-		if l != nil {
-			l.lose(errors.New("breach: lease on incident " + id + " lost"))
+		if l != before[id] {
+			l = nil // given up and taken again since
+		} else {
+			delete(o.leases, id)
 		}
+		o.leasesMu.Unlock()
+		if l == nil {
+			continue
+		}
+		o.heads.Delete(id)
+		l.lose(errors.New("breach: lease on incident " + id + " lost"))
+		// Looked at again: another replica holds it now (and the drive
+		// leaves it), or nobody does and this one takes it back.
+		o.sched.addAt(id, normal)
 	}
 	for _, id := range touched {
 		o.sched.addAt(id, urgent)

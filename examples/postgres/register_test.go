@@ -64,7 +64,7 @@ func TestOrchestratorList(t *testing.T) {
 				if i%3 == 0 {
 					inc.State = incident.StateClosed
 				}
-				require.NoError(t, s.Create(t.Context(), inc))
+				require.NoError(t, s.Create(t.Context(), incident.Split(inc)))
 				want = append([]string{inc.ID}, want...) // newest first
 			}
 			o, err := breach.New(s)

@@ -26,6 +26,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/breachkit/breach/incident"
+	"github.com/breachkit/breach/incident/pgstore"
 )
 
 const (
@@ -214,7 +215,7 @@ feed:
 	deadline := time.Now().Add(settleBy)
 	var states map[string]int
 	for {
-		rows, err := db.Query(ctx, `SELECT id, state FROM incidents`)
+		rows, err := db.Query(ctx, `SELECT id, state FROM incident_heads`)
 		require.NoError(t, err)
 		states = map[string]int{}
 		var resolving []string
@@ -250,7 +251,7 @@ feed:
 	// rest.
 	countSum := func() int64 {
 		var n int64
-		require.NoError(t, db.QueryRow(ctx, `SELECT coalesce(sum((body->'Signals'->>'Count')::bigint), 0) FROM incidents`).Scan(&n))
+		require.NoError(t, db.QueryRow(ctx, `SELECT coalesce(sum((head->'signals'->>'count')::bigint), 0) FROM incident_heads`).Scan(&n))
 		return n
 	}
 	flushStart := time.Now()
@@ -280,23 +281,24 @@ feed:
 
 	// ---- what the database holds ----
 	var incidents, distinctKeys int
-	require.NoError(t, db.QueryRow(ctx, `SELECT count(*), count(DISTINCT dedup_key) FROM incidents`).Scan(&incidents, &distinctKeys))
+	require.NoError(t, db.QueryRow(ctx, `SELECT count(*), count(DISTINCT dedup_key) FROM incident_heads`).Scan(&incidents, &distinctKeys))
 	assert.Equal(t, keys, incidents, "exactly one incident per key")
 	assert.Equal(t, keys, distinctKeys)
 
 	byID := map[string]*incident.Incident{}
-	rows, err := db.Query(ctx, `SELECT version, body FROM incidents`)
+	// Every incident, read whole through the store's own reads.
+	store, err := pgstore.New(ctx, db)
+	require.NoError(t, err)
+	idRows, err := db.Query(ctx, `SELECT id FROM incident_heads`)
+	require.NoError(t, err)
+	ids, err := pgx.CollectRows(idRows, pgx.RowTo[string])
 	require.NoError(t, err)
 	var finalSum int64
 	var maxCloseLag time.Duration
 	slowCloses := 0
-	for rows.Next() {
-		var v int64
-		var body []byte
-		require.NoError(t, rows.Scan(&v, &body))
-		inc := new(incident.Incident)
-		require.NoError(t, json.Unmarshal(body, inc))
-		inc.Version = v
+	for _, id := range ids {
+		inc, err := incident.Load(ctx, store, id)
+		require.NoError(t, err)
 		byID[inc.ID] = inc
 		finalSum += inc.Signals.Count
 		assert.Equal(t, incident.StateClosed, inc.State, "incident %s", inc.ID)
@@ -306,7 +308,7 @@ feed:
 		}
 		sent := 0
 		for _, e := range inc.Timeline {
-			if e.Type == incident.EntryDelivery && strings.Contains(e.Detail, " sent (key ") {
+			if e.Type == incident.EntryDelivery && strings.Contains(e.Detail, ": 1 sent") {
 				sent++
 			}
 		}
@@ -329,7 +331,6 @@ feed:
 			}
 		}
 	}
-	require.NoError(t, rows.Err())
 
 	// Deliveries, as the customers' inbox saw them.
 	type seen struct {
@@ -337,7 +338,7 @@ feed:
 		replicas []string
 	}
 	inbox := map[string]*seen{}
-	rows, err = db.Query(ctx, `SELECT idempotency_key, incident_id, replica FROM deliveries_seen`)
+	rows, err := db.Query(ctx, `SELECT idempotency_key, incident_id, replica FROM deliveries_seen`)
 	require.NoError(t, err)
 	handed := 0
 	for rows.Next() {
