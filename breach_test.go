@@ -188,7 +188,7 @@ func TestAPIKeyScenarioEndToEnd(t *testing.T) {
 		require.Len(t, inc.Deliveries, 1)
 		assert.Equal(t, incident.DeliverySent, inc.Deliveries[0].Status)
 		assert.Equal(t, inc.Deliveries[0].IdempotencyKey, m.IdempotencyKey)
-		assert.Equal(t, incident.Outreach{Sent: 1, Cursor: customer.ID}, inc.Outreach)
+		assert.Equal(t, incident.Outreach{Sent: 1, Cursor: customer.ID}, outreachOf(inc))
 		assert.Equal(t, []string{"notices via email: 1 sent"}, deliveryEntries(inc))
 		require.NotNil(t, inc.Decision)
 		assert.True(t, inc.Decision.Notify)

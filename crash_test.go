@@ -212,7 +212,7 @@ func TestCrashAtEveryPersistPoint(t *testing.T) {
 				for _, d := range inc.Deliveries {
 					assert.Equal(t, incident.DeliverySent, d.Status)
 				}
-				assert.Equal(t, incident.Outreach{Sent: 4, Cursor: "acct_8"}, inc.Outreach)
+				assert.Equal(t, incident.Outreach{Sent: 4, Cursor: "acct_8"}, outreachOf(inc))
 				assert.Equal(t, []string{"notices via email: 2 sent", "notices via webhook: 2 sent"}, deliveryEntries(inc),
 					"the one batch's results are recorded once")
 				box.mu.Lock()
@@ -329,7 +329,7 @@ func TestNoticesClaimedAndRecordedPerBatch(t *testing.T) {
 		store.mu.Unlock()
 		assert.Equal(t, []string{"notices via email: 2 sent", "notices via email: 2 sent", "notices via email: 1 sent"},
 			deliveryEntries(inc))
-		assert.Equal(t, incident.Outreach{Sent: 5, Cursor: "acct_004"}, inc.Outreach)
+		assert.Equal(t, incident.Outreach{Sent: 5, Cursor: "acct_004"}, outreachOf(inc))
 		box.mu.Lock()
 		assert.Len(t, box.received, 5)
 		box.mu.Unlock()

@@ -50,6 +50,8 @@ func (o *Orchestrator) drive(ctx, grace context.Context, id string) (more bool, 
 	more, err = o.step(st, inc)
 	if errors.Is(err, errStale) {
 		more, err = true, nil // someone moved it on: decide again from a fresh read
+	} else if err == nil && !inc.State.Open() {
+		more = false // it ended with this step: nothing follows
 	}
 	if err == nil && more && st.stop.Err() == nil {
 		o.sched.addAt(id, o.priorityOf(inc))

@@ -112,7 +112,14 @@ func (c *gatedContainer) releases() int {
 // outreachCounts is inc's Outreach without its cursor: the counts alone.
 func outreachCounts(inc *incident.Incident) incident.Outreach {
 	o := inc.Outreach
-	o.Cursor = ""
+	o.Cursor, o.ClaimedAt = "", time.Time{}
+	return o
+}
+
+// outreachOf is inc's Outreach without its claim time.
+func outreachOf(inc *incident.Incident) incident.Outreach {
+	o := inc.Outreach
+	o.ClaimedAt = time.Time{}
 	return o
 }
 

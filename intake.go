@@ -204,6 +204,18 @@ func (o *Orchestrator) openOrJoin(ctx context.Context, sig *incident.Signal, key
 			return openResult{}, err
 		}
 		*inc = *ch.Head
+		if o.leaser != nil && o.running.Load() {
+			// A running creator drives it: taking the lease now, with the
+			// head it wrote kept, spares the first step a read (and the
+			// lease keeps it from looking orphaned to other replicas). A
+			// replica that only reports (no Run) leaves it to those that
+			// run.
+			if ok, err := o.leaser.Lease(ctx, inc.ID, o.cfg.owner, o.cfg.leaseTTL); err == nil && ok {
+				o.adopt(inc.ID)
+				o.wrote(inc.ID, inc.Version)
+				o.keepHead(inc)
+			}
+		}
 		e := o.hot.put(hk, inc)
 		o.changed()
 		o.announce(ctx, inc, inc.DetectedAt, ch.Entries)

@@ -52,7 +52,7 @@ func TestDismissInterruptsNotification(t *testing.T) {
 		// The 50 customers are one batch: claimed in one write, their
 		// results recorded in one more when the batch ends.
 		require.Equal(t, map[incident.DeliveryStatus]int{incident.DeliveryClaimed: total}, deliveryCounts(inc))
-		require.Equal(t, incident.Outreach{Claimed: total}, inc.Outreach)
+		require.Equal(t, incident.Outreach{Claimed: total}, outreachOf(inc))
 
 		returned, wait, err := returnsWithin(t, promptly, func() error {
 			return o.Dismiss(context.Background(), rc.IncidentID, "carol", "test key")

@@ -93,6 +93,7 @@ func (o *Orchestrator) claim(inc *incident.Incident, todo []plannedDelivery, had
 		}
 		d.Status, d.ClaimedAt = incident.DeliveryClaimed, now
 		inc.Outreach.Count(incident.DeliveryClaimed, 1)
+		inc.Outreach.ClaimedAt = now
 		inc.Deliveries = append(inc.Deliveries, d)
 	}
 	return inc.Deliveries
@@ -122,9 +123,11 @@ func (o *Orchestrator) notify(st *stepRun, inc *incident.Incident, pb *Playbook)
 	}
 	last := len(customers) < o.cfg.notifyBatch
 	plan := o.plan(inc, pb, customers)
-	had, err := o.deliveries(st.write, inc.ID, plan)
-	if err != nil {
-		return false, err
+	had, ok := knownClaims(inc, plan)
+	if !ok {
+		if had, err = o.deliveries(st.write, inc.ID, plan); err != nil {
+			return false, err
+		}
 	}
 	var todo []plannedDelivery
 	claimed := true
@@ -204,6 +207,24 @@ func joinErrs(errs []error) string {
 		fmt.Fprintf(&b, "; and %d more", len(errs)-most)
 	}
 	return b.String()
+}
+
+// knownClaims returns the records of plan's notices when the head alone
+// tells them: every delivery the incident has is claimed and there are as
+// many as plan holds (the first batch, claimed in the findings' write and
+// not yet sent; attempts are recorded only with results, so a claim holds
+// none). A read is saved.
+func knownClaims(inc *incident.Incident, plan []plannedDelivery) (map[string]incident.Delivery, bool) {
+	o := inc.Outreach
+	if o.Claimed != len(plan) || o.Total() != o.Claimed || o.Cursor != "" || o.ClaimedAt.IsZero() {
+		return nil, false
+	}
+	had := make(map[string]incident.Delivery, len(plan))
+	for _, p := range plan {
+		had[p.key] = incident.Delivery{Recipient: incident.RecipientID(p.customer), Channel: p.route.Channel,
+			IdempotencyKey: p.key, Status: incident.DeliveryClaimed, ClaimedAt: o.ClaimedAt}
+	}
+	return had, true
 }
 
 // deliveries reads the records of plan's notices, by key.

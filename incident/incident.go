@@ -137,8 +137,10 @@ type Outreach struct {
 	Cancelled int `json:"cancelled,omitempty"`
 	Unknown   int `json:"unknown,omitempty"`
 	// Cursor is the recipient ID of the last affected customer whose
-	// notices are claimed: notification goes on after it.
+	// notices are all sent: notification goes on after it.
 	Cursor string `json:"cursor,omitempty"`
+	// ClaimedAt is when the notices last claimed were claimed.
+	ClaimedAt time.Time `json:"claimed_at,omitzero"`
 }
 
 // Total is the number of deliveries counted.

@@ -132,7 +132,8 @@ func FullIncident(id, dedupKey string) *incident.Incident {
 			{Recipient: "cust_1", Channel: "webhook", IdempotencyKey: "brk_7", Status: incident.DeliveryUnknown, Attempts: 1,
 				LastError: "cut off by the dismissal", ClaimedAt: at(105 * time.Second)},
 		},
-		Outreach: incident.Outreach{Claimed: 1, Sent: 1, Failed: 1, Cancelled: 1, Unknown: 1, Cursor: "cust_2"},
+		Outreach: incident.Outreach{Claimed: 1, Sent: 1, Failed: 1, Cancelled: 1, Unknown: 1, Cursor: "cust_2",
+			ClaimedAt: at(2 * time.Minute)},
 		Tasks: []incident.Task{
 			{ID: "rotate", Title: "Rotate every key of the account", Mandatory: true, Done: true,
 				DoneBy: "bob@example.com", DoneAt: at(200 * time.Second), Note: "done via console"},
