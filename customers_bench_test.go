@@ -153,3 +153,23 @@ func (s *countingStore) Apply(ctx context.Context, ch incident.Change) error {
 	s.writes.Add(1)
 	return s.MemStore.Apply(ctx, ch)
 }
+
+// TestRouteRate: a route's PerSecond spaces its notices: 41 customers at
+// 200 a second take at least 200ms, every notice still sent.
+func TestRouteRate(t *testing.T) {
+	const n = 41
+	pb := manyCustomers(n)
+	pb.Notifiers[0].PerSecond = 200
+	o, err := New(incident.NewMemStore(), WithPlaybook(pb), WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	inc := runManyCustomers(t, o, "key_rate")
+	if took := time.Since(start); took < 200*time.Millisecond {
+		t.Fatalf("%d notices at 200/s in %v", n, took)
+	}
+	if inc.Outreach.Sent != n {
+		t.Fatalf("outreach %+v", inc.Outreach)
+	}
+}

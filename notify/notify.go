@@ -13,6 +13,12 @@
 // specification (and verifies it for receivers), notify/email sends MIME
 // mail over SMTP with STARTTLS.
 //
+// Responders are paged, not notified: a [Page] says what a person is
+// needed for and goes to a [Pager] (often [PagerFunc]). [LogPager] audits
+// pages with log/slog; notify/pagerduty (Events API v2) and notify/slack
+// (incoming webhooks) page on-call services, and the webhook and e-mail
+// notifiers page too.
+//
 // A Notifier makes one attempt per call. The orchestrator's delivery policy
 // (an [incident.Policy]) is the one retry layer: a Notifier marks an error
 // with [incident.Permanent] when retrying is pointless, or with
