@@ -34,10 +34,11 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/breachkit/breach/notify/internal/httpout"
 
 	"github.com/breachkit/breach/incident"
 	"github.com/breachkit/breach/notify"
@@ -201,10 +202,7 @@ func New(routingKey string, opts ...Option) (*Pager, error) {
 		key:    incident.NewSecret(routingKey),
 		now:    time.Now,
 		source: DefaultSource,
-		client: &http.Client{
-			Timeout:       10 * time.Second,
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
+		client: httpout.Client(),
 	}
 	for _, o := range opts {
 		o(p)
@@ -430,17 +428,10 @@ func (p *Pager) post(ctx context.Context, body []byte) error {
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxDrain))
 	he := &HTTPError{
 		StatusCode: resp.StatusCode,
-		RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), now),
+		RetryAfter: httpout.RetryAfter(resp.Header.Get("Retry-After"), now),
 	}
 	p.describe(he, snippet)
-	switch code := resp.StatusCode; {
-	case (code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable) && he.RetryAfter > 0:
-		return incident.RetryAfter(he, he.RetryAfter)
-	case code == http.StatusRequestTimeout, code == http.StatusTooManyRequests, code >= 500:
-		return he
-	default:
-		return incident.Permanent(he)
-	}
+	return httpout.Classify(he, resp.StatusCode, he.RetryAfter)
 }
 
 // describe fills he's Message and Errors from a response body: the API's
@@ -511,23 +502,4 @@ func redactURL(rawURL string) string {
 	}
 	u.User, u.RawQuery, u.Fragment = nil, "", ""
 	return u.String()
-}
-
-// parseRetryAfter reads a Retry-After value: delay seconds or an HTTP date.
-// It returns 0 for an absent or malformed value or a date that has passed.
-func parseRetryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if secs <= 0 {
-			return 0
-		}
-		return time.Duration(min(secs, int64(24*time.Hour/time.Second))) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return t.Sub(now)
-	}
-	return 0
 }

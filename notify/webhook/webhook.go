@@ -30,6 +30,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/breachkit/breach/notify/internal/httpout"
+
 	"github.com/breachkit/breach/incident"
 	"github.com/breachkit/breach/notify"
 )
@@ -434,10 +436,7 @@ func New(rawURL, secret string, opts ...Option) (*Notifier, error) {
 		key:       key,
 		now:       time.Now,
 		eventType: DefaultEventType,
-		client: &http.Client{
-			Timeout:       10 * time.Second,
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
+		client:    httpout.Client(),
 	}
 	for _, o := range opts {
 		o(w)
@@ -544,36 +543,10 @@ func (w *Notifier) post(ctx context.Context, id string, body []byte) error {
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxDrain))
 	he := &HTTPError{
 		StatusCode: resp.StatusCode,
-		RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), now),
+		RetryAfter: httpout.RetryAfter(resp.Header.Get("Retry-After"), now),
 		Body:       strings.TrimSpace(strings.ToValidUTF8(string(snippet), "")),
 	}
-	switch code := resp.StatusCode; {
-	case (code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable) && he.RetryAfter > 0:
-		return incident.RetryAfter(he, he.RetryAfter)
-	case code == http.StatusRequestTimeout, code == http.StatusTooManyRequests, code >= 500:
-		return he
-	default:
-		return incident.Permanent(he)
-	}
-}
-
-// parseRetryAfter reads a Retry-After value: delay seconds or an HTTP date.
-// It returns 0 for an absent or malformed value or a date that has passed.
-func parseRetryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if secs <= 0 {
-			return 0
-		}
-		return time.Duration(min(secs, int64(24*time.Hour/time.Second))) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return t.Sub(now)
-	}
-	return 0
+	return httpout.Classify(he, resp.StatusCode, he.RetryAfter)
 }
 
 // validHeaderValue reports whether s is visible ASCII without spaces.
