@@ -235,6 +235,9 @@ func panicRun(t *testing.T, ps *panickingStore) (first, second incident.State) {
 		require.NoError(t, err)
 		stop := running(t, o)
 		defer stop()
+		// Run has started (and resumed) before the report: the calls of
+		// the scenario, and their count, do not depend on the schedule.
+		synctest.Wait()
 		ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
 		defer cancel()
 		id := ""
