@@ -210,11 +210,7 @@ func (o *Orchestrator) openOrJoin(ctx context.Context, sig *incident.Signal, key
 			// lease keeps it from looking orphaned to other replicas). A
 			// replica that only reports (no Run) leaves it to those that
 			// run.
-			if ok, err := o.leaser.Lease(ctx, inc.ID, o.cfg.owner, o.cfg.leaseTTL); err == nil && ok {
-				o.adopt(inc.ID)
-				o.wrote(inc.ID, inc.Version)
-				o.keepHead(inc)
-			}
+			_, _ = o.leaseHead(ctx, inc) // without it, the first step takes the lease
 		}
 		e := o.hot.put(hk, inc)
 		o.changed()

@@ -85,6 +85,20 @@ func (o *Orchestrator) holdLease(st *stepRun, id string) (held, had bool, err er
 	return true, false, nil
 }
 
+// leaseHead takes the lease on h's incident for this replica and, when it
+// gets it, adopts the incident with h as its kept head: its first step here
+// reads nothing. It reports false when another replica holds the lease.
+func (o *Orchestrator) leaseHead(ctx context.Context, h *incident.Incident) (bool, error) {
+	ok, err := o.leaser.Lease(ctx, h.ID, o.cfg.owner, o.cfg.leaseTTL)
+	if err != nil || !ok {
+		return false, err
+	}
+	o.adopt(h.ID)
+	o.wrote(h.ID, h.Version)
+	o.keepHead(h)
+	return true, nil
+}
+
 // adopt records that this replica holds the lease on id.
 func (o *Orchestrator) adopt(id string) *heldLease {
 	o.leasesMu.Lock()
@@ -209,14 +223,11 @@ func (o *Orchestrator) takeOver(ctx context.Context) error {
 		if h == nil {
 			continue // ended since
 		}
-		ok, err := o.leaser.Lease(ctx, id, o.cfg.owner, o.cfg.leaseTTL)
+		ok, err := o.leaseHead(ctx, h) // h was read after the lease ran out: the latest
 		if err != nil {
 			return err
 		}
 		if ok {
-			o.adopt(id)
-			o.wrote(id, h.Version)
-			o.keepHead(h) // read after the lease ran out: the latest
 			// Urgent: it waited a TTL already, and its first step here
 			// costs no store read (its head is kept).
 			o.sched.addAt(id, urgent)

@@ -157,16 +157,13 @@ func (o *Orchestrator) resume(ctx context.Context) error {
 			// Adopt what no other replica holds, now: the rest is theirs
 			// (and, should they die, taken over by takeOver), and what
 			// this one will drive is not an orphan while it waits here.
-			ok, err := o.leaser.Lease(ctx, inc.ID, o.cfg.owner, o.cfg.leaseTTL)
+			ok, err := o.leaseHead(ctx, inc)
 			if err != nil {
 				return err
 			}
 			if !ok {
 				continue
 			}
-			o.adopt(inc.ID)
-			o.wrote(inc.ID, inc.Version)
-			o.keepHead(inc)
 		}
 		o.sched.addAt(inc.ID, o.priorityOf(inc))
 	}
