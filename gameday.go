@@ -125,7 +125,7 @@ func RunGameDay(ctx context.Context, g GameDay) (*GameDayResult, error) {
 	pb.Notifiers = slices.Clone(pb.Notifiers)
 	for i, r := range pb.Notifiers {
 		pb.Notifiers[i].Notifier = notify.Func(func(ctx context.Context, m notify.Message) error {
-			called("notify " + recipientID(m.Recipient) + " via " + r.Channel + ": " + m.Subject)
+			called("notify " + incident.RecipientID(m.Recipient) + " via " + r.Channel + ": " + m.Subject)
 			return nil
 		})
 	}

@@ -93,7 +93,7 @@ func (o *Orchestrator) investigate(st *stepRun, inc *incident.Incident, pb *Play
 func checkFindings(f incident.Findings) error {
 	seen := map[string]bool{}
 	for i, c := range f.Impact.Customers {
-		id := recipientID(c)
+		id := incident.RecipientID(c)
 		if id == "" {
 			return fmt.Errorf("investigator returned customer %d with neither ID nor Email", i)
 		}
@@ -103,13 +103,6 @@ func checkFindings(f incident.Findings) error {
 		seen[id] = true
 	}
 	return nil
-}
-
-func recipientID(c incident.Customer) string {
-	if c.ID != "" {
-		return c.ID
-	}
-	return c.Email
 }
 
 func (o *Orchestrator) recordFindings(inc *incident.Incident, pb *Playbook, f incident.Findings, attempts int, d *incident.Decision) {
