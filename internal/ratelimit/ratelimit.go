@@ -12,7 +12,6 @@ import (
 // for concurrent use. A nil *Limiter has no limit.
 type Limiter struct {
 	interval time.Duration
-	now      func() time.Time
 
 	mu   sync.Mutex
 	next time.Time // when the next call may go
@@ -21,7 +20,7 @@ type Limiter struct {
 // New returns a Limiter of perSecond calls a second; perSecond must be
 // positive.
 func New(perSecond float64) *Limiter {
-	return &Limiter{interval: time.Duration(float64(time.Second) / perSecond), now: time.Now}
+	return &Limiter{interval: time.Duration(float64(time.Second) / perSecond)}
 }
 
 // Wait blocks until the caller may go, or until ctx ends, when it returns
@@ -32,7 +31,7 @@ func (l *Limiter) Wait(ctx context.Context) error {
 		return ctx.Err()
 	}
 	l.mu.Lock()
-	now := l.now()
+	now := time.Now()
 	at := l.next
 	if at.Before(now) {
 		at = now
