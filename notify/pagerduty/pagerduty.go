@@ -389,17 +389,7 @@ func (p *Pager) Page(ctx context.Context, pg notify.Page) error {
 	if err != nil {
 		return incident.Permanent(fmt.Errorf("pagerduty: encoding the event: %w", err))
 	}
-	if cause := context.Cause(ctx); cause != nil {
-		return fmt.Errorf("pagerduty: not sent: %w", cause)
-	}
-	err = p.post(ctx, body)
-	if err == nil {
-		return nil
-	}
-	if cause := context.Cause(ctx); cause != nil {
-		return fmt.Errorf("pagerduty: %w: %w", cause, err)
-	}
-	return fmt.Errorf("pagerduty: %w", err)
+	return httpout.Deliver(ctx, "pagerduty", func(ctx context.Context) error { return p.post(ctx, body) })
 }
 
 // post makes one request and classifies its failure (see Page).

@@ -223,17 +223,7 @@ func (p *Pager) Page(ctx context.Context, pg notify.Page) error {
 	if err != nil {
 		return incident.Permanent(fmt.Errorf("slack: encoding the message: %w", err))
 	}
-	if cause := context.Cause(ctx); cause != nil {
-		return fmt.Errorf("slack: not sent: %w", cause)
-	}
-	err = p.post(ctx, body)
-	if err == nil {
-		return nil
-	}
-	if cause := context.Cause(ctx); cause != nil {
-		return fmt.Errorf("slack: %w: %w", cause, err)
-	}
-	return fmt.Errorf("slack: %w", err)
+	return httpout.Deliver(ctx, "slack", func(ctx context.Context) error { return p.post(ctx, body) })
 }
 
 // post makes one request and classifies its failure (see Page).

@@ -502,17 +502,7 @@ func (w *Notifier) Page(ctx context.Context, p notify.Page) error {
 // deliver posts body as delivery id, unless ctx has ended, and names the
 // package and ctx's cause in the error.
 func (w *Notifier) deliver(ctx context.Context, id string, body []byte) error {
-	if cause := context.Cause(ctx); cause != nil {
-		return fmt.Errorf("webhook: not sent: %w", cause)
-	}
-	err := w.post(ctx, id, body)
-	if err == nil {
-		return nil
-	}
-	if cause := context.Cause(ctx); cause != nil {
-		return fmt.Errorf("webhook: %w: %w", cause, err)
-	}
-	return fmt.Errorf("webhook: %w", err)
+	return httpout.Deliver(ctx, "webhook", func(ctx context.Context) error { return w.post(ctx, id, body) })
 }
 
 // post makes one request and classifies its failure (see Notify).

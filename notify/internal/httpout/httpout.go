@@ -5,6 +5,8 @@
 package httpout
 
 import (
+	"context"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -55,4 +57,21 @@ func Classify(err error, code int, retryAfter time.Duration) error {
 	default:
 		return incident.Permanent(err)
 	}
+}
+
+// Deliver calls post unless ctx has ended, and names the channel's package
+// (pkg) and ctx's cause in the error: "pkg: not sent: cause" when nothing
+// was sent, "pkg: cause: err" when ctx ended during the call.
+func Deliver(ctx context.Context, pkg string, post func(context.Context) error) error {
+	if cause := context.Cause(ctx); cause != nil {
+		return fmt.Errorf("%s: not sent: %w", pkg, cause)
+	}
+	err := post(ctx)
+	if err == nil {
+		return nil
+	}
+	if cause := context.Cause(ctx); cause != nil {
+		return fmt.Errorf("%s: %w: %w", pkg, cause, err)
+	}
+	return fmt.Errorf("%s: %w", pkg, err)
 }
