@@ -88,6 +88,11 @@ func (o *Orchestrator) contain(st *stepRun, inc *incident.Incident, pb *Playbook
 						return
 					}
 					err := o.mutate(st.write, inc, func(inc *incident.Incident) error {
+						if r := inc.Action(res.Action); r != nil && r.Status != incident.ActionPending {
+							// Recorded since by someone else (a write that
+							// conflicted reads this): decide again.
+							return errStale
+						}
 						o.recordAction(inc, res, incident.ActionApplied, incident.ActionFailed, "applied", "failed")
 						st.chain(inc) // the last result moves the incident on in the same write
 						return nil

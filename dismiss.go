@@ -72,9 +72,11 @@ func (o *Orchestrator) Dismiss(ctx context.Context, id, actor, reason string) er
 		if err := o.awaitLease(ctx, id); err != nil {
 			return pending(err)
 		}
-		defer o.giveUpLease(id)
 	}
 	failed, err := o.finishDismissal(ctx, nil, inc, o.cfg.playbooks[inc.Kind])
+	if o.leaser != nil {
+		o.giveUpLease(id, err == nil)
+	}
 	if err != nil {
 		return errors.Join(o.redactErr(id, failed), pending(err))
 	}
@@ -101,14 +103,18 @@ func (o *Orchestrator) awaitLease(ctx context.Context, id string) error {
 	}
 }
 
-// giveUpLease gives up the lease on id that awaitLease took, unless a
-// worker of this replica holds it for its steps.
-func (o *Orchestrator) giveUpLease(id string) {
+// giveUpLease gives up the lease on id that awaitLease took. When a worker
+// of this replica holds it for its steps (awaitLease renewed it), it is
+// the worker's: given up only when the incident ended, and otherwise left
+// to the worker, whose step it still guards.
+func (o *Orchestrator) giveUpLease(id string, ended bool) {
 	o.leasesMu.Lock()
 	_, held := o.leases[id]
 	o.leasesMu.Unlock()
 	if held {
-		o.dropLease(id)
+		if ended {
+			o.dropLease(id)
+		}
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), o.cfg.leaseTTL)

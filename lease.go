@@ -6,6 +6,7 @@ import (
 	"errors"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/breachkit/breach/incident"
 )
@@ -19,6 +20,19 @@ import (
 // then two statements per TTL or so, whatever the number of open
 // incidents, and a dead replica's incidents are taken over within about
 // one and a half TTLs.
+//
+// A lease is acted on for at most leaseUse of the TTL after the Lease or
+// Renew that last extended it was sent, by this replica's clock: a Renew
+// late or lost (the store slow, the process starved) cannot let two live
+// replicas step one incident, since another can take it only once the TTL
+// has run out by the store's clock, which started no earlier. When that
+// time passes without a renewal the lease is lost here as if Renew had not
+// returned it: the running step is fenced and the incident looked at
+// again. Only the clocks' rates need agree, not their readings.
+
+// leaseUse is the share of the TTL a replica acts on a lease after
+// extending it; the rest covers calls and writes in flight when it ends.
+const leaseUse = 0.75
 
 // heldLease is this replica's lease on one incident.
 type heldLease struct {
@@ -26,6 +40,42 @@ type heldLease struct {
 	lost    error             // why the lease was lost; nil while held
 	fence   func(cause error) // the running step's, while one runs
 	version int64             // the head's Version this replica last wrote or read
+	until   time.Time         // when this replica stops acting on it, unless extended
+	timer   *time.Timer       // loses the lease at until
+}
+
+// extend makes the lease usable until leaseUse of ttl after since, when
+// the Lease or Renew that extended it was sent; expire runs when that
+// passes unextended.
+func (l *heldLease) extend(since time.Time, ttl time.Duration, expire func()) {
+	until := since.Add(time.Duration(float64(ttl) * leaseUse))
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.lost != nil || !until.After(l.until) {
+		return
+	}
+	l.until = until
+	if l.timer == nil {
+		l.timer = time.AfterFunc(time.Until(until), expire)
+		return
+	}
+	l.timer.Reset(time.Until(until))
+}
+
+// stop ends the lease's timer: it was given up.
+func (l *heldLease) stop() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.timer != nil {
+		l.timer.Stop()
+	}
+}
+
+// expired reports whether the lease's time ran out unextended.
+func (l *heldLease) expired() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.lost == nil && !time.Now().Before(l.until)
 }
 
 // attach makes st the step the lease fences when it is lost, and reports
@@ -33,8 +83,8 @@ type heldLease struct {
 func (l *heldLease) attach(st *stepRun) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.lost != nil {
-		return false
+	if l.lost != nil || !time.Now().Before(l.until) {
+		return false // lost, or its time ran out and the timer is due
 	}
 	l.fence = st.fence
 	return true
@@ -50,6 +100,9 @@ func (l *heldLease) lose(cause error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.lost = cause
+	if l.timer != nil {
+		l.timer.Stop()
+	}
 	if l.fence != nil {
 		l.fence(cause)
 	}
@@ -75,11 +128,12 @@ func (o *Orchestrator) holdLease(st *stepRun, id string) (held, had bool, err er
 		o.dropLease(id)
 	}
 	o.heads.Delete(id)
+	since := time.Now()
 	ok, err := o.leaser.Lease(st.write, id, o.cfg.owner, o.cfg.leaseTTL)
 	if err != nil || !ok {
 		return false, false, err
 	}
-	l = o.adopt(id)
+	l = o.adopt(id, since)
 	l.attach(st)
 	st.onEnd(l.detach)
 	return true, false, nil
@@ -89,26 +143,56 @@ func (o *Orchestrator) holdLease(st *stepRun, id string) (held, had bool, err er
 // gets it, adopts the incident with h as its kept head: its first step here
 // reads nothing. It reports false when another replica holds the lease.
 func (o *Orchestrator) leaseHead(ctx context.Context, h *incident.Incident) (bool, error) {
+	since := time.Now()
 	ok, err := o.leaser.Lease(ctx, h.ID, o.cfg.owner, o.cfg.leaseTTL)
 	if err != nil || !ok {
 		return false, err
 	}
-	o.adopt(h.ID)
+	o.adopt(h.ID, since)
 	o.wrote(h.ID, h.Version)
 	o.keepHead(h)
 	return true, nil
 }
 
-// adopt records that this replica holds the lease on id.
-func (o *Orchestrator) adopt(id string) *heldLease {
+// adopt records that this replica holds the lease on id, taken by a Lease
+// sent at since.
+func (o *Orchestrator) adopt(id string, since time.Time) *heldLease {
 	o.leasesMu.Lock()
-	defer o.leasesMu.Unlock()
-	if l := o.leases[id]; l != nil {
-		return l
+	l := o.leases[id]
+	if l == nil {
+		l = &heldLease{}
+		o.leases[id] = l
 	}
-	l := &heldLease{}
-	o.leases[id] = l
+	o.leasesMu.Unlock()
+	l.extend(since, o.cfg.leaseTTL, func() { o.expire(id, l) })
 	return l
+}
+
+// expire loses the lease l on id when its time ran out unextended: a
+// Renew late or failing.
+func (o *Orchestrator) expire(id string, l *heldLease) {
+	if !l.expired() {
+		return // extended meanwhile
+	}
+	o.log.Warn("breach: the lease on an incident ran out before it was renewed; stopping to drive it", "incident", id)
+	o.loseLease(id, l, errors.New("breach: lease on incident "+id+" ran out before it was renewed"))
+}
+
+// loseLease drops l, the lease on id that this replica no longer holds,
+// unless it was given up and taken again since: the step it guards is
+// fenced, and the incident looked at again (another replica holds it now,
+// and the drive leaves it; or nobody does, and this one takes it back).
+func (o *Orchestrator) loseLease(id string, l *heldLease, cause error) {
+	o.leasesMu.Lock()
+	if o.leases[id] != l {
+		o.leasesMu.Unlock()
+		return
+	}
+	delete(o.leases, id)
+	o.leasesMu.Unlock()
+	o.heads.Delete(id)
+	l.lose(cause)
+	o.sched.addAt(id, normal)
 }
 
 // wrote records the Version this replica wrote or read for an incident it
@@ -141,6 +225,7 @@ func (o *Orchestrator) renewLeases(ctx context.Context) error {
 		before[id] = l
 	}
 	o.leasesMu.Unlock()
+	since := time.Now()
 	held, err := o.leaser.Renew(ctx, o.cfg.owner, o.cfg.leaseTTL)
 	if err != nil {
 		return err
@@ -163,26 +248,12 @@ func (o *Orchestrator) renewLeases(ctx context.Context) error {
 			o.heads.Delete(id) // written elsewhere: the next step reads it
 		}
 		l.mu.Unlock()
+		l.extend(since, o.cfg.leaseTTL, func() { o.expire(id, l) })
 	}
 	o.leasesMu.Unlock()
 	for _, id := range lost {
 		o.log.Warn("breach: lost the lease on an incident; stopping to drive it", "incident", id)
-		o.leasesMu.Lock()
-		l := o.leases[id]
-		if l != before[id] {
-			l = nil // given up and taken again since
-		} else {
-			delete(o.leases, id)
-		}
-		o.leasesMu.Unlock()
-		if l == nil {
-			continue
-		}
-		o.heads.Delete(id)
-		l.lose(errors.New("breach: lease on incident " + id + " lost"))
-		// Looked at again: another replica holds it now (and the drive
-		// leaves it), or nobody does and this one takes it back.
-		o.sched.addAt(id, normal)
+		o.loseLease(id, before[id], errors.New("breach: lease on incident "+id+" lost"))
 	}
 	for _, id := range touched {
 		o.sched.addAt(id, urgent)
@@ -223,13 +294,17 @@ func (o *Orchestrator) takeOver(ctx context.Context) error {
 		if h == nil {
 			continue // ended since
 		}
-		ok, err := o.leaseHead(ctx, h) // h was read after the lease ran out: the latest
+		ok, err := o.leaseHead(ctx, h)
 		if err != nil {
 			return err
 		}
 		if ok {
-			// Urgent: it waited a TTL already, and its first step here
-			// costs no store read (its head is kept).
+			// h was read after the lease ran out, so after the last
+			// owner stopped acting on it; yet a write of its may have
+			// been in flight then. The first step here reads the head:
+			// a plugin call made from a stale one could repeat one made
+			// already. Urgent: it waited a TTL already.
+			o.heads.Delete(id)
 			o.sched.addAt(id, urgent)
 		}
 	}
@@ -246,6 +321,7 @@ func (o *Orchestrator) dropLease(id string) {
 	if l == nil {
 		return
 	}
+	l.stop()
 	ctx, cancel := context.WithTimeout(context.Background(), o.cfg.leaseTTL)
 	defer cancel()
 	if err := o.leaser.Unlease(ctx, id, o.cfg.owner); err != nil {

@@ -133,6 +133,20 @@ func (o *Orchestrator) notify(st *stepRun, inc *incident.Incident, pb *Playbook)
 			claimed = claimed && ok && d.Status == incident.DeliveryClaimed
 		}
 	}
+	// had holds the records as of the head's Version base: a write that
+	// conflicts reads them again (current), so that what another writer
+	// recorded meanwhile is neither claimed nor recorded twice.
+	base := inc.Version
+	current := func(inc *incident.Incident) error {
+		if inc.Version == base {
+			return nil
+		}
+		fresh, err := o.deliveries(st.write, inc.ID, plan)
+		if err == nil {
+			had, base = fresh, inc.Version
+		}
+		return err
+	}
 	if len(todo) > 0 && !claimed {
 		// Claim before sending: a crash after this point re-sends only
 		// what is not marked sent, with the same key.
@@ -141,7 +155,10 @@ func (o *Orchestrator) notify(st *stepRun, inc *incident.Incident, pb *Playbook)
 			if inc.State != from || inc.Dismissal != nil {
 				return errStale
 			}
-			claims = o.claim(inc, todo, had)
+			if err := current(inc); err != nil {
+				return err
+			}
+			claims = o.claim(inc, unsent(todo, had), had)
 			return nil
 		})
 		if err != nil {
@@ -150,6 +167,8 @@ func (o *Orchestrator) notify(st *stepRun, inc *incident.Incident, pb *Playbook)
 		for _, d := range claims {
 			had[d.IdempotencyKey] = d
 		}
+		base = inc.Version
+		todo = unsent(todo, had)
 	}
 	results := o.send(st, inc, pb, todo)
 	if st.stop.Err() != nil && !st.interrupted() {
@@ -157,6 +176,9 @@ func (o *Orchestrator) notify(st *stepRun, inc *incident.Incident, pb *Playbook)
 	}
 	var failed []error
 	err = o.mutate(st.write, inc, func(inc *incident.Incident) error {
+		if err := current(inc); err != nil {
+			return err
+		}
 		failed = o.recordBatch(st, inc, results, had)
 		if len(failed) > 0 || st.stop.Err() != nil || inc.State != from || inc.Dismissal != nil {
 			return nil
@@ -185,6 +207,17 @@ func (o *Orchestrator) notify(st *stepRun, inc *incident.Incident, pb *Playbook)
 		return true, o.escalate(st.write, inc, from, "customer notification failed: "+joinErrs(failed))
 	}
 	return true, nil
+}
+
+// unsent returns the notices of todo that had does not record sent.
+func unsent(todo []plannedDelivery, had map[string]incident.Delivery) []plannedDelivery {
+	out := todo[:0:0]
+	for _, p := range todo {
+		if d, ok := had[p.key]; !ok || d.Status != incident.DeliverySent {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // joinErrs joins at most a few failures' messages, with the count of the

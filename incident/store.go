@@ -74,7 +74,9 @@ type Store interface {
 // so that two replicas never step one incident at once; when the owner dies
 // its lease runs out and another replica takes the incident over. Leases
 // guard against duplicated work; the Version check of Apply still guards
-// the record.
+// the record. A replica acts on a lease for less than its TTL after the
+// call that took or renewed it was sent, by its own clock, so the store's
+// clock must run at the replicas' rate (their readings may differ).
 //
 // A replica keeps the leases of every incident it adopted, idle or not,
 // and renews them all with one Renew; it looks for incidents to take over

@@ -1,0 +1,191 @@
+package breach_test
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/breachkit/breach"
+	"github.com/breachkit/breach/containment"
+	"github.com/breachkit/breach/incident"
+	"github.com/breachkit/breach/notify"
+)
+
+// hangingLeases is a MemStore whose Renew and Lease, for one owner and
+// once hang is set, never answer until their context ends: a store (or a
+// process) too slow to keep a lease.
+type hangingLeases struct {
+	*incident.MemStore
+	owner string
+	hang  atomic.Bool
+}
+
+func (s *hangingLeases) Renew(ctx context.Context, owner string, ttl time.Duration) (map[string]int64, error) {
+	if owner == s.owner && s.hang.Load() {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return s.MemStore.Renew(ctx, owner, ttl)
+}
+
+func (s *hangingLeases) Lease(ctx context.Context, id, owner string, ttl time.Duration) (bool, error) {
+	if owner == s.owner && s.hang.Load() {
+		<-ctx.Done()
+		return false, ctx.Err()
+	}
+	return s.MemStore.Lease(ctx, id, owner, ttl)
+}
+
+// callSpan is when one replica's containment call ran.
+type callSpan struct {
+	replica    string
+	start, end time.Time
+	cause      error // why its context ended, if it did
+}
+
+// TestLateRenewFencesTheStep: replica a holds an incident's lease and is
+// in its containment call when its Renews (and Leases) stop answering. a stops acting
+// on the lease before the store lets replica b take it (the TTL by the
+// store's clock): its call's context ends with the lease's cause, and b's
+// call of the same action starts only after a's ended. Two live replicas
+// never run one incident's step at once, however late a Renew is.
+func TestLateRenewFencesTheStep(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const ttl = 2 * time.Second
+		store := &hangingLeases{MemStore: incident.NewMemStore(), owner: "a"}
+		var mu sync.Mutex
+		var spans []callSpan
+		container := func(name string) containment.Container {
+			return containment.Func(func(ctx context.Context, req containment.Request) error {
+				mu.Lock()
+				spans = append(spans, callSpan{replica: name, start: time.Now()})
+				n := len(spans) - 1
+				mu.Unlock()
+				if name == "a" {
+					<-ctx.Done() // a slow call: it ends only when fenced
+				}
+				mu.Lock()
+				spans[n].end, spans[n].cause = time.Now(), context.Cause(ctx)
+				mu.Unlock()
+				return ctx.Err()
+			})
+		}
+		replica := func(name string) *breach.Orchestrator {
+			pb := breach.Playbook{
+				Kind:        "apikey.compromised",
+				Containment: []containment.Action{{Name: "disable-key", Container: container(name)}},
+			}
+			o, err := breach.New(store, breach.WithLease(name, ttl), quiet, breach.WithPlaybook(pb))
+			require.NoError(t, err)
+			return o
+		}
+		a := replica("a")
+		stopA := running(t, a)
+		defer stopA()
+		leased := time.Now()
+		_, err := a.Report(context.Background(), leak())
+		require.NoError(t, err)
+		synctest.Wait()
+		store.hang.Store(true)
+		b := replica("b")
+		stopB := running(t, b)
+		defer stopB()
+
+		time.Sleep(3 * ttl) // virtual: a's lease runs out and b takes the incident
+		synctest.Wait()
+		mu.Lock()
+		defer mu.Unlock()
+		require.Len(t, spans, 2, "a's call, then b's")
+		first, second := spans[0], spans[1]
+		require.Equal(t, "a", first.replica)
+		require.Equal(t, "b", second.replica)
+		require.False(t, first.end.IsZero(), "a's call never ended")
+		assert.LessOrEqual(t, first.end.Sub(leased), ttl*3/4, "a acted on its lease past three quarters of the TTL")
+		assert.ErrorContains(t, first.cause, "ran out before it was renewed")
+		assert.False(t, second.start.Before(first.end), "b's call started at %v, before a's ended at %v",
+			second.start.Sub(leased), first.end.Sub(leased))
+		assert.GreaterOrEqual(t, second.start.Sub(leased), ttl, "b took the lease before it ran out")
+	})
+}
+
+// rogueWriter writes to a MemStore what another replica would, between a
+// step's claim and its record: the delivery marked sent, or the action
+// marked applied, with its entry.
+func rogueWriter(t *testing.T, store *incident.MemStore, id string, change func(h *incident.Incident)) {
+	t.Helper()
+	h, err := store.Head(context.Background(), id)
+	require.NoError(t, err)
+	change(h)
+	ch := incident.Change{Head: h, Entries: h.Timeline, Deliveries: h.Deliveries}
+	h.Timeline, h.Deliveries = nil, nil
+	require.NoError(t, store.Apply(context.Background(), ch))
+}
+
+// TestRecordAfterAConflictSkipsWhatWasRecorded: while a step's plugin call
+// runs, another writer records its result (a replica that took the
+// incident over). The step's own record conflicts, reads again, and
+// records neither the notice nor the action a second time: one entry
+// each, counts as they are.
+func TestRecordAfterAConflictSkipsWhatWasRecorded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := incident.NewMemStore()
+		var contained, notified sync.Once
+		pb := breach.Playbook{
+			Kind: "apikey.compromised",
+			Containment: []containment.Action{{Name: "disable-key", Container: containment.Func(func(ctx context.Context, req containment.Request) error {
+				contained.Do(func() {
+					rogueWriter(t, store, req.IncidentID, func(h *incident.Incident) {
+						r := h.Action("disable-key")
+						r.Status, r.Attempts = incident.ActionApplied, 1
+						h.Record(incident.Entry{Type: incident.EntryContainment, Actor: "replica-b",
+							Detail: `containment action "disable-key" applied (attempt 1, key ` + r.IdempotencyKey + ")"})
+					})
+				})
+				return nil
+			})}},
+			Investigator: impactInvestigator(incident.Impact{Customers: customers(1), Data: []incident.DataCategory{incident.DataAPIAccess}}),
+			Notifiers: []notify.Route{{Channel: "email", Notifier: notify.Func(func(ctx context.Context, m notify.Message) error {
+				notified.Do(func() {
+					rogueWriter(t, store, m.IncidentID, func(h *incident.Incident) {
+						h.Outreach.Count(incident.DeliveryClaimed, -1)
+						h.Outreach.Count(incident.DeliverySent, 1)
+						h.Deliveries = []incident.Delivery{{Recipient: m.Recipient.ID, Channel: m.Channel, IdempotencyKey: m.IdempotencyKey,
+							Status: incident.DeliverySent, Attempts: 1, SentAt: time.Now()}}
+						h.Record(incident.Entry{Type: incident.EntryDelivery, Actor: "replica-b", Detail: "notices via email: 1 sent"})
+					})
+				})
+				return nil
+			})}},
+			AutoResolve: true, AutoClose: true,
+		}
+		o, err := breach.New(store, breach.WithLease("a", time.Minute), quiet, breach.WithPlaybook(pb))
+		require.NoError(t, err)
+		stop := running(t, o)
+		defer stop()
+		rc, err := o.Report(context.Background(), leak())
+		require.NoError(t, err)
+		inc, err := o.Await(context.Background(), rc.IncidentID, func(inc *incident.Incident) bool { return !inc.State.Open() })
+		require.NoError(t, err)
+
+		assert.Equal(t, incident.StateClosed, inc.State)
+		assert.Equal(t, incident.Outreach{Sent: 1}, outreachCounts(inc), "the notice counted once")
+		assert.Equal(t, []string{"notices via email: 1 sent"}, deliveryEntries(inc), "the notice recorded once")
+		require.Len(t, inc.Actions, 1)
+		assert.Equal(t, 1, inc.Actions[0].Attempts, "the action's attempt counted once")
+		applied := 0
+		for _, e := range inc.Timeline {
+			if e.Type == incident.EntryContainment && strings.Contains(e.Detail, "applied") {
+				applied++
+			}
+		}
+		assert.Equal(t, 1, applied, "the action recorded applied once")
+		assert.NoError(t, inc.Timeline.Verify())
+	})
+}
