@@ -199,7 +199,36 @@ func BenchmarkReportOpen(b *testing.B) {
 // After the storm every acknowledged signal must be counted, exactly.
 func BenchmarkStorm(b *testing.B) {
 	const keys, reporters = 1000, 8192
-	b.Run("durable", func(b *testing.B) {
+	b.Run("durable", func(b *testing.B) { storm(b, keys, reporters, 1) })
+	// ReportAll: 8 reporters, each filing batches of 1,024 signals and
+	// waiting once per batch for their group commits.
+	b.Run("durable-batched", func(b *testing.B) { storm(b, keys, 8, 8192) })
+	b.Run("mutex-map-baseline", func(b *testing.B) {
+		var mu sync.Mutex
+		m := map[string]int64{}
+		var next atomic.Int64
+		total := int64(b.N)
+		start := time.Now()
+		var sw sync.WaitGroup
+		for range reporters {
+			sw.Go(func() {
+				for next.Add(1) <= total {
+					mu.Lock()
+					m["key"]++
+					mu.Unlock()
+				}
+			})
+		}
+		sw.Wait()
+		b.ReportMetric(float64(total)/time.Since(start).Seconds(), "signals/s")
+	})
+}
+
+// storm is a BenchmarkStorm run: b.N duplicate signals over keys open
+// incidents from reporters goroutines, each Report waiting for its group
+// commit (batch 1) or each ReportAll of batch signals waiting for theirs.
+func storm(b *testing.B, keys, reporters, batch int) {
+	{
 		store := incident.NewMemStore()
 		var (
 			mu       sync.Mutex
@@ -266,6 +295,24 @@ func BenchmarkStorm(b *testing.B) {
 		var sw sync.WaitGroup
 		for range reporters {
 			sw.Go(func() {
+				if batch > 1 {
+					sigs := make([]incident.Signal, 0, batch)
+					for {
+						to := next.Add(int64(batch))
+						from := to - int64(batch) + 1
+						if from > total {
+							return
+						}
+						sigs = sigs[:0]
+						for n := from; n <= min(to, total); n++ {
+							sigs = append(sigs, sig(int(n)))
+						}
+						if _, err := o.ReportAll(ctx, sigs); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				}
 				for {
 					n := next.Add(1)
 					if n > total {
@@ -308,24 +355,5 @@ func BenchmarkStorm(b *testing.B) {
 			b.ReportMetric(float64(delays[n*99/100].Microseconds())/1000, "contain-p99-ms")
 		}
 		mu.Unlock()
-	})
-	b.Run("mutex-map-baseline", func(b *testing.B) {
-		var mu sync.Mutex
-		m := map[string]int64{}
-		var next atomic.Int64
-		total := int64(b.N)
-		start := time.Now()
-		var sw sync.WaitGroup
-		for range reporters {
-			sw.Go(func() {
-				for next.Add(1) <= total {
-					mu.Lock()
-					m["key"]++
-					mu.Unlock()
-				}
-			})
-		}
-		sw.Wait()
-		b.ReportMetric(float64(total)/time.Since(start).Seconds(), "signals/s")
-	})
+	}
 }

@@ -49,35 +49,22 @@ func (o *Orchestrator) Report(ctx context.Context, sig incident.Signal) (inciden
 	if err := ctx.Err(); err != nil {
 		return incident.Receipt{}, err
 	}
-	valid := sig.Validate
-	if !sig.At.IsZero() { // only a dated signal needs the clock read
-		valid = func() error { return sig.ValidateAt(o.cfg.now()) }
-	}
-	if err := valid(); err != nil {
+	if err := o.admit(&sig); err != nil {
 		return incident.Receipt{}, err
-	}
-	if _, ok := o.cfg.playbooks[sig.Kind]; !ok {
-		return incident.Receipt{}, fmt.Errorf("%w: %w: %q", incident.ErrInvalidSignal, ErrUnknownKind, sig.Kind)
 	}
 	if e, b := o.hot.join(hotKeyOf(&sig), &sig, o.cfg.now, !o.cfg.unsafeAcks, o.newBatch); e != nil {
 		if !sig.Credential.IsZero() {
 			o.keepCredential(e.id, sig.Credential)
 		}
 		rc, err := o.stored(ctx, incident.Receipt{IncidentID: e.id}, b)
-		if err == nil && o.cfg.observer != nil {
-			o.observe(ctx, Observation{Kind: ObserveSignal, At: sig.At, IncidentID: rc.IncidentID, IncidentKind: sig.Kind,
-				Severity: sig.Severity, Outcome: "joined"})
+		if err == nil {
+			o.observeSignal(ctx, &sig, rc)
 		}
 		return rc, err
 	}
 	rc, err := o.reportSlow(ctx, sig)
-	if err == nil && o.cfg.observer != nil {
-		out := "joined"
-		if rc.Opened {
-			out = "opened"
-		}
-		o.observe(ctx, Observation{Kind: ObserveSignal, At: sig.At, IncidentID: rc.IncidentID, IncidentKind: sig.Kind,
-			Severity: sig.Severity, Outcome: out})
+	if err == nil {
+		o.observeSignal(ctx, &sig, rc)
 	}
 	return rc, err
 }

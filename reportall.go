@@ -1,0 +1,142 @@
+package breach
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/breachkit/breach/incident"
+)
+
+// SignalError is the error of one signal of a ReportAll batch: Index is
+// its place in the batch, Err what Report would have returned for it.
+type SignalError struct {
+	Index int
+	Err   error
+}
+
+func (e *SignalError) Error() string { return fmt.Sprintf("signal %d: %v", e.Index, e.Err) }
+
+// Unwrap returns the signal's error, so that errors.Is and errors.As see
+// it through the batch's.
+func (e *SignalError) Unwrap() error { return e.Err }
+
+// ReportAll files every signal of sigs as Report files each, and returns
+// their receipts in the same order. It is for callers that gather signals
+// (a log scanner, a gateway's batch of rejected requests): the batch waits
+// once for the group commits that store its signals, instead of each
+// signal waiting for its own, so a storm costs no goroutine switch per
+// signal.
+//
+// Acknowledged means durable, as with Report: ReportAll returns once every
+// signal it accepted is stored. A signal that fails (invalid, of an unknown
+// kind, not stored) does not stop the others: the error is the errors.Join
+// of a *SignalError per failed signal, whose receipt is the zero Receipt,
+// so errors.Is(err, incident.ErrInvalidSignal) and errors.As(err,
+// &signalErr) see through it. When ctx ends before a signal's outcome is
+// known, that signal's error matches ErrOutcomeUnknown and ctx's error:
+// reporting it again is safe (at worst it is counted twice).
+//
+// ReportAll is safe for concurrent use and works whether Run is running or
+// not. An empty batch returns nil, nil.
+func (o *Orchestrator) ReportAll(ctx context.Context, sigs []incident.Signal) ([]incident.Receipt, error) {
+	if len(sigs) == 0 {
+		return nil, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	receipts := make([]incident.Receipt, len(sigs))
+	var errs []error
+	fail := func(i int, err error) { errs = append(errs, &SignalError{Index: i, Err: err}) }
+	// The signals counted in memory, waiting for their batch's commit.
+	type waiting struct {
+		i int
+		b *batch
+	}
+	var waits []waiting
+	for i := range sigs {
+		sig := &sigs[i]
+		if err := o.admit(sig); err != nil {
+			fail(i, err)
+			continue
+		}
+		e, b := o.hot.join(hotKeyOf(sig), sig, o.cfg.now, !o.cfg.unsafeAcks, o.newBatch)
+		if e == nil {
+			rc, err := o.reportSlow(ctx, *sig)
+			if err != nil {
+				fail(i, err)
+				continue
+			}
+			receipts[i] = rc
+			o.observeSignal(ctx, sig, rc)
+			continue
+		}
+		if !sig.Credential.IsZero() {
+			o.keepCredential(e.id, sig.Credential)
+		}
+		receipts[i].IncidentID = e.id
+		if b != nil {
+			waits = append(waits, waiting{i, b})
+		} else {
+			o.observeSignal(ctx, sig, receipts[i])
+		}
+	}
+	if len(waits) > 0 {
+		o.commit()
+	}
+	// Many signals share a batch (one per incident per commit): the wait
+	// parks once per batch, the rest find it done.
+	for _, w := range waits {
+		select {
+		case <-w.b.done:
+		case <-ctx.Done():
+			select {
+			case <-w.b.done:
+			default:
+				receipts[w.i] = incident.Receipt{}
+				fail(w.i, fmt.Errorf("%w: %w", ErrOutcomeUnknown, ctx.Err()))
+				continue
+			}
+		}
+		if w.b.err != nil {
+			receipts[w.i] = incident.Receipt{}
+			fail(w.i, fmt.Errorf("breach: signal not recorded: %w", w.b.err))
+			continue
+		}
+		receipts[w.i].IncidentID = w.b.id
+		o.observeSignal(ctx, &sigs[w.i], receipts[w.i])
+	}
+	return receipts, errors.Join(errs...)
+}
+
+// admit validates sig as Report does: an invalid signal, or one of a kind
+// no playbook answers, is refused.
+func (o *Orchestrator) admit(sig *incident.Signal) error {
+	var err error
+	if sig.At.IsZero() { // only a dated signal needs the clock read
+		err = sig.Validate()
+	} else {
+		err = sig.ValidateAt(o.cfg.now())
+	}
+	if err != nil {
+		return err
+	}
+	if _, ok := o.cfg.playbooks[sig.Kind]; !ok {
+		return fmt.Errorf("%w: %w: %q", incident.ErrInvalidSignal, ErrUnknownKind, sig.Kind)
+	}
+	return nil
+}
+
+// observeSignal tells the observer of a signal filed as rc says.
+func (o *Orchestrator) observeSignal(ctx context.Context, sig *incident.Signal, rc incident.Receipt) {
+	if o.cfg.observer == nil {
+		return
+	}
+	out := "joined"
+	if rc.Opened {
+		out = "opened"
+	}
+	o.observe(ctx, Observation{Kind: ObserveSignal, At: sig.At, IncidentID: rc.IncidentID, IncidentKind: sig.Kind,
+		Severity: sig.Severity, Outcome: out})
+}

@@ -1,0 +1,133 @@
+package breach_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/breachkit/breach"
+	"github.com/breachkit/breach/incident"
+)
+
+// TestReportAll: a batch of signals is filed as Report files each, in
+// order: a new key opens an incident, known keys are counted, invalid
+// signals and unknown kinds fail alone (a *SignalError each, with its
+// index), and once ReportAll returns every accepted signal is stored.
+func TestReportAll(t *testing.T) {
+	other := leak()
+	other.Subject = "key_43"
+	invalid := leak()
+	invalid.Subject = ""
+	unknown := leak()
+	unknown.Kind = "nobody.answers"
+	tests := []struct {
+		name     string
+		batch    []incident.Signal
+		failed   map[int]error // index → what its error matches
+		counts   map[string]int64
+		openedAt []int // indexes whose receipt says Opened
+	}{
+		{name: "empty", batch: nil, counts: map[string]int64{}},
+		{name: "one key, many signals", batch: []incident.Signal{leak(), leak(), leak()},
+			counts: map[string]int64{"key_42": 3}, openedAt: []int{0}},
+		{name: "two keys", batch: []incident.Signal{leak(), other, leak(), other, other},
+			counts: map[string]int64{"key_42": 2, "key_43": 3}, openedAt: []int{0, 1}},
+		{name: "bad signals fail alone", batch: []incident.Signal{leak(), invalid, leak(), unknown},
+			failed: map[int]error{1: incident.ErrInvalidSignal, 3: breach.ErrUnknownKind},
+			counts: map[string]int64{"key_42": 2}, openedAt: []int{0}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				store := incident.NewMemStore()
+				o, err := breach.New(store, breach.WithPlaybook(apiKeyPlaybook(&fakes{}, nil)), quiet)
+				require.NoError(t, err)
+				ctx := context.Background()
+				rcs, err := o.ReportAll(ctx, tt.batch)
+				require.Len(t, rcs, len(tt.batch))
+				if len(tt.failed) == 0 {
+					require.NoError(t, err)
+				}
+				for i, want := range tt.failed {
+					assert.ErrorIs(t, err, want, "signal %d", i)
+					assert.Zero(t, rcs[i], "signal %d has no receipt", i)
+				}
+				var se *breach.SignalError
+				if len(tt.failed) > 0 && assert.ErrorAs(t, err, &se) {
+					assert.Contains(t, tt.failed, se.Index)
+				}
+				for i, rc := range rcs {
+					if _, bad := tt.failed[i]; !bad {
+						assert.NotEmpty(t, rc.IncidentID, "signal %d", i)
+					}
+					assert.Equal(t, contains(tt.openedAt, i), rc.Opened, "signal %d opened its incident", i)
+				}
+				// Stored on return: read from the store, no flush asked.
+				open, err := store.ListOpen(ctx)
+				require.NoError(t, err)
+				got := map[string]int64{}
+				for _, inc := range open {
+					got[inc.Subject] = inc.Signals.Count
+				}
+				assert.Equal(t, tt.counts, got)
+			})
+		})
+	}
+}
+
+func contains(xs []int, x int) bool {
+	for _, v := range xs {
+		if v == x {
+			return true
+		}
+	}
+	return false
+}
+
+// TestReportAllWithEndedContext: a batch whose context has ended records
+// nothing; one whose context ends while it waits for its commit says each
+// waiting signal's outcome is unknown.
+func TestReportAllWithEndedContext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := incident.NewMemStore()
+		o, err := breach.New(store, breach.WithPlaybook(apiKeyPlaybook(&fakes{}, nil)), quiet)
+		require.NoError(t, err)
+		ctx := context.Background()
+		_, err = o.Report(ctx, leak()) // the key is open: the batch's signals wait for a commit
+		require.NoError(t, err)
+
+		cancelled, cancel := context.WithCancel(ctx)
+		cancel()
+		rcs, err := o.ReportAll(cancelled, []incident.Signal{leak(), leak()})
+		assert.ErrorIs(t, err, context.Canceled)
+		assert.Nil(t, rcs)
+
+		// Ends while waiting for the commit (due at the flush interval:
+		// the bubble's clock stands still until every goroutine waits).
+		done := make(chan error, 1)
+		waitCtx, stop := context.WithCancel(ctx)
+		go func() {
+			_, err := o.ReportAll(waitCtx, []incident.Signal{leak(), leak()})
+			done <- err
+		}()
+		synctest.Wait()
+		stop()
+		err = <-done
+		assert.ErrorIs(t, err, breach.ErrOutcomeUnknown)
+		assert.ErrorIs(t, err, context.Canceled)
+		var se *breach.SignalError
+		require.True(t, errors.As(err, &se))
+		assert.Equal(t, 0, se.Index)
+		time.Sleep(time.Second) // virtual: the commit lands all the same
+		synctest.Wait()
+		open, err := store.ListOpen(ctx)
+		require.NoError(t, err)
+		require.Len(t, open, 1)
+		assert.EqualValues(t, 3, open[0].Signals.Count, "unknown outcome: here, stored")
+	})
+}
