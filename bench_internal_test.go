@@ -200,9 +200,9 @@ func BenchmarkReportOpen(b *testing.B) {
 func BenchmarkStorm(b *testing.B) {
 	const keys, reporters = 1000, 8192
 	b.Run("durable", func(b *testing.B) { storm(b, keys, reporters, 1) })
-	// ReportAll: 8 reporters, each filing batches of 1,024 signals and
+	// ReportAll: 64 reporters, each filing batches of 4,096 signals and
 	// waiting once per batch for their group commits.
-	b.Run("durable-batched", func(b *testing.B) { storm(b, keys, 8, 8192) })
+	b.Run("durable-batched", func(b *testing.B) { storm(b, keys, 64, 4096) })
 	b.Run("mutex-map-baseline", func(b *testing.B) {
 		var mu sync.Mutex
 		m := map[string]int64{}
