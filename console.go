@@ -12,14 +12,12 @@ import (
 
 	"github.com/breachkit/breach/containment"
 	"github.com/breachkit/breach/incident"
+	"github.com/breachkit/breach/internal/consoleui"
 )
 
-// The console: an http.Handler a host mounts where it likes (as it mounts
-// net/http/pprof or expvar.Handler), with the register, each incident and
-// forms for every action of a person, as HTML pages that work without
-// JavaScript and as a JSON API (console_api.go). console_html.go renders
-// the pages; this file holds the configuration, the security every route
-// shares and the table of actions.
+// The console (NewConsole): this file holds its configuration, the
+// security every route shares, the table of actions and the map of errors;
+// console_html.go renders the pages, console_api.go answers in JSON.
 
 // ConsoleConfig configures NewConsole. Only Actor is required.
 type ConsoleConfig struct {
@@ -151,7 +149,7 @@ func NewConsole(o *Orchestrator, cfg ConsoleConfig) (http.Handler, error) {
 	case cfg.PageSize < 0:
 		return nil, fmt.Errorf("%w: negative PageSize %d", ErrInvalidConsoleConfig, cfg.PageSize)
 	}
-	ui, err := loadConsoleUI()
+	ui, err := consoleui.Load()
 	if err != nil {
 		return nil, err
 	}
@@ -184,7 +182,7 @@ func NewConsole(o *Orchestrator, cfg ConsoleConfig) (http.Handler, error) {
 type console struct {
 	o        *Orchestrator
 	cfg      ConsoleConfig
-	ui       *consoleUI
+	ui       *consoleui.UI
 	log      *slog.Logger
 	cop      *http.CrossOriginProtection
 	mux      *http.ServeMux
@@ -232,14 +230,6 @@ func (c *console) authorize(r *http.Request, action ConsoleAction, id string) er
 	return nil
 }
 
-// checkOrigin refuses a cross-origin post.
-func (c *console) checkOrigin(r *http.Request) error {
-	if err := c.cop.Check(r); err != nil {
-		return refuse(http.StatusForbidden, "cross_origin", "cross-origin request refused: post from the console's own pages")
-	}
-	return nil
-}
-
 // consoleActionTimeout bounds an action a post runs. The action runs to
 // its end even when the caller goes away (a closed tab must not leave a
 // dismissal half done).
@@ -250,8 +240,8 @@ const consoleActionTimeout = time.Minute
 // applies: a cross-origin post, an action the console does not have,
 // Authorize's refusal, a bad body.
 func (c *console) act(r *http.Request, action ConsoleAction, id string, read func(op consoleOp) (map[string]string, error)) error {
-	if err := c.checkOrigin(r); err != nil {
-		return err
+	if err := c.cop.Check(r); err != nil {
+		return refuse(http.StatusForbidden, "cross_origin", "cross-origin request refused: post from the console's own pages")
 	}
 	op, ok := consoleOps[action]
 	if !ok {
@@ -279,11 +269,11 @@ type consoleCall struct {
 	in    map[string]string
 }
 
-// consoleField is a field an action reads; a required one may not be
+// consoleField is a field an action reads; a Required one may not be
 // empty. Label is its label on a form.
 type consoleField struct {
-	name, label string
-	required    bool
+	Name, Label string
+	Required    bool
 }
 
 // consoleOp is one action of the console: the fields it reads (the same
@@ -301,9 +291,9 @@ type consoleOp struct {
 }
 
 // optional and needed make the fields of consoleOps.
-func optional(name, label string) consoleField { return consoleField{name: name, label: label} }
+func optional(name, label string) consoleField { return consoleField{Name: name, Label: label} }
 func needed(name, label string) consoleField {
-	return consoleField{name: name, label: label, required: true}
+	return consoleField{Name: name, Label: label, Required: true}
 }
 
 // consoleOps are the console's actions.
@@ -359,11 +349,11 @@ var consoleFormOrder = []ConsoleAction{ConsoleResolve, ConsoleClose, ConsoleRetr
 func (op consoleOp) input(action ConsoleAction, get func(name string) string) (map[string]string, error) {
 	in := make(map[string]string, len(op.fields))
 	for _, f := range op.fields {
-		v := strings.TrimSpace(get(f.name))
-		if v == "" && f.required {
-			return nil, refuse(http.StatusBadRequest, "invalid_input", fmt.Sprintf("%s needs the field %q", action, f.name))
+		v := strings.TrimSpace(get(f.Name))
+		if v == "" && f.Required {
+			return nil, refuse(http.StatusBadRequest, "invalid_input", fmt.Sprintf("%s needs the field %q", action, f.Name))
 		}
-		in[f.name] = v
+		in[f.Name] = v
 	}
 	return in, nil
 }

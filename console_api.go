@@ -254,7 +254,7 @@ func (c *console) apiPost(w http.ResponseWriter, r *http.Request) {
 			return nil, err
 		}
 		for name := range fields {
-			if !slices.ContainsFunc(op.fields, func(f consoleField) bool { return f.name == name }) {
+			if !slices.ContainsFunc(op.fields, func(f consoleField) bool { return f.Name == name }) {
 				return nil, refuse(http.StatusBadRequest, "invalid_input", string(action)+" takes no field "+strconv.Quote(name)+"; it takes "+fieldNames(op))
 			}
 		}
@@ -278,7 +278,7 @@ func fieldNames(op consoleOp) string {
 	}
 	names := make([]string, len(op.fields))
 	for i, f := range op.fields {
-		names[i] = f.name
+		names[i] = f.Name
 	}
 	return strings.Join(names, ", ")
 }

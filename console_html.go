@@ -2,8 +2,6 @@ package breach
 
 import (
 	"bytes"
-	"cmp"
-	"html/template"
 	"maps"
 	"mime"
 	"net/http"
@@ -11,7 +9,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/breachkit/breach/incident"
@@ -20,35 +17,6 @@ import (
 
 // The console's pages: the register, an incident, an error. Links are
 // relative, so the console works under whatever prefix the host strips.
-
-// consoleUI is the parsed templates and the style sheet.
-type consoleUI struct {
-	pages map[string]*template.Template
-	css   []byte
-}
-
-var loadConsoleUI = sync.OnceValues(func() (*consoleUI, error) {
-	ui := &consoleUI{pages: map[string]*template.Template{}}
-	funcs := template.FuncMap{"when": consoleTime, "seg": pathSegment}
-	for _, name := range consoleui.Pages {
-		t, err := template.New(name).Funcs(funcs).ParseFS(consoleui.FS, "templates/layout.html", "templates/"+name+".html")
-		if err != nil {
-			return nil, err
-		}
-		ui.pages[name] = t
-	}
-	css, err := consoleui.FS.ReadFile("console.css")
-	ui.css = css
-	return ui, err
-})
-
-// consoleTime writes t in UTC to the second, or "—" for the zero time.
-func consoleTime(t time.Time) string {
-	if t.IsZero() {
-		return "—"
-	}
-	return t.UTC().Format("2006-01-02 15:04:05 UTC")
-}
 
 // pageView is what every page shows around its content.
 type pageView struct {
@@ -81,7 +49,7 @@ func (c *console) page(r *http.Request, title string) pageView {
 // nothing of itself.
 func (c *console) render(w http.ResponseWriter, r *http.Request, status int, name string, data any) {
 	var b bytes.Buffer
-	if err := c.ui.pages[name].ExecuteTemplate(&b, "layout", data); err != nil {
+	if err := c.ui.Pages[name].ExecuteTemplate(&b, "layout", data); err != nil {
 		c.log.Error("breach: console page failed", "page", name, "path", r.URL.Path, "err", err)
 		http.Error(w, "internal error: the details are in the server's log", http.StatusInternalServerError)
 		return
@@ -103,7 +71,7 @@ func (c *console) errorPage(w http.ResponseWriter, r *http.Request, p consolePro
 func (c *console) css(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/css; charset=utf-8")
 	w.Header().Set("Cache-Control", "private, max-age=300")
-	_, _ = w.Write(c.ui.css)
+	_, _ = w.Write(c.ui.CSS)
 }
 
 // registerView is the register page.
@@ -183,10 +151,8 @@ type incidentView struct {
 	// Self is the incident's page relative to this page's URL; forms post
 	// to Self + "/" + action.
 	Self       string
-	Attributes []attribute
 	Times      []phaseTime
 	Clocks     []clockView
-	Milestones []phaseTime
 	Suggested  []incident.Milestone
 	Actions    []actionView
 	AlertOpen  bool
@@ -201,8 +167,6 @@ type incidentView struct {
 	DeliveriesNext, DeliveriesFirst                           string
 	TimelineFirst, TimelinePrev, TimelineNext, TimelineLatest string
 }
-
-type attribute struct{ Key, Value string }
 
 type phaseTime struct {
 	ID, Label string
@@ -226,12 +190,7 @@ type actionView struct {
 type formView struct {
 	Action ConsoleAction
 	Label  string
-	Fields []formField
-}
-
-type formField struct {
-	Name, Label string
-	Required    bool
+	Fields []consoleField
 }
 
 type entryView struct {
@@ -247,17 +206,12 @@ func (c *console) incident(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, err)
 		return
 	}
-	q := r.URL.Query()
-	from := 0
-	if s := q.Get("timeline_from"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 0 {
-			c.fail(w, r, refuse(http.StatusBadRequest, "invalid_input", "timeline_from must be a position: 0 or more"))
-			return
-		}
-		from = n
+	from, err := queryInt(r.URL.Query(), "timeline_from", 0)
+	if err != nil {
+		c.fail(w, r, err)
+		return
 	}
-	v, err := c.incidentView(r, id, from, q.Get("deliveries_after"))
+	v, err := c.incidentView(r, id, from, r.URL.Query().Get("deliveries_after"))
 	if err != nil {
 		c.fail(w, r, err)
 		return
@@ -275,9 +229,9 @@ func (c *console) incidentView(r *http.Request, id string, from int, after strin
 		return nil, err
 	}
 	v := &incidentView{pageView: c.page(r, "Incident "+inc.ID), Inc: inc}
-	v.Self = pathSegment(inc.ID)
-	if r.Method != http.MethodGet || r.URL.EscapedPath() != "/incidents/"+pathSegment(id) {
-		v.Self = v.Base + "incidents/" + pathSegment(inc.ID)
+	v.Self = consoleui.PathSegment(inc.ID)
+	if r.Method != http.MethodGet || r.URL.EscapedPath() != "/incidents/"+consoleui.PathSegment(id) {
+		v.Self = v.Base + "incidents/" + consoleui.PathSegment(inc.ID)
 	}
 	if v.Deliveries, err = c.o.Deliveries(ctx, id, incident.DeliveryQuery{After: after, Limit: ps}); err != nil {
 		return nil, err
@@ -360,9 +314,6 @@ func (c *console) timelinePage(r *http.Request, v *incidentView, from int) error
 // describe fills in what the page shows of the head.
 func (c *console) describe(v *incidentView) {
 	inc, now := v.Inc, c.o.cfg.now()
-	for _, k := range slices.Sorted(maps.Keys(inc.Attributes)) {
-		v.Attributes = append(v.Attributes, attribute{k, inc.Attributes[k]})
-	}
 	v.Times = []phaseTime{
 		{"detected-at", "Detected", inc.DetectedAt}, {"contained-at", "Contained", inc.ContainedAt},
 		{"notified-at", "Notified", inc.NotifiedAt}, {"resolved-at", "Resolved", inc.ResolvedAt},
@@ -372,10 +323,6 @@ func (c *console) describe(v *incidentView) {
 	for _, d := range inc.Deadlines {
 		v.Clocks = append(v.Clocks, clockFor(d, now))
 	}
-	for m, at := range inc.Milestones {
-		v.Milestones = append(v.Milestones, phaseTime{ID: string(m), Label: string(m), At: at})
-	}
-	slices.SortFunc(v.Milestones, func(a, b phaseTime) int { return cmp.Or(a.At.Compare(b.At), cmp.Compare(a.ID, b.ID)) })
 	v.Suggested = []incident.Milestone{incident.MilestoneMateriality, incident.MilestoneEarlyWarning,
 		incident.MilestoneAuthorityNotified, incident.MilestoneFinalReport, incident.MilestoneDisclosureFiled}
 	automatic := []incident.Milestone{incident.MilestoneDetected, incident.MilestoneContained,
@@ -397,11 +344,7 @@ func (c *console) describe(v *incidentView) {
 		if op.shown == nil || !op.shown(c.o, inc) {
 			continue
 		}
-		f := formView{Action: name, Label: op.label}
-		for _, fl := range op.fields {
-			f.Fields = append(f.Fields, formField{Name: fl.name, Label: fl.label, Required: fl.required})
-		}
-		v.Forms = append(v.Forms, f)
+		v.Forms = append(v.Forms, formView{Action: name, Label: op.label, Fields: op.fields})
 	}
 }
 
@@ -411,44 +354,18 @@ func clockFor(d incident.Deadline, now time.Time) clockView {
 	switch d.Status {
 	case incident.DeadlineRunning, incident.DeadlineMissed:
 		if left := d.Due.Sub(now); left > 0 {
-			cv.Left = consoleDuration(left) + " left"
+			cv.Left = consoleui.Duration(left) + " left"
 		} else {
-			cv.Left, cv.Overdue = "overdue by "+consoleDuration(-left), true
+			cv.Left, cv.Overdue = "overdue by "+consoleui.Duration(-left), true
 		}
 		cv.CanPause = true
 	case incident.DeadlinePaused:
-		cv.Left, cv.CanResume = "paused with "+consoleDuration(max(0, d.Due.Sub(d.PausedAt)))+" left", true
+		cv.Left, cv.CanResume = "paused with "+consoleui.Duration(max(0, d.Due.Sub(d.PausedAt)))+" left", true
 	case incident.DeadlineWaiting:
 		cv.Left = "starts at " + string(d.Start)
 	}
 	cv.CanMarkNA = !d.Status.Done()
 	return cv
-}
-
-// consoleDuration writes d in its two largest units: "2d 3h", "3h 20m",
-// "4m 10s", "12s".
-func consoleDuration(d time.Duration) string {
-	d = d.Round(time.Second)
-	units := []struct {
-		n    time.Duration
-		name string
-	}{{24 * time.Hour, "d"}, {time.Hour, "h"}, {time.Minute, "m"}, {time.Second, "s"}}
-	for i, u := range units[:len(units)-1] {
-		if d >= u.n {
-			s := strconv.FormatInt(int64(d/u.n), 10) + u.name
-			if rest := (d % u.n) / units[i+1].n; rest > 0 {
-				s += " " + strconv.FormatInt(int64(rest), 10) + units[i+1].name
-			}
-			return s
-		}
-	}
-	return strconv.FormatInt(int64(d/time.Second), 10) + "s"
-}
-
-// pathSegment escapes id as one segment of a relative URL path, ":" too,
-// so that an ID cannot read as a scheme.
-func pathSegment(id string) string {
-	return strings.ReplaceAll(url.PathEscape(id), ":", "%3A")
 }
 
 // post runs a form post of one ConsoleAction and sends the browser back to
@@ -467,7 +384,7 @@ func (c *console) post(w http.ResponseWriter, r *http.Request) {
 		return op.input(action, r.PostForm.Get)
 	})
 	if err == nil {
-		w.Header().Set("Location", "../"+pathSegment(id))
+		w.Header().Set("Location", "../"+consoleui.PathSegment(id))
 		w.WriteHeader(http.StatusSeeOther)
 		return
 	}
@@ -511,21 +428,6 @@ func (c *console) report(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "text/markdown; charset=utf-8")
-	w.Header().Set("Content-Disposition", attachment(inc.ID+".md"))
+	w.Header().Set("Content-Disposition", consoleui.Attachment(inc.ID+".md"))
 	_, _ = w.Write([]byte(inc.Markdown()))
-}
-
-// attachment is the Content-Disposition of a download named name: quoted
-// as it is when it is plain, encoded (RFC 2231) when not.
-func attachment(name string) string {
-	plain := name != "" && strings.IndexFunc(name, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '-' || r == '_')
-	}) < 0
-	if plain {
-		return `attachment; filename="` + name + `"`
-	}
-	if v := mime.FormatMediaType("attachment", map[string]string{"filename": name}); v != "" {
-		return v
-	}
-	return "attachment"
 }
