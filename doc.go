@@ -46,7 +46,10 @@
 // containment actions whose Approval rule asks for it, Approve and
 // Deny. The on-call notifier (WithOnCall) is paged when an incident is
 // escalated to a person, when an action waits for approval, and when a
-// clock is about to run out.
+// clock is about to run out. NewConsole serves all of it to people as an
+// http.Handler the host mounts: the register, each incident, a form for
+// every action, and a JSON API, with the actor named by the host's own
+// sign-in.
 //
 // # Clocks
 //

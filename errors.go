@@ -82,6 +82,10 @@ func (e *OpenTasksError) Error() string {
 // Is makes an *OpenTasksError match ErrOpenTasks.
 func (e *OpenTasksError) Is(target error) bool { return target == ErrOpenTasks }
 
+// ErrInvalidConsoleConfig is returned by NewConsole for a configuration it
+// cannot serve: a nil orchestrator, no Actor, a negative page size.
+var ErrInvalidConsoleConfig = errors.New("breach: invalid console configuration")
+
 // ErrInvalidPlaybook reports a playbook that failed validation in New.
 var ErrInvalidPlaybook = errors.New("breach: invalid playbook")
 

@@ -1,15 +1,18 @@
 // Command httpserver is an ordinary net/http backend that embeds the breach
 // orchestrator. It receives leaked-credential alerts from a code-hosting
 // platform's secret-scanning partner program, revokes the leaked API key,
-// tells the customer, and gives responders a small JSON API:
+// tells the customer, and mounts the library's console for responders:
 //
 //	POST /secret-scanning                 the partner-program endpoint (signed alerts)
-//	GET  /incidents                       open incidents, JSON
-//	GET  /incidents/{id}                  one incident, JSON; the Markdown report with Accept: text/markdown
-//	POST /incidents/{id}/{action}         dismiss, resolve, close, reopen, retry; body {"actor": "...", "note": "..."}
-//	POST /incidents/{id}/milestones/{m}   record a milestone such as authority-notified
-//	POST /incidents/{id}/tasks/{task}     mark a prevention task done
+//	GET  /console/                        the console: the register, each incident, forms for every action
+//	     /console/api/...                 the console's JSON API (see breach.NewConsole)
 //	GET  /debug/vars                      expvar counters fed by the orchestrator's Observer
+//
+// The console needs the host to say who is asking. This example asks for
+// HTTP basic auth against a fixed list of responders (-responders
+// "alice:secret,bob:secret"; without it, one responder with a random
+// password written to the log); a real backend names the actor from its own
+// sign-in (a session, a header its auth proxy sets).
 //
 // The API keys, the customer directory and the mail outbox are in memory;
 // a real backend wires its own.
@@ -20,8 +23,8 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"expvar"
 	"flag"
@@ -44,9 +47,22 @@ import (
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8080", "listen address")
 	keysURL := flag.String("keys-url", secretscan.GitHubKeysURL, "where the platform publishes its signing keys")
+	users := flag.String("responders", "", "console users, name:password,... (default: responder with a random password)")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	a, err := newApp(secretscan.URLKeys(http.DefaultClient, *keysURL, nil), log)
+	team, err := parseResponders(*users)
+	if err != nil {
+		log.Error("starting", "err", err)
+		os.Exit(1)
+	}
+	if len(team) == 0 {
+		var b [12]byte
+		_, _ = rand.Read(b[:])
+		team = responders{"responder": hex.EncodeToString(b[:])}
+		log.Info("console sign-in", "user", "responder", "password", team["responder"])
+	}
+	a, err := newApp(secretscan.URLKeys(http.DefaultClient, *keysURL, nil), log, team,
+		breach.WithConsoleURL("http://"+*addr+"/console"))
 	if err != nil {
 		log.Error("starting", "err", err)
 		os.Exit(1)
@@ -65,7 +81,7 @@ func main() {
 			log.Error("orchestrator", "err", err)
 		}
 	}()
-	log.Info("listening", "addr", *addr)
+	log.Info("listening", "addr", *addr, "console", "http://"+*addr+"/console/")
 	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		log.Error("serving", "err", err)
 		os.Exit(1)
@@ -179,11 +195,13 @@ type app struct {
 	keys         *keyService
 	mail         *outbox
 	scan         *secretscan.Handler
+	console      http.Handler
+	team         responders
 	log          *slog.Logger
 }
 
-func newApp(keySource secretscan.KeySource, log *slog.Logger) (*app, error) {
-	a := &app{keys: &keyService{keys: map[string]*apiKey{}}, mail: &outbox{}, log: log}
+func newApp(keySource secretscan.KeySource, log *slog.Logger, team responders, opts ...breach.Option) (*app, error) {
+	a := &app{keys: &keyService{keys: map[string]*apiKey{}}, mail: &outbox{}, team: team, log: log}
 	investigate := incident.InvestigatorFunc(func(ctx context.Context, inc *incident.Incident) (incident.Findings, error) {
 		// A public key grants API access to the account's data until revoked.
 		c, ok := customers[inc.Account]
@@ -196,7 +214,7 @@ func newApp(keySource secretscan.KeySource, log *slog.Logger) (*app, error) {
 			Impact:    incident.Impact{Customers: []incident.Customer{c}, Data: []incident.DataCategory{incident.DataAPIAccess}},
 		}, nil
 	})
-	o, err := breach.New(incident.NewMemStore(),
+	o, err := breach.New(incident.NewMemStore(), append([]breach.Option{
 		breach.WithLogger(log),
 		breach.WithObserver(breach.ObserverFunc(count)),
 		breach.WithPlaybook(breach.Playbook{
@@ -213,11 +231,16 @@ func newApp(keySource secretscan.KeySource, log *slog.Logger) (*app, error) {
 			Tasks:           []breach.TaskSpec{{ID: "confirm-rotation", Title: "Confirm the customer rotated the key", Mandatory: true}},
 			Sender:          "The Example security team",
 			Contact:         "security@example.com",
-		}))
+		})}, opts...)...)
 	if err != nil {
 		return nil, err
 	}
 	a.orchestrator = o
+	// The console names each person from the host's own sign-in: here the
+	// basic-auth user that responders.require let through.
+	if a.console, err = breach.NewConsole(o, breach.ConsoleConfig{Actor: team.actor, Logger: log}); err != nil {
+		return nil, err
+	}
 	a.scan, err = secretscan.New(secretscan.Config{
 		Keys:     &secretscan.KeySet{Source: keySource},
 		Reporter: o,
@@ -248,137 +271,62 @@ func count(_ context.Context, ob breach.Observation) {
 func (a *app) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("POST /secret-scanning", a.scan)
-	mux.HandleFunc("GET /incidents", a.list)
-	mux.HandleFunc("GET /incidents/{id}", a.get)
-	mux.HandleFunc("POST /incidents/{id}/{action}", a.act)
-	mux.HandleFunc("POST /incidents/{id}/milestones/{milestone}", a.milestone)
-	mux.HandleFunc("POST /incidents/{id}/tasks/{task}", a.task)
+	mux.Handle("/console/", a.team.require(http.StripPrefix("/console", a.console)))
 	mux.Handle("GET /debug/vars", expvar.Handler())
 	return mux
 }
 
-type incidentSummary struct {
-	ID       string         `json:"id"`
-	Kind     string         `json:"kind"`
-	Subject  string         `json:"subject"`
-	Severity string         `json:"severity"`
-	State    incident.State `json:"state"`
-	Detected time.Time      `json:"detected_at"`
+// ---- who is asking: the host's authentication, not the library's ----
+
+// responders stands for the host's own sign-in: HTTP basic auth against a
+// fixed list of names and passwords. A real backend has sessions or an
+// auth proxy; the console only needs its ConsoleConfig.Actor to say who is
+// asking.
+type responders map[string]string // name → password
+
+// parseResponders reads "alice:secret,bob:secret".
+func parseResponders(s string) (responders, error) {
+	rs := responders{}
+	for pair := range strings.SplitSeq(s, ",") {
+		if pair = strings.TrimSpace(pair); pair == "" {
+			continue
+		}
+		name, password, ok := strings.Cut(pair, ":")
+		if !ok || name == "" || password == "" {
+			return nil, fmt.Errorf("responder %q is not name:password", name)
+		}
+		rs[name] = password
+	}
+	return rs, nil
 }
 
-func (a *app) list(w http.ResponseWriter, r *http.Request) {
-	page, err := a.orchestrator.List(r.Context(), incident.ListFilter{})
-	if err != nil {
-		a.fail(w, err)
-		return
+// user is the responder r signs in as, if its basic-auth credentials are
+// right.
+func (rs responders) user(r *http.Request) (string, bool) {
+	name, password, ok := r.BasicAuth()
+	want, known := rs[name]
+	if !ok || !known {
+		return "", false
 	}
-	out := make([]incidentSummary, 0, len(page.Incidents))
-	for _, inc := range page.Incidents {
-		out = append(out, incidentSummary{inc.ID, inc.Kind, inc.Subject, inc.Severity.String(), inc.State, inc.DetectedAt})
-	}
-	writeJSON(w, http.StatusOK, out)
+	return name, subtle.ConstantTimeCompare([]byte(password), []byte(want)) == 1
 }
 
-func (a *app) get(w http.ResponseWriter, r *http.Request) {
-	inc, err := a.orchestrator.Get(r.Context(), r.PathValue("id"))
-	if err != nil {
-		a.fail(w, err)
-		return
-	}
-	if strings.Contains(r.Header.Get("Accept"), "text/markdown") || r.URL.Query().Get("format") == "markdown" {
-		w.Header().Set("Content-Type", "text/markdown; charset=utf-8")
-		_, _ = w.Write([]byte(inc.Markdown()))
-		return
-	}
-	writeJSON(w, http.StatusOK, inc)
+// require asks the browser to sign in before next.
+func (rs responders) require(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := rs.user(r); !ok {
+			w.Header().Set("WWW-Authenticate", `Basic realm="breach console", charset="UTF-8"`)
+			http.Error(w, "sign in to use the console", http.StatusUnauthorized)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
-type actionBody struct {
-	Actor string `json:"actor"`
-	Note  string `json:"note"`
-}
-
-func readAction(w http.ResponseWriter, r *http.Request) (actionBody, bool) {
-	var b actionBody
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&b); err != nil {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "body must be JSON {\"actor\":...,\"note\":...}: " + err.Error()})
-		return b, false
+// actor is the console's ConsoleConfig.Actor.
+func (rs responders) actor(r *http.Request) (string, error) {
+	if name, ok := rs.user(r); ok {
+		return name, nil
 	}
-	return b, true
-}
-
-func (a *app) act(w http.ResponseWriter, r *http.Request) {
-	b, ok := readAction(w, r)
-	if !ok {
-		return
-	}
-	ctx, id, o := r.Context(), r.PathValue("id"), a.orchestrator
-	var err error
-	switch r.PathValue("action") {
-	case "dismiss":
-		err = o.Dismiss(ctx, id, b.Actor, b.Note)
-	case "resolve":
-		err = o.Resolve(ctx, id, b.Actor, b.Note)
-	case "close":
-		err = o.Close(ctx, id, b.Actor, b.Note)
-	case "reopen":
-		err = o.Reopen(ctx, id, b.Actor, b.Note)
-	case "retry":
-		err = o.Retry(ctx, id, b.Actor, b.Note)
-	default:
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": "unknown action " + r.PathValue("action")})
-		return
-	}
-	a.done(w, r, err)
-}
-
-func (a *app) milestone(w http.ResponseWriter, r *http.Request) {
-	if b, ok := readAction(w, r); ok {
-		a.done(w, r, a.orchestrator.RecordMilestone(r.Context(), r.PathValue("id"), incident.Milestone(r.PathValue("milestone")), b.Actor, b.Note))
-	}
-}
-
-func (a *app) task(w http.ResponseWriter, r *http.Request) {
-	if b, ok := readAction(w, r); ok {
-		a.done(w, r, a.orchestrator.CompleteTask(r.Context(), r.PathValue("id"), r.PathValue("task"), b.Actor, b.Note))
-	}
-}
-
-func (a *app) done(w http.ResponseWriter, r *http.Request, err error) {
-	if err != nil {
-		a.fail(w, err)
-		return
-	}
-	inc, err := a.orchestrator.Get(r.Context(), r.PathValue("id"))
-	if err != nil {
-		a.fail(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, incidentSummary{inc.ID, inc.Kind, inc.Subject, inc.Severity.String(), inc.State, inc.DetectedAt})
-}
-
-// fail maps the library's typed errors to HTTP statuses.
-func (a *app) fail(w http.ResponseWriter, err error) {
-	status := http.StatusInternalServerError
-	var te *incident.TransitionError
-	switch {
-	case errors.Is(err, incident.ErrNotFound):
-		status = http.StatusNotFound
-	case errors.Is(err, breach.ErrInvalidInput), errors.Is(err, breach.ErrNoSuchTask), errors.Is(err, breach.ErrInvalidInput):
-		status = http.StatusBadRequest
-	case errors.As(err, &te), errors.Is(err, breach.ErrOpenTasks), errors.Is(err, breach.ErrNotEscalated),
-		errors.Is(err, incident.ErrDuplicate), errors.Is(err, incident.ErrConflict):
-		status = http.StatusConflict
-	default:
-		a.log.Error("request failed", "err", err)
-	}
-	writeJSON(w, status, map[string]string{"error": err.Error()})
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
+	return "", errors.New("not signed in")
 }

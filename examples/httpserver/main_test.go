@@ -62,20 +62,28 @@ func (p platform) alert(t *testing.T, url string, body []byte, sign bool) *http.
 	return resp
 }
 
-func post(t *testing.T, url, actor, note string) (int, string) {
-	b, _ := json.Marshal(map[string]string{"actor": actor, "note": note})
-	resp, err := http.Post(url, "application/json", bytes.NewReader(b))
+var team = responders{"alice": "alice-pw", "bob": "bob-pw", "dpo": "dpo-pw"}
+
+// act posts a console action as user, through the console's JSON API.
+func act(t *testing.T, url, user string, fields map[string]string) (int, string) {
+	b, _ := json.Marshal(fields)
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(b))
 	require.NoError(t, err)
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(body)
+	req.Header.Set("Content-Type", "application/json")
+	req.SetBasicAuth(user, team[user])
+	return send(t, req)
 }
 
-func get(t *testing.T, url, accept string) (int, string) {
-	req, _ := http.NewRequest(http.MethodGet, url, nil)
-	if accept != "" {
-		req.Header.Set("Accept", accept)
+func get(t *testing.T, url, user string) (int, string) {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	require.NoError(t, err)
+	if user != "" {
+		req.SetBasicAuth(user, team[user])
 	}
+	return send(t, req)
+}
+
+func send(t *testing.T, req *http.Request) (int, string) {
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	defer resp.Body.Close()
@@ -86,7 +94,7 @@ func get(t *testing.T, url, accept string) (int, string) {
 func TestEndToEnd(t *testing.T) {
 	p := newPlatform(t)
 	var logs bytes.Buffer
-	a, err := newApp(p.keys(t), slog.New(slog.NewTextHandler(&logs, nil)))
+	a, err := newApp(p.keys(t), slog.New(slog.NewTextHandler(&logs, nil)), team)
 	require.NoError(t, err)
 	srv := httptest.NewServer(a.routes())
 	defer srv.Close()
@@ -102,9 +110,10 @@ func TestEndToEnd(t *testing.T) {
 	forged := p.alert(t, srv.URL, []byte(`[{"token":"`+key.Secret+`","type":"example_api_key","url":"https://code.example/x","source":"content"}]`), false)
 	assert.Equal(t, http.StatusUnauthorized, forged.StatusCode)
 	forged.Body.Close()
-	status, body := get(t, srv.URL+"/incidents", "")
+	api := srv.URL + "/console/api/incidents"
+	status, body := get(t, api, "alice")
 	require.Equal(t, http.StatusOK, status)
-	assert.JSONEq(t, `[]`, body)
+	assert.JSONEq(t, `{"incidents":[],"next_cursor":""}`, body)
 
 	// The platform finds the key in a public repository.
 	resp := p.alert(t, srv.URL, []byte(`[{"token":"`+key.Secret+`","type":"example_api_key","url":"https://code.example/acme/sdk/blob/main/.env","source":"content"},`+
@@ -117,13 +126,13 @@ func TestEndToEnd(t *testing.T) {
 	assert.Equal(t, "true_positive", feedback[0]["label"])
 	assert.Equal(t, "false_positive", feedback[1]["label"])
 
-	status, body = get(t, srv.URL+"/incidents", "")
+	status, body = get(t, api, "alice")
 	require.Equal(t, http.StatusOK, status)
-	var list []incidentSummary
+	var list struct{ Incidents []incident.Incident }
 	require.NoError(t, json.Unmarshal([]byte(body), &list))
-	require.Len(t, list, 1, "one incident, for our key only")
-	id := list[0].ID
-	assert.Equal(t, key.ID, list[0].Subject)
+	require.Len(t, list.Incidents, 1, "one incident, for our key only")
+	id := list.Incidents[0].ID
+	assert.Equal(t, key.ID, list.Incidents[0].Subject)
 
 	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
 	defer wcancel()
@@ -138,44 +147,72 @@ func TestEndToEnd(t *testing.T) {
 	assert.Contains(t, sent[0].Text, "Generate a new API key")
 	assert.Contains(t, sent[0].Text, "revoked the exposed API key")
 
-	status, body = get(t, srv.URL+"/incidents/"+id, "")
+	status, body = get(t, api+"/"+id, "alice")
 	require.Equal(t, http.StatusOK, status)
 	var inc incident.Incident
 	require.NoError(t, json.Unmarshal([]byte(body), &inc))
 	assert.Equal(t, incident.StateResolving, inc.State)
-	assert.NoError(t, inc.Timeline.Verify(), "the timeline survives the JSON round trip")
-	status, body = get(t, srv.URL+"/incidents/"+id, "text/markdown")
+	status, body = get(t, srv.URL+"/console/incidents/"+id+"/report.md", "alice")
 	require.Equal(t, http.StatusOK, status)
 	assert.Contains(t, body, "# Incident "+id)
+	assert.Contains(t, body, "Timeline verified")
+	status, body = get(t, srv.URL+"/console/incidents/"+id, "alice")
+	require.Equal(t, http.StatusOK, status)
+	assert.Contains(t, body, `<span id="state" class="state state-resolving">resolving</span>`)
+	assert.Contains(t, body, `<p id="chain" class="chain verified">`)
 
-	// Responders work through the API.
-	status, body = post(t, srv.URL+"/incidents/"+id+"/resolve", "alice", "customer rotated")
+	// Responders work through the console, signed in.
+	status, body = act(t, api+"/"+id+"/resolve", "alice", map[string]string{"note": "customer rotated"})
 	assert.Equal(t, http.StatusConflict, status, "a mandatory task is open: %s", body)
-	status, _ = post(t, srv.URL+"/incidents/"+id+"/tasks/confirm-rotation", "alice", "confirmed by phone")
+	assert.Contains(t, body, `"open_tasks":["confirm-rotation"]`)
+	status, _ = act(t, api+"/"+id+"/complete_task", "alice", map[string]string{"task": "confirm-rotation", "note": "confirmed by phone"})
 	assert.Equal(t, http.StatusOK, status)
-	status, _ = post(t, srv.URL+"/incidents/"+id+"/milestones/authority-notified", "dpo", "reference 2026-07")
+	status, _ = act(t, api+"/"+id+"/milestone", "dpo", map[string]string{"milestone": "authority-notified", "note": "reference 2026-07"})
 	assert.Equal(t, http.StatusOK, status)
-	status, body = post(t, srv.URL+"/incidents/"+id+"/resolve", "alice", "customer rotated")
+	status, body = act(t, api+"/"+id+"/resolve", "alice", map[string]string{"note": "customer rotated"})
 	assert.Equal(t, http.StatusOK, status, body)
-	status, body = post(t, srv.URL+"/incidents/"+id+"/close", "bob", "reviewed")
+	status, body = act(t, api+"/"+id+"/close", "bob", map[string]string{"note": "reviewed"})
 	assert.Equal(t, http.StatusOK, status, body)
-	assert.Contains(t, body, `"state": "closed"`)
+	assert.Contains(t, body, `"state":"closed"`)
 
 	// Bad requests get clear statuses.
-	status, _ = post(t, srv.URL+"/incidents/"+id+"/close", "bob", "again")
+	status, _ = act(t, api+"/"+id+"/close", "bob", map[string]string{"note": "again"})
 	assert.Equal(t, http.StatusConflict, status)
-	status, _ = post(t, srv.URL+"/incidents/"+id+"/explode", "bob", "")
+	status, _ = act(t, api+"/"+id+"/explode", "bob", nil)
 	assert.Equal(t, http.StatusNotFound, status)
-	status, _ = post(t, srv.URL+"/incidents/inc_nope/close", "bob", "")
+	status, _ = act(t, api+"/inc_nope/close", "bob", nil)
 	assert.Equal(t, http.StatusNotFound, status)
-	status, _ = post(t, srv.URL+"/incidents/"+id+"/reopen", "", "")
+	status, _ = act(t, api+"/"+id+"/reopen", "bob", map[string]string{"reason": ""})
 	assert.Equal(t, http.StatusBadRequest, status)
 
-	status, body = get(t, srv.URL+"/incidents/"+id, "")
+	// Nobody acts without signing in.
+	req, err := http.NewRequest(http.MethodGet, srv.URL+"/console/", nil)
+	require.NoError(t, err)
+	resp, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	assert.Contains(t, resp.Header.Get("WWW-Authenticate"), "Basic")
+	req.SetBasicAuth("alice", "wrong")
+	resp, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+
+	status, body = get(t, api+"/"+id, "alice")
 	require.Equal(t, http.StatusOK, status)
 	require.NoError(t, json.Unmarshal([]byte(body), &inc))
 	assert.Equal(t, incident.StateClosed, inc.State)
 	assert.Equal(t, incident.DeadlineMet, inc.Deadlines[0].Status)
+	status, body = get(t, api+"/"+id+"/timeline?limit=1000", "alice")
+	require.Equal(t, http.StatusOK, status)
+	var tl struct {
+		Entries incident.Timeline
+		Chain   incident.Chain
+	}
+	require.NoError(t, json.Unmarshal([]byte(body), &tl))
+	assert.NoError(t, tl.Entries.VerifyHead(tl.Chain.Head), "the timeline survives the JSON round trip")
+	assert.True(t, hasEntry(tl.Entries, "dpo", "milestone authority-notified"), "the console records who acted")
 
 	status, body = get(t, srv.URL+"/debug/vars", "")
 	require.Equal(t, http.StatusOK, status)
@@ -184,13 +221,47 @@ func TestEndToEnd(t *testing.T) {
 
 	// The leaked token appears nowhere it should not.
 	assert.NotContains(t, logs.String(), key.Secret)
-	status, body = get(t, srv.URL+"/incidents/"+id, "")
-	require.Equal(t, http.StatusOK, status)
-	assert.NotContains(t, body, key.Secret)
+	for _, page := range []string{api + "/" + id, srv.URL + "/console/incidents/" + id, srv.URL + "/console/incidents/" + id + "/report.md"} {
+		status, body = get(t, page, "alice")
+		require.Equal(t, http.StatusOK, status)
+		assert.NotContains(t, body, key.Secret)
+	}
 	assert.False(t, strings.Contains(fmtAll(sent), key.Secret))
+}
+
+func hasEntry(tl incident.Timeline, actor, detail string) bool {
+	for _, e := range tl {
+		if e.Actor == actor && strings.Contains(e.Detail, detail) {
+			return true
+		}
+	}
+	return false
 }
 
 func fmtAll(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
+}
+
+func TestParseResponders(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    responders
+		wantErr bool
+	}{
+		{"", responders{}, false},
+		{"alice:a1, bob:b:2", responders{"alice": "a1", "bob": "b:2"}, false},
+		{"alice", nil, true},
+		{"alice:", nil, true},
+		{":pw", nil, true},
+	}
+	for _, tt := range tests {
+		got, err := parseResponders(tt.in)
+		if tt.wantErr {
+			assert.Error(t, err, tt.in)
+			continue
+		}
+		require.NoError(t, err, tt.in)
+		assert.Equal(t, tt.want, got, tt.in)
+	}
 }
