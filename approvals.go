@@ -44,7 +44,7 @@ func (o *Orchestrator) decide(ctx context.Context, id, action, actor, note strin
 		if approved {
 			verdict, r.Status = "approved", incident.ActionPending
 		}
-		o.record(inc, actor, incident.EntryContainment, "containment action "+strconv.Quote(action)+" "+verdict+": "+note)
+		o.record(inc, actor, incident.EntryContainment, withNote("containment action "+strconv.Quote(action)+" "+verdict, note))
 		return nil
 	})
 	return err

@@ -295,7 +295,7 @@ func (o *Orchestrator) RecordMilestone(ctx context.Context, id string, m inciden
 		return fmt.Errorf("%w: empty milestone", ErrInvalidInput)
 	}
 	_, err := o.act(ctx, id, actor, func(inc *incident.Incident) error {
-		o.record(inc, actor, incident.EntryNote, "milestone "+string(m)+": "+note)
+		o.record(inc, actor, incident.EntryNote, withNote("milestone "+string(m), note))
 		o.reach(inc, m, o.cfg.now(), actor, note)
 		return nil
 	})
@@ -337,8 +337,8 @@ func (o *Orchestrator) ResumeClock(ctx context.Context, id, clock, actor, note s
 		if !d.WarnedAt.IsZero() && d.WarnedAt.Before(d.WarnAt) {
 			d.WarnedAt = time.Time{} // the due time moved past the warning: warn again
 		}
-		o.record(inc, actor, incident.EntryNote, "clock "+strconv.Quote(clock)+" resumed after "+roundDur(paused)+
-			"; due "+d.Due.UTC().Format(time.RFC3339)+": "+note)
+		o.record(inc, actor, incident.EntryNote, withNote("clock "+strconv.Quote(clock)+" resumed after "+roundDur(paused)+
+			"; due "+d.Due.UTC().Format(time.RFC3339), note))
 		return nil
 	})
 	return err

@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -263,21 +264,12 @@ func TestConsoleIncidentPageFormsFollowTheState(t *testing.T) {
 			body := r.get(t, "/console/incidents/"+id).Body.String()
 			for _, a := range all {
 				form := `<form class="` + a + `" method="post" action="inc_1/` + a + `">`
-				if assert.Equal(t, contains(tt.offered, a), strings.Contains(body, form), a) && contains(tt.offered, a) {
+				if assert.Equal(t, slices.Contains(tt.offered, a), strings.Contains(body, form), a) && slices.Contains(tt.offered, a) {
 					assert.Contains(t, body, form)
 				}
 			}
 		})
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 func TestConsoleRegister(t *testing.T) {

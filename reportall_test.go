@@ -3,6 +3,7 @@ package breach_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -65,7 +66,7 @@ func TestReportAll(t *testing.T) {
 					if _, bad := tt.failed[i]; !bad {
 						assert.NotEmpty(t, rc.IncidentID, "signal %d", i)
 					}
-					assert.Equal(t, contains(tt.openedAt, i), rc.Opened, "signal %d opened its incident", i)
+					assert.Equal(t, slices.Contains(tt.openedAt, i), rc.Opened, "signal %d opened its incident", i)
 				}
 				// Stored on return: read from the store, no flush asked.
 				open, err := store.ListOpen(ctx)
@@ -78,15 +79,6 @@ func TestReportAll(t *testing.T) {
 			})
 		})
 	}
-}
-
-func contains(xs []int, x int) bool {
-	for _, v := range xs {
-		if v == x {
-			return true
-		}
-	}
-	return false
 }
 
 // TestReportAllWithEndedContext: a batch whose context has ended records

@@ -298,3 +298,11 @@ func (st *stepRun) cut(err error) bool {
 // interrupted reports whether a person's action (a dismissal) cut the step,
 // as opposed to Run stopping.
 func (st *stepRun) interrupted() bool { return errors.Is(context.Cause(st.stop), errDismissing) }
+
+// withNote is s followed by a person's note, when they gave one.
+func withNote(s, note string) string {
+	if note == "" {
+		return s
+	}
+	return s + ": " + note
+}
