@@ -22,6 +22,13 @@ type Reporter interface {
 	Report(ctx context.Context, s Signal) (Receipt, error)
 }
 
+// ReporterFunc adapts a function to a Reporter: a detector's reports
+// observed or filtered on their way to the orchestrator, or a test's.
+type ReporterFunc func(ctx context.Context, s Signal) (Receipt, error)
+
+// Report calls f(ctx, s).
+func (f ReporterFunc) Report(ctx context.Context, s Signal) (Receipt, error) { return f(ctx, s) }
+
 // Detector watches something continuously (logs, a queue, a webhook) and
 // reports what it finds to r until ctx ends.
 //

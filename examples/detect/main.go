@@ -161,8 +161,22 @@ func run(w io.Writer) error {
 
 	// The orchestrator runs the sequence rule; the two feeding detectors
 	// run here and report to the sequence rule instead.
+	// filed is closed once the sequence rule's first Report to the
+	// orchestrator has returned: the incident is in the store a moment
+	// before, and stopping the rule in between would drop its count.
+	filed := make(chan struct{})
+	var fileOnce sync.Once
+	sequence := incident.DetectorFunc(func(ctx context.Context, r incident.Reporter) error {
+		return leakThenUse.Detect(ctx, incident.ReporterFunc(func(ctx context.Context, s incident.Signal) (incident.Receipt, error) {
+			rc, err := r.Report(ctx, s)
+			if err == nil {
+				fileOnce.Do(func() { close(filed) })
+			}
+			return rc, err
+		}))
+	})
 	runErr := make(chan error, 1)
-	go func() { runErr <- o.Run(ctx, leakThenUse) }()
+	go func() { runErr <- o.Run(ctx, sequence) }()
 	fed := make(chan string)
 	var wg sync.WaitGroup
 	found := make(chan incident.Signal)
@@ -239,6 +253,7 @@ func run(w io.Writer) error {
 	if err := o.Close(ctx, inc.ID, "bob@example.com", "post-incident review held"); err != nil {
 		return err
 	}
+	<-filed
 	cancel()
 	wg.Wait()
 	if err := <-runErr; err != nil && !errors.Is(err, context.Canceled) {

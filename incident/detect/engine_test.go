@@ -101,7 +101,7 @@ func TestCredentialIsFingerprinted(t *testing.T) {
 		var logs bytes.Buffer
 		d := oneEvent(t, detect.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil)),
 			Report: incident.Policy{Attempts: 1}})
-		failing := incident.Reporter(reporterFunc(func(ctx context.Context, s incident.Signal) (incident.Receipt, error) {
+		failing := incident.Reporter(incident.ReporterFunc(func(ctx context.Context, s incident.Signal) (incident.Receipt, error) {
 			return incident.Receipt{}, errBoom
 		}))
 		stop := running(t, d, failing)
@@ -112,12 +112,6 @@ func TestCredentialIsFingerprinted(t *testing.T) {
 		assert.Contains(t, logs.String(), incident.NewSecret(secret).Fingerprint())
 		assert.NotContains(t, logs.String(), secret)
 	})
-}
-
-type reporterFunc func(ctx context.Context, s incident.Signal) (incident.Receipt, error)
-
-func (f reporterFunc) Report(ctx context.Context, s incident.Signal) (incident.Receipt, error) {
-	return f(ctx, s)
 }
 
 // A reporter that fails, panics or hangs never stops the detector.
@@ -155,7 +149,7 @@ func TestFailingReporter(t *testing.T) {
 				var mu sync.Mutex
 				calls := 0
 				called := make(chan struct{}, 100)
-				r := reporterFunc(func(ctx context.Context, s incident.Signal) (incident.Receipt, error) {
+				r := incident.ReporterFunc(func(ctx context.Context, s incident.Signal) (incident.Receipt, error) {
 					mu.Lock()
 					calls++
 					n := calls
@@ -188,7 +182,7 @@ func TestHangingReporter(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		d := oneEvent(t, detect.Options{SignalQueue: 2, Report: incident.Policy{Timeout: time.Hour}})
 		release := make(chan struct{})
-		r := reporterFunc(func(ctx context.Context, s incident.Signal) (incident.Receipt, error) {
+		r := incident.ReporterFunc(func(ctx context.Context, s incident.Signal) (incident.Receipt, error) {
 			select {
 			case <-release:
 			case <-ctx.Done():
