@@ -98,7 +98,7 @@ func New(store incident.Store, opts ...Option) (*Orchestrator, error) {
 		changes:    make(chan struct{}),
 	}
 	o.sched.init()
-	o.slots.init()
+	o.slots.init(func(id string) { o.sched.add(id) })
 	if l, ok := store.(incident.Leaser); ok {
 		g.l = l
 		o.leaser = g

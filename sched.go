@@ -155,7 +155,11 @@ func (s *scheduler) stopTimers() {
 type slots struct {
 	mu      sync.Mutex
 	held    map[string]*slot
-	waiting map[string]int // interruptions waiting for the slot: no new step starts
+	waiting map[string]int  // interruptions waiting for the slot: no new step starts
+	refused map[string]bool // a step was refused while the slot was held or awaited
+	// requeue queues an incident whose step was refused, once the slot is
+	// free: the holder's own requeue may have come before the refusal.
+	requeue func(id string)
 }
 
 type slot struct {
@@ -163,18 +167,21 @@ type slot struct {
 	cancel context.CancelCauseFunc
 }
 
-func (s *slots) init() {
+func (s *slots) init(requeue func(id string)) {
 	s.held = map[string]*slot{}
 	s.waiting = map[string]int{}
+	s.refused = map[string]bool{}
+	s.requeue = requeue
 }
 
 // begin gives the slot of id to a step whose work cancel interrupts. It
 // reports false, without waiting, when the slot is held or an interruption
-// waits for it: the incident is queued again by whoever holds it.
+// waits for it: the incident is queued again when the slot is released.
 func (s *slots) begin(id string, cancel context.CancelCauseFunc) (release func(), ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, busy := s.held[id]; busy || s.waiting[id] > 0 {
+		s.refused[id] = true
 		return nil, false
 	}
 	sl := &slot{free: make(chan struct{}), cancel: cancel}
@@ -217,11 +224,21 @@ func (s *slots) interrupt(ctx context.Context, id string, cause error) (release 
 	}
 }
 
+// release frees the slot sl of id and queues the incident when a step was
+// refused meanwhile (unless an interruption still waits for the slot: its
+// own release will).
 func (s *slots) release(id string, sl *slot) {
 	s.mu.Lock()
 	if s.held[id] == sl {
 		delete(s.held, id)
 	}
+	requeue := s.refused[id] && s.waiting[id] == 0
+	if requeue {
+		delete(s.refused, id)
+	}
 	s.mu.Unlock()
 	close(sl.free)
+	if requeue && s.requeue != nil {
+		s.requeue(id)
+	}
 }
