@@ -27,10 +27,12 @@ import (
 // What the child did stays done: containment it applied is not released,
 // notices it sent stay sent, and its clocks end (missed when due, not
 // applicable otherwise, as when an incident closes). Signals for the
-// child's dedup key that arrive later join the parent, in this process and
-// in any process that started (or restarted) since the merge; a replica
-// running since before the merge that has not driven the child opens a new
-// incident for them, which can be merged in turn.
+// child's dedup key that arrive later join the parent while it is open: in
+// the process that merged, in any that was counting signals for that key
+// when the child ended, and in any that started since (Run resumes the
+// parent and learns its children's keys). Elsewhere (another replica that
+// had not seen the key) they open a new incident, which can be merged in
+// turn.
 //
 // The two writes are not atomic across incidents. The child is written
 // first (it ends, naming its parent), then the parent (it takes the

@@ -317,44 +317,6 @@ func TestMergeWhileContaining(t *testing.T) {
 	})
 }
 
-// TestMergeRoutesSignals: a merged child's key leads to its parent in a
-// process started after the merge (Run resumes the parent), through a
-// parent merged in turn, and nowhere once the parent has closed: then a
-// new incident opens.
-func TestMergeRoutesSignals(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		ctx := context.Background()
-		o, store := desk(t)
-		top := file(t, o, bruteforce("top"))
-		mid := file(t, o, bruteforce("mid"))
-		low := file(t, o, bruteforce("low"))
-		require.NoError(t, o.Merge(ctx, mid, low, "alice", "same attacker"))
-		require.NoError(t, o.Merge(ctx, top, mid, "alice", "same campaign"))
-
-		// A new process on the store: Run finds where the keys lead.
-		o2, err := breach.New(store, breach.WithPlaybook(loginPlaybook()), quiet)
-		require.NoError(t, err)
-		stop := running(t, o2)
-		defer stop()
-		synctest.Wait()
-		for _, subject := range []string{"mid", "low"} {
-			rc, err := o2.Report(ctx, bruteforce(subject))
-			require.NoError(t, err)
-			assert.Equal(t, top, rc.IncidentID, "%s's key leads to the top", subject)
-		}
-		synctest.Wait()
-		assert.EqualValues(t, 5, get(t, o2, top).Signals.Count, "3 merged + 2 later")
-
-		await(t, o2, top, incident.StateResolving)
-		require.NoError(t, o2.Resolve(ctx, top, "alice", "accounts locked"))
-		require.NoError(t, o2.Close(ctx, top, "alice", "reviewed"))
-		rc, err := o2.Report(ctx, bruteforce("low"))
-		require.NoError(t, err)
-		assert.True(t, rc.Opened, "a closed parent takes no more signals")
-		assert.NotContains(t, []string{top, mid, low}, rc.IncidentID)
-	})
-}
-
 // Two detectors opened two incidents for one attack; a responder merges
 // them, and later signals for either key land on the one that carries on.
 func ExampleOrchestrator_Merge() {
