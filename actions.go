@@ -116,7 +116,7 @@ func (o *Orchestrator) OverrideDecision(ctx context.Context, id string, notifyCu
 			return err
 		}
 		switch inc.State {
-		case incident.StateNotifying, incident.StateResolved, incident.StateClosed, incident.StateDismissed:
+		case incident.StateNotifying, incident.StateResolved, incident.StateClosed, incident.StateDismissed, incident.StateMerged:
 			return fmt.Errorf("%w: incident %s is %s", ErrDecisionLocked, inc.ID, inc.State)
 		}
 		prev := "none"

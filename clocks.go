@@ -222,8 +222,8 @@ func (o *Orchestrator) reach(inc *incident.Incident, m incident.Milestone, at ti
 
 func roundDur(d time.Duration) string { return d.Round(time.Second).String() }
 
-// endClocks ends every clock of an incident that ends (closed or
-// dismissed): one that is due and not met is missed; one that never started,
+// endClocks ends every clock of an incident that ends (closed, dismissed
+// or merged): one that is due and not met is missed; one that never started,
 // or that ends before it is due, does not apply, for the reason given by
 // how (such as "closed"). Each is recorded on the timeline.
 func (o *Orchestrator) endClocks(inc *incident.Incident, now time.Time, actor, how string) {

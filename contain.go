@@ -123,7 +123,14 @@ func (o *Orchestrator) contain(st *stepRun, inc *incident.Incident, pb *Playbook
 			return false, nil // a person approves or denies; that schedules the incident again
 		}
 	}
-	return true, o.advance(st.write, inc, from, incident.EventContained, "every containment action applied or denied")
+	// Contained only if nothing is left to run: an action a person (or a
+	// severity change) let run while this step ran is run by the next.
+	return true, o.mutate(st.write, inc, func(inc *incident.Incident) error {
+		if inc.State != from || inc.Dismissal != nil || len(o.uncontained(inc, pb)) > 0 {
+			return errStale
+		}
+		return o.fire(inc, incident.EventContained, incident.ActorSystem, "every containment action applied or denied")
+	})
 }
 
 // recordedKeys returns the idempotency keys on inc's action records, read

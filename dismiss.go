@@ -42,7 +42,16 @@ func (o *Orchestrator) Dismiss(ctx context.Context, id, actor, reason string) er
 	if err != nil {
 		return err
 	}
-	defer release()
+	// A dismissal left unfinished is queued for the driver once the slot
+	// is free: a worker that took it off the queue while this call still
+	// held the slot would find the slot taken and drop it.
+	requeue := false
+	defer func() {
+		release()
+		if requeue {
+			o.sched.add(id)
+		}
+	}()
 	inc, err := o.store.Head(ctx, id)
 	if err != nil {
 		return err
@@ -59,13 +68,12 @@ func (o *Orchestrator) Dismiss(ctx context.Context, id, actor, reason string) er
 		return nil
 	})
 	if err != nil {
-		if ctx.Err() != nil {
-			o.sched.add(id) // the write may have landed: the driver finishes what is on record
-		}
+		// The write may have landed: the driver finishes what is on record.
+		requeue = ctx.Err() != nil
 		return err
 	}
 	pending := func(err error) error {
-		o.sched.add(id) // the driver finishes a dismissal that is on record
+		requeue = true // the driver finishes a dismissal that is on record
 		return fmt.Errorf("breach: incident %s: %w: %w", id, ErrDismissalPending, err)
 	}
 	if o.leaser != nil {

@@ -44,7 +44,10 @@
 // Dismiss (which interrupts the running step and releases containment),
 // Resolve, Close, Reopen, Retry, CompleteTask, OverrideDecision, and, for
 // containment actions whose Approval rule asks for it, Approve and
-// Deny. The on-call notifier (WithOnCall) is paged when an incident is
+// Deny. Responders collaborate on an incident the same way: AddNote,
+// AssignCommander (assign or hand over), AttachEvidence, ChangeSeverity
+// (which re-evaluates approvals and on-call paging) and Merge (two
+// incidents found to be one). The on-call notifier (WithOnCall) is paged when an incident is
 // escalated to a person, when an action waits for approval, and when a
 // clock is about to run out. NewConsole serves all of it to people as an
 // http.Handler the host mounts: the register, each incident, a form for

@@ -66,7 +66,31 @@ var (
 	// written: it may have been recorded (the error also matches ctx's).
 	// Reporting it again is safe; at worst it is counted twice.
 	ErrOutcomeUnknown = errors.New("breach: signal may or may not be recorded")
+	// ErrIncidentEnded: the action needs an open incident, and this one
+	// has ended (closed, dismissed or merged). Nothing was recorded.
+	ErrIncidentEnded = errors.New("breach: incident has ended")
+	// ErrSameSeverity: ChangeSeverity was given the severity the incident
+	// has. Nothing was recorded.
+	ErrSameSeverity = errors.New("breach: incident already has that severity")
+	// ErrMerged: the incident was merged into another (Merge names an
+	// incident merged already, as parent or as the child of another
+	// parent). An action refused on a merged incident matches it too,
+	// with ErrIncidentEnded, and its message names the parent.
+	ErrMerged = errors.New("breach: incident merged into another")
+	// ErrMergeBlocked: Merge refused a child whose automation is in the
+	// middle of an effect: containment actions pending or awaiting
+	// approval, or customer notices going out. Let it settle (approve or
+	// deny, wait for containment or notification), then merge.
+	ErrMergeBlocked = errors.New("breach: the child's containment or notification is under way")
+	// ErrLimitReached: the incident holds as much as it may:
+	// incident.MaxEvidence observables, or incident.MaxMerged merged
+	// incidents. Nothing was recorded.
+	ErrLimitReached = errors.New("breach: limit reached")
 )
+
+// errUnchanged ends a person's change that would change nothing: nothing
+// is written, and the action returns nil.
+var errUnchanged = errors.New("breach: nothing to change")
 
 // OpenTasksError lists the mandatory tasks that keep an incident from being
 // resolved. It matches ErrOpenTasks.

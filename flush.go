@@ -76,8 +76,10 @@ func (o *Orchestrator) flushEntry(ctx context.Context, e *hotEntry) error {
 	}
 	if errors.Is(err, errEnded) {
 		// Every one of these signals was seen after the incident ended (on
-		// another replica, say): they belong to a new incident.
+		// another replica, say): they belong to a new incident, or to the
+		// one it was merged into.
 		o.hot.remove(e.id)
+		o.retarget(inc)
 		return o.refileBatch(ctx, e, d, b)
 	}
 	if err != nil {
@@ -85,7 +87,8 @@ func (o *Orchestrator) flushEntry(ctx context.Context, e *hotEntry) error {
 	}
 	if !inc.State.Open() {
 		// Signals seen while it was open, or without a time to tell, stay
-		// on it; the next signal for the key opens a new incident.
+		// on it; the next signal for the key opens a new incident (or
+		// joins the one it was merged into: the write told retarget).
 		o.hot.remove(e.id)
 	}
 	o.finishBatch(b, e.id, nil)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"runtime/debug"
+	"slices"
 	"time"
 
 	"github.com/breachkit/breach/incident"
@@ -35,7 +36,8 @@ const storeTimeout = 30 * time.Second
 // all the reports waiting for them are answered together. A signal counted
 // on an incident that ended meanwhile (on another replica, say) is filed to
 // a new incident, which the receipt names. WithUnsafeAcks trades this for
-// speed.
+// speed. A signal whose dedup key belonged to an incident merged into
+// another (see Merge) joins that other incident while it is open.
 //
 // Cancellation: a Report whose ctx has ended when it is called records
 // nothing and returns ctx's error. When ctx ends while the incident is
@@ -175,6 +177,11 @@ func (o *Orchestrator) openOrJoin(ctx context.Context, sig *incident.Signal, key
 		if !errors.Is(err, incident.ErrNotFound) {
 			return openResult{}, err
 		}
+		if p := o.mergedTarget(ctx, key); p != nil {
+			// The key's incident was merged: its signals join the parent.
+			o.hot.put(incidentHotKey(p), p)
+			return openResult{entry: o.hot.put(hk, p)}, nil
+		}
 		inc = o.newIncident(sig, key)
 		// The credential is kept before the incident can be seen, so that
 		// no step (a resume, another worker) finds it without one.
@@ -250,4 +257,88 @@ func detectorActor(source string) string {
 		return "detector"
 	}
 	return "detector:" + source
+}
+
+// The dedup keys of merged incidents route their later signals to the
+// parent: Orchestrator.aliases maps a merged child's dedup key to its
+// parent's ID. An entry is added when a merged child's end is written
+// (retarget) and when Run resumes an open parent (resumeAliases); it is
+// followed only when the store has no open incident for the key (see
+// openOrJoin), so a stale one routes nothing astray.
+
+// maxMergeHops bounds the parents followed from a dedup key (a parent may
+// have been merged in turn).
+const maxMergeHops = 8
+
+// retarget updates the aliases when the write that ended inc landed: a
+// merged inc's key, and those that led to it, lead to its parent; those
+// that led to an incident that ended otherwise lead nowhere.
+func (o *Orchestrator) retarget(inc *incident.Incident) {
+	if inc.State == incident.StateMerged && inc.MergedInto != "" {
+		o.aliases.Store(inc.DedupKey, inc.MergedInto)
+	}
+	if len(inc.Merged) == 0 {
+		return
+	}
+	o.aliases.Range(func(k, v any) bool {
+		if v.(string) == inc.ID {
+			if inc.MergedInto != "" {
+				o.aliases.CompareAndSwap(k, v, inc.MergedInto)
+			} else {
+				o.aliases.CompareAndDelete(k, v)
+			}
+		}
+		return true
+	})
+}
+
+// mergedTarget returns the open incident that signals for key, whose own
+// incident was merged, now join, or nil.
+func (o *Orchestrator) mergedTarget(ctx context.Context, key string) *incident.Incident {
+	v, ok := o.aliases.Load(key)
+	if !ok {
+		return nil
+	}
+	id := v.(string)
+	for range maxMergeHops {
+		p, err := o.store.Head(ctx, id)
+		switch {
+		case err != nil:
+			return nil // open a new incident rather than lose the signal
+		case p.State.Open():
+			return p
+		case p.MergedInto == "":
+			o.aliases.CompareAndDelete(key, v) // the parent ended
+			return nil
+		}
+		id = p.MergedInto
+	}
+	return nil
+}
+
+// resumeAliases maps the dedup keys of the incidents merged into the open
+// incidents open (and of those merged into them, in turn) to them. A child
+// that cannot be read is skipped: its signals open a new incident.
+func (o *Orchestrator) resumeAliases(ctx context.Context, open []*incident.Incident) {
+	for _, p := range open {
+		queue := slices.Clone(p.Merged)
+		for n := 0; len(queue) > 0 && n < incident.MaxMerged*maxMergeHops; n++ {
+			c, err := o.store.Head(ctx, queue[0])
+			queue = queue[1:]
+			if err != nil || c.State != incident.StateMerged {
+				continue
+			}
+			o.aliases.Store(c.DedupKey, p.ID)
+			queue = append(queue, c.Merged...)
+		}
+	}
+}
+
+// incidentHotKey is the hot-index key an incident's own signals are filed
+// under.
+func incidentHotKey(inc *incident.Incident) hotKey {
+	if inc.DedupKey == inc.Kind+"/"+inc.Subject {
+		return hotKey{kind: inc.Kind, subject: inc.Subject}
+	}
+	return hotKey{dedup: inc.DedupKey}
 }

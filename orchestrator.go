@@ -50,6 +50,7 @@ type Orchestrator struct {
 	changes    chan struct{}
 	limiters   sync.Map // channel name → *ratelimit.Limiter
 	heads      sync.Map // incident ID → *incident.Incident: the head kept for the next step (write.go)
+	aliases    sync.Map // dedup key of a merged incident → its parent's ID (merge.go)
 }
 
 // New returns an Orchestrator on store. It fails with an error matching

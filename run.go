@@ -150,6 +150,7 @@ func (o *Orchestrator) resume(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	o.resumeAliases(ctx, open)
 	ids := make(map[string]bool, len(open))
 	for _, inc := range open {
 		ids[inc.ID] = true

@@ -16,6 +16,13 @@ func (o *Orchestrator) redact(id, s string) string {
 	return s
 }
 
+// scrub removes credentials from text a person wrote (a note, a reason),
+// before it is recorded: the incident's own credential, and anything else
+// that looks like one (incident.RedactCredentials).
+func (o *Orchestrator) scrub(id, s string) string {
+	return incident.RedactCredentials(o.redact(id, s))
+}
+
 // redactFindings removes the incident's credential from what an
 // investigator wrote, before it is stored, reported or sent to customers.
 func (o *Orchestrator) redactFindings(id string, f incident.Findings) incident.Findings {

@@ -53,6 +53,7 @@ func (o *Orchestrator) mutate(ctx context.Context, inc *incident.Incident, fn fu
 			o.keepHead(inc)
 			if !inc.State.Open() {
 				o.forgetCredential(inc.ID)
+				o.retarget(inc)
 			}
 			o.changed()
 			o.announce(ctx, inc, enteredAt(saved), ch.Entries)
@@ -171,6 +172,8 @@ func (o *Orchestrator) fire(inc *incident.Incident, ev incident.Event, actor, de
 		o.endClocks(inc, now, actor, "closed")
 	case incident.StateDismissed:
 		o.endClocks(inc, now, actor, "dismissed as a false positive")
+	case incident.StateMerged:
+		o.endClocks(inc, now, actor, "merged into incident "+inc.MergedInto)
 	}
 	if ev == incident.EventNotified {
 		inc.NotifiedAt = now

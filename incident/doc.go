@@ -8,9 +8,11 @@
 // resume its response and to report on it: state and [Incident.Version],
 // phase timestamps, a bounded [SignalSummary], containment [ActionRecord]s,
 // the [Investigation] and its [Impact], the notify [Decision], customer
-// [Delivery] records, prevention [Task]s and a hash-chained [Timeline].
-// Credentials never enter the record: a signal's [Secret] is kept as its
-// fingerprint. [Incident.Markdown] renders the record as a deterministic
+// [Delivery] records, prevention [Task]s and a hash-chained [Timeline];
+// people add a commander, [Observable] evidence and merge links
+// ([Incident.MergedInto], [Incident.Merged]). Credentials never enter the
+// record: a signal's [Secret] is kept as its fingerprint, and evidence that
+// looks like one ([LooksLikeCredential]) is refused. [Incident.Markdown] renders the record as a deterministic
 // Markdown post-incident report.
 //
 // # The register

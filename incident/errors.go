@@ -51,6 +51,14 @@ var (
 	// an operation needs, such as Lister for the register.
 	ErrNotSupported = errors.New("not supported by the store")
 
+	// ErrInvalidEvidence: an Observable failed validation (see
+	// Observable.Validate). The error is an *EvidenceError.
+	ErrInvalidEvidence = errors.New("invalid evidence")
+	// ErrCredentialEvidence: an Observable's value looks like a credential,
+	// which evidence must never hold. The error is an *EvidenceError, and
+	// also matches ErrInvalidEvidence.
+	ErrCredentialEvidence = errors.New("evidence looks like a credential")
+
 	// ErrTampered: Timeline.Verify found an entry whose hash chain is broken.
 	// The error is a *TamperError.
 	ErrTampered = errors.New("timeline tampered")
@@ -81,6 +89,26 @@ func (e *FieldError) Is(target error) bool { return target == ErrInvalidSignal }
 
 // Unwrap returns the more specific sentinel, if any.
 func (e *FieldError) Unwrap() error { return e.Err }
+
+// EvidenceError says which field of an Observable is bad and why. It
+// matches ErrInvalidEvidence, and ErrCredentialEvidence (through Unwrap)
+// when the field looks like a credential. Its message never quotes the
+// field's value.
+type EvidenceError struct {
+	Field  string // the Go field name: "Type", "Value", "Source", "SeenAt", "AddedBy"
+	Reason string // what is wrong, for people
+	Err    error  // a more specific sentinel, or nil
+}
+
+func (e *EvidenceError) Error() string {
+	return "incident: invalid evidence: " + e.Field + ": " + e.Reason
+}
+
+// Is makes an *EvidenceError match ErrInvalidEvidence.
+func (e *EvidenceError) Is(target error) bool { return target == ErrInvalidEvidence }
+
+// Unwrap returns the more specific sentinel, if any.
+func (e *EvidenceError) Unwrap() error { return e.Err }
 
 // TransitionError says that Event cannot be applied in From. Unwrap gives
 // ErrInvalidTransition, ErrUnknownState or ErrUnknownEvent.

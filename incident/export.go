@@ -48,7 +48,8 @@ func incidentID(inc *Incident) string {
 // WriteMarkdownRegister writes incs to w as a Markdown register of
 // incidents: a heading, then one table row per incident, in the order
 // given (a Lister's pages are newest first), with its ID, kind, subject,
-// account, severity, state, when it was detected and closed (UTC), and
+// account, severity, state ("merged into …" names the parent of a merged
+// incident), when it was detected and closed (UTC), and
 // whether affected customers were notified with the decision's reason
 // ("yes: …", "no: …", or "undecided" while there is no decision). Every
 // value is escaped as Incident.Markdown escapes it, so record text cannot
@@ -76,7 +77,7 @@ func WriteMarkdownRegister(w io.Writer, incs ...*Incident) error {
 			}
 			rows = append(rows, []string{
 				cell(inc.ID), cell(inc.Kind), cell(inc.Subject), cell(inc.Account),
-				cell(inc.Severity.String()), cell(string(inc.State)),
+				cell(inc.Severity.String()), cell(stateText(inc)),
 				reportTime(inc.DetectedAt), reportTime(inc.ClosedAt), notifiedText(inc.Decision),
 			})
 		}
@@ -85,6 +86,15 @@ func WriteMarkdownRegister(w io.Writer, incs ...*Incident) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// stateText is the register's State cell: the state, and the parent of an
+// incident merged into another.
+func stateText(inc *Incident) string {
+	if inc.State == StateMerged && inc.MergedInto != "" {
+		return string(inc.State) + " into " + inc.MergedInto
+	}
+	return string(inc.State)
 }
 
 // notifiedText is the register's Notified cell.

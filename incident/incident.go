@@ -25,7 +25,10 @@ const MaxSignalSamples = 8
 // UnmarshalJSON). Times are RFC 3339 with their fraction, severities and
 // states their names, hashes hex, Deadline's "paused_ns" nanoseconds; a
 // field tagged omitempty or omitzero is left out when empty. The fields of
-// Investigation's Findings sit in "investigation" itself.
+// Investigation's Findings sit in "investigation" itself. Collaboration
+// adds "commander", "evidence" (each observable's "type", "value",
+// "source", "seen_at", "added_at", "added_by"), "merged_into" and
+// "merged"; records written before them read back with those empty.
 type Incident struct {
 	ID       string   `json:"id"`
 	Kind     string   `json:"kind"`
@@ -80,6 +83,19 @@ type Incident struct {
 	// Paging is the on-call alert the incident holds open or last held:
 	// who was paged, and whether someone took it.
 	Paging *Paging `json:"paging,omitempty"`
+	// Commander is the person who leads the response, "" until one is
+	// assigned; a hand-over replaces it (the timeline keeps who held it).
+	Commander string `json:"commander,omitempty"`
+	// Evidence are the observables people attached (addresses, URLs,
+	// hashes, users, key IDs), at most MaxEvidence, oldest first; never a
+	// credential (see Observable.Validate).
+	Evidence []Observable `json:"evidence,omitempty"`
+	// MergedInto is, on an incident merged into another (StateMerged), the
+	// ID of that incident: its parent.
+	MergedInto string `json:"merged_into,omitempty"`
+	// Merged are the IDs of the incidents merged into this one, its
+	// children, in the order they were merged; at most MaxMerged.
+	Merged []string `json:"merged,omitempty"`
 	// Outreach counts the customer notices by status. Deliveries holds the
 	// notices themselves only in a whole record (see Load); a head leaves
 	// them to Store.Deliveries.
@@ -400,6 +416,8 @@ func (inc *Incident) Clone() *Incident {
 	c.Deliveries = slices.Clone(inc.Deliveries)
 	c.Tasks = slices.Clone(inc.Tasks)
 	c.Recommendations = slices.Clone(inc.Recommendations)
+	c.Evidence = slices.Clone(inc.Evidence)
+	c.Merged = slices.Clone(inc.Merged)
 	c.Timeline = slices.Clone(inc.Timeline)
 	return &c
 }

@@ -58,6 +58,11 @@ func fullIncident() *incident.Incident {
 		Escalation:      &incident.Escalation{From: incident.StateContaining, Reason: "x", At: t0},
 		Dismissal:       &incident.Dismissal{By: "alice", Reason: "test key", At: t0},
 		Paging:          &incident.Paging{AlertKey: "a1", Level: 1, OpenedAt: t0, PagedAt: t0},
+		Commander:       "alice",
+		Evidence: []incident.Observable{{Type: incident.ObservableIP, Value: "203.0.113.7", Source: "gateway",
+			SeenAt: t0, AddedAt: t0, AddedBy: "alice"}},
+		MergedInto: "i0",
+		Merged:     []string{"i2"},
 	}
 	inc.Timeline.Append(incident.Entry{At: t0, Actor: "system", Type: incident.EntrySignal})
 	return inc
@@ -92,6 +97,8 @@ func TestCloneDeepCopy(t *testing.T) {
 		{"Delivery()", func(i *incident.Incident) { i.Delivery("d1").Attempts = 9 }},
 		{"Tasks", func(i *incident.Incident) { i.Tasks[0].Done = true }},
 		{"Recommendations", func(i *incident.Incident) { i.Recommendations[0] = "x" }},
+		{"Evidence", func(i *incident.Incident) { i.Evidence[0].Value = "198.51.100.1" }},
+		{"Merged", func(i *incident.Incident) { i.Merged[0] = "i3" }},
 		{"Timeline", func(i *incident.Incident) { i.Timeline[0].Detail = "x" }},
 		{"scalar", func(i *incident.Incident) { i.State = incident.StateClosed }},
 	}

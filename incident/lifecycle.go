@@ -268,7 +268,7 @@ var standard = mustStandard()
 
 // Standard returns the lifecycle the orchestrator drives: the four phases of
 // breach response (investigate, contain, notify, resolve) and the exits
-// (dismiss, escalate, close, reopen).
+// (dismiss, escalate, close, reopen, merge).
 //
 //	detected      investigate→investigating  contain→containing  dismiss→dismissed  escalate→escalated
 //	investigating contain→containing  notify→notifying  remediate→resolving  dismiss→dismissed  escalate→escalated
@@ -281,12 +281,15 @@ var standard = mustStandard()
 //	dismissed     reopen→investigating
 //	escalated     investigate, contain, notify, remediate, dismiss
 //
+// and, from every open state, merge→merged: the incident is part of
+// another. merged has no way out.
+//
 // The same *Lifecycle is returned every time; it is immutable.
 func Standard() *Lifecycle { return standard }
 
 func mustStandard() *Lifecycle {
 	states := []State{StateDetected, StateInvestigating, StateContaining, StateContained, StateNotifying,
-		StateResolving, StateResolved, StateClosed, StateDismissed, StateEscalated}
+		StateResolving, StateResolved, StateClosed, StateDismissed, StateEscalated, StateMerged}
 	var ts []Transition
 	add := func(from State, pairs ...any) {
 		for i := 0; i < len(pairs); i += 2 {
@@ -307,6 +310,11 @@ func mustStandard() *Lifecycle {
 	add(StateDismissed, EventReopen, StateInvestigating)
 	add(StateEscalated, EventInvestigate, StateInvestigating, EventContain, StateContaining,
 		EventNotify, StateNotifying, EventRemediate, StateResolving, EventDismiss, StateDismissed)
+	for _, s := range states {
+		if s.Open() {
+			add(s, EventMerge, StateMerged)
+		}
+	}
 	l, err := NewLifecycle(StateDetected, states, ts)
 	if err != nil {
 		panic(err)

@@ -60,18 +60,28 @@ var standardTable = []incident.Transition{
 	{From: incident.StateEscalated, Event: incident.EventNotify, To: incident.StateNotifying},
 	{From: incident.StateEscalated, Event: incident.EventRemediate, To: incident.StateResolving},
 	{From: incident.StateEscalated, Event: incident.EventDismiss, To: incident.StateDismissed},
+
+	// merge: from every open state; merged has no way out.
+	{From: incident.StateDetected, Event: incident.EventMerge, To: incident.StateMerged},
+	{From: incident.StateInvestigating, Event: incident.EventMerge, To: incident.StateMerged},
+	{From: incident.StateContaining, Event: incident.EventMerge, To: incident.StateMerged},
+	{From: incident.StateContained, Event: incident.EventMerge, To: incident.StateMerged},
+	{From: incident.StateNotifying, Event: incident.EventMerge, To: incident.StateMerged},
+	{From: incident.StateResolving, Event: incident.EventMerge, To: incident.StateMerged},
+	{From: incident.StateResolved, Event: incident.EventMerge, To: incident.StateMerged},
+	{From: incident.StateEscalated, Event: incident.EventMerge, To: incident.StateMerged},
 }
 
 var standardStates = []incident.State{
 	incident.StateDetected, incident.StateInvestigating, incident.StateContaining, incident.StateContained,
 	incident.StateNotifying, incident.StateResolving, incident.StateResolved, incident.StateClosed,
-	incident.StateDismissed, incident.StateEscalated,
+	incident.StateDismissed, incident.StateEscalated, incident.StateMerged,
 }
 
 var allEvents = []incident.Event{
 	incident.EventInvestigate, incident.EventContain, incident.EventContained, incident.EventNotify,
 	incident.EventNotified, incident.EventRemediate, incident.EventResolve, incident.EventClose,
-	incident.EventReopen, incident.EventDismiss, incident.EventEscalate,
+	incident.EventReopen, incident.EventDismiss, incident.EventEscalate, incident.EventMerge,
 }
 
 func TestStandardIsSingleton(t *testing.T) {
@@ -197,8 +207,9 @@ func TestEvents(t *testing.T) {
 	})
 	t.Run("explicit", func(t *testing.T) {
 		assert.Equal(t, []incident.Event{incident.EventInvestigate, incident.EventContain,
-			incident.EventDismiss, incident.EventEscalate}, l.Events(incident.StateDetected))
+			incident.EventDismiss, incident.EventEscalate, incident.EventMerge}, l.Events(incident.StateDetected))
 		assert.Equal(t, []incident.Event{incident.EventReopen}, l.Events(incident.StateClosed))
+		assert.Empty(t, l.Events(incident.StateMerged), "a merge is not undone")
 	})
 	t.Run("unknown state has none", func(t *testing.T) {
 		assert.Empty(t, l.Events("limbo"))
@@ -396,8 +407,8 @@ func TestMermaidGolden(t *testing.T) {
 			terminals = append(terminals, strings.TrimSpace(s))
 		}
 	}
-	assert.Equal(t, []string{"closed", "dismissed"}, terminals)
-	assert.Len(t, lines, 2+len(standardTable)+2)
+	assert.Equal(t, []string{"closed", "dismissed", "merged"}, terminals)
+	assert.Len(t, lines, 2+len(standardTable)+3)
 }
 
 func TestGraphvizGolden(t *testing.T) {
@@ -411,6 +422,7 @@ func TestGraphvizGolden(t *testing.T) {
 	assert.Contains(t, got, `    "detected" [style="rounded,bold"];`)
 	assert.Contains(t, got, `    "closed" [peripheries=2];`)
 	assert.Contains(t, got, `    "dismissed" [peripheries=2];`)
+	assert.Contains(t, got, `    "merged" [peripheries=2];`)
 	assert.Contains(t, got, `    "escalated";`)
 	for _, tr := range standardTable {
 		assert.Contains(t, got, `    "`+string(tr.From)+`" -> "`+string(tr.To)+`" [label="`+string(tr.Event)+`"];`)
@@ -437,7 +449,7 @@ func TestDiagramsOfCustomLifecycle(t *testing.T) {
 
 func TestStateOpen(t *testing.T) {
 	for _, s := range standardStates {
-		want := s != incident.StateClosed && s != incident.StateDismissed
+		want := s != incident.StateClosed && s != incident.StateDismissed && s != incident.StateMerged
 		assert.Equal(t, want, s.Open(), s)
 	}
 	assert.False(t, incident.State("").Open())

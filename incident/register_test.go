@@ -172,7 +172,8 @@ func TestJSONFieldNames(t *testing.T) {
 // releases before the register encoded it (Go's field names), plus an
 // attribute whose key is a field's name, which must stay as it is. It
 // predates what FullIncident has set since: the last three deliveries,
-// Outreach, Chain and Impact.Affected.
+// Outreach, Chain, Impact.Affected and the collaboration fields
+// (Commander, Evidence, MergedInto, Merged).
 func TestJSONReadsOldFieldNames(t *testing.T) {
 	b, err := os.ReadFile("testdata/incident_v0.json")
 	require.NoError(t, err)
@@ -182,6 +183,7 @@ func TestJSONReadsOldFieldNames(t *testing.T) {
 	want.Deliveries = want.Deliveries[:2]
 	want.Outreach, want.Chain, want.Investigation.Impact.Affected = incident.Outreach{}, incident.Chain{}, 0
 	want.Reopens, want.EnteredAt, want.Paging = 0, time.Time{}, nil
+	want.Commander, want.Evidence, want.MergedInto, want.Merged = "", nil, "", nil
 	want.Attributes["DedupKey"] = "an attribute named like a field"
 
 	var got incident.Incident

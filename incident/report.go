@@ -23,11 +23,14 @@ const none = "—"
 const mermaidTextMax = 60
 
 // Markdown renders the incident as a Markdown post-incident report: a
-// summary, the response times, the notification clocks and milestones, the
-// impact and the notify decision, the containment actions with their
-// approvals, the customer notices, the recommendations, the corrective and
-// preventive tasks, the timeline (as a Mermaid timeline chart and as a
-// table) and the result of verifying the timeline's hash chain.
+// summary (with the commander and the incidents merged into it or it was
+// merged into, when there are), the response times, the notification
+// clocks and milestones, the impact and the notify decision, the evidence
+// and the severity changes (when there are), the containment actions with
+// their approvals, the customer notices, the recommendations, the
+// corrective and preventive tasks, the timeline (as a Mermaid timeline
+// chart and as a table) and the result of verifying the timeline's hash
+// chain.
 //
 // The output is deterministic: it depends on the record alone (never on
 // the current time, the local zone or map order), every instant is written
@@ -62,6 +65,8 @@ func (inc *Incident) Markdown() string {
 	r.responseTimes()
 	r.deadlines()
 	r.impact()
+	r.evidence()
+	r.severityChanges()
 	r.actions()
 	r.deliveries()
 	r.recommendations()
@@ -116,8 +121,17 @@ func (r *reportWriter) header() {
 		{"Account", cell(inc.Account)},
 		{"Severity", cell(inc.Severity.String())},
 		{"State", cell(string(inc.State))},
-		{"Dedup key", cell(inc.DedupKey)},
 	}
+	if inc.MergedInto != "" {
+		rows = append(rows, []string{"Merged into", cell(inc.MergedInto)})
+	}
+	if len(inc.Merged) > 0 {
+		rows = append(rows, []string{"Merged incidents", cell(strings.Join(inc.Merged, ", "))})
+	}
+	if inc.Commander != "" {
+		rows = append(rows, []string{"Commander", cell(inc.Commander)})
+	}
+	rows = append(rows, []string{"Dedup key", cell(inc.DedupKey)})
 	if inc.CredentialFingerprint != "" {
 		rows = append(rows, []string{"Credential fingerprint", cell(inc.CredentialFingerprint)})
 	}
@@ -333,6 +347,37 @@ func customerName(c Customer) string {
 		return mdText(c.Name)
 	}
 	return mdText(id) + " (" + mdText(c.Name) + ")"
+}
+
+// evidence lists the observables attached, when there are.
+func (r *reportWriter) evidence() {
+	inc := r.inc
+	if len(inc.Evidence) == 0 {
+		return
+	}
+	r.section("Evidence")
+	var rows [][]string
+	for _, ob := range inc.Evidence {
+		rows = append(rows, []string{cell(string(ob.Type)), cell(ob.Value), cell(ob.Source), cell(reportTime(ob.SeenAt)),
+			cell(ob.AddedBy), cell(reportTime(ob.AddedAt))})
+	}
+	r.table([]string{"Type", "Value", "Source", "Seen at", "Added by", "Added at"}, rows)
+}
+
+// severityChanges lists the timeline's severity entries, when there are.
+func (r *reportWriter) severityChanges() {
+	var rows [][]string
+	for _, e := range r.inc.Timeline {
+		if e.Type == EntrySeverity {
+			detail, _ := firstLine(e.Detail)
+			rows = append(rows, []string{cell(reportTime(e.At)), cell(e.Actor), cell(detail)})
+		}
+	}
+	if len(rows) == 0 {
+		return
+	}
+	r.section("Severity changes")
+	r.table([]string{"At", "By", "Change"}, rows)
 }
 
 func (r *reportWriter) actions() {

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/breachkit/breach/incident"
+	"github.com/breachkit/breach/incident/incidenttest"
 )
 
 // reportSecret is the leaked key of reportIncident: only its fingerprint is
@@ -579,8 +580,14 @@ func TestReportEscapesEveryValue(t *testing.T) {
 		Recommendations: []string{"rec" + evil},
 		Escalation:      &incident.Escalation{From: incident.State("st" + evil), Reason: "esc" + evil, At: at},
 		Dismissal:       &incident.Dismissal{By: "dis" + evil, Reason: "dreason" + evil, At: at},
+		Commander:       "cmd" + evil,
+		Evidence: []incident.Observable{{Type: incident.ObservableType("type" + evil), Value: "value" + evil,
+			Source: "source" + evil, SeenAt: at, AddedAt: at, AddedBy: "adder" + evil}},
+		MergedInto: "parent" + evil,
+		Merged:     []string{"child" + evil},
 	}
 	inc.Timeline.Append(incident.Entry{At: at, Actor: "actor" + evil, Type: incident.EntryNote, Detail: "detail" + evil})
+	inc.Timeline.Append(incident.Entry{At: at, Actor: "actor" + evil, Type: incident.EntrySeverity, Detail: "sev" + evil})
 	inc.Timeline.Append(incident.Entry{At: at, Actor: "actor" + evil, Type: incident.EntryTransition,
 		From: incident.State("f" + evil), To: incident.State("t" + evil), Event: incident.Event("e" + evil), Detail: "why" + evil})
 
@@ -669,4 +676,46 @@ func TestReportImpactLine(t *testing.T) {
 			assert.Contains(t, tt.inc.Markdown(), tt.want)
 		})
 	}
+}
+
+// TestReportCollaboration: the report shows the commander, the merge links
+// both ways, the evidence and the severity changes; without them it has no
+// such rows or sections.
+func TestReportCollaboration(t *testing.T) {
+	at := time.Date(2026, time.March, 7, 9, 0, 0, 0, time.UTC)
+	inc := reportIncident()
+	inc.Commander = "alice@example.com"
+	inc.Merged = []string{"inc_0002", "inc_0003"}
+	inc.Evidence = []incident.Observable{
+		{Type: incident.ObservableIP, Value: "198.51.100.23", Source: "api-gateway", SeenAt: at, AddedAt: at.Add(time.Hour), AddedBy: "bob@example.com"},
+		{Type: incident.ObservableKeyID, Value: "key_42", AddedAt: at.Add(2 * time.Hour), AddedBy: "bob@example.com"},
+	}
+	inc.Timeline.Append(incident.Entry{At: at.Add(3 * time.Hour), Actor: "carol@example.com", Type: incident.EntrySeverity,
+		Detail: "severity raised from high to critical: the key reads billing data"})
+	child := incidenttest.NewIncident("inc_0002", "apikey.compromised/key_43")
+	child.State, child.MergedInto = incident.StateMerged, "inc_0001"
+
+	got := inc.Markdown()
+	for _, want := range []string{
+		"| Merged incidents | inc_0002, inc_0003 |",
+		"| Commander | alice@example.com |",
+		"## Evidence\n\n| Type | Value | Source | Seen at | Added by | Added at |",
+		`| ip | 198\.51.100.23 | api-gateway | 2026-03-07 09:00:00 UTC | bob@example.com | 2026-03-07 10:00:00 UTC |`,
+		"| key_id | key_42 | — | — | bob@example.com | 2026-03-07 11:00:00 UTC |",
+		"## Severity changes\n\n| At | By | Change |",
+		"| 2026-03-07 12:00:00 UTC | carol@example.com | severity raised from high to critical: the key reads billing data |",
+	} {
+		assert.Contains(t, got, want)
+	}
+	checkMarkdownTables(t, got)
+	assert.Contains(t, child.Markdown(), "| State | merged |\n| Merged into | inc_0001 |")
+
+	plain := reportIncident().Markdown()
+	for _, absent := range []string{"Commander", "Merged", "## Evidence", "## Severity changes"} {
+		assert.NotContains(t, plain, absent)
+	}
+
+	var b strings.Builder
+	require.NoError(t, incident.WriteMarkdownRegister(&b, child))
+	assert.Contains(t, b.String(), "| merged into inc_0001 |")
 }

@@ -33,13 +33,19 @@ const (
 	StateDismissed State = "dismissed"
 	// StateEscalated: automation stopped; a person must act.
 	StateEscalated State = "escalated"
+	// StateMerged: the incident was found to be part of another, its
+	// parent (Incident.MergedInto), which carries on with its signals and
+	// evidence. Terminal: a merge is not undone.
+	StateMerged State = "merged"
 )
 
 // Open reports whether an incident in state s still counts as open: every
-// state but StateClosed and StateDismissed. Signals with the dedup key of an
-// open incident join it; a store keeps at most one open incident per dedup
-// key.
-func (s State) Open() bool { return s != StateClosed && s != StateDismissed && s != "" }
+// state but StateClosed, StateDismissed and StateMerged. Signals with the
+// dedup key of an open incident join it; a store keeps at most one open
+// incident per dedup key.
+func (s State) Open() bool {
+	return s != StateClosed && s != StateDismissed && s != StateMerged && s != ""
+}
 
 // Event is a named input to the Lifecycle that moves an incident from one
 // State to another.
@@ -58,6 +64,7 @@ const (
 	EventReopen      Event = "reopen"      // back to investigation
 	EventDismiss     Event = "dismiss"     // false positive
 	EventEscalate    Event = "escalate"    // automation gives up; a person acts
+	EventMerge       Event = "merge"       // part of another incident: ends in it
 )
 
 // Severity ranks an incident. Its zero value, SeverityUnknown, is not valid

@@ -24,7 +24,11 @@ const (
 	EntryDelivery      EntryType = "delivery"      // a customer notice's result
 	EntryTask          EntryType = "task"          // a prevention task opened or done
 	EntryRelease       EntryType = "release"       // containment undone
-	EntryNote          EntryType = "note"          // anything else
+	EntryNote          EntryType = "note"          // a person's note, or anything else
+	EntryCommander     EntryType = "commander"     // a commander assigned or handed over
+	EntrySeverity      EntryType = "severity"      // the severity changed: from, to, why
+	EntryEvidence      EntryType = "evidence"      // an observable attached
+	EntryMerge         EntryType = "merge"         // an incident merged into another
 )
 
 // ActorSystem is the actor of the steps the orchestrator takes itself;

@@ -169,6 +169,14 @@ func FullIncident(id, dedupKey string) *incident.Incident {
 		Paging: &incident.Paging{AlertKey: "brk_alert", Reason: "investigation failed", Needed: "take over the incident",
 			Level: 2, Round: 1, OpenedAt: at(10 * time.Second), PagedAt: at(20 * time.Second), Exhausted: true,
 			AckedBy: "dave@example.com", AckedAt: at(30 * time.Second), ResolvedAt: at(40 * time.Second)},
+		Commander: "erin@example.com",
+		Evidence: []incident.Observable{
+			{Type: incident.ObservableIP, Value: "203.0.113.7", Source: "gateway logs — « edge »",
+				SeenAt: at(-time.Minute), AddedAt: at(60 * time.Second), AddedBy: "erin@example.com"},
+			{Type: incident.ObservableKeyID, Value: "key_" + id, AddedAt: at(61*time.Second + 13*us), AddedBy: "bob@example.com"},
+		},
+		MergedInto: "inc_parent",
+		Merged:     []string{"inc_child_1", "inc_child_2"},
 	}
 	inc.Record(incident.Entry{At: at(0), Actor: incident.ActorSystem, Type: incident.EntrySignal, Detail: "opened by github-scanner"})
 	inc.Record(incident.Entry{At: at(1 * us), Actor: incident.ActorSystem, Type: incident.EntryTransition,

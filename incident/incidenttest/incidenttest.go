@@ -440,7 +440,7 @@ func createDuplicateOpenKey(t *testing.T, s incident.Store) {
 }
 
 func createClosedKeyReusable(t *testing.T, s incident.Store) {
-	for _, state := range []incident.State{incident.StateClosed, incident.StateDismissed} {
+	for _, state := range []incident.State{incident.StateClosed, incident.StateDismissed, incident.StateMerged} {
 		key := "key-" + string(state)
 		old := mustCreate(t, s, NewIncident("inc-old-"+string(state), key))
 		setState(t, s, old, state)
@@ -591,7 +591,7 @@ func applyAppendsEntries(t *testing.T, s incident.Store) {
 }
 
 func applyCloseFreesKey(t *testing.T, s incident.Store) {
-	for _, state := range []incident.State{incident.StateClosed, incident.StateDismissed} {
+	for _, state := range []incident.State{incident.StateClosed, incident.StateDismissed, incident.StateMerged} {
 		key := "key-" + string(state)
 		r := mustCreate(t, s, NewIncident("inc-"+string(state), key))
 		setState(t, s, r, state)
@@ -600,7 +600,7 @@ func applyCloseFreesKey(t *testing.T, s incident.Store) {
 	}
 	open, err := s.ListOpen(t.Context())
 	require.NoError(t, err)
-	assert.Empty(t, ids(open), "ListOpen must leave out closed and dismissed incidents")
+	assert.Empty(t, ids(open), "ListOpen must leave out closed, dismissed and merged incidents")
 }
 
 func applyReopen(t *testing.T, s incident.Store) {
