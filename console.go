@@ -16,8 +16,9 @@ import (
 )
 
 // The console (NewConsole): this file holds its configuration, the
-// security every route shares, the table of actions and the map of errors;
-// console_html.go renders the pages, console_api.go answers in JSON.
+// security every route shares and the map of errors; console_actions.go
+// the table of actions, console_html.go renders the pages, console_api.go
+// answers in JSON.
 
 // ConsoleConfig configures NewConsole. Only Actor is required.
 type ConsoleConfig struct {
@@ -54,31 +55,6 @@ type ConsoleConfig struct {
 	// and refusals. Nil means the orchestrator's logger (WithLogger).
 	Logger *slog.Logger
 }
-
-// ConsoleAction names what a console request does, for
-// ConsoleConfig.Authorize: ConsoleView for reading, and one action per
-// route that posts. The names are the last element of the routes'
-// paths (POST incidents/{id}/approve) and stay stable.
-type ConsoleAction string
-
-// The console's actions. Each post calls the Orchestrator method named
-// beside it with the actor ConsoleConfig.Actor names.
-const (
-	ConsoleView               ConsoleAction = "view"                 // every page and GET of the JSON API
-	ConsoleApprove            ConsoleAction = "approve"              // Approve: fields action, note
-	ConsoleDeny               ConsoleAction = "deny"                 // Deny: fields action, reason
-	ConsoleCompleteTask       ConsoleAction = "complete_task"        // CompleteTask: fields task, note
-	ConsoleAcknowledge        ConsoleAction = "acknowledge"          // Acknowledge: no field
-	ConsolePauseClock         ConsoleAction = "pause_clock"          // PauseClock: fields clock, reason
-	ConsoleResumeClock        ConsoleAction = "resume_clock"         // ResumeClock: fields clock, reason
-	ConsoleClockNotApplicable ConsoleAction = "clock_not_applicable" // MarkClockNotApplicable: fields clock, reason
-	ConsoleMilestone          ConsoleAction = "milestone"            // RecordMilestone: fields milestone, note
-	ConsoleDismiss            ConsoleAction = "dismiss"              // Dismiss: field reason
-	ConsoleRetry              ConsoleAction = "retry"                // Retry: field note
-	ConsoleResolve            ConsoleAction = "resolve"              // Resolve: field note
-	ConsoleClose              ConsoleAction = "close"                // Close: field note
-	ConsoleReopen             ConsoleAction = "reopen"               // Reopen: field reason
-)
 
 // consoleCSP is the Content-Security-Policy of every response: nothing
 // but the console's own style sheet loads, forms post only to the
@@ -257,105 +233,6 @@ func (c *console) act(r *http.Request, action ConsoleAction, id string, read fun
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), consoleActionTimeout)
 	defer cancel()
 	return op.run(consoleCall{ctx: ctx, o: c.o, id: id, actor: actorOf(r), in: in})
-}
-
-// consoleCall is what an action's run gets: the request's context, the
-// incident, the actor, and the fields of the form or JSON body.
-type consoleCall struct {
-	ctx   context.Context
-	o     *Orchestrator
-	id    string
-	actor string
-	in    map[string]string
-}
-
-// consoleField is a field an action reads; a Required one may not be
-// empty. Label is its label on a form.
-type consoleField struct {
-	Name, Label string
-	Required    bool
-}
-
-// consoleOp is one action of the console: the fields it reads (the same
-// names in a form and in a JSON body), the orchestrator call it makes,
-// and, for actions on the incident as a whole, the form the incident page
-// shows when shown says the incident allows it (the other actions have
-// their forms beside what they act on: an approval, a task, a clock, the
-// alert). Adding an action is a row here, its ConsoleAction and, for an
-// incident-wide form, its place in consoleFormOrder.
-type consoleOp struct {
-	fields []consoleField
-	run    func(c consoleCall) error
-	label  string                                             // the form's button
-	shown  func(o *Orchestrator, inc *incident.Incident) bool // nil: no incident-wide form
-}
-
-// optional and needed make the fields of consoleOps.
-func optional(name, label string) consoleField { return consoleField{Name: name, Label: label} }
-func needed(name, label string) consoleField {
-	return consoleField{Name: name, Label: label, Required: true}
-}
-
-// consoleOps are the console's actions.
-var consoleOps = map[ConsoleAction]consoleOp{
-	ConsoleApprove: {fields: []consoleField{needed("action", "Action"), optional("note", "Note")}, run: func(c consoleCall) error {
-		return c.o.Approve(c.ctx, c.id, c.in["action"], c.actor, c.in["note"])
-	}},
-	ConsoleDeny: {fields: []consoleField{needed("action", "Action"), needed("reason", "Reason")}, run: func(c consoleCall) error {
-		return c.o.Deny(c.ctx, c.id, c.in["action"], c.actor, c.in["reason"])
-	}},
-	ConsoleCompleteTask: {fields: []consoleField{needed("task", "Task"), optional("note", "Note")}, run: func(c consoleCall) error {
-		return c.o.CompleteTask(c.ctx, c.id, c.in["task"], c.actor, c.in["note"])
-	}},
-	ConsoleAcknowledge: {run: func(c consoleCall) error { return c.o.Acknowledge(c.ctx, c.id, c.actor) }},
-	ConsolePauseClock: {fields: []consoleField{needed("clock", "Clock"), needed("reason", "Reason")}, run: func(c consoleCall) error {
-		return c.o.PauseClock(c.ctx, c.id, c.in["clock"], c.actor, c.in["reason"])
-	}},
-	ConsoleResumeClock: {fields: []consoleField{needed("clock", "Clock"), optional("reason", "Note")}, run: func(c consoleCall) error {
-		return c.o.ResumeClock(c.ctx, c.id, c.in["clock"], c.actor, c.in["reason"])
-	}},
-	ConsoleClockNotApplicable: {fields: []consoleField{needed("clock", "Clock"), needed("reason", "Reason")}, run: func(c consoleCall) error {
-		return c.o.MarkClockNotApplicable(c.ctx, c.id, c.in["clock"], c.actor, c.in["reason"])
-	}},
-	ConsoleMilestone: {fields: []consoleField{needed("milestone", "Milestone"), optional("note", "Note")}, run: func(c consoleCall) error {
-		return c.o.RecordMilestone(c.ctx, c.id, incident.Milestone(c.in["milestone"]), c.actor, c.in["note"])
-	}, label: "Record milestone", shown: func(*Orchestrator, *incident.Incident) bool { return true }},
-	ConsoleRetry: {fields: []consoleField{optional("note", "Note")}, run: func(c consoleCall) error {
-		return c.o.Retry(c.ctx, c.id, c.actor, c.in["note"])
-	}, label: "Retry automation", shown: func(_ *Orchestrator, inc *incident.Incident) bool { return inc.State == incident.StateEscalated }},
-	ConsoleResolve: {fields: []consoleField{optional("note", "Note")}, run: func(c consoleCall) error {
-		return c.o.Resolve(c.ctx, c.id, c.actor, c.in["note"])
-	}, label: "Resolve", shown: func(o *Orchestrator, inc *incident.Incident) bool {
-		return o.lc.Can(inc.State, incident.EventResolve) || o.lc.Can(inc.State, incident.EventRemediate)
-	}},
-	ConsoleClose: {fields: []consoleField{optional("note", "Note")}, run: func(c consoleCall) error {
-		return c.o.Close(c.ctx, c.id, c.actor, c.in["note"])
-	}, label: "Close", shown: func(o *Orchestrator, inc *incident.Incident) bool { return o.lc.Can(inc.State, incident.EventClose) }},
-	ConsoleReopen: {fields: []consoleField{needed("reason", "Reason")}, run: func(c consoleCall) error {
-		return c.o.Reopen(c.ctx, c.id, c.actor, c.in["reason"])
-	}, label: "Reopen", shown: func(o *Orchestrator, inc *incident.Incident) bool { return o.lc.Can(inc.State, incident.EventReopen) }},
-	ConsoleDismiss: {fields: []consoleField{needed("reason", "Reason")}, run: func(c consoleCall) error {
-		return c.o.Dismiss(c.ctx, c.id, c.actor, c.in["reason"])
-	}, label: "Dismiss as a false positive", shown: func(o *Orchestrator, inc *incident.Incident) bool {
-		return o.lc.Can(inc.State, incident.EventDismiss) || (inc.Dismissal != nil && inc.State.Open())
-	}},
-}
-
-// consoleFormOrder is the order of the incident-wide forms on the page.
-var consoleFormOrder = []ConsoleAction{ConsoleResolve, ConsoleClose, ConsoleRetry, ConsoleMilestone, ConsoleReopen, ConsoleDismiss}
-
-// input reads op's fields with get, trimmed of surrounding space, and
-// refuses an empty required one.
-func (op consoleOp) input(action ConsoleAction, get func(name string) string) (map[string]string, error) {
-	in := make(map[string]string, len(op.fields))
-	for _, f := range op.fields {
-		v := strings.TrimSpace(get(f.Name))
-		if v == "" && f.Required {
-			return nil, refuse(http.StatusBadRequest, "invalid_input", fmt.Sprintf("%s needs the field %q", action, f.Name))
-		}
-		in[f.Name] = v
-	}
-	return in, nil
 }
 
 // consoleRefusal is an error the console answers with its own status and
