@@ -34,11 +34,12 @@ type ConsoleConfig struct {
 	// Authorize says whether actor may do action on the incident with ID
 	// incidentID: ConsoleView for every page and read of the JSON API
 	// (with incidentID "" for the register; the style sheet needs only an
-	// actor), one of the other ConsoleActions for each post. An
-	// error refuses the request with 403 Forbidden, and nothing is
-	// recorded; the error's text is shown to the caller, so it should say
-	// what is missing ("approvals need the incident-commander role") and
-	// nothing secret. Nil allows every action to every actor Actor names.
+	// actor), one of the other ConsoleActions for each post; a merge is
+	// asked for twice, for the parent (the incident posted to) and then
+	// for the child (see ConsoleMerge). An error refuses the request with
+	// 403 Forbidden, and nothing is recorded; the error's text is shown
+	// to the caller, so it should say what is missing ("approvals need
+	// the incident-commander role") and nothing secret. Nil allows every action to every actor Actor names.
 	// Authorize must be safe for concurrent use.
 	Authorize func(r *http.Request, actor string, action ConsoleAction, incidentID string) error
 	// PageSize is the number of rows of a page: incidents of the
@@ -105,13 +106,18 @@ const consoleVerifyMax = 5000
 // minute) even when the caller goes away.
 //
 // Errors of the orchestrator map to statuses: ErrInvalidInput and other
-// bad arguments to 400, incident.ErrNotFound to 404, an action the
-// incident's state refuses (a *incident.TransitionError, ErrOpenTasks,
-// ErrNoApprovalPending, ErrNoAlert, ErrNotEscalated, ErrNoSuchClock, ...)
-// and write conflicts to 409, anything else to 500 with a generic message
-// and the detail in the log. A failed form post shows the incident's page
-// again with the message (and the open tasks that keep it from being
-// resolved).
+// bad arguments to 400 (incident.ErrInvalidEvidence and
+// incident.ErrCredentialEvidence among them: the message names the field,
+// never the value refused), incident.ErrNotFound to 404 (also for a merge
+// whose child does not exist), an action the incident's state refuses (a
+// *incident.TransitionError, ErrOpenTasks, ErrNoApprovalPending,
+// ErrNoAlert, ErrNotEscalated, ErrNoSuchClock, ErrIncidentEnded,
+// ErrSameSeverity, ErrMerged, ErrMergeBlocked, ...) and write conflicts
+// to 409, ErrLimitReached to 409 as well (the incident holds as much as
+// it may: the same request will not succeed later), anything else to 500
+// with a generic message and the detail in the log. A failed form post
+// shows the incident's page again with the message (and the open tasks
+// that keep it from being resolved).
 //
 // NewConsole returns an error matching ErrInvalidConsoleConfig for a nil
 // orchestrator, a nil Actor or a negative PageSize. The handler is safe for
@@ -230,6 +236,11 @@ func (c *console) act(r *http.Request, action ConsoleAction, id string, read fun
 	if err != nil {
 		return err
 	}
+	if op.also != "" {
+		if err := c.authorize(r, action, in[op.also]); err != nil {
+			return err
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), consoleActionTimeout)
 	defer cancel()
 	return op.run(consoleCall{ctx: ctx, o: c.o, id: id, actor: actorOf(r), in: in})
@@ -282,11 +293,17 @@ func classify(err error) consoleProblem {
 		return pr
 	case errors.Is(err, incident.ErrNotFound):
 		return p(http.StatusNotFound, "not_found")
-	case errors.Is(err, ErrInvalidInput), errors.Is(err, ErrNoSuchTask), errors.Is(err, incident.ErrInvalidFilter):
+	case errors.Is(err, ErrInvalidInput), errors.Is(err, ErrNoSuchTask), errors.Is(err, incident.ErrInvalidFilter),
+		errors.Is(err, incident.ErrInvalidEvidence), errors.Is(err, incident.ErrUnknownSeverity):
+		// An *incident.EvidenceError never quotes the value it refused
+		// (a credential, perhaps): its text is safe to show.
 		return p(http.StatusBadRequest, "invalid_input")
+	case errors.Is(err, ErrLimitReached):
+		return p(http.StatusConflict, "limit_reached")
 	case errors.Is(err, ErrDismissalPending), errors.As(err, &te), errors.Is(err, ErrNoApprovalPending),
 		errors.Is(err, ErrNoAlert), errors.Is(err, ErrNotEscalated), errors.Is(err, ErrNoSuchClock),
-		errors.Is(err, ErrDecisionLocked), errors.Is(err, incident.ErrConflict), errors.Is(err, incident.ErrDuplicate):
+		errors.Is(err, ErrDecisionLocked), errors.Is(err, incident.ErrConflict), errors.Is(err, incident.ErrDuplicate),
+		errors.Is(err, ErrIncidentEnded), errors.Is(err, ErrSameSeverity), errors.Is(err, ErrMerged), errors.Is(err, ErrMergeBlocked):
 		return p(http.StatusConflict, "conflict")
 	case errors.As(err, &ae):
 		// Dismiss: the incident is dismissed, some containment was not undone.

@@ -35,6 +35,24 @@ const (
 	ConsoleResolve            ConsoleAction = "resolve"              // Resolve: field note
 	ConsoleClose              ConsoleAction = "close"                // Close: field note
 	ConsoleReopen             ConsoleAction = "reopen"               // Reopen: field reason
+
+	// People working an incident together: the methods beside them say
+	// what each records and refuses. A severity is named as
+	// incident.ParseSeverity reads it (low, medium, high or critical);
+	// seen_at is optional, RFC 3339 ("2026-03-01T10:00:00Z") or what an
+	// HTML datetime-local input sends ("2026-03-01T10:00", with or
+	// without seconds), read as UTC.
+	ConsoleNote      ConsoleAction = "note"      // AddNote: field text; ended incidents too
+	ConsoleCommander ConsoleAction = "commander" // AssignCommander: fields commander, note
+	ConsoleSeverity  ConsoleAction = "severity"  // ChangeSeverity: fields severity, reason
+	ConsoleEvidence  ConsoleAction = "evidence"  // AttachEvidence: fields type (ip, url, hash, user, key_id), value, source, seen_at
+
+	// ConsoleMerge merges the incident the field child names into the one
+	// posted to, its parent (Merge(id, child, actor, reason)): fields
+	// child, reason. Authorize is asked for both incidents, with
+	// ConsoleMerge: the parent first, then the child; either refusal
+	// refuses the merge, with nothing recorded.
+	ConsoleMerge ConsoleAction = "merge"
 )
 
 // consoleCall is what an action's run gets: the request's context, the
@@ -56,16 +74,22 @@ type consoleField struct {
 
 // consoleOp is one action of the console: the fields it reads (the same
 // names in a form and in a JSON body), the orchestrator call it makes,
-// and, for actions on the incident as a whole, the form the incident page
-// shows when shown says the incident allows it (the other actions have
-// their forms beside what they act on: an approval, a task, a clock, the
-// alert). Adding an action is a row here, its ConsoleAction and, for an
-// incident-wide form, its place in consoleFormOrder.
+// and, for actions on the incident as a whole, when the incident page
+// offers its form (shown). The forms of the actions in consoleFormOrder
+// are made from their fields and label, in the page's Actions; those of
+// the collaboration actions are written out in their own sections
+// (console_collab.go), and the other actions have theirs beside what they
+// act on: an approval, a task, a clock, the alert. Adding an action is a
+// row here, its ConsoleAction and, for a generic form, its place in
+// consoleFormOrder.
 type consoleOp struct {
 	fields []consoleField
 	run    func(c consoleCall) error
-	label  string                                             // the form's button
+	label  string                                             // the generic form's button
 	shown  func(o *Orchestrator, inc *incident.Incident) bool // nil: no incident-wide form
+	// also names the field that names a second incident the action
+	// changes (merge's child): Authorize is asked for it too.
+	also string
 }
 
 // optional and needed make the fields of consoleOps.
@@ -116,6 +140,32 @@ var consoleOps = map[ConsoleAction]consoleOp{
 		return c.o.Dismiss(c.ctx, c.id, c.actor, c.in["reason"])
 	}, label: "Dismiss as a false positive", shown: func(o *Orchestrator, inc *incident.Incident) bool {
 		return o.lc.Can(inc.State, incident.EventDismiss) || (inc.Dismissal != nil && inc.State.Open())
+	}},
+	ConsoleNote: {fields: []consoleField{needed("text", "Note")}, run: func(c consoleCall) error {
+		return c.o.AddNote(c.ctx, c.id, c.actor, c.in["text"])
+	}, shown: func(*Orchestrator, *incident.Incident) bool { return true }},
+	ConsoleCommander: {fields: []consoleField{needed("commander", "Commander"), optional("note", "Note")}, run: func(c consoleCall) error {
+		return c.o.AssignCommander(c.ctx, c.id, c.in["commander"], c.actor, c.in["note"])
+	}, shown: stillOpen},
+	ConsoleSeverity: {fields: []consoleField{needed("severity", "Severity"), needed("reason", "Reason")}, run: func(c consoleCall) error {
+		sev, err := consoleSeverity(c.in["severity"])
+		if err != nil {
+			return err
+		}
+		return c.o.ChangeSeverity(c.ctx, c.id, sev, c.actor, c.in["reason"])
+	}, shown: notDismissing},
+	ConsoleEvidence: {fields: []consoleField{needed("type", "Type"), needed("value", "Value"), optional("source", "Source"),
+		optional("seen_at", "Seen at (UTC)")}, run: func(c consoleCall) error {
+		ev, err := consoleObservable(c.in)
+		if err != nil {
+			return err
+		}
+		return c.o.AttachEvidence(c.ctx, c.id, ev, c.actor)
+	}, shown: stillOpen},
+	ConsoleMerge: {fields: []consoleField{needed("child", "Incident to merge into this one"), needed("reason", "Reason")}, run: func(c consoleCall) error {
+		return c.o.Merge(c.ctx, c.id, c.in["child"], c.actor, c.in["reason"])
+	}, also: "child", shown: func(o *Orchestrator, inc *incident.Incident) bool {
+		return notDismissing(o, inc) && len(inc.Merged) < incident.MaxMerged
 	}},
 }
 

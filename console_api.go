@@ -34,9 +34,21 @@ import (
 //	{"incidents": [<incident>, ...], "next_cursor": "..."}
 //
 // where each <incident> is the incident's head in its JSON form (see
-// incident.Incident: "id", "kind", "state", "detected_at", ...; its
-// "timeline" is null and it has no "deliveries": they are paged below),
-// and next_cursor is "" on the last page.
+// incident.Incident: "id", "kind", "state", "severity", "detected_at",
+// ...; its "timeline" is null and it has no "deliveries": they are paged
+// below), and next_cursor is "" on the last page. What people add
+// working together is there too, each left out while empty:
+//
+//	"commander": "alice",
+//	"evidence": [{"type": "ip", "value": "203.0.113.7", "source": "waf log",
+//	  "seen_at": "2026-03-01T10:00:00Z", "added_at": "...", "added_by": "alice"}, ...],
+//	"merged_into": "inc_1",      on a child merged into another ("state": "merged")
+//	"merged": ["inc_2", "inc_3"] on the parent: the incidents merged into it
+//
+// (evidence "type" is one of ip, url, hash, user, key_id; "source" and
+// "seen_at" are optional). Notes, handovers, severity changes, evidence
+// and merges are timeline entries of type note, commander, severity,
+// evidence and merge.
 //
 //	GET /api/incidents/{id}
 //
@@ -77,8 +89,23 @@ import (
 // the customer"} for approve. A field the action does not take is refused;
 // a required one may not be empty (action of approve and deny, reason of
 // deny, dismiss, reopen, pause_clock and clock_not_applicable, task,
-// clock, milestone). The answer is 200 with the incident's head after the
-// action, <incident> as above.
+// clock, milestone; text of note, commander, severity and reason of
+// severity, type and value of evidence, child and reason of merge). The
+// answer is 200 with the incident's head after the action, <incident> as
+// above. The bodies of the collaboration actions:
+//
+//	POST .../note       {"text": "the key was in a public gist"}
+//	POST .../commander  {"commander": "carol", "note": "taking over for the night"}
+//	POST .../severity   {"severity": "critical", "reason": "billing data was read"}
+//	POST .../evidence   {"type": "ip", "value": "203.0.113.7", "source": "waf log", "seen_at": "2026-03-01T10:00:00Z"}
+//	POST .../merge      {"child": "inc_2", "reason": "one leak, two detectors"}
+//
+// severity is low, medium, high or critical; seen_at is RFC 3339 or
+// "2026-03-01T10:00" (an HTML datetime-local value, with or without
+// seconds), read as UTC. A merge posts to the parent and names the child,
+// which ends merged into it; the answer is the parent. Authorize is asked
+// for both. Evidence that looks like a credential is refused (400
+// invalid_input), and no answer or log line repeats it.
 //
 // Every refusal and failure, of every route, answers with its status
 // and:
@@ -89,8 +116,12 @@ import (
 // (403: Authorize refused), cross_origin (403: a cross-origin post),
 // not_found (404: no such incident, action or route), too_large (413),
 // unsupported_media_type (415), conflict (409: the incident's state does
-// not allow the action, or it changed meanwhile), open_tasks (409: Resolve
-// refused; open_tasks lists the mandatory tasks still open),
+// not allow the action, or it changed meanwhile: the incident has ended or
+// was merged, it has that severity already, the child of a merge is in the
+// middle of containment or notification), limit_reached (409: the incident
+// holds incident.MaxEvidence observables or incident.MaxMerged merged
+// incidents), open_tasks (409: Resolve refused; open_tasks lists the
+// mandatory tasks still open),
 // release_failed (502: dismissed, but some containment was not undone),
 // not_supported (501: the store cannot list), unavailable (503: the store
 // did not answer in time) and internal (500: the detail is in the log).

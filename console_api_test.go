@@ -20,21 +20,29 @@ import (
 	"github.com/breachkit/breach/incident"
 )
 
-// consoleActionCases are every console action, done and refused; each runs
-// as a form post and as a JSON post.
-func consoleActionCases() []struct {
+// consoleActionCase is one console action, done or refused; each runs as
+// a form post and as a JSON post.
+type consoleActionCase struct {
 	name   string
 	seed   []func(*incident.Incident)
-	id     string // "" is the seeded incident
+	others []func() *incident.Incident // more incidents in the store
+	id     string                      // "" is the seeded incident
 	action string
 	fields map[string]string
 	// status and code are those of a refusal; 0 for success, when check
-	// looks at the incident after it.
+	// looks at the incident after it and entry, when set, is a detail of
+	// an entry alice made.
 	status  int
 	code    string
 	message string
 	check   func(t *testing.T, inc *incident.Incident)
-} {
+	entry   string
+	// secret must show nowhere: not in the answer, not in the log.
+	secret string
+}
+
+// consoleActionCases are every console action, done and refused.
+func consoleActionCases() []consoleActionCase {
 	const gdpr = "GDPR Art. 33"
 	state := func(s incident.State) func(*incident.Incident) { return func(inc *incident.Incident) { inc.State = s } }
 	tasksDone := func(inc *incident.Incident) {
@@ -51,17 +59,7 @@ func consoleActionCases() []struct {
 		inc.State = incident.StateEscalated
 		inc.Escalation = &incident.Escalation{From: incident.StateContaining, Reason: "revocation API down", At: consoleNow}
 	}
-	return []struct {
-		name    string
-		seed    []func(*incident.Incident)
-		id      string
-		action  string
-		fields  map[string]string
-		status  int
-		code    string
-		message string
-		check   func(t *testing.T, inc *incident.Incident)
-	}{
+	return append([]consoleActionCase{
 		{name: "approve", seed: fns(withApproval), action: "approve", fields: map[string]string{"action": "disable-key", "note": "checked"},
 			check: func(t *testing.T, inc *incident.Incident) {
 				a := inc.Action("disable-key")
@@ -148,7 +146,7 @@ func consoleActionCases() []struct {
 		{name: "unknown action", action: "explode", status: 404, code: "not_found", message: `the console has no action "explode"`},
 		{name: "view is no action", action: "view", status: 404, code: "not_found", message: `no action "view"`},
 		{name: "unknown incident", id: "inc_nope", action: "close", status: 404, code: "not_found", message: "not found"},
-	}
+	}, collabActionCases()...)
 }
 
 func fns(f ...func(*incident.Incident)) []func(*incident.Incident) { return f }
@@ -159,6 +157,9 @@ func TestConsoleActions(t *testing.T) {
 			t.Run(tt.name+" "+via, func(t *testing.T) {
 				r := newConsoleRig(t, breach.ConsoleConfig{}, nil)
 				seeded := r.seed(t, baseIncident("inc_act"), tt.seed...)
+				for _, other := range tt.others {
+					r.seed(t, other())
+				}
 				id := tt.id
 				if id == "" {
 					id = seeded
@@ -178,6 +179,10 @@ func TestConsoleActions(t *testing.T) {
 					w = r.do(t, "POST", "/console/api/incidents/"+id+"/"+tt.action, strings.NewReader(string(b)), "Content-Type", "application/json")
 				}
 				after := r.head(t, seeded)
+				if tt.secret != "" {
+					assert.NotContains(t, w.Body.String(), tt.secret, "the refused value is not repeated")
+					assert.NotContains(t, r.logs.String(), tt.secret, "nor logged")
+				}
 
 				if tt.status == 0 {
 					if via == "form" {
@@ -191,7 +196,17 @@ func TestConsoleActions(t *testing.T) {
 						assert.Equal(t, after.Version, got.Version, "the answer is the incident after the action")
 					}
 					assert.Greater(t, after.Version, before.Version)
-					tt.check(t, after)
+					if tt.check != nil {
+						tt.check(t, after)
+					}
+					if tt.entry != "" {
+						inc, err := r.o.Get(context.Background(), seeded)
+						require.NoError(t, err)
+						assert.True(t, hasEntry(inc, "alice", tt.entry), "no entry by alice with %q", tt.entry)
+						if tt.secret != "" {
+							assert.False(t, hasEntry(inc, "", tt.secret), "the credential is not recorded")
+						}
+					}
 					return
 				}
 				assert.Equal(t, tt.status, w.Code, w.Body.String())
@@ -217,7 +232,7 @@ func TestConsoleActions(t *testing.T) {
 				body := w.Body.String()
 				assert.Contains(t, html.UnescapeString(body), tt.message)
 				assert.Contains(t, body, `<div id="error" class="error" role="alert" data-status="`+fmt.Sprint(tt.status)+`" data-code="`+tt.code+`">`)
-				if tt.status == 400 || tt.status == 409 {
+				if tt.status == 400 || tt.status == 409 || (tt.status == 404 && tt.id == "") {
 					assert.Contains(t, body, `<span id="state"`, "the incident's page again")
 				}
 				if tt.code == "open_tasks" {
@@ -238,7 +253,8 @@ func TestConsoleActionTableCoversEveryAction(t *testing.T) {
 	for _, a := range []breach.ConsoleAction{breach.ConsoleApprove, breach.ConsoleDeny, breach.ConsoleCompleteTask,
 		breach.ConsoleAcknowledge, breach.ConsolePauseClock, breach.ConsoleResumeClock, breach.ConsoleClockNotApplicable,
 		breach.ConsoleMilestone, breach.ConsoleDismiss, breach.ConsoleRetry, breach.ConsoleResolve, breach.ConsoleClose,
-		breach.ConsoleReopen} {
+		breach.ConsoleReopen, breach.ConsoleNote, breach.ConsoleCommander, breach.ConsoleSeverity, breach.ConsoleEvidence,
+		breach.ConsoleMerge} {
 		assert.True(t, done[string(a)], "no successful case of %s", a)
 	}
 }

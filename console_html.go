@@ -157,6 +157,7 @@ type incidentView struct {
 	Actions    []actionView
 	AlertOpen  bool
 	Forms      []formView
+	Collab     collabView
 	Deliveries []incident.Delivery
 	Entries    []entryView
 	// EntriesStart numbers the first entry shown, from 1.
@@ -346,6 +347,7 @@ func (c *console) describe(v *incidentView) {
 		}
 		v.Forms = append(v.Forms, formView{Action: name, Label: op.label, Fields: op.fields})
 	}
+	v.Collab = c.collab(inc)
 }
 
 // clockFor is how clock d stands at now.
@@ -390,7 +392,7 @@ func (c *console) post(w http.ResponseWriter, r *http.Request) {
 	}
 	p := classify(err)
 	switch p.status {
-	case http.StatusBadRequest, http.StatusConflict, http.StatusBadGateway:
+	case http.StatusBadRequest, http.StatusNotFound, http.StatusConflict, http.StatusBadGateway:
 		if c.authorize(r, ConsoleView, id) != nil {
 			break
 		}
