@@ -25,10 +25,11 @@ import (
 // TestApproveInConsole drives the console in a headless Chromium: a leaked
 // API key of high severity waits for approval of disable-key; a person
 // opens the incident from the register and approves; the orchestrator
-// applies the action and the page shows the incident moving on. The pages
-// must work under the console's Content-Security-Policy without an error
-// in the browser's console, and a full-page screenshot of the incident
-// after the approval is kept ($BREACH_ARTIFACTS/console.png).
+// applies the action and the page shows the incident moving on; a note
+// added through the page shows on its timeline. The pages must work under
+// the console's Content-Security-Policy without an error in the browser's
+// console, and a full-page screenshot of the incident at the end is kept
+// ($BREACH_ARTIFACTS/console.png).
 func TestApproveInConsole(t *testing.T) {
 	chromium.ExecPath(t) // skips, or fails under CI, without a browser
 
@@ -154,6 +155,29 @@ func TestApproveInConsole(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, forms, "nothing left to approve")
 	usesConsoleCSS(t, bctx, base)
+
+	// A note through the page: the post answers 303 to the incident's
+	// page, whose timeline shows the note, as text.
+	const note = "the key was in a public gist <b>since Monday</b>"
+	require.NoError(t, chromedp.Do(bctx, chromedp.SetValue(chromedp.CSS(`#note-form textarea[name="text"]`), note)))
+	resp, err = chromedp.RunResponse(bctx, chromedp.Click(chromedp.CSS(`#note-form button[type="submit"]`)))
+	require.NoError(t, err)
+	require.Contains(t, tab.Redirects(), chromium.Redirect{Status: http.StatusSeeOther, From: page + "/note", To: page},
+		"the note answers 303 to the incident's page")
+	require.Equal(t, int64(http.StatusOK), resp.Status, "GET %s after the note", resp.URL)
+	if latest, err := chromedp.Run(bctx, chromedp.Nodes(chromedp.CSSAll(`#notes-latest`), chromedp.AtLeast(0))); err == nil && len(latest) > 0 {
+		_, err = chromedp.RunResponse(bctx, chromedp.Click(chromedp.CSS(`#notes-latest`))) // a timeline longer than a page
+		require.NoError(t, err)
+	}
+	notes, err := chromedp.Run(bctx, chromedp.Evaluate[[]string](
+		`[...document.querySelectorAll("#timeline li.entry-note .detail")].map(e => e.textContent)`))
+	require.NoError(t, err)
+	assert.Contains(t, notes, note, "the note is on the timeline, escaped")
+	actor, err := chromedp.Run(bctx, chromedp.Evaluate[string](
+		`[...document.querySelectorAll("#timeline li.entry-note")].filter(e => e.querySelector(".detail")?.textContent === `+
+			jsString(t, note)+`).map(e => e.querySelector(".actor").textContent).join()`))
+	require.NoError(t, err)
+	assert.Equal(t, "alice", actor, "under the console's actor")
 
 	tab.Screenshot("console")
 	assert.Empty(t, tab.Problems(), "errors in the browser's console (a refusal under the Content-Security-Policy is one)")
