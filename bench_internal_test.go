@@ -240,6 +240,7 @@ func storm(b *testing.B, keys, reporters, batch, rate int) {
 			mu       sync.Mutex
 			reported = map[string]time.Time{}
 			delays   []time.Duration
+			reportDelays []time.Duration
 		)
 		probe := Playbook{Kind: "probe.compromised", Strategy: ContainFirst,
 			Containment: []containment.Action{{Name: "disable", Container: containment.Func(func(_ context.Context, r containment.Request) error {
@@ -289,10 +290,14 @@ func storm(b *testing.B, keys, reporters, batch, rate int) {
 				mu.Lock()
 				reported[subject] = time.Now()
 				mu.Unlock()
+				t0 := time.Now()
 				if _, err := o.Report(ctx, incident.Signal{Kind: "probe.compromised", Subject: subject, Severity: incident.SeverityCritical}); err != nil {
 					b.Error(err)
 					return
 				}
+				mu.Lock()
+				reportDelays = append(reportDelays, time.Since(t0))
+				mu.Unlock()
 			}
 		})
 		total := int64(b.N)
@@ -358,6 +363,10 @@ func storm(b *testing.B, keys, reporters, batch, rate int) {
 		}
 		b.ReportMetric(float64(total)/elapsed.Seconds(), "signals/s")
 		mu.Lock()
+		slices.Sort(reportDelays)
+		if n := len(reportDelays); n > 0 {
+			b.ReportMetric(float64(reportDelays[n*99/100].Microseconds())/1000, "report-p99-ms")
+		}
 		slices.Sort(delays)
 		if n := len(delays); n > 0 {
 			b.ReportMetric(float64(delays[n/2].Microseconds())/1000, "contain-p50-ms")
