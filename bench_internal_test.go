@@ -237,9 +237,9 @@ func storm(b *testing.B, keys, reporters, batch, rate int) {
 	{
 		store := incident.NewMemStore()
 		var (
-			mu       sync.Mutex
-			reported = map[string]time.Time{}
-			delays   []time.Duration
+			mu           sync.Mutex
+			reported     = map[string]time.Time{}
+			delays       []time.Duration
 			reportDelays []time.Duration
 		)
 		probe := Playbook{Kind: "probe.compromised", Strategy: ContainFirst,
