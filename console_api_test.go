@@ -526,3 +526,73 @@ func TestConsoleStoreFailures(t *testing.T) {
 		assert.Equal(t, http.StatusNotImplemented, r.get(t, "/console/").Code)
 	})
 }
+
+// TestConsoleRefusesEveryActionUnauthorisedOrForged: every action the
+// console has, replayed from its successful case as a form and as JSON,
+// is refused without an actor (401), without Authorize's leave (403) and
+// when posted from another origin (403), and records nothing.
+func TestConsoleRefusesEveryActionUnauthorisedOrForged(t *testing.T) {
+	type refusal struct {
+		name   string
+		cfg    breach.ConsoleConfig
+		header []string
+		status int
+		code   string
+	}
+	refusals := []refusal{{name: "forged cross-site post", header: []string{"Sec-Fetch-Site", "cross-site"},
+		status: http.StatusForbidden, code: "cross_origin"}}
+	for _, rf := range consoleRefusals() {
+		code := map[int]string{401: "unauthorized", 403: "forbidden"}[rf.status]
+		refusals = append(refusals, refusal{name: rf.name, cfg: rf.cfg, header: rf.header, status: rf.status, code: code})
+	}
+	seen := map[string]bool{}
+	for _, tt := range consoleActionCases() {
+		if tt.status != 0 || seen[tt.action] {
+			continue // one successful case per action
+		}
+		seen[tt.action] = true
+		for _, rf := range refusals {
+			for _, via := range []string{"form", "json"} {
+				t.Run(tt.action+" "+rf.name+" "+via, func(t *testing.T) {
+					r := newConsoleRig(t, rf.cfg, nil)
+					seeded := r.seed(t, baseIncident("inc_act"), tt.seed...)
+					var others []*incident.Incident
+					for _, other := range tt.others {
+						inc := other()
+						r.seed(t, inc)
+						others = append(others, inc)
+					}
+					id := tt.id
+					if id == "" {
+						id = seeded
+					}
+					versions := map[string]int64{seeded: r.head(t, seeded).Version}
+					for _, inc := range others {
+						versions[inc.ID] = r.head(t, inc.ID).Version
+					}
+					var w *httptest.ResponseRecorder
+					if via == "form" {
+						fields := url.Values{}
+						for k, v := range tt.fields {
+							fields.Set(k, v)
+						}
+						w = r.postForm(t, "/console/incidents/"+id+"/"+tt.action, fields, rf.header...)
+					} else {
+						b, err := json.Marshal(tt.fields)
+						require.NoError(t, err)
+						w = r.do(t, "POST", "/console/api/incidents/"+id+"/"+tt.action, strings.NewReader(string(b)),
+							append([]string{"Content-Type", "application/json"}, rf.header...)...)
+					}
+					assert.Equal(t, rf.status, w.Code, w.Body.String())
+					if via == "json" {
+						assert.Contains(t, w.Body.String(), `"code":"`+rf.code+`"`)
+					}
+					for inc, v := range versions {
+						assert.Equal(t, v, r.head(t, inc).Version, "nothing recorded on %s", inc)
+					}
+				})
+			}
+		}
+	}
+	assert.Len(t, seen, 18, "every console action")
+}
