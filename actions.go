@@ -15,14 +15,8 @@ import (
 // incident finds the change when it next writes, and decides again. A
 // person's action therefore never waits for automation.
 func (o *Orchestrator) act(ctx context.Context, id, actor string, change func(*incident.Incident) error) (*incident.Incident, error) {
-	if actor == "" {
-		return nil, errNoActor
-	}
-	inc, err := o.store.Head(ctx, id)
+	inc, err := o.amend(ctx, id, actor, change)
 	if err != nil {
-		return nil, err
-	}
-	if err := o.mutate(ctx, inc, change); err != nil {
 		return nil, err
 	}
 	o.sched.addAt(id, o.priorityOf(inc))

@@ -212,6 +212,17 @@ func (c *console) authorize(r *http.Request, action ConsoleAction, id string) er
 	return nil
 }
 
+// viewing returns the ID of the incident r's path names when r's actor
+// may view it; otherwise it answers r with the refusal and reports false.
+func (c *console) viewing(w http.ResponseWriter, r *http.Request) (string, bool) {
+	id := r.PathValue("id")
+	if err := c.authorize(r, ConsoleView, id); err != nil {
+		c.fail(w, r, err)
+		return "", false
+	}
+	return id, true
+}
+
 // consoleActionTimeout bounds an action a post runs. The action runs to
 // its end even when the caller goes away (a closed tab must not leave a
 // dismissal half done).

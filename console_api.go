@@ -194,9 +194,8 @@ func (c *console) apiList(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *console) apiIncident(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	if err := c.authorize(r, ConsoleView, id); err != nil {
-		c.fail(w, r, err)
+	id, ok := c.viewing(w, r)
+	if !ok {
 		return
 	}
 	inc, err := c.o.Head(r.Context(), id)
@@ -208,9 +207,8 @@ func (c *console) apiIncident(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *console) apiTimeline(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	if err := c.authorize(r, ConsoleView, id); err != nil {
-		c.fail(w, r, err)
+	id, ok := c.viewing(w, r)
+	if !ok {
 		return
 	}
 	q := r.URL.Query()
@@ -242,9 +240,8 @@ func (c *console) apiTimeline(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *console) apiDeliveries(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	if err := c.authorize(r, ConsoleView, id); err != nil {
-		c.fail(w, r, err)
+	id, ok := c.viewing(w, r)
+	if !ok {
 		return
 	}
 	q := r.URL.Query()

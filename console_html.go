@@ -202,9 +202,8 @@ type entryView struct {
 type chainView struct{ Class, Text string }
 
 func (c *console) incident(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	if err := c.authorize(r, ConsoleView, id); err != nil {
-		c.fail(w, r, err)
+	id, ok := c.viewing(w, r)
+	if !ok {
 		return
 	}
 	from, err := queryInt(r.URL.Query(), "timeline_from", 0)
@@ -419,9 +418,8 @@ func (c *console) post(w http.ResponseWriter, r *http.Request) {
 
 // report sends the incident's Markdown report as a download.
 func (c *console) report(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	if err := c.authorize(r, ConsoleView, id); err != nil {
-		c.fail(w, r, err)
+	id, ok := c.viewing(w, r)
+	if !ok {
 		return
 	}
 	inc, err := c.o.Get(r.Context(), id)
