@@ -134,7 +134,12 @@ func (o *Orchestrator) holdLease(st *stepRun, id string) (held, had bool, err er
 		return false, false, err
 	}
 	l = o.adopt(id, since)
-	l.attach(st)
+	if !l.attach(st) {
+		// The Lease answered so late that its time to act is over:
+		// unfenced, the step could overlap another replica's. Later.
+		o.sched.later(o.cfg.retryDelay, id, normal)
+		return false, false, nil
+	}
 	st.onEnd(l.detach)
 	return true, false, nil
 }

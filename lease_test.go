@@ -189,3 +189,91 @@ func TestRecordAfterAConflictSkipsWhatWasRecorded(t *testing.T) {
 		assert.NoError(t, inc.Timeline.Verify())
 	})
 }
+
+// slowLeases is a MemStore whose Lease, for one owner, answers after d,
+// and whose Renew, for that owner, never answers until its context ends.
+type slowLeases struct {
+	*incident.MemStore
+	owner string
+	d     time.Duration
+}
+
+func (s *slowLeases) Lease(ctx context.Context, id, owner string, ttl time.Duration) (bool, error) {
+	if owner == s.owner {
+		time.Sleep(s.d)
+	}
+	return s.MemStore.Lease(ctx, id, owner, ttl)
+}
+
+func (s *slowLeases) Renew(ctx context.Context, owner string, ttl time.Duration) (map[string]int64, error) {
+	if owner == s.owner {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return s.MemStore.Renew(ctx, owner, ttl)
+}
+
+// TestSlowLeaseIsNotUsedUnfenced: replica a's Leases answer after 0.8 of
+// the TTL, past the time a replica may act on them, and its Renews never.
+// a never runs a step on such a lease: no containment call of a overlaps
+// one of b, which takes the incident once a's leases run out.
+func TestSlowLeaseIsNotUsedUnfenced(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const ttl = 2 * time.Second
+		store := &slowLeases{MemStore: incident.NewMemStore(), owner: "a", d: ttl * 8 / 10}
+		var mu sync.Mutex
+		var spans []callSpan
+		container := func(name string) containment.Container {
+			return containment.Func(func(ctx context.Context, req containment.Request) error {
+				mu.Lock()
+				spans = append(spans, callSpan{replica: name, start: time.Now()})
+				n := len(spans) - 1
+				mu.Unlock()
+				select {
+				case <-ctx.Done():
+				case <-time.After(10 * ttl):
+				}
+				mu.Lock()
+				spans[n].end, spans[n].cause = time.Now(), context.Cause(ctx)
+				mu.Unlock()
+				return ctx.Err()
+			})
+		}
+		replica := func(name string) *breach.Orchestrator {
+			pb := breach.Playbook{Kind: "apikey.compromised",
+				Containment: []containment.Action{{Name: "disable-key", Container: container(name)}}}
+			o, err := breach.New(store, breach.WithLease(name, ttl), quiet, breach.WithPlaybook(pb))
+			require.NoError(t, err)
+			return o
+		}
+		a := replica("a")
+		stopA := running(t, a)
+		defer stopA()
+		_, err := a.Report(context.Background(), leak())
+		require.NoError(t, err)
+		time.Sleep(ttl + ttl/5) // virtual
+		b := replica("b")
+		stopB := running(t, b)
+		defer stopB()
+		time.Sleep(6 * ttl)
+		synctest.Wait()
+		mu.Lock()
+		defer mu.Unlock()
+		require.NotEmpty(t, spans, "b contains the incident")
+		for i := range spans {
+			for j := i + 1; j < len(spans); j++ {
+				if spans[i].replica == spans[j].replica {
+					continue
+				}
+				end := spans[i].end
+				if end.IsZero() {
+					end = time.Now()
+				}
+				assert.False(t, spans[j].start.Before(end), "%s's call overlaps %s's", spans[j].replica, spans[i].replica)
+			}
+		}
+		for _, s := range spans {
+			assert.Equal(t, "b", s.replica, "a acted on a lease whose time was over")
+		}
+	})
+}
