@@ -296,6 +296,9 @@ func (c *console) timelinePage(r *http.Request, v *incidentView, from int) error
 			}
 			all = append(all, page...)
 		}
+		// Entries written since the head was read follow its chain's
+		// end: the head vouches for the first n.
+		all = all[:min(len(all), n)]
 		if err := all.VerifyHead(v.Inc.Chain.Head); err != nil {
 			v.Chain = chainView{"broken", "chain broken: " + err.Error()}
 		} else {

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -722,4 +723,37 @@ func ExampleNewConsole() {
 	// Output:
 	// 200 text/html; charset=utf-8
 	// 401 text/html; charset=utf-8
+}
+
+// writeDuringEntries is a MemStore that runs a function once, the first
+// time the timeline is read: a write landing while a page is built.
+type writeDuringEntries struct {
+	*incident.MemStore
+	once atomic.Pointer[func()]
+}
+
+func (s *writeDuringEntries) Entries(ctx context.Context, id string, from, limit int) (incident.Timeline, error) {
+	if f := s.once.Swap(nil); f != nil {
+		(*f)()
+	}
+	return s.MemStore.Entries(ctx, id, from, limit)
+}
+
+// TestConsoleChainVerifiedWhileWritten: an entry written between the read
+// of the head and the read of the timeline leaves the chain verified: the
+// head vouches for the entries it counts.
+func TestConsoleChainVerifiedWhileWritten(t *testing.T) {
+	ss := &writeDuringEntries{MemStore: incident.NewMemStore()}
+	r := newConsoleRig(t, breach.ConsoleConfig{}, ss)
+	r.store = ss.MemStore
+	id := r.seed(t, baseIncident("inc_chain"))
+	note := func() {
+		assert.NoError(t, r.o.AddNote(context.Background(), id, "bob", "written while the page loads"))
+	}
+	ss.once.Store(&note)
+	w := r.get(t, "/console/incidents/"+id)
+	require.Equal(t, http.StatusOK, w.Code)
+	assert.Nil(t, ss.once.Load(), "the note was written while the page was read")
+	assert.Contains(t, w.Body.String(), `class="chain verified"`)
+	assert.NotContains(t, w.Body.String(), "chain broken")
 }
