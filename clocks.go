@@ -265,6 +265,7 @@ func (o *Orchestrator) endClocks(inc *incident.Incident, now time.Time, actor, h
 // not have or that has already ended met or late, and ErrInvalidInput for an
 // empty reason.
 func (o *Orchestrator) MarkClockNotApplicable(ctx context.Context, id, clock, actor, reason string) error {
+	reason = o.scrub(id, reason) // a person's text: credentials never enter the record
 	if reason == "" {
 		return fmt.Errorf("%w: a reason is required to mark clock %q not applicable", ErrInvalidInput, clock)
 	}
@@ -291,6 +292,7 @@ func (o *Orchestrator) MarkClockNotApplicable(ctx context.Context, id, clock, ac
 // late. Only the first time a milestone is reached counts. It works on
 // open and closed incidents alike.
 func (o *Orchestrator) RecordMilestone(ctx context.Context, id string, m incident.Milestone, actor, note string) error {
+	note = o.scrub(id, note) // a person's text: credentials never enter the record
 	if m == "" {
 		return fmt.Errorf("%w: empty milestone", ErrInvalidInput)
 	}
@@ -306,6 +308,7 @@ func (o *Orchestrator) RecordMilestone(ctx context.Context, id string, m inciden
 // allows (a law-enforcement delay, for example); the time spent paused is
 // added to its due time when it is resumed.
 func (o *Orchestrator) PauseClock(ctx context.Context, id, clock, actor, reason string) error {
+	reason = o.scrub(id, reason) // a person's text: credentials never enter the record
 	_, err := o.act(ctx, id, actor, func(inc *incident.Incident) error {
 		d := inc.Deadline(clock)
 		if d == nil || (d.Status != incident.DeadlineRunning && d.Status != incident.DeadlineMissed) {
@@ -321,6 +324,7 @@ func (o *Orchestrator) PauseClock(ctx context.Context, id, clock, actor, reason 
 // ResumeClock restarts a paused clock; its due and warning times move by the
 // time it was paused.
 func (o *Orchestrator) ResumeClock(ctx context.Context, id, clock, actor, note string) error {
+	note = o.scrub(id, note) // a person's text: credentials never enter the record
 	_, err := o.act(ctx, id, actor, func(inc *incident.Incident) error {
 		d := inc.Deadline(clock)
 		if d == nil || d.Status != incident.DeadlinePaused {

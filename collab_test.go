@@ -2,6 +2,7 @@ package breach_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -304,4 +305,60 @@ func ExampleOrchestrator_AssignCommander() {
 	// alice: evidence attached: ip 203.0.113.7 (source: auth logs)
 	// alice: severity raised from medium to high: one login succeeded
 	// alice: commander handed over from alice to carol: end of my shift
+}
+
+// TestPeoplesTextNeverHoldsACredential: whatever a person writes in a
+// reason or a note (pausing or ending a clock, recording a milestone,
+// dismissing, reopening, ...), the incident's own credential and tokens
+// of known formats are removed before it is stored: in the head's fields
+// as on the timeline and in the report.
+func TestPeoplesTextNeverHoldsACredential(t *testing.T) {
+	const own = "Tr0ub4dor&3-own-pass"
+	text := "see " + own + " and " + pastedToken
+	tests := []struct {
+		name string
+		act  func(o *breach.Orchestrator, id, clock string) error
+	}{
+		{"pause a clock", func(o *breach.Orchestrator, id, clock string) error {
+			return o.PauseClock(context.Background(), id, clock, "carol", text)
+		}},
+		{"mark a clock not applicable", func(o *breach.Orchestrator, id, clock string) error {
+			return o.MarkClockNotApplicable(context.Background(), id, clock, "carol", text)
+		}},
+		{"record a milestone", func(o *breach.Orchestrator, id, clock string) error {
+			return o.RecordMilestone(context.Background(), id, "authority-notified", "carol", text)
+		}},
+		{"dismiss", func(o *breach.Orchestrator, id, clock string) error {
+			return o.Dismiss(context.Background(), id, "carol", text)
+		}},
+		{"dismiss and reopen", func(o *breach.Orchestrator, id, clock string) error {
+			if err := o.Dismiss(context.Background(), id, "carol", "a test"); err != nil {
+				return err
+			}
+			return o.Reopen(context.Background(), id, "carol", text)
+		}},
+		{"override the decision", func(o *breach.Orchestrator, id, clock string) error {
+			return o.OverrideDecision(context.Background(), id, false, "carol", text)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o, _ := desk(t)
+			sig := bruteforce("p")
+			sig.Credential = incident.NewSecret(own)
+			id := file(t, o, sig)
+			h, err := o.Head(context.Background(), id)
+			require.NoError(t, err)
+			require.NotEmpty(t, h.Deadlines, "the playbook's clock")
+			require.NoError(t, tt.act(o, id, h.Deadlines[0].Name))
+			inc := get(t, o, id)
+			b, err := json.Marshal(inc)
+			require.NoError(t, err)
+			for _, where := range []struct{ name, s string }{{"head and timeline (JSON)", string(b)}, {"report", inc.Markdown()}} {
+				assert.NotContains(t, where.s, own, where.name)
+				assert.NotContains(t, where.s, pastedToken, where.name)
+			}
+			assert.Contains(t, string(b), "[REDACTED]", "the text is kept, the credentials removed")
+		})
+	}
 }

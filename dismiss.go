@@ -35,6 +35,7 @@ import (
 // next Run (or another call of Dismiss) finishes it. When ctx ends before,
 // nothing was recorded.
 func (o *Orchestrator) Dismiss(ctx context.Context, id, actor, reason string) error {
+	reason = o.scrub(id, reason) // a person's text: credentials never enter the record
 	if actor == "" {
 		return errNoActor
 	}

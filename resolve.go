@@ -15,6 +15,7 @@ import (
 // *incident.TransitionError when the incident cannot be resolved in its
 // state.
 func (o *Orchestrator) Resolve(ctx context.Context, id, actor, note string) error {
+	note = o.scrub(id, note) // a person's text: credentials never enter the record
 	var open []string
 	_, err := o.act(ctx, id, actor, func(inc *incident.Incident) error {
 		if err := dismissing(inc); err != nil {
@@ -43,6 +44,7 @@ func (o *Orchestrator) Resolve(ctx context.Context, id, actor, note string) erro
 // done. It returns a *incident.TransitionError for an incident that is not
 // resolved.
 func (o *Orchestrator) Close(ctx context.Context, id, actor, note string) error {
+	note = o.scrub(id, note) // a person's text: credentials never enter the record
 	_, err := o.act(ctx, id, actor, func(inc *incident.Incident) error {
 		return o.fire(inc, incident.EventClose, actor, note)
 	})
@@ -53,6 +55,7 @@ func (o *Orchestrator) Close(ctx context.Context, id, actor, note string) error 
 // ErrNoSuchTask for an unknown task; completing a done task again changes
 // nothing.
 func (o *Orchestrator) CompleteTask(ctx context.Context, id, taskID, actor, note string) error {
+	note = o.scrub(id, note) // a person's text: credentials never enter the record
 	_, err := o.act(ctx, id, actor, func(inc *incident.Incident) error {
 		for i := range inc.Tasks {
 			t := &inc.Tasks[i]
