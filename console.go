@@ -254,7 +254,8 @@ func (c *console) act(r *http.Request, action ConsoleAction, id string, read fun
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), consoleActionTimeout)
 	defer cancel()
-	return op.run(consoleCall{ctx: ctx, o: c.o, id: id, actor: actorOf(r), in: in})
+	may := func(also ConsoleAction) error { return c.authorize(r, also, id) }
+	return op.run(consoleCall{ctx: ctx, o: c.o, id: id, actor: actorOf(r), in: in, may: may})
 }
 
 // consoleRefusal is an error the console answers with its own status and

@@ -44,14 +44,17 @@ const (
 	// without seconds), read as UTC.
 	ConsoleNote      ConsoleAction = "note"      // AddNote: field text; ended incidents too
 	ConsoleCommander ConsoleAction = "commander" // AssignCommander: fields commander, note
-	ConsoleSeverity  ConsoleAction = "severity"  // ChangeSeverity: fields severity, reason
+	ConsoleSeverity  ConsoleAction = "severity"  // ChangeSeverity: fields severity, reason; also ConsoleApprove while an action awaits approval
 	ConsoleEvidence  ConsoleAction = "evidence"  // AttachEvidence: fields type (ip, url, hash, user, key_id), value, source, seen_at
 
 	// ConsoleMerge merges the incident the field child names into the one
 	// posted to, its parent (Merge(id, child, actor, reason)): fields
 	// child, reason. Authorize is asked for both incidents, with
 	// ConsoleMerge: the parent first, then the child; either refusal
-	// refuses the merge, with nothing recorded.
+	// refuses the merge, with nothing recorded. While an action of the
+	// parent awaits approval, ConsoleApprove is asked for the parent too:
+	// the merge may raise its severity past the approval's need, as a
+	// severity change may.
 	ConsoleMerge ConsoleAction = "merge"
 )
 
@@ -63,6 +66,26 @@ type consoleCall struct {
 	id    string
 	actor string
 	in    map[string]string
+	// may asks Authorize whether the actor may also do action on the
+	// incident: for a post whose effect includes another action's.
+	may func(action ConsoleAction) error
+}
+
+// mayApproveWaiting asks for ConsoleApprove when incident id has an
+// action waiting for approval: a severity change or a merge can make the
+// approval needless and let the action run, which only those who may
+// approve may bring about.
+func (c consoleCall) mayApproveWaiting(id string) error {
+	h, err := c.o.Head(c.ctx, id)
+	if err != nil {
+		return err
+	}
+	for _, a := range h.Actions {
+		if a.Status == incident.ActionAwaiting {
+			return c.may(ConsoleApprove)
+		}
+	}
+	return nil
 }
 
 // consoleField is a field an action reads; a Required one may not be
@@ -152,6 +175,9 @@ var consoleOps = map[ConsoleAction]consoleOp{
 		if err != nil {
 			return err
 		}
+		if err := c.mayApproveWaiting(c.id); err != nil {
+			return err
+		}
 		return c.o.ChangeSeverity(c.ctx, c.id, sev, c.actor, c.in["reason"])
 	}, shown: notDismissing},
 	ConsoleEvidence: {fields: []consoleField{needed("type", "Type"), needed("value", "Value"), optional("source", "Source"),
@@ -163,6 +189,10 @@ var consoleOps = map[ConsoleAction]consoleOp{
 		return c.o.AttachEvidence(c.ctx, c.id, ev, c.actor)
 	}, shown: stillOpen},
 	ConsoleMerge: {fields: []consoleField{needed("child", "Incident to merge into this one"), needed("reason", "Reason")}, run: func(c consoleCall) error {
+		// The merge may raise the parent's severity to the child's.
+		if err := c.mayApproveWaiting(c.id); err != nil {
+			return err
+		}
 		return c.o.Merge(c.ctx, c.id, c.in["child"], c.actor, c.in["reason"])
 	}, also: "child", shown: func(o *Orchestrator, inc *incident.Incident) bool {
 		return notDismissing(o, inc) && len(inc.Merged) < incident.MaxMerged

@@ -350,3 +350,45 @@ func TestConsoleCollabOnThePage(t *testing.T) {
 		assert.True(t, hasEntry(inc, "alice", "merged into incident inc_a"))
 	})
 }
+
+// TestConsoleSeverityChangeNeedsApproveWhileAnApprovalWaits: an actor
+// Authorize refuses approvals cannot get a waiting action run by raising
+// the severity past its approval rule (or merging a more severe incident
+// in): while an action awaits approval, those posts need ConsoleApprove
+// too; with none waiting, they do not.
+func TestConsoleSeverityChangeNeedsApproveWhileAnApprovalWaits(t *testing.T) {
+	cfg := breach.ConsoleConfig{Authorize: func(r *http.Request, actor string, a breach.ConsoleAction, id string) error {
+		if actor == "bob" && a == breach.ConsoleApprove {
+			return errors.New("approvals need the incident-commander role")
+		}
+		return nil
+	}}
+	tests := []struct {
+		name    string
+		waiting bool
+		status  int
+	}{
+		{"an approval waits", true, http.StatusForbidden},
+		{"none waits", false, http.StatusSeeOther},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newConsoleRig(t, cfg, nil)
+			var seed []func(*incident.Incident)
+			if tt.waiting {
+				seed = append(seed, withApproval)
+			}
+			id := r.seed(t, baseIncident("inc_sev"), seed...)
+			before := r.head(t, id).Version
+			w := r.postForm(t, "/console/incidents/"+id+"/severity", url.Values{"severity": {"critical"}, "reason": {"worse than thought"}}, "X-Actor", "bob")
+			assert.Equal(t, tt.status, w.Code, w.Body.String())
+			after := r.head(t, id)
+			if tt.waiting {
+				assert.Equal(t, before, after.Version, "nothing recorded")
+				assert.Equal(t, incident.ActionAwaiting, after.Actions[0].Status)
+				return
+			}
+			assert.Equal(t, incident.SeverityCritical, after.Severity)
+		})
+	}
+}
