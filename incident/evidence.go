@@ -169,11 +169,17 @@ func validURL(v string) error {
 	if _, ok := u.User.Password(); ok {
 		return credentialEvidence("Value")
 	}
+	if name := u.User.Username(); name != "" && (LooksLikeCredential(name) || randomToken(name, "") >= 0) {
+		return credentialEvidence("Value") // a token given as the user: https://<token>@host/
+	}
 	q, err := url.ParseQuery(u.RawQuery)
 	if err != nil {
 		return &EvidenceError{Field: "Value", Reason: "its query does not parse"}
 	}
 	for k, vs := range q {
+		if randomToken(k, "") >= 0 {
+			return credentialEvidence("Value") // a token as a bare query: ?<token>
+		}
 		for _, val := range vs {
 			if val != "" && (credentialParams[strings.ToLower(k)] || randomToken(val, "") >= 0) {
 				return credentialEvidence("Value")
