@@ -1,6 +1,7 @@
 package breach
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -124,7 +125,9 @@ import (
 // mandatory tasks still open),
 // release_failed (502: dismissed, but some containment was not undone),
 // not_supported (501: the store cannot list), unavailable (503: the store
-// did not answer in time) and internal (500: the detail is in the log).
+// did not answer in time), done_unread (500: the action was done but the
+// incident could not be read back; do not post it again) and internal
+// (500: the detail is in the log).
 // open_tasks is left out when empty.
 
 // apiList is the answer of GET /api/incidents.
@@ -222,12 +225,14 @@ func (c *console) apiTimeline(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, err)
 		return
 	}
-	head, err := c.o.Head(r.Context(), id)
+	entries, err := c.o.Timeline(r.Context(), id, from, limit)
 	if err != nil {
 		c.fail(w, r, err)
 		return
 	}
-	entries, err := c.o.Timeline(r.Context(), id, from, limit)
+	// The head read after the entries counts at least those: next_from
+	// is null only when none follows.
+	head, err := c.o.Head(r.Context(), id)
 	if err != nil {
 		c.fail(w, r, err)
 		return
@@ -292,9 +297,15 @@ func (c *console) apiPost(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, err)
 		return
 	}
-	inc, err := c.o.Head(r.Context(), id)
+	// The action is done: the incident is read back even if the caller
+	// has gone, and a failed read says so, lest the caller do it again.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), consoleActionTimeout)
+	defer cancel()
+	inc, err := c.o.Head(ctx, id)
 	if err != nil {
-		c.fail(w, r, err)
+		c.log.Error("breach: console: the action was done; reading the incident back failed", "incident", id, "err", err)
+		c.apiError(w, consoleProblem{status: http.StatusInternalServerError, code: "done_unread",
+			message: "the action was done, but the incident could not be read back: GET it rather than post again"})
 		return
 	}
 	writeJSON(w, http.StatusOK, inc)
@@ -399,6 +410,9 @@ func queryInt(q url.Values, key string, def int) (int, error) {
 	n, err := strconv.Atoi(s)
 	if err != nil || n < 0 {
 		return 0, refuse(http.StatusBadRequest, "invalid_input", key+" must be a whole number, 0 or more")
+	}
+	if n == 0 {
+		return def, nil // 0 is the default, as an absent value
 	}
 	return n, nil
 }

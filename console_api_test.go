@@ -429,6 +429,14 @@ func TestConsoleAPITimeline(t *testing.T) {
 	}
 	assert.Equal(t, 3, pages)
 	require.Len(t, all, 7)
+	// limit=0 is the default, the console's page size.
+	for _, q := range []string{"", "?limit=0", "?limit=3"} {
+		w := r.get(t, "/console/api/incidents/"+id+"/timeline"+q)
+		require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+		var p page
+		require.NoError(t, json.Unmarshal(w.Body.Bytes(), &p))
+		assert.Len(t, p.Entries, 3, "timeline%s", q)
+	}
 	assert.NoError(t, all.VerifyHead(r.head(t, id).Chain.Head), "the pages make the whole chain")
 
 	w := r.get(t, "/console/api/incidents/"+id+"/timeline?from=5&limit=1000")
