@@ -22,7 +22,8 @@ import (
 // have (the parent's clock then counts from when the child's started:
 // awareness of the breach began there). The child's ID is appended to the
 // parent's Merged. Both timelines record the merge (incident.EntryMerge),
-// with actor and the reason (credentials removed, as for AddNote).
+// with actor and the reason, with credentials removed as for AddNote: the
+// credentials of both incidents, on both timelines.
 //
 // What the child did stays done: containment it applied is not released,
 // notices it sent stay sent, and its clocks end (missed when due, not
@@ -34,27 +35,55 @@ import (
 // had not seen the key) they open a new incident, which can be merged in
 // turn.
 //
-// The two writes are not atomic across incidents. The child is written
-// first (it ends, naming its parent), then the parent (it takes the
-// child's signals and evidence, as the child's record has them for good).
-// Should the process stop between them, or the second write fail, Merge
-// called again with the same incidents finishes the merge (and returns
-// nil, as it does for a merge already finished): Merge is idempotent, and
-// the child's record says where its signals went either way.
+// A merge takes three writes, each a compare-and-swap on one incident, so
+// that merges running at once, in one process or in several on one store,
+// are checked against what is stored. First the parent reserves the
+// child's place: the child's ID goes to the parent's Merging, if the
+// parent is open, not being dismissed and has room (Merged and Merging
+// together hold at most incident.MaxMerged IDs). Then the child ends,
+// naming its parent, if it can still be merged and the parent, read again,
+// still holds the reservation and is still open; a child that itself holds
+// a reservation as a parent is refused, so of two merges of A into B and B
+// into A at once at most one succeeds. Last the parent takes the child's
+// signals and evidence (as the child's record has them for good), and the
+// child's ID moves from Merging to Merged. A merge refused after its
+// reservation was written withdraws the reservation.
 //
-// Merge refuses, with nothing recorded, with errors matching:
-// ErrInvalidInput for an empty actor, reason, parentID or childID, the
-// same ID twice, or a reason AddNote would refuse; incident.ErrNotFound
-// when either incident does not exist; ErrMerged when the parent was
-// merged into another incident, or the child into another parent;
-// ErrIncidentEnded when the child or the parent has ended; ErrMergeBlocked
-// while the child's containment actions are pending or await approval, or
-// its customer notices are going out (let them settle, then merge);
+// Should the process stop part way, or a write fail, Merge called again
+// with the same incidents finishes the merge, or refuses it (and withdraws
+// the reservation) when the child can no longer be merged; it returns nil
+// for a merge already finished: Merge is idempotent. Nothing else finishes
+// a merge left half way: Run does not. Until Merge is called again, a
+// reservation left behind keeps its place on the parent (it counts towards
+// incident.MaxMerged for other merges into it, which otherwise go ahead),
+// and the parent cannot itself be merged into another incident
+// (ErrMergeBlocked, naming the child). When the stop came after the
+// child ended, the child's record says where its signals went, but the
+// parent does not list it in Merged, and a process started meanwhile does
+// not route the child's key to the parent: its signals open a new
+// incident, which can be merged in turn.
+//
+// Close, Resolve and Dismiss do not wait for a merge under way. A parent
+// that ends between Merge's last look at it and the child's end (the time
+// one write takes) is written whatever its state once the child has
+// ended: the record of where the child went must be complete. Its signals
+// then open a new incident, as those of any ended incident do.
+//
+// Merge refuses, with nothing recorded on either timeline, with errors
+// matching: ErrInvalidInput for an empty actor, reason, parentID or
+// childID, the same ID twice, or a reason AddNote would refuse;
+// incident.ErrNotFound when either incident does not exist; ErrMerged when
+// the parent was merged into another incident, or the child into another
+// parent; ErrIncidentEnded when the child or the parent has ended;
+// ErrMergeBlocked while the child's containment actions are pending or
+// await approval, or its customer notices are going out (let them settle,
+// then merge), and while another incident is being merged into the child;
 // ErrDismissalPending while either is being dismissed; and ErrLimitReached
-// when the parent holds incident.MaxMerged merged incidents. Once the
-// child has ended, the parent is written whatever its state: the record
-// of where the child went must be complete. It is safe for concurrent
-// use and never waits for automation.
+// when the parent holds incident.MaxMerged merged incidents, those being
+// merged counted. A refusal found on the heads as read writes nothing; one
+// found after the reservation was written leaves the parent's head as it
+// was but for its version and UpdatedAt. It is safe for concurrent use and
+// never waits for automation.
 func (o *Orchestrator) Merge(ctx context.Context, parentID, childID, actor, reason string) error {
 	if actor == "" {
 		return errNoActor
@@ -77,18 +106,18 @@ func (o *Orchestrator) Merge(ctx context.Context, parentID, childID, actor, reas
 	if err != nil {
 		return err
 	}
+	// The reason goes on both timelines: neither incident's credential
+	// may stay in it. (The child's is forgotten once it has ended.)
+	why := o.scrub(parentID, o.redact(childID, reason))
 	if child.MergedInto != parentID {
-		if err := o.mergeable(parent); err != nil {
-			return err
-		}
-		if err := o.endChild(ctx, child, parent, actor, reason); err != nil && !errors.Is(err, errUnchanged) {
+		if err := o.join(ctx, parent, child, actor, why); err != nil {
 			return err
 		}
 	}
 	// Later signals for the child's key join the parent here, also when
 	// this call only finishes a merge another process began.
 	o.aliases.Store(child.DedupKey, parentID)
-	pages, err := o.absorb(ctx, parent, child, actor, reason)
+	pages, err := o.absorb(ctx, parent, child, actor, why)
 	if errors.Is(err, errUnchanged) {
 		return nil
 	}
@@ -101,8 +130,57 @@ func (o *Orchestrator) Merge(ctx context.Context, parentID, childID, actor, reas
 	return nil
 }
 
-// mergeable refuses a parent an incident cannot be merged into.
-func (o *Orchestrator) mergeable(parent *incident.Incident) error {
+// errUnreserved ends the child's write when the parent no longer holds
+// its reservation: a concurrent Merge of the two was refused and withdrew
+// it, or finished (the child as read is stale). join reads the child
+// again and reserves again.
+var errUnreserved = errors.New("breach: merge reservation withdrawn")
+
+// join is Merge's first two writes: the parent reserves the child's place,
+// then the child ends, merged into it. On return child holds what was
+// stored, and parent a head of the parent no older than the reservation.
+// A refusal once the reservation was written withdraws it.
+func (o *Orchestrator) join(ctx context.Context, parent, child *incident.Incident, actor, why string) error {
+	// What the heads as read refuse is refused before anything is written
+	// (a reservation an earlier call left is withdrawn).
+	err := mergeable(parent, child.ID)
+	if err == nil {
+		err = mergeableChild(child)
+	}
+	if err != nil {
+		o.withdraw(ctx, parent, child.ID)
+		return err
+	}
+	for range maxConflicts {
+		if err := o.reserve(ctx, parent, child.ID); err != nil {
+			return err
+		}
+		refused, err := o.endChild(ctx, child, parent.ID, actor, why)
+		switch {
+		case err == nil || errors.Is(err, errUnchanged):
+			return nil
+		case errors.Is(err, errUnreserved):
+			// Withdrawn, or moved to Merged by a concurrent Merge that
+			// finished: read the child again and see.
+			fresh, err := o.store.Head(ctx, child.ID)
+			if err != nil {
+				return err
+			}
+			*child = *fresh
+			continue
+		case refused:
+			o.withdraw(ctx, parent, child.ID)
+		}
+		// Otherwise the child's write may have landed: the reservation
+		// stays for the next call, which finishes or withdraws it.
+		return err
+	}
+	return fmt.Errorf("breach: incident %s: %w: its reservation on %s was withdrawn %d times", child.ID,
+		incident.ErrConflict, parent.ID, maxConflicts)
+}
+
+// mergeable refuses a parent the incident childID cannot be merged into.
+func mergeable(parent *incident.Incident, childID string) error {
 	if parent.State == incident.StateMerged {
 		return fmt.Errorf("%w: parent %s was merged into %s", ErrMerged, parent.ID, parent.MergedInto)
 	}
@@ -112,37 +190,119 @@ func (o *Orchestrator) mergeable(parent *incident.Incident) error {
 	if err := dismissing(parent); err != nil {
 		return err
 	}
-	if len(parent.Merged) >= incident.MaxMerged {
-		return fmt.Errorf("%w: incident %s has %d incidents merged into it", ErrLimitReached, parent.ID, incident.MaxMerged)
+	if !slices.Contains(parent.Merging, childID) && len(parent.Merged)+len(parent.Merging) >= incident.MaxMerged {
+		return fmt.Errorf("%w: incident %s has %d incidents merged or being merged into it", ErrLimitReached, parent.ID,
+			incident.MaxMerged)
 	}
 	return nil
 }
 
-// endChild is Merge's first write: the child ends, merged into parent.
-// child holds what was stored when it returns nil.
-func (o *Orchestrator) endChild(ctx context.Context, child, parent *incident.Incident, actor, reason string) error {
-	return o.mutate(ctx, child, func(inc *incident.Incident) error {
-		switch {
-		case inc.MergedInto == parent.ID:
-			return errUnchanged // a concurrent Merge did it
-		case inc.MergedInto != "":
-			return fmt.Errorf("%w: incident %s was merged into %s", ErrMerged, inc.ID, inc.MergedInto)
+// mergeableChild refuses a child that cannot be merged (into any parent
+// but the one it names).
+func mergeableChild(inc *incident.Incident) error {
+	if inc.MergedInto != "" {
+		return fmt.Errorf("%w: incident %s was merged into %s", ErrMerged, inc.ID, inc.MergedInto)
+	}
+	if err := ended(inc); err != nil {
+		return err
+	}
+	if err := dismissing(inc); err != nil {
+		return err
+	}
+	if err := busy(inc); err != nil {
+		return err
+	}
+	if len(inc.Merging) > 0 {
+		return fmt.Errorf("%w: incident %s is itself taking in %s, a merge under way: let it finish, then merge",
+			ErrMergeBlocked, inc.ID, strings.Join(inc.Merging, ", "))
+	}
+	return nil
+}
+
+// reserve is Merge's first write: the parent records that childID is being
+// merged into it. parent holds what is stored when it returns nil.
+func (o *Orchestrator) reserve(ctx context.Context, parent *incident.Incident, childID string) error {
+	err := o.mutate(ctx, parent, func(inc *incident.Incident) error {
+		if slices.Contains(inc.Merging, childID) || slices.Contains(inc.Merged, childID) {
+			return errUnchanged // reserved by an earlier or concurrent call, or merged
 		}
-		if err := ended(inc); err != nil {
+		if err := mergeable(inc, childID); err != nil {
 			return err
 		}
-		if err := dismissing(inc); err != nil {
-			return err
-		}
-		if err := busy(inc); err != nil {
-			return err
-		}
-		inc.MergedInto = parent.ID
-		why := o.scrub(inc.ID, reason)
-		o.record(inc, actor, incident.EntryMerge, "merged into incident "+parent.ID+" ("+parent.Kind+", "+parent.Subject+
-			"), which carries on with its signals and evidence: "+why)
-		return o.fire(inc, incident.EventMerge, actor, "merged into incident "+parent.ID)
+		inc.Merging = append(slices.Clip(inc.Merging), childID)
+		return nil
 	})
+	if errors.Is(err, errUnchanged) {
+		return nil
+	}
+	return err
+}
+
+// withdraw drops the reservation for childID from parent, if it holds
+// one, after a refusal. Should the write fail, the reservation stays for
+// the next Merge of the two.
+func (o *Orchestrator) withdraw(ctx context.Context, parent *incident.Incident, childID string) {
+	if !slices.Contains(parent.Merging, childID) {
+		return
+	}
+	err := o.mutate(context.WithoutCancel(ctx), parent, func(inc *incident.Incident) error {
+		if !slices.Contains(inc.Merging, childID) {
+			return errUnchanged
+		}
+		inc.Merging = without(inc.Merging, childID)
+		return nil
+	})
+	if err != nil && !errors.Is(err, errUnchanged) {
+		o.log.Warn("breach: a refused merge's reservation stays until the merge is called again", "incident", parent.ID,
+			"child", childID, "err", err)
+	}
+}
+
+// without returns a copy of ids without id; nil when none is left.
+func without(ids []string, id string) []string {
+	out := slices.DeleteFunc(slices.Clone(ids), func(s string) bool { return s == id })
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// endChild is Merge's second write: the child ends, merged into parentID,
+// when the parent, read as the child is written, still holds its
+// reservation and can take it. child holds what was stored when it returns
+// nil. refused reports an error that refuses the merge (rather than a
+// failed read or write).
+func (o *Orchestrator) endChild(ctx context.Context, child *incident.Incident, parentID, actor, why string) (refused bool, err error) {
+	err = o.mutate(ctx, child, func(inc *incident.Incident) error {
+		refused = false
+		if inc.MergedInto == parentID {
+			return errUnchanged // a concurrent Merge did it
+		}
+		if err := mergeableChild(inc); err != nil {
+			refused = true
+			return err
+		}
+		parent, err := o.store.Head(ctx, parentID)
+		if err != nil {
+			return err
+		}
+		if !slices.Contains(parent.Merging, inc.ID) {
+			return errUnreserved
+		}
+		if err := mergeable(parent, inc.ID); err != nil {
+			refused = true
+			return err
+		}
+		inc.MergedInto = parentID
+		o.record(inc, actor, incident.EntryMerge, "merged into incident "+parentID+" ("+parent.Kind+", "+parent.Subject+
+			"), which carries on with its signals and evidence: "+why)
+		if err := o.fire(inc, incident.EventMerge, actor, "merged into incident "+parentID); err != nil {
+			refused = true
+			return err
+		}
+		return nil
+	})
+	return refused, err
 }
 
 // busy refuses to end a child whose automation is in the middle of an
@@ -163,15 +323,22 @@ func busy(inc *incident.Incident) error {
 	return nil
 }
 
-// absorb is Merge's second write: the parent takes what the merged child
-// holds. It returns errUnchanged when the parent has it already.
-func (o *Orchestrator) absorb(ctx context.Context, parent, child *incident.Incident, actor, reason string) ([]pageOut, error) {
+// absorb is Merge's last write: the parent takes what the merged child
+// holds, and the child's ID moves from Merging to Merged. It returns
+// errUnchanged when the parent has it already. why is the reason with
+// credentials removed.
+func (o *Orchestrator) absorb(ctx context.Context, parent, child *incident.Incident, actor, why string) ([]pageOut, error) {
 	var pages []pageOut
 	err := o.mutate(ctx, parent, func(inc *incident.Incident) error {
 		pages = nil
 		if slices.Contains(inc.Merged, child.ID) {
-			return errUnchanged
+			if !slices.Contains(inc.Merging, child.ID) {
+				return errUnchanged
+			}
+			inc.Merging = without(inc.Merging, child.ID) // not expected: tidy up
+			return nil
 		}
+		inc.Merging = without(inc.Merging, child.ID)
 		s := &inc.Signals
 		s.Count += child.Signals.Count
 		if f := child.Signals.FirstSeen; !f.IsZero() && (s.FirstSeen.IsZero() || f.Before(s.FirstSeen)) {
@@ -203,7 +370,7 @@ func (o *Orchestrator) absorb(ctx context.Context, parent, child *incident.Incid
 		if c := containmentText(child); c != "" {
 			detail += "; its containment stays as it is: " + c
 		}
-		o.record(inc, actor, incident.EntryMerge, detail+": "+o.scrub(inc.ID, reason))
+		o.record(inc, actor, incident.EntryMerge, detail+": "+why)
 		if !inc.State.Open() {
 			return nil // the record of where the child went, and nothing more
 		}

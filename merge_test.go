@@ -2,11 +2,14 @@ package breach_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -43,6 +46,15 @@ func TestMergeRefused(t *testing.T) {
 			h.Merged = append(h.Merged, "inc_"+strconv.Itoa(i))
 		}
 	})
+	filling := file(t, o, bruteforce("filling")) // its last place is reserved
+	setHead(t, store, filling, func(h *incident.Incident) {
+		for i := range incident.MaxMerged - 1 {
+			h.Merged = append(h.Merged, "inc_"+strconv.Itoa(i))
+		}
+		h.Merging = []string{"inc_pending"}
+	})
+	taking := file(t, o, bruteforce("taking")) // an incident is being merged into it
+	setHead(t, store, taking, func(h *incident.Incident) { h.Merging = []string{"inc_pending"} })
 
 	tests := []struct {
 		name, parent, child, actor, reason string
@@ -65,6 +77,8 @@ func TestMergeRefused(t *testing.T) {
 		{"child being dismissed", parent, dismissing, "alice", "why", []error{breach.ErrDismissalPending}},
 		{"parent being dismissed", dismissing, child, "alice", "why", []error{breach.ErrDismissalPending}},
 		{"parent full", full, child, "alice", "why", []error{breach.ErrLimitReached}},
+		{"parent full with a merge under way", filling, child, "alice", "why", []error{breach.ErrLimitReached}},
+		{"child taking in a merge", parent, taking, "alice", "why", []error{breach.ErrMergeBlocked}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -216,56 +230,386 @@ func TestMergeConcurrent(t *testing.T) {
 	assert.Equal(t, []string{"detected>investigating", "investigating>merged"}, transitions(c))
 }
 
-// TestMergeFinishesAfterCrash: the process dies between Merge's two
-// writes (the child ended, the parent not yet written). Merge called again
-// by the next process finishes it, once; the child's record says where its
-// signals went meanwhile.
+// TestMergeFinishesAfterCrash: the process dies part way through Merge's
+// three writes (the parent's reservation, the child's end, the parent's
+// taking of the child). Merge called again by the next process finishes
+// it, once; meanwhile the parent's reservation keeps it from being merged
+// elsewhere, and the child's record says where its signals went once it
+// has ended. A child that can no longer be merged when Merge is called
+// again is refused, and the reservation withdrawn.
 func TestMergeFinishesAfterCrash(t *testing.T) {
 	ctx := context.Background()
-	mem := incident.NewMemStore()
-	cs := &crashStore{Store: mem}
-	o, err := breach.New(cs, breach.WithPlaybook(loginPlaybook()), quiet)
-	require.NoError(t, err)
-	parent := file(t, o, bruteforce("parent"))
-	child := file(t, o, bruteforce("child"))
-	file(t, o, bruteforce("child")) // a second signal, stored by group commit
-	cs.mu.Lock()
-	cs.crashAt = cs.writes + 2 // the child's write lands, the parent's does not
-	cs.mu.Unlock()
-
-	err = o.Merge(ctx, parent, child, "alice", "same attacker")
-	require.ErrorIs(t, err, errCrash)
-	c, err := mem.Head(ctx, child)
-	require.NoError(t, err)
-	assert.Equal(t, incident.StateMerged, c.State)
-	assert.Equal(t, parent, c.MergedInto)
-	p, err := mem.Head(ctx, parent)
-	require.NoError(t, err)
-	assert.Empty(t, p.Merged, "the parent's write never landed")
-	assert.EqualValues(t, 1, p.Signals.Count)
-
-	// The next process, on the same store.
-	o2, err := breach.New(mem, breach.WithPlaybook(loginPlaybook()), quiet)
-	require.NoError(t, err)
-	require.NoError(t, o2.Merge(ctx, parent, child, "alice", "same attacker"))
-	p = get(t, o2, parent)
-	assert.Equal(t, []string{child}, p.Merged)
-	assert.EqualValues(t, 3, p.Signals.Count, "1 + the child's 2, once")
-	n := 0
-	for _, e := range p.Timeline {
-		if e.Type == incident.EntryMerge {
-			n++
-		}
+	tests := []struct {
+		name    string
+		landed  int  // writes of the merge that land
+		ended   bool // the child's end is among them
+		dismiss bool // the child is dismissed before Merge is called again
+	}{
+		{name: "after the reservation", landed: 1},
+		{name: "after the child ended", landed: 2, ended: true},
+		{name: "after the reservation, the child dismissed since", landed: 1, dismiss: true},
 	}
-	assert.Equal(t, 1, n, "one merge entry on the parent")
-	vc := version(t, o2, child)
-	require.NoError(t, o2.Merge(ctx, parent, child, "alice", "same attacker"))
-	assert.Equal(t, p.Version, version(t, o2, parent), "finished: nothing more to write")
-	assert.Equal(t, vc, version(t, o2, child))
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			mem := incident.NewMemStore()
+			cs := &crashStore{Store: mem}
+			o, err := breach.New(cs, breach.WithPlaybook(loginPlaybook()), quiet)
+			require.NoError(t, err)
+			parent := file(t, o, bruteforce("parent"))
+			child := file(t, o, bruteforce("child"))
+			file(t, o, bruteforce("child")) // a second signal, stored by group commit
+			other := file(t, o, bruteforce("other"))
+			cs.mu.Lock()
+			cs.crashAt = cs.writes + tt.landed + 1
+			cs.mu.Unlock()
 
-	rc, err := o2.Report(ctx, bruteforce("child"))
+			err = o.Merge(ctx, parent, child, "alice", "same attacker")
+			require.ErrorIs(t, err, errCrash)
+			c, err := mem.Head(ctx, child)
+			require.NoError(t, err)
+			if tt.ended {
+				assert.Equal(t, incident.StateMerged, c.State)
+				assert.Equal(t, parent, c.MergedInto)
+			} else {
+				assert.True(t, c.State.Open())
+				assert.Empty(t, c.MergedInto)
+			}
+			p, err := mem.Head(ctx, parent)
+			require.NoError(t, err)
+			assert.Equal(t, []string{child}, p.Merging, "the reservation landed")
+			assert.Empty(t, p.Merged, "the parent's last write never landed")
+			assert.EqualValues(t, 1, p.Signals.Count)
+
+			// The next process, on the same store.
+			o2, err := breach.New(mem, breach.WithPlaybook(loginPlaybook()), quiet)
+			require.NoError(t, err)
+			vp, vo := version(t, o2, parent), version(t, o2, other)
+			err = o2.Merge(ctx, other, parent, "bob", "one campaign")
+			require.ErrorIs(t, err, breach.ErrMergeBlocked, "the parent cannot be merged elsewhere meanwhile")
+			assert.Contains(t, err.Error(), child)
+			assert.Equal(t, vp, version(t, o2, parent))
+			assert.Equal(t, vo, version(t, o2, other))
+
+			if tt.dismiss {
+				require.NoError(t, o2.Dismiss(ctx, child, "carol", "a penetration test"))
+				err := o2.Merge(ctx, parent, child, "alice", "same attacker")
+				require.ErrorIs(t, err, breach.ErrIncidentEnded)
+				p = get(t, o2, parent)
+				assert.Empty(t, p.Merging, "the reservation is withdrawn")
+				assert.Empty(t, p.Merged)
+				assert.False(t, hasEntry(p, "", "merged incident"), "nothing recorded")
+				require.NoError(t, o2.Merge(ctx, other, parent, "bob", "one campaign"), "the parent is free again")
+				return
+			}
+
+			require.NoError(t, o2.Merge(ctx, parent, child, "alice", "same attacker"))
+			p = get(t, o2, parent)
+			assert.Equal(t, []string{child}, p.Merged)
+			assert.Empty(t, p.Merging)
+			assert.EqualValues(t, 3, p.Signals.Count, "1 + the child's 2, once")
+			n := 0
+			for _, e := range p.Timeline {
+				if e.Type == incident.EntryMerge {
+					n++
+				}
+			}
+			assert.Equal(t, 1, n, "one merge entry on the parent")
+			c = get(t, o2, child)
+			assert.Equal(t, parent, c.MergedInto)
+			assert.Equal(t, []string{"detected>investigating", "investigating>merged"}, transitions(c))
+			vc := version(t, o2, child)
+			require.NoError(t, o2.Merge(ctx, parent, child, "alice", "same attacker"))
+			assert.Equal(t, p.Version, version(t, o2, parent), "finished: nothing more to write")
+			assert.Equal(t, vc, version(t, o2, child))
+
+			rc, err := o2.Report(ctx, bruteforce("child"))
+			require.NoError(t, err)
+			assert.Equal(t, parent, rc.IncidentID, "the child's key leads to the parent")
+		})
+	}
+}
+
+// mergeHookStore calls its hooks from the goroutine of the caller: read
+// before each head is read, writing before each write, applied after each
+// write that lands. A hook may block, to hold a Merge between two of its
+// steps, and may call the orchestrator.
+type mergeHookStore struct {
+	*incident.MemStore
+	read             atomic.Pointer[func(id string)]
+	writing, applied atomic.Pointer[func(ch incident.Change)]
+}
+
+func (s *mergeHookStore) Head(ctx context.Context, id string) (*incident.Incident, error) {
+	if f := s.read.Load(); f != nil {
+		(*f)(id)
+	}
+	return s.MemStore.Head(ctx, id)
+}
+
+func (s *mergeHookStore) Apply(ctx context.Context, ch incident.Change) error {
+	if f := s.writing.Load(); f != nil {
+		(*f)(ch)
+	}
+	err := s.MemStore.Apply(ctx, ch)
+	if f := s.applied.Load(); f != nil && err == nil {
+		(*f)(ch)
+	}
+	return err
+}
+
+// holdGate holds the first n goroutines that call hold until release; later
+// calls pass. It is for synctest bubbles: release waits until the
+// goroutines are blocked.
+type holdGate struct {
+	n    int32
+	held atomic.Int32
+	open chan struct{}
+}
+
+func holdFirst(n int32) *holdGate { return &holdGate{n: n, open: make(chan struct{})} }
+
+func (g *holdGate) hold() {
+	if g.held.Add(1) <= g.n {
+		<-g.open
+	}
+}
+
+// release checks that n goroutines are held, once every goroutine of the
+// bubble is blocked, and lets them go.
+func (g *holdGate) release(t *testing.T, msg string) {
+	t.Helper()
+	synctest.Wait()
+	require.EqualValues(t, g.n, g.held.Load(), msg)
+	close(g.open)
+}
+
+// mergeDesk returns two orchestrators on one store: the same one twice
+// (one process) or two (two replicas).
+func mergeDesk(t *testing.T, replicas bool) (o1, o2 *breach.Orchestrator, store *mergeHookStore) {
+	t.Helper()
+	store = &mergeHookStore{MemStore: incident.NewMemStore()}
+	o1, err := breach.New(store, quiet, breach.WithPlaybook(loginPlaybook()))
 	require.NoError(t, err)
-	assert.Equal(t, parent, rc.IncidentID, "the child's key leads to the parent")
+	o2 = o1
+	if replicas {
+		o2, err = breach.New(store, quiet, breach.WithPlaybook(loginPlaybook()))
+		require.NoError(t, err)
+	}
+	return o1, o2, store
+}
+
+// inOneOrTwo runs test in a synctest bubble with one process merging and
+// again with two replicas on one store.
+func inOneOrTwo(t *testing.T, test func(t *testing.T, o1, o2 *breach.Orchestrator, store *mergeHookStore)) {
+	for _, replicas := range []bool{false, true} {
+		t.Run(map[bool]string{false: "one process", true: "two replicas"}[replicas], func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				o1, o2, store := mergeDesk(t, replicas)
+				test(t, o1, o2, store)
+			})
+		})
+	}
+}
+
+// TestMergeMutual: A merged into B and B into A at once, both parents'
+// reservations written before either child ends. At most one of the two
+// goes through; an open incident carries the response on, and no
+// reservation is left behind. Before the fix both went through: each was
+// checked against the other's head as read before either wrote, and no
+// incident was left open.
+func TestMergeMutual(t *testing.T) {
+	inOneOrTwo(t, func(t *testing.T, o, o2 *breach.Orchestrator, store *mergeHookStore) {
+		ctx := context.Background()
+		a, b := file(t, o, bruteforce("a")), file(t, o, bruteforce("b"))
+		// Both read the heads and come to write their reservations, then
+		// both write them, before either goes on.
+		reserving, reserved := holdFirst(2), holdFirst(2)
+		holdReserving := func(ch incident.Change) {
+			if len(ch.Head.Merging) > 0 {
+				reserving.hold()
+			}
+		}
+		holdReserved := func(ch incident.Change) {
+			if len(ch.Head.Merging) > 0 {
+				reserved.hold()
+			}
+		}
+		store.writing.Store(&holdReserving)
+		store.applied.Store(&holdReserved)
+		var wg sync.WaitGroup
+		var errAB, errBA error
+		wg.Go(func() { errAB = o.Merge(ctx, b, a, "alice", "one attacker") })
+		wg.Go(func() { errBA = o2.Merge(ctx, a, b, "bob", "one attacker") })
+		reserving.release(t, "both come to write their reservations")
+		reserved.release(t, "both reservations are written")
+		wg.Wait()
+
+		ha, hb := get(t, o, a), get(t, o, b)
+		assert.Empty(t, ha.Merging)
+		assert.Empty(t, hb.Merging)
+		require.False(t, ha.State == incident.StateMerged && hb.State == incident.StateMerged, "both merged: %v, %v", errAB, errBA)
+		assert.Error(t, errors.Join(errAB, errBA), "at most one goes through")
+		for _, err := range []error{errAB, errBA} {
+			if err != nil {
+				assert.ErrorIs(t, err, breach.ErrMergeBlocked)
+			}
+		}
+		for _, m := range []struct {
+			err           error
+			child, parent *incident.Incident
+		}{{errAB, ha, hb}, {errBA, hb, ha}} {
+			if m.err == nil {
+				assert.Equal(t, m.parent.ID, m.child.MergedInto)
+				assert.Equal(t, []string{m.child.ID}, m.parent.Merged)
+				assert.True(t, m.parent.State.Open())
+			} else if m.child.State != incident.StateMerged {
+				assert.True(t, m.child.State.Open())
+				assert.False(t, hasEntry(m.child, "", "merged into incident"), "nothing recorded")
+			}
+		}
+	})
+}
+
+// TestMergeLimitRace: two merges into a parent with one place left, both
+// having read the parent before either writes. One goes through, the other
+// is refused, and the parent holds incident.MaxMerged. Before the fix both
+// went through: MaxMerged+1.
+func TestMergeLimitRace(t *testing.T) {
+	inOneOrTwo(t, func(t *testing.T, o, o2 *breach.Orchestrator, store *mergeHookStore) {
+		ctx := context.Background()
+		p := file(t, o, bruteforce("parent"))
+		setHead(t, store.MemStore, p, func(h *incident.Incident) {
+			for i := range incident.MaxMerged - 1 {
+				h.Merged = append(h.Merged, "inc_"+strconv.Itoa(i))
+			}
+		})
+		children := []string{file(t, o, bruteforce("c1")), file(t, o, bruteforce("c2"))}
+		versions := []int64{version(t, o, children[0]), version(t, o, children[1])}
+		read := holdFirst(2)
+		hold := func(id string) {
+			if id == p {
+				read.hold()
+			}
+		}
+		store.read.Store(&hold)
+		var wg sync.WaitGroup
+		errs := make([]error, 2)
+		for i, m := range []*breach.Orchestrator{o, o2} {
+			wg.Go(func() { errs[i] = m.Merge(ctx, p, children[i], "person"+strconv.Itoa(i), "same attacker") })
+		}
+		read.release(t, "both read the parent first")
+		wg.Wait()
+
+		h := get(t, o, p)
+		assert.Len(t, h.Merged, incident.MaxMerged)
+		assert.Empty(t, h.Merging)
+		n := 0
+		for i, err := range errs {
+			if err == nil {
+				n++
+				assert.Equal(t, children[i], h.Merged[len(h.Merged)-1])
+				continue
+			}
+			assert.ErrorIs(t, err, breach.ErrLimitReached)
+			assert.Equal(t, versions[i], version(t, o, children[i]), "nothing recorded on the refused child")
+		}
+		assert.Equal(t, 1, n, "one goes through: %v", errs)
+	})
+}
+
+// TestMergeParentChangesMeanwhile: between the parent's reservation and
+// the child's end, something else happens to the parent or the child (on
+// this replica or another: the store is what is checked). A parent that
+// ended, or a child merged elsewhere, refuses the merge, with nothing
+// recorded on either timeline and the reservation withdrawn; a merge of the
+// parent into another incident is refused itself, and the first merge goes
+// through. Before the fix the parent was checked only as first read: an
+// ended or merged parent still took the child.
+func TestMergeParentChangesMeanwhile(t *testing.T) {
+	tests := []struct {
+		name string
+		// meanwhile runs once the reservation has landed, before the
+		// child's end is written.
+		meanwhile func(t *testing.T, o *breach.Orchestrator, parent, child, other string)
+		want      error // of the merge; nil: it goes through
+	}{
+		{"parent dismissed", func(t *testing.T, o *breach.Orchestrator, parent, _, _ string) {
+			require.NoError(t, o.Dismiss(context.Background(), parent, "carol", "a penetration test"))
+		}, breach.ErrIncidentEnded},
+		{"parent closed", func(t *testing.T, o *breach.Orchestrator, parent, _, _ string) {
+			require.NoError(t, o.Resolve(context.Background(), parent, "carol", "accounts locked"))
+			require.NoError(t, o.Close(context.Background(), parent, "carol", "reviewed"))
+		}, breach.ErrIncidentEnded},
+		{"child merged elsewhere", func(t *testing.T, o *breach.Orchestrator, _, child, other string) {
+			require.NoError(t, o.Merge(context.Background(), other, child, "dana", "same attacker"))
+		}, breach.ErrMerged},
+		{"parent merged into another", func(t *testing.T, o *breach.Orchestrator, parent, child, other string) {
+			err := o.Merge(context.Background(), other, parent, "dana", "same campaign")
+			require.ErrorIs(t, err, breach.ErrMergeBlocked, "the parent is taking in a merge")
+			assert.Contains(t, err.Error(), child)
+		}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			o, _, store := mergeDesk(t, false)
+			parent, child := file(t, o, bruteforce("parent")), file(t, o, bruteforce("child"))
+			other := file(t, o, bruteforce("other"))
+			vc := version(t, o, child)
+			var ran atomic.Bool
+			hook := func(ch incident.Change) {
+				if ch.Head.ID == parent && slices.Contains(ch.Head.Merging, child) && ran.CompareAndSwap(false, true) {
+					tt.meanwhile(t, o, parent, child, other)
+				}
+			}
+			store.applied.Store(&hook)
+			err := o.Merge(ctx, parent, child, "alice", "same attacker")
+			store.applied.Store(nil)
+			require.True(t, ran.Load())
+
+			p, c := get(t, o, parent), get(t, o, child)
+			assert.Empty(t, p.Merging, "no reservation is left")
+			if tt.want == nil {
+				require.NoError(t, err)
+				assert.Equal(t, []string{child}, p.Merged)
+				assert.Equal(t, parent, c.MergedInto)
+				assert.True(t, p.State.Open())
+				return
+			}
+			require.ErrorIs(t, err, tt.want)
+			assert.NotContains(t, p.Merged, child)
+			assert.False(t, hasEntry(p, "alice", "merged incident "+child), "nothing recorded on the parent")
+			assert.False(t, hasEntry(c, "alice", "merged into incident "+parent), "nothing recorded on the child")
+			if c.MergedInto == "" {
+				assert.Equal(t, vc, c.Version, "the child is as it was")
+			}
+		})
+	}
+}
+
+// TestMergeReasonRedactsBothCredentials: a merge reason that holds either
+// incident's credential keeps neither on either timeline. Before the fix
+// each entry was scrubbed with its own incident's credential only.
+func TestMergeReasonRedactsBothCredentials(t *testing.T) {
+	ctx := context.Background()
+	o, _ := desk(t)
+	const parentSecret, childSecret = "correct-horse-parent-pw", "Tr0ub4dor&3-child-pass"
+	ps, cs := bruteforce("parent"), bruteforce("child")
+	ps.Credential, cs.Credential = incident.NewSecret(parentSecret), incident.NewSecret(childSecret)
+	parent, child := file(t, o, ps), file(t, o, cs)
+	require.NoError(t, o.Merge(ctx, parent, child, "alice", "one leak: "+childSecret+" and "+parentSecret))
+	for _, id := range []string{parent, child} {
+		inc := get(t, o, id)
+		var merge string
+		for _, e := range inc.Timeline {
+			assert.NotContains(t, e.Detail, childSecret, "%s", id)
+			assert.NotContains(t, e.Detail, parentSecret, "%s", id)
+			if e.Type == incident.EntryMerge {
+				merge = e.Detail
+			}
+		}
+		assert.Contains(t, merge, "one leak: "+incident.Redacted+" and "+incident.Redacted, "%s", id)
+	}
 }
 
 // TestMergeWhileContaining: Merge does not wait for a containment call in

@@ -96,6 +96,12 @@ type Incident struct {
 	// Merged are the IDs of the incidents merged into this one, its
 	// children, in the order they were merged; at most MaxMerged.
 	Merged []string `json:"merged,omitempty"`
+	// Merging are the IDs of the incidents being merged into this one:
+	// each holds a place among Merged until its merge is finished (the ID
+	// moves to Merged) or refused (the ID is dropped). One left by a
+	// merge that stopped half way stays until the merge is called again.
+	// Merged and Merging together hold at most MaxMerged IDs.
+	Merging []string `json:"merging,omitempty"`
 	// Outreach counts the customer notices by status. Deliveries holds the
 	// notices themselves only in a whole record (see Load); a head leaves
 	// them to Store.Deliveries.
@@ -418,6 +424,7 @@ func (inc *Incident) Clone() *Incident {
 	c.Recommendations = slices.Clone(inc.Recommendations)
 	c.Evidence = slices.Clone(inc.Evidence)
 	c.Merged = slices.Clone(inc.Merged)
+	c.Merging = slices.Clone(inc.Merging)
 	c.Timeline = slices.Clone(inc.Timeline)
 	return &c
 }

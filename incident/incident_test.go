@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"reflect"
 	"regexp"
@@ -63,6 +64,7 @@ func fullIncident() *incident.Incident {
 			SeenAt: t0, AddedAt: t0, AddedBy: "alice"}},
 		MergedInto: "i0",
 		Merged:     []string{"i2"},
+		Merging:    []string{"i4"},
 	}
 	inc.Timeline.Append(incident.Entry{At: t0, Actor: "system", Type: incident.EntrySignal})
 	return inc
@@ -99,6 +101,7 @@ func TestCloneDeepCopy(t *testing.T) {
 		{"Recommendations", func(i *incident.Incident) { i.Recommendations[0] = "x" }},
 		{"Evidence", func(i *incident.Incident) { i.Evidence[0].Value = "198.51.100.1" }},
 		{"Merged", func(i *incident.Incident) { i.Merged[0] = "i3" }},
+		{"Merging", func(i *incident.Incident) { i.Merging[0] = "i5" }},
 		{"Timeline", func(i *incident.Incident) { i.Timeline[0].Detail = "x" }},
 		{"scalar", func(i *incident.Incident) { i.State = incident.StateClosed }},
 	}
@@ -330,4 +333,21 @@ func idemRef(parts ...string) string {
 		h.Write([]byte(p))
 	}
 	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// TestMergingJSON: the merges under way into an incident keep their JSON
+// name and come back as they were written; none, none written.
+func TestMergingJSON(t *testing.T) {
+	inc := fullIncident()
+	b, err := json.Marshal(inc)
+	require.NoError(t, err)
+	assert.Contains(t, string(b), `"merged":["i2"],"merging":["i4"]`)
+	var back incident.Incident
+	require.NoError(t, json.Unmarshal(b, &back))
+	assert.Equal(t, []string{"i4"}, back.Merging)
+
+	inc.Merging = nil
+	b, err = json.Marshal(inc)
+	require.NoError(t, err)
+	assert.NotContains(t, string(b), `"merging"`)
 }

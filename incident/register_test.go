@@ -173,7 +173,7 @@ func TestJSONFieldNames(t *testing.T) {
 // attribute whose key is a field's name, which must stay as it is. It
 // predates what FullIncident has set since: the last three deliveries,
 // Outreach, Chain, Impact.Affected and the collaboration fields
-// (Commander, Evidence, MergedInto, Merged).
+// (Commander, Evidence, MergedInto, Merged, Merging).
 func TestJSONReadsOldFieldNames(t *testing.T) {
 	b, err := os.ReadFile("testdata/incident_v0.json")
 	require.NoError(t, err)
@@ -183,7 +183,7 @@ func TestJSONReadsOldFieldNames(t *testing.T) {
 	want.Deliveries = want.Deliveries[:2]
 	want.Outreach, want.Chain, want.Investigation.Impact.Affected = incident.Outreach{}, incident.Chain{}, 0
 	want.Reopens, want.EnteredAt, want.Paging = 0, time.Time{}, nil
-	want.Commander, want.Evidence, want.MergedInto, want.Merged = "", nil, "", nil
+	want.Commander, want.Evidence, want.MergedInto, want.Merged, want.Merging = "", nil, "", nil, nil
 	want.Attributes["DedupKey"] = "an attribute named like a field"
 
 	var got incident.Incident

@@ -177,6 +177,7 @@ func FullIncident(id, dedupKey string) *incident.Incident {
 		},
 		MergedInto: "inc_parent",
 		Merged:     []string{"inc_child_1", "inc_child_2"},
+		Merging:    []string{"inc_child_3", "inc_child_4"},
 	}
 	inc.Record(incident.Entry{At: at(0), Actor: incident.ActorSystem, Type: incident.EntrySignal, Detail: "opened by github-scanner"})
 	inc.Record(incident.Entry{At: at(1 * us), Actor: incident.ActorSystem, Type: incident.EntryTransition,
