@@ -195,7 +195,7 @@ var consoleOps = map[ConsoleAction]consoleOp{
 		}
 		return c.o.Merge(c.ctx, c.id, c.in["child"], c.actor, c.in["reason"])
 	}, also: "child", shown: func(o *Orchestrator, inc *incident.Incident) bool {
-		return notDismissing(o, inc) && len(inc.Merged) < incident.MaxMerged
+		return notDismissing(o, inc) && len(inc.Merged)+len(inc.Merging) < incident.MaxMerged
 	}},
 }
 

@@ -77,11 +77,14 @@ var (
 	// parent). An action refused on a merged incident matches it too,
 	// with ErrIncidentEnded, and its message names the parent.
 	ErrMerged = errors.New("breach: incident merged into another")
-	// ErrMergeBlocked: Merge refused a child whose automation is in the
-	// middle of an effect: containment actions pending or awaiting
-	// approval, or customer notices going out. Let it settle (approve or
-	// deny, wait for containment or notification), then merge.
-	ErrMergeBlocked = errors.New("breach: the child's containment or notification is under way")
+	// ErrMergeBlocked: Merge refused while something is under way: the
+	// child's automation is in the middle of an effect (containment
+	// actions pending or awaiting approval, customer notices going out),
+	// the child is itself taking in a merge, or the parent is being
+	// merged elsewhere while one of its own merges is under way. Let it
+	// settle (approve or deny, wait for containment or notification,
+	// finish the other merge), then merge.
+	ErrMergeBlocked = errors.New("breach: the merge waits for something under way")
 	// ErrLimitReached: the incident holds as much as it may:
 	// incident.MaxEvidence observables, or incident.MaxMerged merged
 	// incidents. Nothing was recorded.
