@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -325,4 +326,57 @@ func (r *blockingReleaser) Release(ctx context.Context, req containment.Request)
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// slowApply is a MemStore whose Apply takes a second while slow is set.
+type slowApply struct {
+	*incident.MemStore
+	slow atomic.Bool
+}
+
+func (s *slowApply) Apply(ctx context.Context, ch incident.Change) error {
+	if s.slow.CompareAndSwap(true, false) {
+		time.Sleep(time.Second)
+	}
+	return s.MemStore.Apply(ctx, ch)
+}
+
+// TestAbandonedDismissDoesNotWedge: a Dismiss whose ctx ends while it
+// waits for the running step to wind down (its record write is slow)
+// returns ctx's error with nothing recorded. The step it cut does not
+// queue itself again, so the slot's release does: the incident is driven
+// on.
+func TestAbandonedDismissDoesNotWedge(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakes{}
+		pb := apiKeyPlaybook(f, impactInvestigator(incident.Impact{}))
+		store := &slowApply{MemStore: incident.NewMemStore()}
+		started := make(chan struct{}, 1)
+		pb.Containment[0].Container = containment.Func(func(ctx context.Context, req containment.Request) error {
+			store.slow.Store(true) // the write recording this result takes a second
+			started <- struct{}{}
+			return nil
+		})
+		o, err := breach.New(store, breach.WithPlaybook(pb), quiet)
+		require.NoError(t, err)
+		stop := running(t, o)
+		defer stop()
+		rc, err := o.Report(context.Background(), leak())
+		require.NoError(t, err)
+		<-started
+		time.Sleep(10 * time.Millisecond) // the record write is under way
+		dctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		err = o.Dismiss(dctx, rc.IncidentID, "carol", "false positive")
+		cancel()
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+		ctx, cancel2 := context.WithTimeout(context.Background(), time.Hour)
+		defer cancel2()
+		_, err = o.Await(ctx, rc.IncidentID, func(inc *incident.Incident) bool {
+			return inc.State == incident.StateResolving || inc.State == incident.StateEscalated
+		})
+		if !assert.NoError(t, err, "the incident is never driven again") {
+			inc := get(t, o, rc.IncidentID)
+			t.Logf("stuck in %s for an hour, dismissal=%v", inc.State, inc.Dismissal)
+		}
+	})
 }

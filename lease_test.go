@@ -277,3 +277,100 @@ func TestSlowLeaseIsNotUsedUnfenced(t *testing.T) {
 		}
 	})
 }
+
+// TestGraceIsNotCutByLeaseTimers: steps run on for the shutdown grace
+// after Run's ctx ends, and their leases are renewed until they are done:
+// a grace longer than the TTL (the postgres example: TTL 2s, grace 10s)
+// does not fence a containment call that finishes within it, and its
+// result is recorded.
+func TestGraceIsNotCutByLeaseTimers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakes{}
+		pb := apiKeyPlaybook(f, impactInvestigator(incident.Impact{}))
+		started := make(chan struct{}, 1)
+		var cause error
+		pb.Containment[0].Container = containment.Func(func(ctx context.Context, req containment.Request) error {
+			started <- struct{}{}
+			select {
+			case <-time.After(3 * time.Second): // a slow call, well within the grace
+				return nil
+			case <-ctx.Done():
+				cause = context.Cause(ctx)
+				return ctx.Err()
+			}
+		})
+		pb.Containment[0].Policy = incident.Policy{Attempts: 1}
+		store := incident.NewMemStore()
+		o, err := breach.New(store, breach.WithLease("a", 2*time.Second), breach.WithShutdownGrace(10*time.Second),
+			quiet, breach.WithPlaybook(pb))
+		require.NoError(t, err)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- o.Run(ctx) }()
+		rc, err := o.Report(context.Background(), leak())
+		require.NoError(t, err)
+		<-started
+		cancel()
+		require.NoError(t, <-done)
+		inc, err := store.Head(context.Background(), rc.IncidentID)
+		require.NoError(t, err)
+		t.Logf("call cut by: %v; action %s", cause, inc.Actions[0].Status)
+		assert.NoError(t, cause, "the call was cut before the grace ended")
+		assert.Equal(t, incident.ActionApplied, inc.Actions[0].Status, "the call's result is recorded within the grace")
+	})
+}
+
+// staleList is a MemStore whose first ListOpen answers what it held
+// earlier: the list was read, then another replica wrote, ended the
+// incident and gave its lease up, before this one's Lease.
+type staleList struct {
+	*incident.MemStore
+	mu    sync.Mutex
+	stale []*incident.Incident
+}
+
+func (s *staleList) ListOpen(ctx context.Context) ([]*incident.Incident, error) {
+	s.mu.Lock()
+	st := s.stale
+	s.stale = nil
+	s.mu.Unlock()
+	if st != nil {
+		return st, nil
+	}
+	return s.MemStore.ListOpen(ctx)
+}
+
+// TestResumeReadsTheHeadAfterTheLease: resume lists the open incidents,
+// then leases them one by one. Replica b dismissed an incident (its
+// containment released) and gave the lease up after a's list was read:
+// a's first step reads the head again rather than trust the list's, and
+// does not contain again what b released.
+func TestResumeReadsTheHeadAfterTheLease(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := &staleList{MemStore: incident.NewMemStore()}
+		fb := &fakes{}
+		b, err := breach.New(store, breach.WithLease("b", 2*time.Second), quiet,
+			breach.WithPlaybook(apiKeyPlaybook(fb, impactInvestigator(incident.Impact{}))))
+		require.NoError(t, err)
+		rc, err := b.Report(context.Background(), leak()) // b does not run: created containing, action claimed
+		require.NoError(t, err)
+		open, err := store.MemStore.ListOpen(context.Background())
+		require.NoError(t, err)
+		store.stale = open // a's ListOpen, read now
+		require.NoError(t, b.Dismiss(context.Background(), rc.IncidentID, "carol", "false positive"))
+		require.Equal(t, incident.StateDismissed, get(t, b, rc.IncidentID).State)
+
+		fa := &fakes{}
+		a, err := breach.New(store, breach.WithLease("a", 2*time.Second), quiet,
+			breach.WithPlaybook(apiKeyPlaybook(fa, impactInvestigator(incident.Impact{}))))
+		require.NoError(t, err)
+		stop := running(t, a)
+		time.Sleep(time.Second)
+		synctest.Wait()
+		stop()
+		contained, _, _ := fa.snapshot()
+		assert.Empty(t, contained, "a contained a dismissed incident from the head it read before its Lease")
+		inc := get(t, a, rc.IncidentID)
+		t.Logf("store: %s, actions %+v", inc.State, inc.Actions)
+	})
+}

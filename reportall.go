@@ -35,7 +35,9 @@ func (e *SignalError) Unwrap() error { return e.Err }
 // so errors.Is(err, incident.ErrInvalidSignal) and errors.As(err,
 // &signalErr) see through it. When ctx ends before a signal's outcome is
 // known, that signal's error matches ErrOutcomeUnknown and ctx's error:
-// reporting it again is safe (at worst it is counted twice).
+// reporting it again is safe (at worst it is counted twice); the signals
+// not yet filed when ctx ends are not recorded, and their errors match
+// ctx's error alone.
 //
 // ReportAll is safe for concurrent use and works whether Run is running or
 // not. An empty batch returns nil, nil.
@@ -56,6 +58,14 @@ func (o *Orchestrator) ReportAll(ctx context.Context, sigs []incident.Signal) ([
 	}
 	var waits []waiting
 	for i := range sigs {
+		if err := ctx.Err(); err != nil {
+			// What is left is not recorded, as a Report whose ctx has
+			// ended records nothing.
+			for j := i; j < len(sigs); j++ {
+				fail(j, err)
+			}
+			break
+		}
 		sig := &sigs[i]
 		if err := o.admit(sig); err != nil {
 			fail(i, err)

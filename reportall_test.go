@@ -3,7 +3,9 @@ package breach_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -121,5 +123,47 @@ func TestReportAllWithEndedContext(t *testing.T) {
 		require.NoError(t, err)
 		require.Len(t, open, 1)
 		assert.EqualValues(t, 3, open[0].Signals.Count, "unknown outcome: here, stored")
+	})
+}
+
+// cancellingCreate is a MemStore whose first Create ends the reporter's
+// ctx (the caller went away mid-batch) and takes a moment.
+type cancellingCreate struct {
+	*incident.MemStore
+	cancel  context.CancelFunc
+	creates atomic.Int64
+}
+
+func (s *cancellingCreate) Create(ctx context.Context, ch incident.Change) error {
+	if s.creates.Add(1) == 1 {
+		s.cancel()
+	}
+	time.Sleep(time.Millisecond)
+	return s.MemStore.Create(ctx, ch)
+}
+
+// TestReportAllStopsWhenCtxEnds: once ctx has ended, ReportAll files no
+// further signal of the batch (as a Report with an ended ctx records
+// nothing): no incident is opened after it, and the signals left fail
+// with ctx's error.
+func TestReportAllStopsWhenCtxEnds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		store := &cancellingCreate{MemStore: incident.NewMemStore(), cancel: cancel}
+		o, err := breach.New(store, breach.WithPlaybook(apiKeyPlaybook(&fakes{}, nil)), quiet)
+		require.NoError(t, err)
+		var batch []incident.Signal
+		for i := range 50 {
+			s := leak()
+			s.Subject = fmt.Sprintf("key_%d", i)
+			batch = append(batch, s)
+		}
+		_, err = o.ReportAll(ctx, batch)
+		assert.ErrorIs(t, err, breach.ErrOutcomeUnknown)
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		open, err := store.ListOpen(context.Background())
+		require.NoError(t, err)
+		assert.LessOrEqual(t, len(open), 1, "incidents opened after the caller's ctx ended")
 	})
 }

@@ -64,8 +64,14 @@ func (o *Orchestrator) Run(ctx context.Context, detectors ...incident.Detector) 
 		})
 	})
 	wg.Go(func() { o.every(ctx, o.cfg.deadlineInterval, "checking deadlines", o.checkDeadlines) })
+	// Leases are renewed until the last step has wound down, the grace
+	// included: a step finishing its side effect after ctx ended still
+	// holds its lease (and is not fenced for want of a renewal).
+	renewing, stopRenewing := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopRenewing()
+	var upkeep sync.WaitGroup
 	if o.leaser != nil {
-		wg.Go(func() { o.every(ctx, o.cfg.leaseTTL/3, "renewing leases", o.renewLeases) })
+		upkeep.Go(func() { o.every(renewing, o.cfg.leaseTTL/3, "renewing leases", o.renewLeases) })
 		wg.Go(func() { o.every(ctx, o.cfg.leaseTTL/2, "taking over incidents", o.takeOver) })
 	}
 	<-ctx.Done()
@@ -73,6 +79,8 @@ func (o *Orchestrator) Run(ctx context.Context, detectors ...incident.Detector) 
 	defer graceTimer.Stop()
 	o.sched.wakeAll()
 	wg.Wait()
+	stopRenewing()
+	upkeep.Wait()
 	o.sched.stopTimers()
 	o.dropLeases()
 	// Persist signal counts gathered since the last flush, with time of its
@@ -165,6 +173,9 @@ func (o *Orchestrator) resume(ctx context.Context) error {
 			if !ok {
 				continue
 			}
+			// inc was read before the lease was taken: another replica
+			// may have written since (and let go). The first step reads.
+			o.heads.Delete(inc.ID)
 		}
 		o.sched.addAt(inc.ID, o.priorityOf(inc))
 	}

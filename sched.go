@@ -196,11 +196,15 @@ func (s *slots) begin(id string, cancel context.CancelCauseFunc) (release func()
 func (s *slots) interrupt(ctx context.Context, id string, cause error) (release func(), err error) {
 	s.mu.Lock()
 	s.waiting[id]++
+	requeue := false
 	defer func() {
 		if s.waiting[id]--; s.waiting[id] == 0 {
 			delete(s.waiting, id)
 		}
 		s.mu.Unlock()
+		if requeue && s.requeue != nil {
+			s.requeue(id)
+		}
 	}()
 	for {
 		sl, busy := s.held[id]
@@ -219,6 +223,15 @@ func (s *slots) interrupt(ctx context.Context, id string, cause error) (release 
 		}
 		s.mu.Lock()
 		if err := ctx.Err(); err != nil {
+			// The step was cut for an interruption that gave up: it does
+			// not queue itself again, so the release of the slot does,
+			// or this, when the slot is free already.
+			if _, busy := s.held[id]; busy || s.waiting[id] > 1 {
+				s.refused[id] = true
+			} else {
+				delete(s.refused, id)
+				requeue = true
+			}
 			return nil, err
 		}
 	}
