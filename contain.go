@@ -88,7 +88,7 @@ func (o *Orchestrator) contain(st *stepRun, inc *incident.Incident, pb *Playbook
 						return
 					}
 					err := o.mutate(st.write, inc, func(inc *incident.Incident) error {
-						if r := inc.Action(res.Action); r != nil && r.Status != incident.ActionPending {
+						if r := inc.Action(res.Action); r != nil && recordedElsewhere(r, res) {
 							// Recorded since by someone else (a write that
 							// conflicted reads this): decide again.
 							return errStale
@@ -131,6 +131,26 @@ func (o *Orchestrator) contain(st *stepRun, inc *incident.Incident, pb *Playbook
 		}
 		return o.fire(inc, incident.EventContained, incident.ActorSystem, "every containment action applied or denied")
 	})
+}
+
+// recordedElsewhere reports whether r, the record of res's action as a
+// write that conflicted read it again, already holds what res would
+// record, or more: the action was re-claimed under another key, it is
+// settled (applied, denied, released), or it failed and so did res. A
+// success overrides a failure another writer recorded: the action did
+// take effect, and a dismissal must release it.
+func recordedElsewhere(r *incident.ActionRecord, res containment.Result) bool {
+	if r.IdempotencyKey != "" && res.IdempotencyKey != "" && r.IdempotencyKey != res.IdempotencyKey {
+		return true
+	}
+	switch r.Status {
+	case incident.ActionPending:
+		return false
+	case incident.ActionFailed:
+		return res.Err != nil
+	default:
+		return true
+	}
 }
 
 // recordedKeys returns the idempotency keys on inc's action records, read

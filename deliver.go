@@ -131,9 +131,14 @@ func (o *Orchestrator) recordBatch(st *stepRun, inc *incident.Incident, results 
 	why := context.Cause(st.stop)
 	for _, r := range results {
 		d, ok := had[r.p.key]
-		if !ok || d.Status != incident.DeliveryClaimed {
-			continue // not claimed: never on the record
+		sent := !r.cut && r.out.Err == nil
+		switch {
+		case !ok, d.Status == incident.DeliverySent:
+			continue // not claimed (never on the record), or recorded sent already
+		case d.Status != incident.DeliveryClaimed && !sent:
+			continue // another writer recorded its outcome; this one adds nothing
 		}
+		prev := d.Status // claimed, or failed, cancelled or unknown by another writer: a send overrides it
 		t := byChannel[r.p.route.Channel]
 		if t == nil {
 			t = &tally{}
@@ -163,7 +168,7 @@ func (o *Orchestrator) recordBatch(st *stepRun, inc *incident.Incident, results 
 					strconv.Itoa(r.out.Attempts) + " attempt(s): " + d.LastError + panicStack(r.out.Err)
 			}
 		}
-		inc.Outreach.Count(incident.DeliveryClaimed, -1)
+		inc.Outreach.Count(prev, -1)
 		inc.Outreach.Count(d.Status, 1)
 		inc.Deliveries = append(inc.Deliveries, d)
 	}

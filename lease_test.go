@@ -374,3 +374,68 @@ func TestResumeReadsTheHeadAfterTheLease(t *testing.T) {
 		t.Logf("store: %s, actions %+v", inc.State, inc.Actions)
 	})
 }
+
+type recContainer struct {
+	mu                 sync.Mutex
+	contained, release int
+	onContain          func(req containment.Request)
+}
+
+func (c *recContainer) Contain(ctx context.Context, req containment.Request) error {
+	c.mu.Lock()
+	c.contained++
+	c.mu.Unlock()
+	if c.onContain != nil {
+		c.onContain(req)
+	}
+	return nil
+}
+
+func (c *recContainer) Release(ctx context.Context, req containment.Request) error {
+	c.mu.Lock()
+	c.release++
+	c.mu.Unlock()
+	return nil
+}
+
+// TestSuccessOverridesAFailureRecordedElsewhere: another writer records
+// the action failed (and escalates) while this step's call of it
+// succeeds. The step's record, read again after the conflict, records
+// the success over the failure: a later Dismiss releases what the call
+// applied.
+func TestSuccessOverridesAFailureRecordedElsewhere(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := incident.NewMemStore()
+		c := &recContainer{}
+		var once sync.Once
+		c.onContain = func(req containment.Request) {
+			once.Do(func() {
+				rogueWriter(t, store, req.IncidentID, func(h *incident.Incident) {
+					r := h.Action("disable-key")
+					r.Status, r.Attempts, r.LastError = incident.ActionFailed, 1, "timeout"
+					h.Escalation = &incident.Escalation{From: h.State, Reason: "containment failed", At: time.Now()}
+					h.Record(incident.Entry{Type: incident.EntryTransition, Actor: "replica-b", From: h.State, To: incident.StateEscalated,
+						Detail: "containment failed"})
+					h.State = incident.StateEscalated
+				})
+			})
+		}
+		pb := breach.Playbook{Kind: "apikey.compromised", Strategy: breach.ContainFirst,
+			Containment: []containment.Action{{Name: "disable-key", Container: c}}}
+		o, err := breach.New(store, breach.WithLease("a", time.Minute), quiet, breach.WithPlaybook(pb))
+		require.NoError(t, err)
+		stop := running(t, o)
+		defer stop()
+		rc, err := o.Report(context.Background(), leak())
+		require.NoError(t, err)
+		await(t, o, rc.IncidentID, incident.StateEscalated)
+		time.Sleep(time.Second)
+		synctest.Wait()
+		require.NoError(t, o.Dismiss(context.Background(), rc.IncidentID, "carol", "false positive"))
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		inc := get(t, o, rc.IncidentID)
+		t.Logf("contained %d, released %d, action %+v", c.contained, c.release, inc.Actions)
+		assert.Equal(t, c.contained > 0, c.release > 0, "an action this replica applied is released at dismissal")
+	})
+}
