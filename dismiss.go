@@ -78,13 +78,27 @@ func (o *Orchestrator) Dismiss(ctx context.Context, id, actor, reason string) er
 		return fmt.Errorf("breach: incident %s: %w: %w", id, ErrDismissalPending, err)
 	}
 	if o.leaser != nil {
-		if err := o.awaitLease(ctx, id); err != nil {
+		since, err := o.awaitLease(ctx, id)
+		if err != nil {
 			return pending(err)
 		}
+		// Fenced like a step: should the lease be lost (or its time run
+		// out unrenewed), the releases and writes stop before another
+		// replica may take the incident and release as well.
+		l := o.adopt(id, since)
+		fenced, fence := context.WithCancelCause(ctx)
+		defer fence(nil)
+		if !l.attachFence(fence) {
+			return pending(errors.New("breach: the lease on incident " + id + " ran out before the dismissal could go on"))
+		}
+		defer l.detach()
+		ctx = fenced
 	}
 	failed, err := o.finishDismissal(ctx, nil, inc, o.cfg.playbooks[inc.Kind])
 	if o.leaser != nil {
-		o.giveUpLease(id, err == nil)
+		// Kept while the incident is open and this replica drives it;
+		// given up otherwise.
+		o.giveUpLease(id, !inc.State.Open() || !o.running.Load())
 	}
 	if err != nil {
 		return errors.Join(o.redactErr(id, failed), pending(err))
@@ -93,20 +107,21 @@ func (o *Orchestrator) Dismiss(ctx context.Context, id, actor, reason string) er
 }
 
 // awaitLease takes the lease on id for this replica, waiting while another
-// replica holds it (it is stepping the incident). It returns ctx's error
-// when ctx ends first.
-func (o *Orchestrator) awaitLease(ctx context.Context, id string) error {
+// replica holds it (it is stepping the incident), and returns when the
+// Lease that took it was sent. It returns ctx's error when ctx ends first.
+func (o *Orchestrator) awaitLease(ctx context.Context, id string) (since time.Time, err error) {
 	wait := min(o.cfg.leaseTTL/3, 100*time.Millisecond)
 	for {
+		since = time.Now()
 		ok, err := o.leaser.Lease(ctx, id, o.cfg.owner, o.cfg.leaseTTL)
 		if err != nil || ok {
-			return err
+			return since, err
 		}
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return ctx.Err()
+			return time.Time{}, ctx.Err()
 		case <-t.C:
 		}
 	}

@@ -380,3 +380,97 @@ func TestAbandonedDismissDoesNotWedge(t *testing.T) {
 		}
 	})
 }
+
+// renewHang is a MemStore whose Renew, for one owner and once hang is set,
+// never answers until its context ends (Lease still answers).
+type renewHang struct {
+	*incident.MemStore
+	owner string
+	hang  atomic.Bool
+}
+
+func (s *renewHang) Renew(ctx context.Context, owner string, ttl time.Duration) (map[string]int64, error) {
+	if owner == s.owner && s.hang.Load() {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return s.MemStore.Renew(ctx, owner, ttl)
+}
+
+type spanReleaser struct {
+	name  string
+	mu    *sync.Mutex
+	spans *[]callSpan
+}
+
+func (r spanReleaser) Contain(ctx context.Context, req containment.Request) error { return nil }
+func (r spanReleaser) Release(ctx context.Context, req containment.Request) error {
+	r.mu.Lock()
+	*r.spans = append(*r.spans, callSpan{replica: r.name, start: time.Now()})
+	n := len(*r.spans) - 1
+	r.mu.Unlock()
+	select {
+	case <-ctx.Done():
+	case <-time.After(5 * time.Second):
+	}
+	r.mu.Lock()
+	(*r.spans)[n].end, (*r.spans)[n].cause = time.Now(), context.Cause(ctx)
+	r.mu.Unlock()
+	return ctx.Err()
+}
+
+// TestDismissReleaseIsFenced: a Dismiss's releases run on the lease it
+// took, fenced as a step's: replica a's Renews stop answering while its
+// Dismiss releases, and a's release is cut before the store lets b take
+// the incident; b's release of the same action never overlaps a's.
+func TestDismissReleaseIsFenced(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const ttl = 2 * time.Second
+		store := &renewHang{MemStore: incident.NewMemStore(), owner: "a"}
+		var mu sync.Mutex
+		var spans []callSpan
+		replica := func(name string) *breach.Orchestrator {
+			pb := breach.Playbook{Kind: "apikey.compromised", Strategy: breach.ContainFirst,
+				Containment: []containment.Action{{Name: "disable-key", Container: spanReleaser{name, &mu, &spans}}},
+				Investigator: incident.InvestigatorFunc(func(ctx context.Context, inc *incident.Incident) (incident.Findings, error) {
+					return incident.Findings{}, incident.Permanent(errors.New("no findings"))
+				}),
+			}
+			o, err := breach.New(store, breach.WithLease(name, ttl), quiet, breach.WithPlaybook(pb))
+			require.NoError(t, err)
+			return o
+		}
+		a := replica("a")
+		stopA := running(t, a)
+		defer stopA()
+		rc, err := a.Report(context.Background(), leak())
+		require.NoError(t, err)
+		await(t, a, rc.IncidentID, incident.StateEscalated)
+		b := replica("b")
+		stopB := running(t, b)
+		defer stopB()
+		store.hang.Store(true)
+		done := make(chan error, 1)
+		go func() { done <- a.Dismiss(context.Background(), rc.IncidentID, "carol", "false positive") }()
+		time.Sleep(4 * ttl)
+		synctest.Wait()
+		mu.Lock()
+		got := append([]callSpan(nil), spans...)
+		mu.Unlock()
+		for i := range got {
+			for j := i + 1; j < len(got); j++ {
+				if got[i].replica == got[j].replica {
+					continue
+				}
+				end := got[i].end
+				if end.IsZero() {
+					end = time.Now()
+				}
+				assert.False(t, got[j].start.Before(end), "%s's release (from %v) overlaps %s's (until %v)",
+					got[j].replica, got[j].start, got[i].replica, end)
+			}
+		}
+		t.Logf("spans: %+v", got)
+		<-done
+	})
+}

@@ -80,13 +80,17 @@ func (l *heldLease) expired() bool {
 
 // attach makes st the step the lease fences when it is lost, and reports
 // whether the lease is still held.
-func (l *heldLease) attach(st *stepRun) bool {
+func (l *heldLease) attach(st *stepRun) bool { return l.attachFence(st.fence) }
+
+// attachFence makes fence what the lease calls when it is lost, and
+// reports whether the lease is still held: a step's, or a dismissal's.
+func (l *heldLease) attachFence(fence func(cause error)) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.lost != nil || !time.Now().Before(l.until) {
 		return false // lost, or its time ran out and the timer is due
 	}
-	l.fence = st.fence
+	l.fence = fence
 	return true
 }
 
