@@ -198,7 +198,7 @@ func (o *Orchestrator) openOrJoin(ctx context.Context, sig *incident.Signal, key
 			return openResult{}, err
 		}
 		*inc = *ch.Head
-		if o.leaser != nil && o.running.Load() {
+		if o.leaser != nil && o.running.Load() && !o.stopping.Load() {
 			// A running creator drives it: taking the lease now, with the
 			// head it wrote kept, spares the first step a read (and the
 			// lease keeps it from looking orphaned to other replicas). A

@@ -137,12 +137,20 @@ func (o *Orchestrator) holdLease(st *stepRun, id string) (held, had bool, err er
 	if err != nil || !ok {
 		return false, false, err
 	}
-	l = o.adopt(id, since)
-	if !l.attach(st) {
+	if !time.Now().Before(since.Add(time.Duration(float64(o.cfg.leaseTTL) * leaseUse))) {
 		// The Lease answered so late that its time to act is over:
-		// unfenced, the step could overlap another replica's. Later.
+		// unfenced, the step could overlap another replica's. Later
+		// (not at once: a store this slow would tie a worker up), and
+		// given up meanwhile, so that another replica may take it.
+		if err := o.leaser.Unlease(st.write, id, o.cfg.owner); err != nil {
+			o.log.Warn("breach: giving up a lease that came too late failed; it runs out by itself", "incident", id, "err", err)
+		}
 		o.sched.later(o.cfg.retryDelay, id, normal)
 		return false, false, nil
+	}
+	l = o.adopt(id, since)
+	if !l.attach(st) {
+		return false, false, nil // ran out since: its timer queues the incident again
 	}
 	st.onEnd(l.detach)
 	return true, false, nil

@@ -35,6 +35,7 @@ type Orchestrator struct {
 	log        *slog.Logger
 	sf         singleflight.Group
 	running    atomic.Bool
+	stopping   atomic.Bool // Run is giving its leases up: none is taken any more
 	hot        hotIndex
 	creds      sync.Map // incident ID → incident.Secret, never persisted
 	sched      scheduler

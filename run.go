@@ -24,6 +24,7 @@ func (o *Orchestrator) Run(ctx context.Context, detectors ...incident.Detector) 
 		return ErrRunning
 	}
 	defer o.running.Store(false)
+	o.stopping.Store(false)
 
 	// grace outlives ctx by the shutdown grace, so that a started side
 	// effect can finish and be recorded.
@@ -82,6 +83,7 @@ func (o *Orchestrator) Run(ctx context.Context, detectors ...incident.Detector) 
 	stopRenewing()
 	upkeep.Wait()
 	o.sched.stopTimers()
+	o.stopping.Store(true)
 	o.dropLeases()
 	// Persist signal counts gathered since the last flush, with time of its
 	// own: the grace may be spent by now.
