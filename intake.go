@@ -80,16 +80,24 @@ type openResult struct {
 // not know. It takes the signal by value so that the fast path's copy stays
 // on the stack.
 func (o *Orchestrator) reportSlow(ctx context.Context, s incident.Signal) (incident.Receipt, error) {
+	rc, b, err := o.fileSlow(ctx, s)
+	if err != nil {
+		return rc, err
+	}
+	return o.stored(ctx, rc, b)
+}
+
+// fileSlow opens or finds the incident for s, as reportSlow does, and
+// returns the batch that stores s's count when it joined one (nil when s
+// opened it): the caller waits for it.
+func (o *Orchestrator) fileSlow(ctx context.Context, s incident.Signal) (incident.Receipt, *batch, error) {
 	for range 3 {
 		rc, b, err := o.openOrFind(ctx, s, true)
 		if !errors.Is(err, errEnded) {
-			if err != nil {
-				return rc, err
-			}
-			return o.stored(ctx, rc, b)
+			return rc, b, err
 		}
 	}
-	return incident.Receipt{}, fmt.Errorf("breach: the incident for dedup key %s keeps ending", s.Key())
+	return incident.Receipt{}, nil, fmt.Errorf("breach: the incident for dedup key %s keeps ending", s.Key())
 }
 
 // openOrFindKey opens the incident for sig's key, or finds the open one,

@@ -73,13 +73,19 @@ func (o *Orchestrator) ReportAll(ctx context.Context, sigs []incident.Signal) ([
 		}
 		e, b := o.hot.join(hotKeyOf(sig), sig, o.cfg.now, !o.cfg.unsafeAcks, o.newBatch)
 		if e == nil {
-			rc, err := o.reportSlow(ctx, *sig)
+			// Not known here: opened or found in the store, its count
+			// (when it joined an open incident) waited for with the rest.
+			rc, b, err := o.fileSlow(ctx, *sig)
 			if err != nil {
 				fail(i, err)
 				continue
 			}
 			receipts[i] = rc
-			o.observeSignal(ctx, sig, rc)
+			if b != nil {
+				waits = append(waits, waiting{i, b})
+			} else {
+				o.observeSignal(ctx, sig, rc)
+			}
 			continue
 		}
 		if !sig.Credential.IsZero() {

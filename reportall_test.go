@@ -167,3 +167,47 @@ func TestReportAllStopsWhenCtxEnds(t *testing.T) {
 		assert.LessOrEqual(t, len(open), 1, "incidents opened after the caller's ctx ended")
 	})
 }
+
+// countingCommits counts Apply calls (the group commits of counts).
+type slowApplyStore struct {
+	*incident.MemStore
+	applies atomic.Int64
+}
+
+func (s *slowApplyStore) Apply(ctx context.Context, ch incident.Change) error {
+	s.applies.Add(1)
+	time.Sleep(5 * time.Millisecond) // a store write
+	return s.MemStore.Apply(ctx, ch)
+}
+
+// TestReportAllWaitsOnceForColdKeys: ReportAll over keys whose incidents
+// are open in the store but not in this process's hot index (a restart,
+// another replica opened them) waits for their counts' group commits
+// together, not for one commit per key in turn.
+func TestReportAllWaitsOnceForColdKeys(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := &slowApplyStore{MemStore: incident.NewMemStore()}
+		first, err := breach.New(store, breach.WithPlaybook(apiKeyPlaybook(&fakes{}, nil)), quiet)
+		require.NoError(t, err)
+		var batch []incident.Signal
+		for i := range 40 {
+			s := leak()
+			s.Subject = fmt.Sprintf("key_%d", i)
+			batch = append(batch, s)
+		}
+		_, err = first.ReportAll(context.Background(), batch)
+		require.NoError(t, err)
+		warm := time.Now()
+		_, err = first.ReportAll(context.Background(), batch)
+		require.NoError(t, err)
+		t.Logf("40 warm keys: %v", time.Since(warm))
+		second, err := breach.New(store, breach.WithPlaybook(apiKeyPlaybook(&fakes{}, nil)), quiet) // cold hot index
+		require.NoError(t, err)
+		start := time.Now()
+		_, err = second.ReportAll(context.Background(), batch)
+		require.NoError(t, err)
+		took := time.Since(start)
+		t.Logf("40 cold keys: %v (a store write is 5ms)", took)
+		assert.Less(t, took, 40*5*time.Millisecond/2, "the cold keys' counts are committed together")
+	})
+}
