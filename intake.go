@@ -329,6 +329,7 @@ func (o *Orchestrator) mergedTarget(ctx context.Context, key string) *incident.I
 // that cannot be read is skipped: its signals open a new incident.
 func (o *Orchestrator) resumeAliases(ctx context.Context, open []*incident.Incident) {
 	for _, p := range open {
+		o.finishMerges(ctx, p)
 		queue := slices.Clone(p.Merged)
 		for n := 0; len(queue) > 0 && n < incident.MaxMerged*maxMergeHops; n++ {
 			c, err := o.store.Head(ctx, queue[0])
@@ -349,4 +350,30 @@ func incidentHotKey(inc *incident.Incident) hotKey {
 		return hotKey{kind: inc.Kind, subject: inc.Subject}
 	}
 	return hotKey{dedup: inc.DedupKey}
+}
+
+// finishMerges finishes the merges into the open incident p that a process
+// stopped between the child's end and the parent's last write: a child p
+// reserves (Merging) that is merged into p is taken in, as a later Merge
+// of the two would. A reservation whose child has not ended is left to
+// the next Merge of the two, which finishes or withdraws it.
+func (o *Orchestrator) finishMerges(ctx context.Context, p *incident.Incident) {
+	for _, id := range p.Merging {
+		c, err := o.store.Head(ctx, id)
+		if err != nil || c.State != incident.StateMerged || c.MergedInto != p.ID {
+			continue
+		}
+		o.aliases.Store(c.DedupKey, p.ID)
+		parent := p.Clone()
+		pages, err := o.absorb(ctx, parent, c, incident.ActorSystem, "a merge cut short, finished when the orchestrator resumed")
+		if errors.Is(err, errUnchanged) {
+			continue
+		}
+		if err != nil {
+			o.log.Warn("breach: finishing a merge cut short failed; Merge of the two finishes it", "parent", p.ID, "child", id, "err", err)
+			continue
+		}
+		o.sendPages(ctx, parent, pages)
+		o.sched.addAt(parent.ID, o.priorityOf(parent))
+	}
 }

@@ -52,16 +52,14 @@ import (
 // Should the process stop part way, or a write fail, Merge called again
 // with the same incidents finishes the merge, or refuses it (and withdraws
 // the reservation) when the child can no longer be merged; it returns nil
-// for a merge already finished: Merge is idempotent. Nothing else finishes
-// a merge left half way: Run does not. Until Merge is called again, a
-// reservation left behind keeps its place on the parent (it counts towards
-// incident.MaxMerged for other merges into it, which otherwise go ahead),
-// and the parent cannot itself be merged into another incident
-// (ErrMergeBlocked, naming the child). When the stop came after the
-// child ended, the child's record says where its signals went, but the
-// parent does not list it in Merged, and a process started meanwhile does
-// not route the child's key to the parent: its signals open a new
-// incident, which can be merged in turn.
+// for a merge already finished: Merge is idempotent. When the stop came
+// after the child ended, Run finishes the merge as it resumes (the parent
+// takes the child in, and the child's key is routed to the parent), with
+// the system as its actor. When it came before, the reservation left
+// behind keeps its place on the parent until Merge is called again (it
+// counts towards incident.MaxMerged for other merges into it, which
+// otherwise go ahead), and the parent cannot itself be merged into another
+// incident (ErrMergeBlocked, naming the child).
 //
 // Close, Resolve and Dismiss do not wait for a merge under way. A parent
 // that ends between Merge's last look at it and the child's end (the time

@@ -698,3 +698,40 @@ func ExampleOrchestrator_Merge() {
 	// a later signal for the child's key joins the parent: true
 	// merged incident <child> (login.bruteforce, user_8, high): 1 signal(s), 0 observable(s) refiled: one attacker, two accounts
 }
+
+// TestResumeFinishesAMergeCutShort: a process stopped between the child's
+// end and the parent's last write; the next one to Run on the store takes
+// the child into the parent as it resumes, without anyone calling Merge
+// again, and the child's later signals join the parent.
+func TestResumeFinishesAMergeCutShort(t *testing.T) {
+	ctx := context.Background()
+	mem := incident.NewMemStore()
+	cs := &crashStore{Store: mem}
+	o, err := breach.New(cs, breach.WithPlaybook(loginPlaybook()), quiet)
+	require.NoError(t, err)
+	parent := file(t, o, bruteforce("parent"))
+	child := file(t, o, bruteforce("child"))
+	cs.mu.Lock()
+	cs.crashAt = cs.writes + 3 // the reservation and the child's end land
+	cs.mu.Unlock()
+	require.ErrorIs(t, o.Merge(ctx, parent, child, "alice", "same attacker"), errCrash)
+	p, err := mem.Head(ctx, parent)
+	require.NoError(t, err)
+	require.Equal(t, []string{child}, p.Merging)
+	require.Empty(t, p.Merged)
+
+	o2, err := breach.New(mem, breach.WithPlaybook(loginPlaybook()), quiet)
+	require.NoError(t, err)
+	stop := running(t, o2)
+	defer stop()
+	actx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	got, err := o2.Await(actx, parent, func(inc *incident.Incident) bool { return len(inc.Merged) == 1 })
+	require.NoError(t, err, "the merge was never finished")
+	assert.Equal(t, []string{child}, got.Merged)
+	assert.Empty(t, got.Merging)
+	assert.EqualValues(t, 2, got.Signals.Count, "the parent's signal and the child's")
+	rc, err := o2.Report(ctx, bruteforce("child"))
+	require.NoError(t, err)
+	assert.Equal(t, parent, rc.IncidentID, "a later signal of the child's key joins the parent")
+}
