@@ -381,22 +381,6 @@ func TestAbandonedDismissDoesNotWedge(t *testing.T) {
 	})
 }
 
-// renewHang is a MemStore whose Renew, for one owner and once hang is set,
-// never answers until its context ends (Lease still answers).
-type renewHang struct {
-	*incident.MemStore
-	owner string
-	hang  atomic.Bool
-}
-
-func (s *renewHang) Renew(ctx context.Context, owner string, ttl time.Duration) (map[string]int64, error) {
-	if owner == s.owner && s.hang.Load() {
-		<-ctx.Done()
-		return nil, ctx.Err()
-	}
-	return s.MemStore.Renew(ctx, owner, ttl)
-}
-
 type spanReleaser struct {
 	name  string
 	mu    *sync.Mutex
@@ -426,7 +410,7 @@ func (r spanReleaser) Release(ctx context.Context, req containment.Request) erro
 func TestDismissReleaseIsFenced(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const ttl = 2 * time.Second
-		store := &renewHang{MemStore: incident.NewMemStore(), owner: "a"}
+		store := &hangingLeases{MemStore: incident.NewMemStore(), owner: "a", renewOnly: true}
 		var mu sync.Mutex
 		var spans []callSpan
 		replica := func(name string) *breach.Orchestrator {

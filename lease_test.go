@@ -18,13 +18,14 @@ import (
 	"github.com/breachkit/breach/notify"
 )
 
-// hangingLeases is a MemStore whose Renew and Lease, for one owner and
-// once hang is set, never answer until their context ends: a store (or a
-// process) too slow to keep a lease.
+// hangingLeases is a MemStore whose Renew and Lease (Renew alone with
+// renewOnly), for one owner and once hang is set, never answer until their
+// context ends: a store (or a process) too slow to keep a lease.
 type hangingLeases struct {
 	*incident.MemStore
-	owner string
-	hang  atomic.Bool
+	owner     string
+	renewOnly bool
+	hang      atomic.Bool
 }
 
 func (s *hangingLeases) Renew(ctx context.Context, owner string, ttl time.Duration) (map[string]int64, error) {
@@ -36,7 +37,7 @@ func (s *hangingLeases) Renew(ctx context.Context, owner string, ttl time.Durati
 }
 
 func (s *hangingLeases) Lease(ctx context.Context, id, owner string, ttl time.Duration) (bool, error) {
-	if owner == s.owner && s.hang.Load() {
+	if owner == s.owner && s.hang.Load() && !s.renewOnly {
 		<-ctx.Done()
 		return false, ctx.Err()
 	}
@@ -48,6 +49,24 @@ type callSpan struct {
 	replica    string
 	start, end time.Time
 	cause      error // why its context ended, if it did
+}
+
+// spanContainer returns, for a replica's name, a container that records
+// its calls in spans (under mu), running hold for the call's length.
+func spanContainer(mu *sync.Mutex, spans *[]callSpan, hold func(ctx context.Context, name string)) func(name string) containment.Container {
+	return func(name string) containment.Container {
+		return containment.Func(func(ctx context.Context, req containment.Request) error {
+			mu.Lock()
+			*spans = append(*spans, callSpan{replica: name, start: time.Now()})
+			n := len(*spans) - 1
+			mu.Unlock()
+			hold(ctx, name)
+			mu.Lock()
+			(*spans)[n].end, (*spans)[n].cause = time.Now(), context.Cause(ctx)
+			mu.Unlock()
+			return ctx.Err()
+		})
+	}
 }
 
 // TestLateRenewFencesTheStep: replica a holds an incident's lease and is
@@ -62,21 +81,11 @@ func TestLateRenewFencesTheStep(t *testing.T) {
 		store := &hangingLeases{MemStore: incident.NewMemStore(), owner: "a"}
 		var mu sync.Mutex
 		var spans []callSpan
-		container := func(name string) containment.Container {
-			return containment.Func(func(ctx context.Context, req containment.Request) error {
-				mu.Lock()
-				spans = append(spans, callSpan{replica: name, start: time.Now()})
-				n := len(spans) - 1
-				mu.Unlock()
-				if name == "a" {
-					<-ctx.Done() // a slow call: it ends only when fenced
-				}
-				mu.Lock()
-				spans[n].end, spans[n].cause = time.Now(), context.Cause(ctx)
-				mu.Unlock()
-				return ctx.Err()
-			})
-		}
+		container := spanContainer(&mu, &spans, func(ctx context.Context, name string) {
+			if name == "a" {
+				<-ctx.Done() // a slow call: it ends only when fenced
+			}
+		})
 		replica := func(name string) *breach.Orchestrator {
 			pb := breach.Playbook{
 				Kind:        "apikey.compromised",
@@ -223,22 +232,12 @@ func TestSlowLeaseIsNotUsedUnfenced(t *testing.T) {
 		store := &slowLeases{MemStore: incident.NewMemStore(), owner: "a", d: ttl * 8 / 10}
 		var mu sync.Mutex
 		var spans []callSpan
-		container := func(name string) containment.Container {
-			return containment.Func(func(ctx context.Context, req containment.Request) error {
-				mu.Lock()
-				spans = append(spans, callSpan{replica: name, start: time.Now()})
-				n := len(spans) - 1
-				mu.Unlock()
-				select {
-				case <-ctx.Done():
-				case <-time.After(10 * ttl):
-				}
-				mu.Lock()
-				spans[n].end, spans[n].cause = time.Now(), context.Cause(ctx)
-				mu.Unlock()
-				return ctx.Err()
-			})
-		}
+		container := spanContainer(&mu, &spans, func(ctx context.Context, _ string) {
+			select {
+			case <-ctx.Done():
+			case <-time.After(10 * ttl):
+			}
+		})
 		replica := func(name string) *breach.Orchestrator {
 			pb := breach.Playbook{Kind: "apikey.compromised",
 				Containment: []containment.Action{{Name: "disable-key", Container: container(name)}}}
