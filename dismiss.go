@@ -43,16 +43,10 @@ func (o *Orchestrator) Dismiss(ctx context.Context, id, actor, reason string) er
 	if err != nil {
 		return err
 	}
-	// A dismissal left unfinished is queued for the driver once the slot
-	// is free: a worker that took it off the queue while this call still
-	// held the slot would find the slot taken and drop it.
-	requeue := false
-	defer func() {
-		release()
-		if requeue {
-			o.sched.add(id)
-		}
-	}()
+	// Queuing the incident while this call holds its slot is safe: a
+	// worker that takes it off the queue meanwhile finds the slot taken,
+	// and the slot's release queues it again (slots.release).
+	defer release()
 	inc, err := o.store.Head(ctx, id)
 	if err != nil {
 		return err
@@ -69,12 +63,13 @@ func (o *Orchestrator) Dismiss(ctx context.Context, id, actor, reason string) er
 		return nil
 	})
 	if err != nil {
-		// The write may have landed: the driver finishes what is on record.
-		requeue = ctx.Err() != nil
+		if ctx.Err() != nil {
+			o.sched.add(id) // the write may have landed: the driver finishes what is on record
+		}
 		return err
 	}
 	pending := func(err error) error {
-		requeue = true // the driver finishes a dismissal that is on record
+		o.sched.add(id) // the driver finishes a dismissal that is on record
 		return fmt.Errorf("breach: incident %s: %w: %w", id, ErrDismissalPending, err)
 	}
 	if o.leaser != nil {
