@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -98,11 +99,8 @@ func (o *Orchestrator) AssignCommander(ctx context.Context, id, commander, actor
 		if inc.Commander != "" {
 			detail = "commander handed over from " + inc.Commander + " to " + commander
 		}
-		if note != "" {
-			detail += ": " + o.scrub(inc.ID, note)
-		}
 		inc.Commander = commander
-		o.record(inc, actor, incident.EntryCommander, detail)
+		o.record(inc, actor, incident.EntryCommander, withNote(detail, o.scrub(inc.ID, note)))
 		return nil
 	})
 	if errors.Is(err, errUnchanged) {
@@ -285,10 +283,8 @@ func (o *Orchestrator) AttachEvidence(ctx context.Context, id string, ev inciden
 		if err := ended(inc); err != nil {
 			return err
 		}
-		for _, have := range inc.Evidence {
-			if have.Type == ev.Type && have.Value == ev.Value {
-				return errUnchanged
-			}
+		if hasObservable(inc.Evidence, ev) {
+			return errUnchanged
 		}
 		if len(inc.Evidence) >= incident.MaxEvidence {
 			return fmt.Errorf("%w: incident %s holds %d observables", ErrLimitReached, inc.ID, incident.MaxEvidence)
@@ -301,6 +297,11 @@ func (o *Orchestrator) AttachEvidence(ctx context.Context, id string, ev inciden
 		return nil
 	}
 	return err
+}
+
+// hasObservable reports whether evidence holds ev: the same type and value.
+func hasObservable(evidence []incident.Observable, ev incident.Observable) bool {
+	return slices.ContainsFunc(evidence, func(h incident.Observable) bool { return h.Type == ev.Type && h.Value == ev.Value })
 }
 
 // checkEvidence validates ev for incident id at now.

@@ -20,6 +20,15 @@ func hotKeyOf(s *incident.Signal) hotKey {
 	return hotKey{kind: s.Kind, subject: s.Subject}
 }
 
+// incidentHotKey is the hot-index key an incident's own signals are filed
+// under.
+func incidentHotKey(inc *incident.Incident) hotKey {
+	if inc.DedupKey == inc.Kind+"/"+inc.Subject {
+		return hotKey{kind: inc.Kind, subject: inc.Subject}
+	}
+	return hotKey{dedup: inc.DedupKey}
+}
+
 // hotMap is a map from hotKey hashing a single string per lookup.
 type hotMap struct {
 	byDedup   map[string]*hotEntry

@@ -343,15 +343,6 @@ func (o *Orchestrator) resumeAliases(ctx context.Context, open []*incident.Incid
 	}
 }
 
-// incidentHotKey is the hot-index key an incident's own signals are filed
-// under.
-func incidentHotKey(inc *incident.Incident) hotKey {
-	if inc.DedupKey == inc.Kind+"/"+inc.Subject {
-		return hotKey{kind: inc.Kind, subject: inc.Subject}
-	}
-	return hotKey{dedup: inc.DedupKey}
-}
-
 // finishMerges finishes the merges into the open incident p that a process
 // stopped between the child's end and the parent's last write: a child p
 // reserves (Merging) that is merged into p is taken in, as a later Merge

@@ -34,6 +34,12 @@ import (
 // extending it; the rest covers calls and writes in flight when it ends.
 const leaseUse = 0.75
 
+// usableUntil is when a replica stops acting on a lease of ttl that a
+// Lease or Renew sent at since extended.
+func usableUntil(since time.Time, ttl time.Duration) time.Time {
+	return since.Add(time.Duration(float64(ttl) * leaseUse))
+}
+
 // heldLease is this replica's lease on one incident.
 type heldLease struct {
 	mu      sync.Mutex
@@ -48,7 +54,7 @@ type heldLease struct {
 // the Lease or Renew that extended it was sent; expire runs when that
 // passes unextended.
 func (l *heldLease) extend(since time.Time, ttl time.Duration, expire func()) {
-	until := since.Add(time.Duration(float64(ttl) * leaseUse))
+	until := usableUntil(since, ttl)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.lost != nil || !until.After(l.until) {
@@ -137,7 +143,7 @@ func (o *Orchestrator) holdLease(st *stepRun, id string) (held, had bool, err er
 	if err != nil || !ok {
 		return false, false, err
 	}
-	if !time.Now().Before(since.Add(time.Duration(float64(o.cfg.leaseTTL) * leaseUse))) {
+	if !time.Now().Before(usableUntil(since, o.cfg.leaseTTL)) {
 		// The Lease answered so late that its time to act is over:
 		// unfenced, the step could overlap another replica's. Later
 		// (not at once: a store this slow would tie a worker up), and

@@ -351,7 +351,7 @@ func (o *Orchestrator) absorb(ctx context.Context, parent, child *incident.Incid
 		refiled, dropped := 0, 0
 		for _, ev := range child.Evidence {
 			switch {
-			case slices.ContainsFunc(inc.Evidence, func(h incident.Observable) bool { return h.Type == ev.Type && h.Value == ev.Value }):
+			case hasObservable(inc.Evidence, ev):
 			case len(inc.Evidence) >= incident.MaxEvidence:
 				dropped++
 			default:
