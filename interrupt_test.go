@@ -389,18 +389,12 @@ type spanReleaser struct {
 
 func (r spanReleaser) Contain(ctx context.Context, req containment.Request) error { return nil }
 func (r spanReleaser) Release(ctx context.Context, req containment.Request) error {
-	r.mu.Lock()
-	*r.spans = append(*r.spans, callSpan{replica: r.name, start: time.Now()})
-	n := len(*r.spans) - 1
-	r.mu.Unlock()
-	select {
-	case <-ctx.Done():
-	case <-time.After(5 * time.Second):
-	}
-	r.mu.Lock()
-	(*r.spans)[n].end, (*r.spans)[n].cause = time.Now(), context.Cause(ctx)
-	r.mu.Unlock()
-	return ctx.Err()
+	return recordSpan(ctx, r.mu, r.spans, r.name, func() {
+		select {
+		case <-ctx.Done():
+		case <-time.After(5 * time.Second):
+		}
+	})
 }
 
 // TestDismissReleaseIsFenced: a Dismiss's releases run on the lease it
@@ -441,19 +435,7 @@ func TestDismissReleaseIsFenced(t *testing.T) {
 		mu.Lock()
 		got := append([]callSpan(nil), spans...)
 		mu.Unlock()
-		for i := range got {
-			for j := i + 1; j < len(got); j++ {
-				if got[i].replica == got[j].replica {
-					continue
-				}
-				end := got[i].end
-				if end.IsZero() {
-					end = time.Now()
-				}
-				assert.False(t, got[j].start.Before(end), "%s's release (from %v) overlaps %s's (until %v)",
-					got[j].replica, got[j].start, got[i].replica, end)
-			}
-		}
+		assertNoOverlap(t, got, "release")
 		t.Logf("spans: %+v", got)
 		<-done
 	})

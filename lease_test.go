@@ -56,16 +56,42 @@ type callSpan struct {
 func spanContainer(mu *sync.Mutex, spans *[]callSpan, hold func(ctx context.Context, name string)) func(name string) containment.Container {
 	return func(name string) containment.Container {
 		return containment.Func(func(ctx context.Context, req containment.Request) error {
-			mu.Lock()
-			*spans = append(*spans, callSpan{replica: name, start: time.Now()})
-			n := len(*spans) - 1
-			mu.Unlock()
-			hold(ctx, name)
-			mu.Lock()
-			(*spans)[n].end, (*spans)[n].cause = time.Now(), context.Cause(ctx)
-			mu.Unlock()
-			return ctx.Err()
+			return recordSpan(ctx, mu, spans, name, func() { hold(ctx, name) })
 		})
+	}
+}
+
+// recordSpan records in spans (under mu) one call of replica name, which
+// runs hold, and returns its context's error.
+func recordSpan(ctx context.Context, mu *sync.Mutex, spans *[]callSpan, name string, hold func()) error {
+	mu.Lock()
+	*spans = append(*spans, callSpan{replica: name, start: time.Now()})
+	n := len(*spans) - 1
+	mu.Unlock()
+	hold()
+	mu.Lock()
+	(*spans)[n].end, (*spans)[n].cause = time.Now(), context.Cause(ctx)
+	mu.Unlock()
+	return ctx.Err()
+}
+
+// assertNoOverlap checks that no call of one replica in spans started
+// before a call of another, recorded earlier, had ended (a call that has
+// not ended lasts until now).
+func assertNoOverlap(t *testing.T, spans []callSpan, what string) {
+	t.Helper()
+	for i := range spans {
+		for j := i + 1; j < len(spans); j++ {
+			if spans[i].replica == spans[j].replica {
+				continue
+			}
+			end := spans[i].end
+			if end.IsZero() {
+				end = time.Now()
+			}
+			assert.False(t, spans[j].start.Before(end), "%s's %s (from %v) overlaps %s's (until %v)",
+				spans[j].replica, what, spans[j].start, spans[i].replica, end)
+		}
 	}
 }
 
@@ -259,18 +285,7 @@ func TestSlowLeaseIsNotUsedUnfenced(t *testing.T) {
 		mu.Lock()
 		defer mu.Unlock()
 		require.NotEmpty(t, spans, "b contains the incident")
-		for i := range spans {
-			for j := i + 1; j < len(spans); j++ {
-				if spans[i].replica == spans[j].replica {
-					continue
-				}
-				end := spans[i].end
-				if end.IsZero() {
-					end = time.Now()
-				}
-				assert.False(t, spans[j].start.Before(end), "%s's call overlaps %s's", spans[j].replica, spans[i].replica)
-			}
-		}
+		assertNoOverlap(t, spans, "call")
 		for _, s := range spans {
 			assert.Equal(t, "b", s.replica, "a acted on a lease whose time was over")
 		}
