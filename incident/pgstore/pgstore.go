@@ -29,13 +29,13 @@
 // statement append the entries with one multi-row INSERT and upsert the
 // deliveries and the customers with one INSERT ... ON CONFLICT each, all of
 // them from arrays and all of them only when the head was written. Its cost
-// follows the change, whatever the size of the incident. BEGIN is pipelined
-// with the statement, so a change costs two round trips: that one, and
-// COMMIT once the statement has answered. (A statement committed on its own
-// could not honour ctx: when ctx ends while it waits for a lock, pgx drops
-// the connection, but the server would still commit it once the lock is
-// free, after its caller was told it failed. In a transaction it is rolled
-// back instead.)
+// follows the change, whatever the size of the incident. The statement
+// commits on its own, so a change costs one round trip. When ctx ends
+// while the statement runs (waiting for the head's row lock, say) the store
+// asks the server to cancel it rather than dropping the connection (which
+// the server would not notice until the statement committed): the change
+// is then rolled back and ctx's error returned, or, if it had already
+// committed, reported written.
 //
 // One open incident per dedup key is a partial unique index on
 // incident_heads(dedup_key) WHERE open: of two replicas opening an incident
@@ -367,50 +367,61 @@ func (s *Store) Apply(ctx context.Context, ch incident.Change) error {
 	return &incident.DuplicateError{DedupKey: h.DedupKey}
 }
 
-// commitTimeout bounds the wait for COMMIT's answer once it is sent,
-// whatever ctx does meanwhile.
-const commitTimeout = 10 * time.Second
+// writeTimeout bounds a change's statement whatever ctx does, and
+// cancelGrace the wait for its answer once ctx has ended and the server has
+// been asked to cancel it.
+const (
+	writeTimeout = 30 * time.Second
+	cancelGrace  = 2 * time.Second
+)
 
-// write runs the statement of a change (createSQL or applySQL) in a
-// transaction and returns its count of head rows written: 1, or 0 when the
-// compare-and-swap failed. BEGIN and the statement go in one pipeline (one
-// round trip); COMMIT follows only once the statement has written the head,
-// so that a statement whose ctx ended while it ran (waiting for the head's
-// row lock, say) is rolled back when the server sees the connection go,
-// instead of committing after its caller was told it failed. Once COMMIT is
-// sent the answer is awaited even if ctx ends meanwhile (for commitTimeout
-// at most): the change is then done, and reported so.
+// write runs the statement of a change (createSQL or applySQL), committed
+// on its own (one round trip), and returns its count of head rows written:
+// 1, or 0 when the compare-and-swap failed.
+//
+// The statement does not run on ctx: pgx drops the connection when a
+// query's context ends, and the server would still commit a statement
+// that was waiting for the head's row lock once the lock is free, after
+// its caller was told it failed. When ctx ends, the server is asked to
+// cancel the statement instead (a cancel request), and its answer decides:
+// cancelled, the statement rolled back and ctx's error is returned; done
+// before the request arrived, the change is written and reported so. Only
+// when the server does not answer within cancelGrace of the request is the
+// connection dropped and ctx's error returned with the outcome unknown
+// (the Store contract: nothing or all of it). A connection a cancel request
+// was sent on is closed, never reused, so that a late request cannot cancel
+// another caller's statement.
 func (s *Store) write(ctx context.Context, sql string, args []any) (int, error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return 0, err
 	}
-	defer conn.Release() // a connection left in a transaction is closed, not reused
-	b := &pgx.Batch{}
-	b.Queue("BEGIN")
-	b.Queue(sql, args...)
+	defer conn.Release()
+	wctx, cut := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
+	defer cut()
+	asked := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(asked)
+		rctx, done := context.WithTimeout(wctx, cancelGrace)
+		defer done()
+		_ = conn.Conn().PgConn().CancelRequest(rctx)
+		time.AfterFunc(cancelGrace, cut)
+	})
 	var n int
-	br := conn.SendBatch(ctx, b)
-	_, err = br.Exec()
+	err = conn.QueryRow(wctx, sql, args...).Scan(&n)
+	if stop() {
+		return n, err
+	}
+	<-asked
+	// A cancel request was sent on this connection: it must not serve
+	// another statement.
+	cctx, done := context.WithTimeout(context.Background(), time.Second)
+	defer done()
+	_ = conn.Conn().Close(cctx)
 	if err == nil {
-		err = br.QueryRow().Scan(&n)
+		return n, nil
 	}
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
-	if conn.Conn().IsClosed() {
-		return 0, err // the server rolls back when it reads the end of the connection
-	}
-	end := "COMMIT"
-	if err != nil || n == 0 {
-		end = "ROLLBACK"
-	}
-	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
-	defer cancel()
-	if _, xerr := conn.Exec(dctx, end); xerr != nil && err == nil {
-		return 0, fmt.Errorf("%s: %w", end, xerr)
-	}
-	return n, err
+	return 0, ctx.Err()
 }
 
 // applyFailed returns the error of a change that was not written: the
