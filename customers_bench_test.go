@@ -11,6 +11,8 @@ import (
 
 	"github.com/breachkit/breach/incident"
 	"github.com/breachkit/breach/notify"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // manyCustomers returns a playbook whose investigation finds n affected
@@ -138,10 +140,86 @@ func TestManyCustomers(t *testing.T) {
 	}
 }
 
-// countingStore counts the writes made to a MemStore.
+// TestStoreReadsOfAnIncident: an incident of the API-key playbook makes
+// no look-up before its Create, and its first page of customers is not
+// read back from the store (the write of the findings stored it): reads
+// of customers start at the second page.
+func TestStoreReadsOfAnIncident(t *testing.T) {
+	const batch = 200
+	tests := []struct {
+		customers, reads int
+	}{
+		{1, 0},
+		{batch - 1, 0},
+		{batch, 0}, // a full first page: the head's count says it was the last
+		{batch + 1, 1},
+		{3*batch + 5, 3},
+	}
+	for _, tt := range tests {
+		t.Run(strconv.Itoa(tt.customers), func(t *testing.T) {
+			store := &countingStore{MemStore: incident.NewMemStore()}
+			o, err := New(store, WithPlaybook(manyCustomers(tt.customers)), WithDelivery(batch, 8), WithLogger(slog.New(slog.DiscardHandler)))
+			require.NoError(t, err)
+			inc := runManyCustomers(t, o, "key_reads")
+			require.Equal(t, incident.StateClosed, inc.State)
+			assert.Equal(t, tt.customers, inc.Outreach.Sent, "every customer notified once")
+			assert.Zero(t, store.findOpen.Load(), "a new key is created without a look-up")
+			assert.Equal(t, int64(tt.reads), store.customers.Load(), "pages of customers read")
+			_, kept := o.pages.Load(inc.ID)
+			assert.False(t, kept, "nothing kept of an ended incident")
+		})
+	}
+}
+
+// TestFirstPageIsNotUsedAfterAnotherWrite: a write between the findings
+// and the notify step (a person's note) makes the notify step read the
+// first page from the store.
+func TestFirstPageIsNotUsedAfterAnotherWrite(t *testing.T) {
+	store := &countingStore{MemStore: incident.NewMemStore()}
+	pb := manyCustomers(3)
+	o, err := New(store, WithPlaybook(pb), WithLogger(slog.New(slog.DiscardHandler)))
+	require.NoError(t, err)
+	ctx := context.Background()
+	rc, err := o.Report(ctx, incident.Signal{Kind: "apikey.compromised", Subject: "key_note", Account: "acct_0", Severity: incident.SeverityCritical})
+	require.NoError(t, err)
+	for {
+		inc, err := o.store.Head(ctx, rc.IncidentID)
+		require.NoError(t, err)
+		if inc.State == incident.StateNotifying {
+			break
+		}
+		more, err := o.drive(ctx, ctx, rc.IncidentID)
+		require.NoError(t, err)
+		require.True(t, more, "stopped in %s", inc.State)
+	}
+	_, kept := o.pages.Load(rc.IncidentID)
+	require.True(t, kept, "the first page kept from the findings")
+	require.NoError(t, o.AddNote(ctx, rc.IncidentID, "alice", "calling the customer first"))
+	require.NoError(t, o.settle(ctx, rc.IncidentID))
+	inc, err := o.store.Head(ctx, rc.IncidentID)
+	require.NoError(t, err)
+	assert.Equal(t, incident.StateClosed, inc.State)
+	assert.Equal(t, 3, inc.Outreach.Sent)
+	assert.EqualValues(t, 1, store.customers.Load(), "the page read from the store")
+}
+
+// countingStore counts the writes, look-ups and pages of customers made
+// to a MemStore.
 type countingStore struct {
 	*incident.MemStore
-	writes atomic.Int64
+	writes    atomic.Int64
+	findOpen  atomic.Int64
+	customers atomic.Int64
+}
+
+func (s *countingStore) FindOpen(ctx context.Context, key string) (*incident.Incident, error) {
+	s.findOpen.Add(1)
+	return s.MemStore.FindOpen(ctx, key)
+}
+
+func (s *countingStore) Customers(ctx context.Context, id, after string, limit int) ([]incident.Customer, error) {
+	s.customers.Add(1)
+	return s.MemStore.Customers(ctx, id, after, limit)
 }
 
 func (s *countingStore) Create(ctx context.Context, ch incident.Change) error {

@@ -176,26 +176,38 @@ func (o *Orchestrator) openOrFind(ctx context.Context, s incident.Signal, count 
 	}
 }
 
+// openOrJoin opens an incident for a key the hot index does not hold, or
+// joins the open one the store holds. A key that no merge redirects is
+// first tried as a new incident, without a look-up: for a new key (the
+// common case, and the one that must be contained at once) the Create is
+// the only store call before the first containment call, and an open
+// incident holding the key makes it fail with ErrDuplicate, after which
+// the incident is looked up and joined.
 func (o *Orchestrator) openOrJoin(ctx context.Context, sig *incident.Signal, key string, hk hotKey, me *byte) (openResult, error) {
-	for range 3 {
-		inc, err := o.store.FindOpen(ctx, key)
-		if err == nil {
-			return openResult{entry: o.hot.put(hk, inc)}, nil
+	_, aliased := o.aliases.Load(key)
+	lookUp := aliased
+	for range 4 {
+		if lookUp {
+			inc, err := o.store.FindOpen(ctx, key)
+			if err == nil {
+				return openResult{entry: o.hot.put(hk, inc)}, nil
+			}
+			if !errors.Is(err, incident.ErrNotFound) {
+				return openResult{}, err
+			}
+			if p := o.mergedTarget(ctx, key); p != nil {
+				// The key's incident was merged: its signals join the parent.
+				o.hot.put(incidentHotKey(p), p)
+				return openResult{entry: o.hot.put(hk, p)}, nil
+			}
 		}
-		if !errors.Is(err, incident.ErrNotFound) {
-			return openResult{}, err
-		}
-		if p := o.mergedTarget(ctx, key); p != nil {
-			// The key's incident was merged: its signals join the parent.
-			o.hot.put(incidentHotKey(p), p)
-			return openResult{entry: o.hot.put(hk, p)}, nil
-		}
-		inc = o.newIncident(sig, key)
+		lookUp = true
+		inc := o.newIncident(sig, key)
 		// The credential is kept before the incident can be seen, so that
 		// no step (a resume, another worker) finds it without one.
 		o.keepCredential(inc.ID, sig.Credential)
 		ch := changeOf(inc)
-		err = o.store.Create(ctx, ch)
+		err := o.store.Create(ctx, ch)
 		if errors.Is(err, incident.ErrDuplicate) {
 			o.forgetCredential(inc.ID)
 			continue // another replica opened it first: join that one

@@ -65,19 +65,25 @@ func TestReportWithEndedContextRecordsNothing(t *testing.T) {
 // TestReportCancelledWhileTheStoreBlocks: a Report whose context ends
 // while the store's FindOpen or Create hangs returns at once with an error
 // matching ErrOutcomeUnknown and context.Canceled; reporting again once the
-// store answers joins the one incident.
+// store answers joins the one incident. (FindOpen is reached for a key an
+// incident the orchestrator has not seen holds: its Create is refused.)
 func TestReportCancelledWhileTheStoreBlocks(t *testing.T) {
 	for _, op := range []string{"findopen", "create"} {
 		t.Run(op, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				hs := &hangingStore{MemStore: incident.NewMemStore(), hang: make(chan struct{})}
+				sig := leak()
+				if op == "findopen" {
+					require.NoError(t, hs.MemStore.Create(context.Background(), incident.Split(investigated())))
+					sig.Subject = "key_7"
+				}
 				hs.op.Store(op)
 				o, err := breach.New(hs, breach.WithPlaybook(apiKeyPlaybook(&fakes{}, nil)), quiet)
 				require.NoError(t, err)
 				ctx, cancel := context.WithCancel(context.Background())
 				done := make(chan error, 1)
 				go func() {
-					_, err := o.Report(ctx, leak())
+					_, err := o.Report(ctx, sig)
 					done <- err
 				}()
 				synctest.Wait() // the store call hangs
@@ -89,7 +95,7 @@ func TestReportCancelledWhileTheStoreBlocks(t *testing.T) {
 				hs.op.Store("")
 				close(hs.hang)
 				synctest.Wait()
-				rc, err := o.Report(context.Background(), leak())
+				rc, err := o.Report(context.Background(), sig)
 				require.NoError(t, err)
 				open, err := hs.MemStore.ListOpen(context.Background())
 				require.NoError(t, err)

@@ -37,8 +37,12 @@ type panickingStore struct {
 	fired  bool
 }
 
-// panickingOps are the ops of a panickingStore, writes first.
-var panickingOps = []string{"write", "head", "findopen", "listopen", "entries", "deliveries", "customers", "lease"}
+// panickingOps are the ops of a panickingStore that the scenario of
+// TestPanickingStoreNeverKillsTheProcess calls, writes first. FindOpen is
+// not among them: a new key is created without a look-up, and FindOpen
+// follows only a Create another incident refused
+// (TestPanickingFindOpenIsAnError).
+var panickingOps = []string{"write", "head", "listopen", "entries", "deliveries", "customers", "lease"}
 
 type testReadKey struct{}
 
@@ -273,6 +277,33 @@ func panicRun(t *testing.T, ps *panickingStore) (first, second incident.State) {
 	return first, second
 }
 
+// TestPanickingFindOpenIsAnError: a Report for a key whose open incident
+// the orchestrator has not seen (another replica opened it, or the host
+// stored it) looks it up after its Create is refused; a FindOpen that
+// panics then fails that Report with an *incident.PanicError, and the next
+// Report joins the incident.
+func TestPanickingFindOpenIsAnError(t *testing.T) {
+	ps := &panickingStore{MemStore: incident.NewMemStore(), op: "findopen", at: 1}
+	ctx := testRead(context.Background())
+	require.NoError(t, ps.MemStore.Create(ctx, incident.Split(investigated())))
+	o, err := breach.New(ps, breach.WithPlaybook(apiKeyPlaybook(&fakes{}, nil)), quiet)
+	require.NoError(t, err)
+	sig := leak()
+	sig.Subject = "key_7"
+	_, err = o.Report(context.Background(), sig)
+	var pe *incident.PanicError
+	require.ErrorAs(t, err, &pe)
+	assert.Equal(t, 1, ps.count("findopen"))
+
+	rc, err := o.Report(context.Background(), sig)
+	require.NoError(t, err)
+	assert.Equal(t, investigatedID, rc.IncidentID)
+	assert.False(t, rc.Opened)
+	open, err := ps.MemStore.ListOpen(ctx)
+	require.NoError(t, err)
+	assert.Len(t, open, 1, "nothing opened beside the stored incident")
+}
+
 // hangingStore is a MemStore whose op hangs, ignoring its context, until
 // released.
 type hangingStore struct {
@@ -353,7 +384,7 @@ func TestHangingStoreTimesOut(t *testing.T) {
 	}{
 		{"findopen", func(ctx context.Context, o *breach.Orchestrator, id string) error {
 			sig := leak()
-			sig.Subject = "key_new"
+			sig.Subject = "key_7" // investigated's key: the Create is refused, and the open incident looked up
 			_, err := o.Report(ctx, sig)
 			return err
 		}},

@@ -137,7 +137,7 @@ func (o *Orchestrator) holdLease(st *stepRun, id string) (held, had bool, err er
 		}
 		o.dropLease(id)
 	}
-	o.heads.Delete(id)
+	o.dropKept(id)
 	since := time.Now()
 	ok, err := o.leaser.Lease(st.write, id, o.cfg.owner, o.cfg.leaseTTL)
 	if err != nil || !ok {
@@ -213,7 +213,7 @@ func (o *Orchestrator) loseLease(id string, l *heldLease, cause error) {
 	}
 	delete(o.leases, id)
 	o.leasesMu.Unlock()
-	o.heads.Delete(id)
+	o.dropKept(id)
 	l.lose(cause)
 	o.sched.addAt(id, normal)
 }
@@ -268,7 +268,7 @@ func (o *Orchestrator) renewLeases(ctx context.Context) error {
 		if v > l.version {
 			l.version = v
 			touched = append(touched, id)
-			o.heads.Delete(id) // written elsewhere: the next step reads it
+			o.dropKept(id) // written elsewhere: the next step reads it
 		}
 		l.mu.Unlock()
 		l.extend(since, o.cfg.leaseTTL, func() { o.expire(id, l) })
@@ -327,7 +327,7 @@ func (o *Orchestrator) takeOver(ctx context.Context) error {
 			// been in flight then. The first step here reads the head:
 			// a plugin call made from a stale one could repeat one made
 			// already. Urgent: it waited a TTL already.
-			o.heads.Delete(id)
+			o.dropKept(id)
 			o.sched.addAt(id, urgent)
 		}
 	}
@@ -336,7 +336,7 @@ func (o *Orchestrator) takeOver(ctx context.Context) error {
 
 // dropLease gives up the lease on id.
 func (o *Orchestrator) dropLease(id string) {
-	o.heads.Delete(id)
+	o.dropKept(id)
 	o.leasesMu.Lock()
 	l := o.leases[id]
 	delete(o.leases, id)

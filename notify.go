@@ -105,7 +105,7 @@ func (o *Orchestrator) notify(st *stepRun, inc *incident.Incident, pb *Playbook)
 	if affected(inc) == 0 {
 		return true, o.escalate(st.write, inc, from, "customers must be notified but no affected customer is known: the investigation named none")
 	}
-	customers, err := o.store.Customers(st.write, inc.ID, inc.Outreach.Cursor, o.cfg.notifyBatch)
+	customers, err := o.customersAt(st.write, inc)
 	if err != nil {
 		return false, err
 	}

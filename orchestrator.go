@@ -51,6 +51,7 @@ type Orchestrator struct {
 	changes    chan struct{}
 	limiters   sync.Map // channel name → *ratelimit.Limiter
 	heads      sync.Map // incident ID → *incident.Incident: the head kept for the next step (write.go)
+	pages      sync.Map // incident ID → firstPage: the first customers, kept from the write of the findings (write.go)
 	aliases    sync.Map // dedup key of a merged incident → its parent's ID (merge.go)
 }
 

@@ -177,7 +177,7 @@ func (o *Orchestrator) resume(ctx context.Context) error {
 			}
 			// inc was read before the lease was taken: another replica
 			// may have written since (and let go). The first step reads.
-			o.heads.Delete(inc.ID)
+			o.dropKept(inc.ID)
 		}
 		o.sched.addAt(inc.ID, o.priorityOf(inc))
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/breachkit/breach/incident"
@@ -51,6 +52,7 @@ func (o *Orchestrator) mutate(ctx context.Context, inc *incident.Incident, fn fu
 			*inc = *ch.Head
 			o.wrote(inc.ID, inc.Version)
 			o.keepHead(inc)
+			o.keepFirstPage(inc, saved.Investigation == nil, ch.Customers)
 			if !inc.State.Open() {
 				o.forgetCredential(inc.ID)
 				o.retarget(inc)
@@ -60,7 +62,7 @@ func (o *Orchestrator) mutate(ctx context.Context, inc *incident.Incident, fn fu
 			o.sendPages(ctx, inc, resolved)
 			return nil
 		}
-		o.heads.Delete(inc.ID)
+		o.dropKept(inc.ID)
 		*inc = *saved.Clone()
 		if !errors.Is(err, incident.ErrConflict) {
 			return err
@@ -84,10 +86,49 @@ func (o *Orchestrator) mutate(ctx context.Context, inc *incident.Incident, fn fu
 // keepHead keeps a copy of the head inc for the next step.
 func (o *Orchestrator) keepHead(inc *incident.Incident) {
 	if !inc.State.Open() {
-		o.heads.Delete(inc.ID)
+		o.dropKept(inc.ID)
 		return
 	}
 	o.heads.Store(inc.ID, inc.Clone())
+}
+
+// dropKept forgets what is kept of id for its next step: the head and the
+// first page of customers.
+func (o *Orchestrator) dropKept(id string) {
+	o.heads.Delete(id)
+	o.pages.Delete(id)
+}
+
+// firstPage is the first page of an incident's customers as the write of
+// its first findings stored them, valid while the head is at version.
+type firstPage struct {
+	version   int64
+	customers []incident.Customer
+}
+
+// keepFirstPage keeps, after the write of inc's first findings (first:
+// the head had no investigation before it), the first page of the
+// customers it stored, so that the notify step that follows needs no read
+// to learn them: the store pages customers in the order first written,
+// and these are the first. Any other write drops what was kept.
+func (o *Orchestrator) keepFirstPage(inc *incident.Incident, first bool, customers []incident.Customer) {
+	if !first || len(customers) == 0 || !inc.State.Open() {
+		o.pages.Delete(inc.ID)
+		return
+	}
+	page := slices.Clone(customers[:min(len(customers), o.cfg.notifyBatch)])
+	o.pages.Store(inc.ID, firstPage{version: inc.Version, customers: page})
+}
+
+// customersAt returns the page of inc's customers after its outreach
+// cursor: the kept first page when it is the head's, or the store's.
+func (o *Orchestrator) customersAt(ctx context.Context, inc *incident.Incident) ([]incident.Customer, error) {
+	if v, ok := o.pages.Load(inc.ID); ok && inc.Outreach.Cursor == "" {
+		if p := v.(firstPage); p.version == inc.Version {
+			return slices.Clone(p.customers), nil
+		}
+	}
+	return o.store.Customers(ctx, inc.ID, inc.Outreach.Cursor, o.cfg.notifyBatch)
 }
 
 // savedHead returns an unchanging copy of inc as it is now: the head kept,
