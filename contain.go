@@ -80,6 +80,8 @@ func (o *Orchestrator) contain(st *stepRun, inc *incident.Incident, pb *Playbook
 				Concurrency: pb.ContainConcurrency,
 				Now:         o.cfg.now,
 				Stop:        st.stop.Done(),
+				// The first call opens the containment gate, once it runs.
+				OnCall: func(r containment.Request) { o.gate.releaseFor(r.IncidentID) },
 				OnResult: func(res containment.Result) {
 					if st.cut(res.Err) {
 						// Not failed, only unfinished: a resumed run retries

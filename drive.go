@@ -72,6 +72,13 @@ func (o *Orchestrator) settle(ctx context.Context, id string) error {
 	return ctx.Err()
 }
 
+// containsFirst reports whether an incident opened from sig is contained
+// before anything else.
+func (o *Orchestrator) containsFirst(sig *incident.Signal) bool {
+	pb := o.cfg.playbooks[sig.Kind]
+	return pb != nil && pb.containFirst(sig.Severity) && len(pb.Containment) > 0
+}
+
 // priorityOf is the queue priority of an incident's next step: containment
 // work is urgent.
 func (o *Orchestrator) priorityOf(inc *incident.Incident) priority {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/breachkit/breach/incident"
@@ -24,20 +25,26 @@ func (o *Orchestrator) flush(ctx context.Context) error {
 		mu   sync.Mutex
 		errs []error
 		wg   sync.WaitGroup
+		next atomic.Int64
 	)
-	sem := make(chan struct{}, flushConcurrency)
-	for _, e := range o.hot.pending() {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			if err := o.flushEntry(ctx, e); err != nil {
+	pending := o.hot.pending()
+	// A few goroutines take the incidents in turn, rather than one
+	// goroutine each: each new goroutine would take the processor's next
+	// slot and push whatever was waiting in it (a worker woken for
+	// containment, say) to the back of the run queue.
+	write := func() {
+		for i := next.Add(1) - 1; i < int64(len(pending)); i = next.Add(1) - 1 {
+			if err := o.flushEntry(ctx, pending[i]); err != nil {
 				mu.Lock()
 				errs = append(errs, err)
 				mu.Unlock()
 			}
-		}()
+		}
 	}
+	for range min(flushConcurrency, len(pending)) - 1 {
+		wg.Go(write)
+	}
+	write()
 	wg.Wait()
 	return errors.Join(errs...)
 }
@@ -58,7 +65,10 @@ func (o *Orchestrator) flushEntry(ctx context.Context, e *hotEntry) error {
 			d.last = now
 		}
 	}
-	inc, err := o.store.Head(ctx, e.id)
+	// The head kept from the last write, when there is one: a write made
+	// elsewhere since makes the compare-and-swap fail, and mutate reads
+	// the store's.
+	inc, err := o.head(ctx, e.id, true)
 	if errors.Is(err, incident.ErrNotFound) {
 		// The store no longer has the incident: the signals open a new one.
 		o.log.Warn("breach: incident vanished from the store; its new signals open another", "incident", e.id)

@@ -58,6 +58,7 @@ func (o *Orchestrator) Report(ctx context.Context, sig incident.Signal) (inciden
 		if !sig.Credential.IsZero() {
 			o.keepCredential(e.id, sig.Credential)
 		}
+		o.gate.wait(ctx)
 		rc, err := o.stored(ctx, incident.Receipt{IncidentID: e.id}, b)
 		if err == nil {
 			o.observeSignal(ctx, &sig, rc)
@@ -145,6 +146,13 @@ func (o *Orchestrator) openOrFind(ctx context.Context, s incident.Signal, count 
 	hk := hotKeyOf(sig)
 	key := sig.Key()
 	me := new(byte)
+	if o.running.Load() && o.containsFirst(sig) {
+		// A new contain-first incident is likely: intake for open
+		// incidents pauses while it is created (and, once queued, until
+		// its containment call starts: see gate.go).
+		o.gate.hold()
+		defer o.gate.release()
+	}
 	ch := o.sf.DoChan(key, func() (res any, err error) {
 		defer func() {
 			if v := recover(); v != nil { // a bug here must not take the host down
@@ -164,6 +172,9 @@ func (o *Orchestrator) openOrFind(ctx context.Context, s incident.Signal, count 
 		}
 		res := r.Val.(openResult)
 		opened := res.creator == me
+		if opened {
+			o.sched.poke() // for the step of the incident it opened
+		}
 		var b *batch
 		if !opened && count {
 			var ok bool
@@ -230,7 +241,10 @@ func (o *Orchestrator) openOrJoin(ctx context.Context, sig *incident.Signal, key
 		o.changed()
 		o.announce(ctx, inc, inc.DetectedAt, ch.Entries)
 		o.log.Info("breach: incident opened", "incident", inc.ID, "kind", inc.Kind, "subject", inc.Subject, "severity", inc.Severity.String())
-		o.sched.addAt(inc.ID, o.priorityOf(inc))
+		// The reporter wakes the worker once it has the answer (openOrFind):
+		// woken now, the worker would lose the processor's next slot to
+		// the reporter, and wait behind every runnable goroutine.
+		o.sched.addFor(inc.ID, o.priorityOf(inc))
 		return openResult{entry: e, creator: me}, nil
 	}
 	return openResult{}, errors.New("breach: dedup key " + key + " keeps changing hands in the store")

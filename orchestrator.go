@@ -39,6 +39,7 @@ type Orchestrator struct {
 	hot        hotIndex
 	creds      sync.Map // incident ID → incident.Secret, never persisted
 	sched      scheduler
+	gate       gate // shut while containment work waits for its first call (gate.go)
 	slots      slots
 	leaser     incident.Leaser // the store, when it leases
 	leasesMu   sync.Mutex
@@ -101,6 +102,11 @@ func New(store incident.Store, opts ...Option) (*Orchestrator, error) {
 		changes:    make(chan struct{}),
 	}
 	o.sched.init()
+	o.sched.onUrgent = func(id string) {
+		if o.running.Load() && !o.stopping.Load() {
+			o.gate.holdFor(id)
+		}
+	}
 	o.slots.init(func(id string) { o.sched.add(id) })
 	if l, ok := store.(incident.Leaser); ok {
 		g.l = l

@@ -91,6 +91,7 @@ func (o *Orchestrator) ReportAll(ctx context.Context, sigs []incident.Signal) ([
 		if !sig.Credential.IsZero() {
 			o.keepCredential(e.id, sig.Credential)
 		}
+		o.gate.wait(ctx)
 		receipts[i].IncidentID = e.id
 		if b != nil {
 			waits = append(waits, waiting{i, b})

@@ -78,12 +78,12 @@ func (o *Orchestrator) Run(ctx context.Context, detectors ...incident.Detector) 
 	<-ctx.Done()
 	graceTimer := time.AfterFunc(o.cfg.grace, cancelGrace)
 	defer graceTimer.Stop()
-	o.sched.wakeAll()
 	wg.Wait()
 	stopRenewing()
 	upkeep.Wait()
 	o.sched.stopTimers()
 	o.stopping.Store(true)
+	o.gate.releaseAll()
 	o.dropLeases()
 	// Persist signal counts gathered since the last flush, with time of its
 	// own: the grace may be spent by now.
@@ -204,6 +204,7 @@ func (o *Orchestrator) work(ctx, grace context.Context) {
 			continue
 		}
 		o.driveSafely(ctx, grace, id)
+		o.gate.releaseFor(id) // the step made no containment call
 		o.sched.done(id)
 	}
 }

@@ -28,15 +28,24 @@ type scheduler struct {
 	queued map[string]priority // the priority an incident is queued at
 	active map[string]bool
 	again  map[string]priority
-	signal chan struct{} // closed and replaced when work is added
+	// wake holds a token while there may be queued work no worker is
+	// taking: one worker takes it, and passes it on if work is left, so
+	// that an added incident wakes one worker, not all of them (each woken
+	// worker would take the processor's next slot from the one before,
+	// and the one that gets the work could wait behind every runnable
+	// goroutine).
+	wake   chan struct{}
 	timers map[*time.Timer]struct{}
+	// onUrgent, when set, is told of an incident newly queued at urgent
+	// priority (under s.mu: it must not call the scheduler).
+	onUrgent func(id string)
 }
 
 func (s *scheduler) init() {
 	s.queued = map[string]priority{}
 	s.active = map[string]bool{}
 	s.again = map[string]priority{}
-	s.signal = make(chan struct{})
+	s.wake = make(chan struct{}, 1)
 	s.timers = map[*time.Timer]struct{}{}
 }
 
@@ -44,22 +53,54 @@ func (s *scheduler) init() {
 func (s *scheduler) add(id string) { s.addAt(id, normal) }
 
 // addAt queues id at priority p, or raises its priority if it is queued
-// lower.
+// lower, and wakes a worker.
 func (s *scheduler) addAt(id string, p priority) {
+	if s.queue(id, p) {
+		s.poke()
+	}
+}
+
+// addFor queues id at priority p as addAt does, and leaves the waking of a
+// worker to the caller's poke, made from the goroutine that will next give
+// up its processor: the worker woken then is the next to run there. In
+// case that never comes (the caller gave up), a worker is woken after
+// pokeAfter all the same.
+func (s *scheduler) addFor(id string, p priority) {
+	if s.queue(id, p) {
+		time.AfterFunc(pokeAfter, s.poke)
+	}
+}
+
+// pokeAfter is when addFor's work wakes a worker if its caller did not.
+const pokeAfter = time.Millisecond
+
+// queue queues id at priority p unless it is active (it is queued again
+// when done) or queued as high, and reports whether it did.
+func (s *scheduler) queue(id string, p priority) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.active[id] {
 		s.again[id] = max(s.again[id], p)
-		return
+		return false
 	}
 	if q := s.queued[id]; q >= p {
-		return
+		return false
 	}
 	// A lower entry, if any, stays in its queue and is skipped when met.
 	s.queued[id] = p
 	s.queues[p] = append(s.queues[p], id)
-	close(s.signal)
-	s.signal = make(chan struct{})
+	if p == urgent && s.onUrgent != nil {
+		s.onUrgent(id)
+	}
+	return true
+}
+
+// poke wakes one waiting worker, if none is already woken.
+func (s *scheduler) poke() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
 }
 
 // next blocks until there is an incident to step or ctx ends.
@@ -70,15 +111,17 @@ func (s *scheduler) next(ctx context.Context) (string, bool) {
 		}
 		s.mu.Lock()
 		if id, ok := s.pop(); ok {
+			if s.pending() {
+				s.poke() // another worker takes the rest
+			}
 			s.mu.Unlock()
 			return id, true
 		}
-		ch := s.signal
 		s.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			return "", false
-		case <-ch:
+		case <-s.wake:
 		}
 	}
 }
@@ -105,6 +148,16 @@ func (s *scheduler) pop() (string, bool) {
 	return "", false
 }
 
+// pending reports whether anything is queued; s.mu is held.
+func (s *scheduler) pending() bool {
+	for p := urgent; p >= normal; p-- {
+		if len(s.queues[p]) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 func (s *scheduler) done(id string) {
 	s.mu.Lock()
 	delete(s.active, id)
@@ -128,13 +181,6 @@ func (s *scheduler) later(d time.Duration, id string, p priority) {
 		s.addAt(id, p)
 	})
 	s.timers[t] = struct{}{}
-}
-
-func (s *scheduler) wakeAll() {
-	s.mu.Lock()
-	close(s.signal)
-	s.signal = make(chan struct{})
-	s.mu.Unlock()
 }
 
 func (s *scheduler) stopTimers() {

@@ -697,3 +697,32 @@ func TestApplyStopEndsRetriesButNotAttemptsInFlight(t *testing.T) {
 		assert.Empty(t, later.get(), "not started after stop")
 	})
 }
+
+// TestApplyOnCall: OnCall sees every attempt's request just before its
+// call, on the goroutine that makes it.
+func TestApplyOnCall(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	var inCall sync.Map // attempt → the call of this attempt has begun
+	r := containment.Runner{
+		OnCall: func(req containment.Request) {
+			_, begun := inCall.Load(req.Attempt)
+			assert.False(t, begun, "OnCall comes before the call")
+			mu.Lock()
+			seen = append(seen, fmt.Sprint(req.Action, "#", req.Attempt))
+			mu.Unlock()
+		},
+	}
+	fails := errors.New("not yet")
+	a := containment.Action{Name: "disable", Policy: incident.Policy{Attempts: 3, Backoff: time.Millisecond},
+		Container: containment.Func(func(_ context.Context, req containment.Request) error {
+			inCall.Store(req.Attempt, true)
+			if req.Attempt < 2 {
+				return fails
+			}
+			return nil
+		})}
+	res := r.Apply(context.Background(), []containment.Action{a}, containment.Request{IncidentID: "inc_1"}, nil)
+	require.NoError(t, res.Err())
+	assert.Equal(t, []string{"disable#1", "disable#2"}, seen)
+}

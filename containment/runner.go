@@ -29,6 +29,11 @@ type Runner struct {
 	// finishes, one call at a time, before Apply or Release returns. The orchestrator
 	// uses it to persist each action's outcome as soon as it is known.
 	OnResult func(Result)
+	// OnCall, when set, is called just before each attempt's call (Contain,
+	// or Release), with its request, on the goroutine that makes the call;
+	// calls for actions running at once may overlap. The orchestrator uses
+	// it to know when a containment call has started.
+	OnCall func(Request)
 	// Stop, when closed, ends a run gracefully: actions not yet started are
 	// not started and failed attempts are not retried (their Result.Err
 	// matches incident.ErrStopped), while attempts in flight finish under
@@ -131,6 +136,9 @@ func (r Runner) run(ctx context.Context, actions []Action, base Request, keyOf f
 				req := base
 				req.Action, req.IdempotencyKey, req.Attempt = a.Name, key, attempt
 				req.Attributes = maps.Clone(base.Attributes) // the container may keep its request
+				if r.OnCall != nil {
+					r.OnCall(req)
+				}
 				return do(ctx, a, req)
 			})
 			res.Attempts, res.Err, res.Finished = out.Attempts, out.Err, now()

@@ -1,0 +1,133 @@
+package breach
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The containment gate: how "disable the key at once" does not wait behind
+// a storm on busy cores.
+//
+// Containment work is queued before any other (sched.go), but a queue of
+// steps does not order goroutines: with every core busy counting a storm's
+// signals, the worker woken for a new contain-first incident, and the
+// goroutine its containment call runs on, wait in the Go scheduler's run
+// queue behind every runnable reporter, tens of milliseconds on two cores.
+// So while such work waits to make its first containment call, the gate is
+// closed: signal intake for open incidents (the counting of duplicates by
+// Report and ReportAll, the bulk of a storm) parks at its next signal
+// instead of running, which empties the run queue in front of the
+// containment call. The gate opens when the call starts (or the step ends
+// without one), and holds intake for maxGateHold at most from the latest
+// reason it was shut for: a step that never reaches its call pauses
+// intake no longer than that, and only a stream of new containment work
+// keeps it paused. Opening new incidents is never held.
+type gate struct {
+	shut atomic.Bool // read on every signal: nothing else is touched while it is open
+
+	mu     sync.Mutex
+	holds  int                 // reasons the gate is shut
+	latest time.Time           // when the latest of them came
+	open   chan struct{}       // closed when it opens again
+	ids    map[string]struct{} // incidents whose containment work holds it
+}
+
+// maxGateHold bounds how long intake waits at a shut gate, from the latest
+// hold.
+const maxGateHold = 10 * time.Millisecond
+
+// hold shuts the gate for one more reason; release takes it back.
+func (g *gate) hold() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.holdLocked()
+}
+
+func (g *gate) holdLocked() {
+	g.holds++
+	g.latest = time.Now()
+	if g.holds == 1 {
+		g.open = make(chan struct{})
+		g.shut.Store(true)
+	}
+}
+
+func (g *gate) release() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.releaseLocked()
+}
+
+func (g *gate) releaseLocked() {
+	g.holds--
+	if g.holds == 0 {
+		g.shut.Store(false)
+		close(g.open)
+		g.open = nil
+	}
+}
+
+// holdFor shuts the gate for the containment work of incident id, once
+// however often it is asked; releaseFor takes it back.
+func (g *gate) holdFor(id string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if _, ok := g.ids[id]; ok {
+		return
+	}
+	if g.ids == nil {
+		g.ids = map[string]struct{}{}
+	}
+	g.ids[id] = struct{}{}
+	g.holdLocked()
+}
+
+func (g *gate) releaseFor(id string) {
+	if !g.shut.Load() {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if _, ok := g.ids[id]; !ok {
+		return
+	}
+	delete(g.ids, id)
+	g.releaseLocked()
+}
+
+// releaseAll opens the gate: Run is stopping and drives nothing more.
+func (g *gate) releaseAll() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for id := range g.ids {
+		delete(g.ids, id)
+		g.releaseLocked()
+	}
+}
+
+// wait parks the caller while the gate is shut, for maxGateHold from the
+// latest hold at most, or until ctx ends.
+func (g *gate) wait(ctx context.Context) {
+	if !g.shut.Load() {
+		return
+	}
+	g.mu.Lock()
+	open, latest := g.open, g.latest
+	g.mu.Unlock()
+	if open == nil {
+		return
+	}
+	left := maxGateHold - time.Since(latest)
+	if left <= 0 {
+		return
+	}
+	t := time.NewTimer(left)
+	defer t.Stop()
+	select {
+	case <-open:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}

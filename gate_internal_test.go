@@ -1,0 +1,172 @@
+package breach
+
+import (
+	"context"
+	"log/slog"
+	"strconv"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/breachkit/breach/containment"
+	"github.com/breachkit/breach/incident"
+)
+
+// TestGateParksIntakeUntilReleased: a shut gate parks wait until the last
+// hold is released, or for maxGateHold from the latest hold at most, or
+// until ctx ends; an open gate does not park at all.
+func TestGateParksIntakeUntilReleased(t *testing.T) {
+	t.Run("open", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			var g gate
+			start := time.Now()
+			g.wait(t.Context())
+			assert.Zero(t, time.Since(start))
+		})
+	})
+	t.Run("released", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			var g gate
+			g.hold()
+			g.holdFor("inc_1")
+			g.holdFor("inc_1") // once per incident
+			done := make(chan time.Duration)
+			start := time.Now()
+			go func() { g.wait(context.Background()); done <- time.Since(start) }()
+			time.Sleep(time.Millisecond)
+			g.release()
+			synctest.Wait()
+			select {
+			case <-done:
+				t.Fatal("the incident's hold is still there")
+			default:
+			}
+			time.Sleep(time.Millisecond)
+			g.releaseFor("inc_1")
+			g.releaseFor("inc_1") // nothing more to release
+			assert.Equal(t, 2*time.Millisecond, <-done)
+			assert.False(t, g.shut.Load())
+			assert.Zero(t, g.holds)
+		})
+	})
+	t.Run("bounded from the latest hold", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			var g gate
+			g.holdFor("inc_stuck") // never released
+			time.Sleep(maxGateHold)
+			start := time.Now()
+			g.wait(context.Background())
+			assert.Zero(t, time.Since(start), "a hold older than maxGateHold parks nobody")
+			time.Sleep(time.Millisecond)
+			g.holdFor("inc_new")
+			start = time.Now()
+			g.wait(context.Background())
+			assert.Equal(t, maxGateHold, time.Since(start), "a new hold parks for maxGateHold at most")
+			g.releaseAll()
+			assert.False(t, g.shut.Load())
+		})
+	})
+	t.Run("ctx", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			var g gate
+			g.hold()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+			defer cancel()
+			start := time.Now()
+			g.wait(ctx)
+			assert.Equal(t, time.Millisecond, time.Since(start))
+			g.release()
+		})
+	})
+}
+
+// TestGateOpensAtTheContainmentCall: with Run going, a new contain-first
+// incident holds the gate shut until its first containment call is made;
+// once every incident has been stepped, the gate is open and holds
+// nothing.
+func TestGateOpensAtTheContainmentCall(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var o *Orchestrator
+		shut := make(chan bool, 10)
+		pb := benchPlaybook()
+		pb.Containment[0].Container = containment.Func(func(_ context.Context, r containment.Request) error {
+			o.gate.mu.Lock()
+			_, held := o.gate.ids[r.IncidentID]
+			o.gate.mu.Unlock()
+			shut <- held
+			return nil
+		})
+		var err error
+		o, err = New(incident.NewMemStore(), WithPlaybook(pb), WithLogger(slog.New(slog.DiscardHandler)))
+		require.NoError(t, err)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- o.Run(ctx) }()
+		synctest.Wait()
+		for i := range 3 {
+			_, err := o.Report(ctx, incident.Signal{Kind: "apikey.compromised", Subject: "key_" + strconv.Itoa(i), Severity: incident.SeverityCritical})
+			require.NoError(t, err)
+		}
+		synctest.Wait()
+		for range 3 {
+			assert.False(t, <-shut, "the incident's hold is released as its call starts")
+		}
+		assert.False(t, o.gate.shut.Load())
+		assert.Zero(t, o.gate.holds)
+		assert.Empty(t, o.gate.ids)
+		cancel()
+		require.NoError(t, <-done)
+	})
+}
+
+// TestSchedulerWakesOneWorkerAndPassesOn: every incident added is taken,
+// by workers woken one at a time (each passes the wake on while work is
+// left), and none is taken twice.
+func TestSchedulerWakesOneWorkerAndPassesOn(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var s scheduler
+		s.init()
+		ctx, cancel := context.WithCancel(context.Background())
+		var mu sync.Mutex
+		taken := map[string]int{}
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Go(func() {
+				for {
+					id, ok := s.next(ctx)
+					if !ok {
+						return
+					}
+					mu.Lock()
+					taken[id]++
+					mu.Unlock()
+					s.done(id)
+				}
+			})
+		}
+		synctest.Wait()
+		for i := range 100 {
+			p := normal
+			if i%3 == 0 {
+				p = urgent
+			}
+			s.addAt("inc_"+strconv.Itoa(i), p)
+		}
+		for i := range 5 {
+			s.addFor("late_"+strconv.Itoa(i), urgent) // nobody pokes: the fallback wakes a worker
+		}
+		synctest.Wait()
+		time.Sleep(pokeAfter)
+		synctest.Wait()
+		cancel()
+		wg.Wait()
+		assert.Len(t, taken, 105)
+		for id, n := range taken {
+			assert.Equal(t, 1, n, id)
+		}
+	})
+}
