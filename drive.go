@@ -38,10 +38,10 @@ func (o *Orchestrator) drive(ctx, grace context.Context, id string) (more bool, 
 	o.wrote(id, inc.Version)
 	if o.leaser != nil {
 		// The lease is kept while the incident is open, idle or not (see
-		// lease.go), and given up when it ends.
+		// lease.go); the write that ends the incident gives it up.
 		defer func() {
 			if !inc.State.Open() {
-				o.dropLease(id)
+				o.forgetLease(id) // the write that ended it gave the leases up
 			}
 		}()
 	}

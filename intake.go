@@ -39,6 +39,12 @@ const storeTimeout = 30 * time.Second
 // speed. A signal whose dedup key belonged to an incident merged into
 // another (see Merge) joins that other incident while it is open.
 //
+// Containment first: while Run is going and a new contain-first incident
+// waits to make its first containment call, a Report counting a signal on
+// an open incident pauses (for 10ms at most from the latest such
+// incident, or until ctx ends) so that the call is not queued behind a
+// storm's reporters on busy cores; opening an incident never pauses.
+//
 // Cancellation: a Report whose ctx has ended when it is called records
 // nothing and returns ctx's error. When ctx ends while the incident is
 // being opened or looked up in the store, Report returns at once with an

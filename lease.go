@@ -6,6 +6,7 @@ import (
 	"errors"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/breachkit/breach/incident"
@@ -48,6 +49,10 @@ type heldLease struct {
 	version int64             // the head's Version this replica last wrote or read
 	until   time.Time         // when this replica stops acting on it, unless extended
 	timer   *time.Timer       // loses the lease at until
+	// ending is set while a write that ends the incident is in flight:
+	// the store gives up every lease on it with that write, so a Renew
+	// that no longer finds it has not lost it.
+	ending atomic.Bool
 }
 
 // extend makes the lease usable until leaseUse of ttl after since, when
@@ -259,6 +264,9 @@ func (o *Orchestrator) renewLeases(ctx context.Context) error {
 	for id, l := range o.leases {
 		v, ok := held[id]
 		if !ok {
+			if l.ending.Load() {
+				continue // the write ending the incident gave it up (see forgetLease)
+			}
 			if before[id] == l {
 				lost = append(lost, id)
 			}
@@ -349,6 +357,34 @@ func (o *Orchestrator) dropLease(id string) {
 	defer cancel()
 	if err := o.leaser.Unlease(ctx, id, o.cfg.owner); err != nil {
 		o.log.Warn("breach: giving up the lease failed; it runs out by itself", "incident", id, "err", err)
+	}
+}
+
+// ending marks the lease on id, if this replica holds it, as given up by
+// the write in flight, which ends the incident; it returns the function
+// that takes the mark back should the write fail.
+func (o *Orchestrator) ending(id string) func() {
+	o.leasesMu.Lock()
+	l := o.leases[id]
+	o.leasesMu.Unlock()
+	if l == nil {
+		return func() {}
+	}
+	l.ending.Store(true)
+	return func() { l.ending.Store(false) }
+}
+
+// forgetLease forgets the lease on the ended incident id without a store
+// call: the write that ended it gave up every lease on it (the
+// incident.Leaser contract).
+func (o *Orchestrator) forgetLease(id string) {
+	o.dropKept(id)
+	o.leasesMu.Lock()
+	l := o.leases[id]
+	delete(o.leases, id)
+	o.leasesMu.Unlock()
+	if l != nil {
+		l.stop()
 	}
 }
 

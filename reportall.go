@@ -28,6 +28,9 @@ func (e *SignalError) Unwrap() error { return e.Err }
 // signal waiting for its own, so a storm costs no goroutine switch per
 // signal.
 //
+// Signals counted on open incidents pause, as in Report, while new
+// containment work waits for its first call.
+//
 // Acknowledged means durable, as with Report: ReportAll returns once every
 // signal it accepted is stored. A signal that fails (invalid, of an unknown
 // kind, not stored) does not stop the others: the error is the errors.Join

@@ -39,15 +39,20 @@ func (o *Orchestrator) mutate(ctx context.Context, inc *incident.Incident, fn fu
 		if inc.Paging.Open() && !needsPerson(inc) {
 			resolved = o.resolveAlert(inc, inc.UpdatedAt)
 		}
+		unmark := func() {}
 		if !inc.State.Open() {
 			// Before the write, so before anyone can read that it ended:
 			// the next signal for its key takes the slow path and opens a
 			// new incident. (Should the write fail, that path finds the
 			// incident still open and joins it.)
 			o.hot.remove(inc.ID)
+			unmark = o.ending(inc.ID)
 		}
 		ch := changeOf(inc)
 		err := o.store.Apply(ctx, ch)
+		if err != nil {
+			unmark()
+		}
 		if err == nil {
 			*inc = *ch.Head
 			o.wrote(inc.ID, inc.Version)
@@ -56,6 +61,9 @@ func (o *Orchestrator) mutate(ctx context.Context, inc *incident.Incident, fn fu
 			if !inc.State.Open() {
 				o.forgetCredential(inc.ID)
 				o.retarget(inc)
+				if o.leaser != nil {
+					o.forgetLease(inc.ID) // the write gave it up
+				}
 			}
 			o.changed()
 			o.announce(ctx, inc, enteredAt(saved), ch.Entries)

@@ -82,6 +82,12 @@ type Store interface {
 // and renews them all with one Renew; it looks for incidents to take over
 // with one Orphans. Idle load is then a few statements per lease period,
 // whatever the number of open incidents.
+//
+// An Apply whose head is not State.Open (the one that ends the incident,
+// or a later change to it) gives up every lease on it in the same change:
+// the replica that ended it, and any other that held it, makes no Unlease
+// for it. (A Leaser that does not leaves
+// the lease to run out by itself.)
 type Leaser interface {
 	// Lease takes the lease on incident id for owner, or renews it if owner
 	// holds it, until ttl from now by the store's clock. It reports false,
@@ -89,7 +95,8 @@ type Leaser interface {
 	// out. A lease may be taken on an incident that does not exist.
 	Lease(ctx context.Context, id, owner string, ttl time.Duration) (bool, error)
 	// Unlease gives the lease up if owner holds it; otherwise it does
-	// nothing.
+	// nothing. (Leases on an incident also go with the Apply that ends
+	// it: see Leaser.)
 	Unlease(ctx context.Context, id, owner string) error
 	// Renew extends, in one operation, every lease owner holds that has
 	// not run out to ttl from now, and returns those it extended: each
@@ -285,6 +292,8 @@ func (m *MemStore) Apply(ctx context.Context, ch Change) error {
 	}
 	if isOpen {
 		m.open[inc.DedupKey] = inc.ID
+	} else {
+		delete(m.leases, inc.ID) // see Leaser
 	}
 	inc.Version = cur.Version + 1
 	m.write(r, ch)

@@ -157,6 +157,9 @@ func TestSuiteCatchesBrokenStores(t *testing.T) {
 		{bug: bugOrphansKeepEnded, want: map[string]string{
 			"Lease/Orphans": "and no ended one",
 		}},
+		{bug: bugKeepsLeaseOnEnd, want: map[string]string{
+			"Lease/EndingGivesUp": "the Apply that ended the incident must give up its lease",
+		}},
 		{bug: bugOffsetCursor, want: map[string]string{
 			"List/CursorSurvivesInserts": "every incident of before must be visited once, in order",
 		}},
@@ -242,6 +245,7 @@ const (
 	bugRewritesWhole     bug = "rewrites-whole"     // every change rewrites (and re-verifies) the whole record
 	bugRenewsExpired     bug = "renews-expired"     // Renew extends leases that ran out
 	bugOrphansKeepEnded  bug = "orphans-keep-ended" // Orphans lists ended incidents
+	bugKeepsLeaseOnEnd   bug = "keeps-lease-on-end" // the Apply that ends an incident keeps its leases
 	bugOffsetCursor      bug = "offset-cursor"      // List pages by offset, not by position
 	bugTiesAscending     bug = "ties-ascending"     // List breaks DetectedAt ties by ID ascending
 	bugNoStateFilter     bug = "no-state-filter"    // List ignores ListFilter.States
@@ -500,6 +504,9 @@ func (s *naiveStore) Apply(ctx context.Context, ch incident.Change) error {
 	version := r.head.Version + 1
 	r.head = s.in(h)
 	r.head.Version = version
+	if !h.State.Open() && s.bug != bugKeepsLeaseOnEnd {
+		delete(s.leases, h.ID)
+	}
 	if s.bug != bugPartialWrite {
 		s.writeParts(r, ch)
 	}

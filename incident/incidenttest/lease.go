@@ -28,6 +28,7 @@ var leaseChecks = []check{
 	{"RenewSkipsExpired", leaseRenewSkipsExpired},
 	{"Orphans", leaseOrphans},
 	{"OrphansAfterExpiry", leaseOrphansAfterExpiry},
+	{"EndingGivesUp", leaseEndingGivesUp},
 	{"Context", leaseContext},
 }
 
@@ -313,6 +314,19 @@ func leaseOrphans(t *testing.T, s incident.Store) {
 	assert.Equal(t, []string{"inc-b", "inc-d", "inc-e"}, mustOrphans(t, l, 0), "an incident that ended is no orphan")
 	setState(t, s, records["inc-closed"], incident.StateInvestigating)
 	assert.Equal(t, []string{"inc-closed", "inc-b", "inc-d", "inc-e"}, mustOrphans(t, l, 0), "a reopened incident without a lease is an orphan")
+}
+
+// leaseEndingGivesUp: the Apply that ends an incident gives up every lease
+// on it; one that leaves it open keeps them.
+func leaseEndingGivesUp(t *testing.T, s incident.Store) {
+	l := leaser(t, s)
+	r := mustCreate(t, s, NewIncident("inc-1", "key-1"))
+	require.True(t, mustLease(t, l, "inc-1", "alice", time.Minute))
+	setState(t, s, r, incident.StateInvestigating)
+	assert.False(t, mustLease(t, l, "inc-1", "bob", time.Minute), "an Apply that leaves the incident open keeps its lease")
+	setState(t, s, r, incident.StateClosed)
+	assert.NotContains(t, mustRenew(t, l, "alice", time.Minute), "inc-1", "the Apply that ended the incident must give up its lease")
+	assert.True(t, mustLease(t, l, "inc-1", "bob", time.Minute), "nobody holds the lease of an ended incident")
 }
 
 func leaseOrphansAfterExpiry(t *testing.T, s incident.Store) {

@@ -134,8 +134,7 @@ c AS (
 	SELECT h.id, u.rid, h.cbase + u.ord, u.customer
 	  FROM h, unnest($6::text[], $7::json[]) WITH ORDINALITY AS u(rid, customer, ord)
 	ON CONFLICT (incident_id, recipient_id) DO UPDATE SET customer = excluded.customer
-)
-SELECT count(*) FROM h`
+)`
 
 // createSQL inserts a head (parameters $8 on) and its parts.
 const createSQL = `WITH h AS (
@@ -143,11 +142,13 @@ const createSQL = `WITH h AS (
 	                            chain_len, chain_head, deliveries_next, customers_next)
 	VALUES ($8, $9, $10, $11, $12, $13, $14, $15::json, 1, $16, $17, cardinality($3::text[]), cardinality($6::text[]))
 	RETURNING id, 0::bigint AS dbase, 0::bigint AS cbase
-)` + partsSQL
+)` + partsSQL + `
+SELECT count(*) FROM h`
 
 // applySQL replaces the head if version ($9) and the stored chain (length
 // $2; last hash $17 when no entry is appended) are as the change expects,
-// and writes the parts if it did.
+// and writes the parts if it did; a head that is not open ($12 false)
+// gives up every lease on the incident (incident.Leaser).
 const applySQL = `WITH h AS (
 	UPDATE incident_heads
 	   SET dedup_key = $10, state = $11, open = $12, detected_at = $13, kind = $14, account = $15, head = $16::json,
@@ -157,7 +158,11 @@ const applySQL = `WITH h AS (
 	 WHERE id = $18 AND version = $9 AND chain_len = $2::bigint
 	   AND (cardinality($1::json[]) > 0 OR chain_head = $17)
 	RETURNING id, deliveries_next - cardinality($3::text[]) AS dbase, customers_next - cardinality($6::text[]) AS cbase
-)` + partsSQL
+)` + partsSQL + `,
+l AS (
+	DELETE FROM leases WHERE NOT $12::boolean AND incident_id IN (SELECT id FROM h)
+)
+SELECT count(*) FROM h`
 
 // encodedChange is a change as the statements' parameters.
 type encodedChange struct {
