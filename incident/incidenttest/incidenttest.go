@@ -77,7 +77,8 @@ import (
 // them; a lease that ran out is not renewed), Unlease by the owner only,
 // leases on incidents not stored, expiry, Orphans (open incidents without
 // a live lease, oldest first, at most limit, ended incidents left out),
-// and concurrent takers. Expiry is checked with TTLs of 50ms, waited for
+// the Apply that ends an incident giving up its leases, and concurrent
+// takers. Expiry is checked with TTLs of 50ms, waited for
 // in real time (polling the store, at most a few seconds). Stores that do
 // not implement it skip the group.
 //
