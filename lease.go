@@ -344,15 +344,9 @@ func (o *Orchestrator) takeOver(ctx context.Context) error {
 
 // dropLease gives up the lease on id.
 func (o *Orchestrator) dropLease(id string) {
-	o.dropKept(id)
-	o.leasesMu.Lock()
-	l := o.leases[id]
-	delete(o.leases, id)
-	o.leasesMu.Unlock()
-	if l == nil {
+	if !o.forgetLease(id) {
 		return
 	}
-	l.stop()
 	ctx, cancel := context.WithTimeout(context.Background(), o.cfg.leaseTTL)
 	defer cancel()
 	if err := o.leaser.Unlease(ctx, id, o.cfg.owner); err != nil {
@@ -374,18 +368,20 @@ func (o *Orchestrator) ending(id string) func() {
 	return func() { l.ending.Store(false) }
 }
 
-// forgetLease forgets the lease on the ended incident id without a store
-// call: the write that ended it gave up every lease on it (the
-// incident.Leaser contract).
-func (o *Orchestrator) forgetLease(id string) {
+// forgetLease forgets the lease on id without a store call, and reports
+// whether this replica held it: for an ended incident, whose ending write
+// gave up every lease on it (the incident.Leaser contract).
+func (o *Orchestrator) forgetLease(id string) bool {
 	o.dropKept(id)
 	o.leasesMu.Lock()
 	l := o.leases[id]
 	delete(o.leases, id)
 	o.leasesMu.Unlock()
-	if l != nil {
-		l.stop()
+	if l == nil {
+		return false
 	}
+	l.stop()
+	return true
 }
 
 // dropLeases gives up every lease this replica holds: Run does it last.
