@@ -59,7 +59,7 @@ func (o *Orchestrator) ReportAll(ctx context.Context, sigs []incident.Signal) ([
 		i int
 		b *batch
 	}
-	var waits []waiting
+	waits := make([]waiting, 0, len(sigs)) // most signals of a storm wait: no regrowth
 	for i := range sigs {
 		if err := ctx.Err(); err != nil {
 			// What is left is not recorded, as a Report whose ctx has
