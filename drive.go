@@ -38,10 +38,18 @@ func (o *Orchestrator) drive(ctx, grace context.Context, id string) (more bool, 
 	o.wrote(id, inc.Version)
 	if o.leaser != nil {
 		// The lease is kept while the incident is open, idle or not (see
-		// lease.go); the write that ends the incident gives it up.
+		// lease.go). The write that ends an incident gives up every lease
+		// on it: one held when the incident was read open is gone once it
+		// ended; one taken on an incident already ended (a person's Close
+		// queues it, say) is given up here.
+		wasOpen := inc.State.Open()
 		defer func() {
-			if !inc.State.Open() {
-				o.forgetLease(id) // the write that ended it gave the leases up
+			switch {
+			case inc.State.Open():
+			case wasOpen:
+				o.forgetLease(id)
+			default:
+				o.dropLease(id)
 			}
 		}()
 	}

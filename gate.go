@@ -28,6 +28,7 @@ type gate struct {
 	shut atomic.Bool // read on every signal: nothing else is touched while it is open
 
 	mu     sync.Mutex
+	on     bool                // Run is going: holds are taken (see start and stop)
 	holds  int                 // reasons the gate is shut
 	latest time.Time           // when the latest of them came
 	open   chan struct{}       // closed when it opens again
@@ -38,11 +39,36 @@ type gate struct {
 // hold.
 const maxGateHold = 10 * time.Millisecond
 
-// hold shuts the gate for one more reason; release takes it back.
-func (g *gate) hold() {
+// start lets holds be taken: Run calls it as it starts.
+func (g *gate) start() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	g.on = true
+}
+
+// stop opens the gate and takes no hold until the next start: Run is
+// stopping and drives nothing more. A hold asked for at the same time is
+// either released here or not taken.
+func (g *gate) stop() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.on = false
+	for id := range g.ids {
+		delete(g.ids, id)
+		g.releaseLocked()
+	}
+}
+
+// hold shuts the gate for one more reason, while Run is going, and
+// returns the function that takes it back.
+func (g *gate) hold() (release func()) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.on {
+		return func() {}
+	}
 	g.holdLocked()
+	return g.release
 }
 
 func (g *gate) holdLocked() {
@@ -69,11 +95,14 @@ func (g *gate) releaseLocked() {
 	}
 }
 
-// holdFor shuts the gate for the containment work of incident id, once
-// however often it is asked; releaseFor takes it back.
+// holdFor shuts the gate for the containment work of incident id, while
+// Run is going, once however often it is asked; releaseFor takes it back.
 func (g *gate) holdFor(id string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if !g.on {
+		return
+	}
 	if _, ok := g.ids[id]; ok {
 		return
 	}
@@ -95,16 +124,6 @@ func (g *gate) releaseFor(id string) {
 	}
 	delete(g.ids, id)
 	g.releaseLocked()
-}
-
-// releaseAll opens the gate: Run is stopping and drives nothing more.
-func (g *gate) releaseAll() {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	for id := range g.ids {
-		delete(g.ids, id)
-		g.releaseLocked()
-	}
 }
 
 // wait parks the caller while the gate is shut, for maxGateHold from the

@@ -18,7 +18,8 @@ import (
 
 // TestGateParksIntakeUntilReleased: a shut gate parks wait until the last
 // hold is released, or for maxGateHold from the latest hold at most, or
-// until ctx ends; an open gate does not park at all.
+// until ctx ends; an open gate does not park at all, and no hold is taken
+// while Run is not going.
 func TestGateParksIntakeUntilReleased(t *testing.T) {
 	t.Run("open", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
@@ -28,17 +29,27 @@ func TestGateParksIntakeUntilReleased(t *testing.T) {
 			assert.Zero(t, time.Since(start))
 		})
 	})
+	t.Run("without Run", func(t *testing.T) {
+		var g gate // not started: Run is not going
+		release := g.hold()
+		g.holdFor("inc_1")
+		assert.False(t, g.shut.Load(), "no hold is taken while Run is not going")
+		release()
+		g.releaseFor("inc_1")
+		assert.Zero(t, g.holds)
+	})
 	t.Run("released", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			var g gate
-			g.hold()
+			g.start()
+			release := g.hold()
 			g.holdFor("inc_1")
 			g.holdFor("inc_1") // once per incident
 			done := make(chan time.Duration)
 			start := time.Now()
 			go func() { g.wait(context.Background()); done <- time.Since(start) }()
 			time.Sleep(time.Millisecond)
-			g.release()
+			release()
 			synctest.Wait()
 			select {
 			case <-done:
@@ -56,6 +67,7 @@ func TestGateParksIntakeUntilReleased(t *testing.T) {
 	t.Run("bounded from the latest hold", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			var g gate
+			g.start()
 			g.holdFor("inc_stuck") // never released
 			time.Sleep(maxGateHold)
 			start := time.Now()
@@ -66,20 +78,22 @@ func TestGateParksIntakeUntilReleased(t *testing.T) {
 			start = time.Now()
 			g.wait(context.Background())
 			assert.Equal(t, maxGateHold, time.Since(start), "a new hold parks for maxGateHold at most")
-			g.releaseAll()
+			g.stop()
+			assert.False(t, g.shut.Load())
+			g.holdFor("inc_late") // Run stopped: no hold is taken
 			assert.False(t, g.shut.Load())
 		})
 	})
 	t.Run("ctx", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			var g gate
-			g.hold()
+			g.start()
+			defer g.hold()()
 			ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
 			defer cancel()
 			start := time.Now()
 			g.wait(ctx)
 			assert.Equal(t, time.Millisecond, time.Since(start))
-			g.release()
 		})
 	})
 }

@@ -152,12 +152,11 @@ func (o *Orchestrator) openOrFind(ctx context.Context, s incident.Signal, count 
 	hk := hotKeyOf(sig)
 	key := sig.Key()
 	me := new(byte)
-	if o.running.Load() && o.containsFirst(sig) {
+	if o.containsFirst(sig) {
 		// A new contain-first incident is likely: intake for open
 		// incidents pauses while it is created (and, once queued, until
-		// its containment call starts: see gate.go).
-		o.gate.hold()
-		defer o.gate.release()
+		// its containment call starts: see gate.go), when Run is going.
+		defer o.gate.hold()()
 	}
 	ch := o.sf.DoChan(key, func() (res any, err error) {
 		defer func() {

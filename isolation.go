@@ -35,6 +35,11 @@ func isolate[T any](ctx context.Context, timeout time.Duration, fn func(context.
 	case r := <-done:
 		return r.v, r.err
 	case <-cctx.Done():
+		select {
+		case r := <-done:
+			return r.v, r.err // it finished as the context ended: what it did counts
+		default:
+		}
 		var zero T
 		if ctx.Err() != nil {
 			return zero, context.Cause(ctx)

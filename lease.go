@@ -287,7 +287,7 @@ func (o *Orchestrator) renewLeases(ctx context.Context) error {
 		o.loseLease(id, before[id], errors.New("breach: lease on incident "+id+" lost"))
 	}
 	for _, id := range touched {
-		o.sched.addAt(id, urgent)
+		o.sched.addAt(id, prompt)
 	}
 	return nil
 }
@@ -334,9 +334,10 @@ func (o *Orchestrator) takeOver(ctx context.Context) error {
 			// owner stopped acting on it; yet a write of its may have
 			// been in flight then. The first step here reads the head:
 			// a plugin call made from a stale one could repeat one made
-			// already. Urgent: it waited a TTL already.
+			// already. Prompt, or urgent for containment: it waited a TTL
+			// already.
 			o.dropKept(id)
-			o.sched.addAt(id, urgent)
+			o.sched.addAt(id, max(prompt, o.priorityOf(h)))
 		}
 	}
 	return nil

@@ -102,11 +102,7 @@ func New(store incident.Store, opts ...Option) (*Orchestrator, error) {
 		changes:    make(chan struct{}),
 	}
 	o.sched.init()
-	o.sched.onUrgent = func(id string) {
-		if o.running.Load() && !o.stopping.Load() {
-			o.gate.holdFor(id)
-		}
-	}
+	o.sched.onUrgent = o.gate.holdFor
 	o.slots.init(func(id string) { o.sched.add(id) })
 	if l, ok := store.(incident.Leaser); ok {
 		g.l = l

@@ -25,6 +25,7 @@ func (o *Orchestrator) Run(ctx context.Context, detectors ...incident.Detector) 
 	}
 	defer o.running.Store(false)
 	o.stopping.Store(false)
+	o.gate.start()
 
 	// grace outlives ctx by the shutdown grace, so that a started side
 	// effect can finish and be recorded.
@@ -83,7 +84,7 @@ func (o *Orchestrator) Run(ctx context.Context, detectors ...incident.Detector) 
 	upkeep.Wait()
 	o.sched.stopTimers()
 	o.stopping.Store(true)
-	o.gate.releaseAll()
+	o.gate.stop()
 	o.dropLeases()
 	// Persist signal counts gathered since the last flush, with time of its
 	// own: the grace may be spent by now.

@@ -12,9 +12,14 @@ type priority uint8
 
 const (
 	normal priority = iota + 1
+	// prompt is work that has waited already or that a person is waiting
+	// for elsewhere (an incident taken over from a dead replica, one
+	// another replica wrote to): before normal work, after containment.
+	prompt
 	// urgent is containment work (a new contain-first incident, a step
 	// that leads into containment, a containment retry): disabling a key
-	// never waits behind notifications, flushes or resumes.
+	// never waits behind notifications, flushes or resumes. Only urgent
+	// work shuts the containment gate (gate.go).
 	urgent
 )
 

@@ -57,7 +57,11 @@ func (o *Orchestrator) mutate(ctx context.Context, inc *incident.Incident, fn fu
 			*inc = *ch.Head
 			o.wrote(inc.ID, inc.Version)
 			o.keepHead(inc)
-			o.keepFirstPage(inc, saved.Investigation == nil, ch.Customers)
+			// The store's first customers are these only if it holds
+			// none from before: the head had no findings, and none were
+			// ever cleared (a reopen clears them; a retry clears findings
+			// only of an investigation that failed, which stored none).
+			o.keepFirstPage(inc, saved.Investigation == nil && saved.Reopens == 0, ch.Customers)
 			if !inc.State.Open() {
 				o.forgetCredential(inc.ID)
 				o.retarget(inc)
@@ -115,7 +119,7 @@ type firstPage struct {
 }
 
 // keepFirstPage keeps, after the write of inc's first findings (first:
-// the head had no investigation before it), the first page of the
+// the store held no customers of it before), the first page of the
 // customers it stored, so that the notify step that follows needs no read
 // to learn them: the store pages customers in the order first written,
 // and these are the first. Any other write drops what was kept.

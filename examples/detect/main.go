@@ -21,6 +21,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -254,6 +255,11 @@ func run(w io.Writer) error {
 		return err
 	}
 	<-filed
+	// The rules count a signal once its Report has returned, a moment
+	// after the feed printed it: let them finish counting before stopping.
+	for newIP.Stats().Signals < 2 || leakThenUse.Stats().Signals < 1 {
+		runtime.Gosched()
+	}
 	cancel()
 	wg.Wait()
 	if err := <-runErr; err != nil && !errors.Is(err, context.Canceled) {

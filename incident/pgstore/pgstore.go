@@ -378,6 +378,9 @@ func (s *Store) Apply(ctx context.Context, ch incident.Change) error {
 const (
 	writeTimeout = 30 * time.Second
 	cancelGrace  = 2 * time.Second
+	// cancelAgain is how often the cancel request is sent again while
+	// the statement has not answered.
+	cancelAgain = 50 * time.Millisecond
 )
 
 // write runs the statement of a change (createSQL or applySQL), committed
@@ -388,7 +391,9 @@ const (
 // query's context ends, and the server would still commit a statement
 // that was waiting for the head's row lock once the lock is free, after
 // its caller was told it failed. When ctx ends, the server is asked to
-// cancel the statement instead (a cancel request), and its answer decides:
+// cancel the statement instead (a cancel request, sent again every
+// cancelAgain until the statement answers, in case the first reached the
+// server before the statement), and its answer decides:
 // cancelled, the statement rolled back and ctx's error is returned; done
 // before the request arrived, the change is written and reported so. Only
 // when the server does not answer within cancelGrace of the request is the
@@ -405,15 +410,30 @@ func (s *Store) write(ctx context.Context, sql string, args []any) (int, error) 
 	wctx, cut := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
 	defer cut()
 	asked := make(chan struct{})
+	finished := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
 		defer close(asked)
-		rctx, done := context.WithTimeout(wctx, cancelGrace)
-		defer done()
-		_ = conn.Conn().PgConn().CancelRequest(rctx)
-		time.AfterFunc(cancelGrace, cut)
+		// Asked again until the statement answers: a request that reaches
+		// the server before the statement does finds nothing to cancel.
+		grace := time.NewTimer(cancelGrace)
+		defer grace.Stop()
+		for {
+			rctx, done := context.WithTimeout(wctx, cancelGrace)
+			_ = conn.Conn().PgConn().CancelRequest(rctx)
+			done()
+			select {
+			case <-finished:
+				return
+			case <-grace.C:
+				cut() // no answer: drop the connection
+				return
+			case <-time.After(cancelAgain):
+			}
+		}
 	})
 	var n int
 	err = conn.QueryRow(wctx, sql, args...).Scan(&n)
+	close(finished)
 	if stop() {
 		return n, err
 	}

@@ -102,14 +102,22 @@ func Call(ctx context.Context, timeout time.Duration, fn func(ctx context.Contex
 		}()
 		done <- fn(cctx)
 	}()
-	select {
-	case err := <-done:
+	result := func(err error) error {
 		if err != nil && cctx.Err() == context.DeadlineExceeded && ctx.Err() == nil &&
 			errors.Is(err, context.DeadlineExceeded) {
 			return &incident.TimeoutError{After: timeout}
 		}
 		return err
+	}
+	select {
+	case err := <-done:
+		return result(err)
 	case <-cctx.Done():
+		select {
+		case err := <-done:
+			return result(err) // it finished as the context ended: what it did counts
+		default:
+		}
 		if ctx.Err() != nil {
 			return context.Cause(ctx)
 		}
