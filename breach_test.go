@@ -107,6 +107,15 @@ func leak() incident.Signal {
 	}
 }
 
+// leasedReplica is one replica on store, leasing as name with ttl, with
+// playbook pb.
+func leasedReplica(t *testing.T, store incident.Store, name string, ttl time.Duration, pb breach.Playbook) *breach.Orchestrator {
+	t.Helper()
+	o, err := breach.New(store, breach.WithLease(name, ttl), quiet, breach.WithPlaybook(pb))
+	require.NoError(t, err)
+	return o
+}
+
 // running starts o.Run in the background and returns a stop function that
 // cancels it and checks it returned nil. The test's cleanup stops it too,
 // so that a test that fails before it stops Run leaves nothing running.

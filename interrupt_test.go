@@ -414,9 +414,7 @@ func TestDismissReleaseIsFenced(t *testing.T) {
 					return incident.Findings{}, incident.Permanent(errors.New("no findings"))
 				}),
 			}
-			o, err := breach.New(store, breach.WithLease(name, ttl), quiet, breach.WithPlaybook(pb))
-			require.NoError(t, err)
-			return o
+			return leasedReplica(t, store, name, ttl, pb)
 		}
 		a := replica("a")
 		stopA := running(t, a)

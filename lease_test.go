@@ -117,9 +117,7 @@ func TestLateRenewFencesTheStep(t *testing.T) {
 				Kind:        "apikey.compromised",
 				Containment: []containment.Action{{Name: "disable-key", Container: container(name)}},
 			}
-			o, err := breach.New(store, breach.WithLease(name, ttl), quiet, breach.WithPlaybook(pb))
-			require.NoError(t, err)
-			return o
+			return leasedReplica(t, store, name, ttl, pb)
 		}
 		a := replica("a")
 		stopA := running(t, a)
@@ -267,9 +265,7 @@ func TestSlowLeaseIsNotUsedUnfenced(t *testing.T) {
 		replica := func(name string) *breach.Orchestrator {
 			pb := breach.Playbook{Kind: "apikey.compromised",
 				Containment: []containment.Action{{Name: "disable-key", Container: container(name)}}}
-			o, err := breach.New(store, breach.WithLease(name, ttl), quiet, breach.WithPlaybook(pb))
-			require.NoError(t, err)
-			return o
+			return leasedReplica(t, store, name, ttl, pb)
 		}
 		a := replica("a")
 		stopA := running(t, a)

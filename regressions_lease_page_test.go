@@ -66,9 +66,7 @@ func TestLeaseOnAnEndedIncidentIsGivenUp(t *testing.T) {
 		store := incident.NewMemStore()
 		pb := breach.Playbook{Kind: "apikey.compromised", Investigator: impactInvestigator(incident.Impact{}), AutoResolve: true}
 		replica := func(name string) *breach.Orchestrator {
-			o, err := breach.New(store, breach.WithLease(name, ttl), quiet, breach.WithPlaybook(pb))
-			require.NoError(t, err)
-			return o
+			return leasedReplica(t, store, name, ttl, pb)
 		}
 		a := replica("a")
 		stopA := running(t, a)
