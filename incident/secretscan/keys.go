@@ -186,6 +186,7 @@ type KeySet struct {
 	keys    map[string]*ecdsa.PublicKey
 	bad     map[string]error // why each key of the last load could not be used
 	loadAt  time.Time        // when the last load finished
+	loads   uint64           // loads that finished: a miss made before one needs no refresh of its own
 	spaced  bool             // the refresh interval runs, from last
 	last    time.Time        // when the refresh that started the interval finished
 	lastErr error            // the source's error at that refresh, matching ErrKeySource
@@ -225,7 +226,7 @@ func (ks *KeySet) Verify(ctx context.Context, keyID, signature string, body []by
 // the error matches ErrKeySource. Otherwise the set is replaced by every
 // key that parses; keys that do not are left out and reported in an error
 // matching ErrBadKey.
-func (ks *KeySet) Refresh(ctx context.Context) error { return ks.refresh(ctx, true) }
+func (ks *KeySet) Refresh(ctx context.Context) error { return ks.refresh(ctx, true, 0) }
 
 // IDs returns the identifiers of the keys the set holds, sorted.
 func (ks *KeySet) IDs() []string {
@@ -243,11 +244,12 @@ func (ks *KeySet) key(ctx context.Context, id string) (*ecdsa.PublicKey, error) 
 	if len(id) > maxKeyIDLen {
 		return nil, fmt.Errorf("%w: identifier longer than %d bytes", ErrUnknownKey, maxKeyIDLen)
 	}
-	if k := ks.lookup(id); k != nil {
+	k, seen := ks.lookup(id)
+	if k != nil {
 		return k, nil
 	}
-	err := ks.refresh(ctx, false)
-	if k := ks.lookup(id); k != nil {
+	err := ks.refreshAfter(ctx, seen)
+	if k, _ := ks.lookup(id); k != nil {
 		return k, nil
 	}
 	if err != nil && !errors.Is(err, ErrBadKey) {
@@ -263,10 +265,12 @@ func (ks *KeySet) key(ctx context.Context, id string) (*ecdsa.PublicKey, error) 
 	return nil, fmt.Errorf("%w %s", ErrUnknownKey, showID(id))
 }
 
-func (ks *KeySet) lookup(id string) *ecdsa.PublicKey {
+// lookup returns the key id, or nil, and the count of loads it was looked
+// up after.
+func (ks *KeySet) lookup(id string) (*ecdsa.PublicKey, uint64) {
 	ks.mu.RLock()
 	defer ks.mu.RUnlock()
-	return ks.keys[id]
+	return ks.keys[id], ks.loads
 }
 
 // fresh reports whether an unknown identifier should not trigger a refresh
@@ -299,7 +303,13 @@ func (ks *KeySet) interval() time.Duration {
 	return ks.MinRefreshInterval
 }
 
-func (ks *KeySet) refresh(ctx context.Context, force bool) error {
+// refreshAfter refreshes for a lookup that missed after seen loads, unless
+// the refresh interval runs or a load has finished since.
+func (ks *KeySet) refreshAfter(ctx context.Context, seen uint64) error {
+	return ks.refresh(ctx, false, seen)
+}
+
+func (ks *KeySet) refresh(ctx context.Context, force bool, seen uint64) error {
 	if !force {
 		if ok, err := ks.fresh(); ok {
 			return err
@@ -308,9 +318,16 @@ func (ks *KeySet) refresh(ctx context.Context, force bool) error {
 	detached := context.WithoutCancel(ctx)
 	ch := ks.group.DoChan("refresh", func() (any, error) {
 		if !force {
-			// Another caller may have refreshed between our check and now.
+			// Another caller may have refreshed between our check and now:
+			// a load that finished after the miss answers it.
 			if ok, err := ks.fresh(); ok {
 				return nil, err
+			}
+			ks.mu.RLock()
+			since := ks.loads != seen
+			ks.mu.RUnlock()
+			if since {
+				return nil, nil
 			}
 		}
 		return nil, ks.load(detached)
@@ -365,6 +382,7 @@ func (ks *KeySet) load(ctx context.Context) error {
 	}
 	ks.mu.Lock()
 	ks.keys, ks.bad, ks.loadAt, ks.lastErr = keys, bad, time.Now(), nil
+	ks.loads++
 	ks.mu.Unlock()
 	return errors.Join(errs...)
 }
