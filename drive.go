@@ -80,11 +80,11 @@ func (o *Orchestrator) settle(ctx context.Context, id string) error {
 	return ctx.Err()
 }
 
-// containsFirst reports whether an incident opened from sig is contained
-// before anything else.
-func (o *Orchestrator) containsFirst(sig *incident.Signal) bool {
-	pb := o.cfg.playbooks[sig.Kind]
-	return pb != nil && pb.containFirst(sig.Severity) && len(pb.Containment) > 0
+// containsFirst reports whether a new incident of kind at severity is
+// contained before anything else.
+func (o *Orchestrator) containsFirst(kind string, severity incident.Severity) bool {
+	pb := o.cfg.playbooks[kind]
+	return pb != nil && pb.containFirst(severity) && len(pb.Containment) > 0
 }
 
 // priorityOf is the queue priority of an incident's next step: containment
@@ -94,7 +94,7 @@ func (o *Orchestrator) priorityOf(inc *incident.Incident) priority {
 	case incident.StateContaining:
 		return urgent
 	case incident.StateDetected:
-		if pb := o.cfg.playbooks[inc.Kind]; pb != nil && pb.containFirst(inc.Severity) && len(pb.Containment) > 0 {
+		if o.containsFirst(inc.Kind, inc.Severity) {
 			return urgent
 		}
 	}

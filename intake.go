@@ -152,7 +152,7 @@ func (o *Orchestrator) openOrFind(ctx context.Context, s incident.Signal, count 
 	hk := hotKeyOf(sig)
 	key := sig.Key()
 	me := new(byte)
-	if o.containsFirst(sig) {
+	if o.containsFirst(sig.Kind, sig.Severity) {
 		// A new contain-first incident is likely: intake for open
 		// incidents pauses while it is created (and, once queued, until
 		// its containment call starts: see gate.go), when Run is going.
