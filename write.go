@@ -50,9 +50,6 @@ func (o *Orchestrator) mutate(ctx context.Context, inc *incident.Incident, fn fu
 		}
 		ch := changeOf(inc)
 		err := o.store.Apply(ctx, ch)
-		if err != nil {
-			unmark()
-		}
 		if err == nil {
 			*inc = *ch.Head
 			o.wrote(inc.ID, inc.Version)
@@ -74,6 +71,7 @@ func (o *Orchestrator) mutate(ctx context.Context, inc *incident.Incident, fn fu
 			o.sendPages(ctx, inc, resolved)
 			return nil
 		}
+		unmark()
 		o.dropKept(inc.ID)
 		*inc = *saved.Clone()
 		if !errors.Is(err, incident.ErrConflict) {
