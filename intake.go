@@ -200,8 +200,7 @@ func (o *Orchestrator) openOrFind(ctx context.Context, s incident.Signal, count 
 // incident holding the key makes it fail with ErrDuplicate, after which
 // the incident is looked up and joined.
 func (o *Orchestrator) openOrJoin(ctx context.Context, sig *incident.Signal, key string, hk hotKey, me *byte) (openResult, error) {
-	_, aliased := o.aliases.Load(key)
-	lookUp := aliased
+	_, lookUp := o.aliases.Load(key) // a merge redirects the key: look it up first
 	for range 4 {
 		if lookUp {
 			inc, err := o.store.FindOpen(ctx, key)

@@ -248,7 +248,7 @@ func (ks *KeySet) key(ctx context.Context, id string) (*ecdsa.PublicKey, error) 
 	if k != nil {
 		return k, nil
 	}
-	err := ks.refreshAfter(ctx, seen)
+	err := ks.refresh(ctx, false, seen)
 	if k, _ := ks.lookup(id); k != nil {
 		return k, nil
 	}
@@ -303,12 +303,9 @@ func (ks *KeySet) interval() time.Duration {
 	return ks.MinRefreshInterval
 }
 
-// refreshAfter refreshes for a lookup that missed after seen loads, unless
-// the refresh interval runs or a load has finished since.
-func (ks *KeySet) refreshAfter(ctx context.Context, seen uint64) error {
-	return ks.refresh(ctx, false, seen)
-}
-
+// refresh loads the keys (force), or refreshes for a lookup that missed
+// after seen loads, unless the refresh interval runs or a load has
+// finished since.
 func (ks *KeySet) refresh(ctx context.Context, force bool, seen uint64) error {
 	if !force {
 		if ok, err := ks.fresh(); ok {
