@@ -142,7 +142,7 @@ func (o *Orchestrator) holdLease(st *stepRun, id string) (held, had bool, err er
 		}
 		o.dropLease(id)
 	}
-	o.dropKept(id)
+	o.dropKept(id, 0)
 	since := time.Now()
 	ok, err := o.leaser.Lease(st.write, id, o.cfg.owner, o.cfg.leaseTTL)
 	if err != nil || !ok {
@@ -218,7 +218,7 @@ func (o *Orchestrator) loseLease(id string, l *heldLease, cause error) {
 	}
 	delete(o.leases, id)
 	o.leasesMu.Unlock()
-	o.dropKept(id)
+	o.dropKept(id, 0)
 	l.lose(cause)
 	o.sched.addAt(id, normal)
 }
@@ -276,7 +276,7 @@ func (o *Orchestrator) renewLeases(ctx context.Context) error {
 		if v > l.version {
 			l.version = v
 			touched = append(touched, id)
-			o.dropKept(id) // written elsewhere: the next step reads it
+			o.dropKept(id, v) // written elsewhere: the next step reads it
 		}
 		l.mu.Unlock()
 		l.extend(since, o.cfg.leaseTTL, func() { o.expire(id, l) })
@@ -336,7 +336,7 @@ func (o *Orchestrator) takeOver(ctx context.Context) error {
 			// a plugin call made from a stale one could repeat one made
 			// already. Prompt, or urgent for containment: it waited a TTL
 			// already.
-			o.dropKept(id)
+			o.dropKept(id, 0)
 			o.sched.addAt(id, max(prompt, o.priorityOf(h)))
 		}
 	}
@@ -373,7 +373,7 @@ func (o *Orchestrator) ending(id string) func() {
 // whether this replica held it: for an ended incident, whose ending write
 // gave up every lease on it (the incident.Leaser contract).
 func (o *Orchestrator) forgetLease(id string) bool {
-	o.dropKept(id)
+	o.dropKept(id, 0)
 	o.leasesMu.Lock()
 	l := o.leases[id]
 	delete(o.leases, id)

@@ -589,3 +589,59 @@ func TestLeaseOnAnEndedIncidentIsGivenUp(t *testing.T) {
 		assert.Equal(t, incident.StateResolved, h.State, "the reopened incident is driven")
 	})
 }
+
+// slowRead is a MemStore whose next Head, once armed, reads the head and
+// then waits for release before it answers: a read in flight while other
+// writes land.
+type slowRead struct {
+	*incident.MemStore
+	armed   atomic.Bool
+	reading chan string // the ID read, once read
+	release chan struct{}
+}
+
+func (s *slowRead) Head(ctx context.Context, id string) (*incident.Incident, error) {
+	h, err := s.MemStore.Head(ctx, id)
+	if s.armed.CompareAndSwap(true, false) {
+		s.reading <- id
+		<-s.release
+	}
+	return h, err
+}
+
+// TestStepReadInFlightKeepsNoStaleHead: another replica writes to an
+// incident this one holds (a note), so this one's Renew drops the head it
+// kept and queues the incident; the step's read of the head is in flight
+// when a person completes the last mandatory task here. The head that read
+// returns is older than the one the person's write kept: it is not kept,
+// so the step after it sees the task done, and the incident resolves and
+// closes instead of waiting for ever for a change it cannot see.
+func TestStepReadInFlightKeepsNoStaleHead(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const ttl = 3 * time.Second
+		ctx := context.Background()
+		store := &slowRead{MemStore: incident.NewMemStore(), reading: make(chan string, 1), release: make(chan struct{})}
+		f := &fakes{}
+		pb := apiKeyPlaybook(f, impactInvestigator(incident.Impact{Customers: []incident.Customer{customer}, Data: []incident.DataCategory{incident.DataAPIAccess}}))
+		pb.AutoResolve, pb.AutoClose = true, true
+		a := leasedReplica(t, store, "a", ttl, pb)
+		running(t, a)
+		b := leasedReplica(t, store, "b", ttl, pb) // not running: a person's action on another replica
+		rc, err := a.Report(ctx, leak())
+		require.NoError(t, err)
+		await(t, a, rc.IncidentID, incident.StateResolving)
+		synctest.Wait()
+
+		require.NoError(t, b.AddNote(ctx, rc.IncidentID, "bob", "looked at the gateway logs"))
+		store.armed.Store(true)
+		require.Equal(t, rc.IncidentID, <-store.reading, "a's Renew saw b's write and a's step reads the head")
+		require.NoError(t, a.CompleteTask(ctx, rc.IncidentID, "scan", "alice", "repositories scanned"))
+		close(store.release)
+
+		actx, cancel := context.WithTimeout(ctx, 10*ttl)
+		defer cancel()
+		inc, err := a.Await(actx, rc.IncidentID, func(inc *incident.Incident) bool { return !inc.State.Open() })
+		require.NoError(t, err, "the incident waits for a task that is done")
+		assert.Equal(t, incident.StateClosed, inc.State)
+	})
+}

@@ -178,7 +178,7 @@ func (o *Orchestrator) resume(ctx context.Context) error {
 			}
 			// inc was read before the lease was taken: another replica
 			// may have written since (and let go). The first step reads.
-			o.dropKept(inc.ID)
+			o.dropKept(inc.ID, 0)
 		}
 		o.sched.addAt(inc.ID, o.priorityOf(inc))
 	}

@@ -1,0 +1,81 @@
+package breach
+
+import (
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/breachkit/breach/incident"
+)
+
+// TestKeptHeadOnlyMovesForward: what one incident's reads, writes, Renews
+// and ends do to its kept head, in the orders they can land in.
+func TestKeptHeadOnlyMovesForward(t *testing.T) {
+	open := func(v int64) *incident.Incident {
+		return &incident.Incident{ID: "inc_1", State: incident.StateResolving, Version: v}
+	}
+	closed := func(v int64) *incident.Incident {
+		return &incident.Incident{ID: "inc_1", State: incident.StateClosed, Version: v}
+	}
+	type op struct {
+		keep  *incident.Incident // keepHead(keep), or dropKept(floor) when nil
+		floor int64
+	}
+	tests := []struct {
+		name string
+		ops  []op
+		want int64 // the Version kept; 0 for none
+	}{
+		{"a newer head replaces", []op{{keep: open(7)}, {keep: open(8)}}, 8},
+		{"an older head read in flight does not", []op{{keep: open(8)}, {keep: open(7)}}, 8},
+		{"a drop after a Renew saw a newer write leaves a floor", []op{{keep: open(7)}, {floor: 8}, {keep: open(7)}}, 0},
+		{"the newer head is kept over the floor", []op{{floor: 8}, {keep: open(8)}}, 8},
+		{"a drop keeps the dropped head's version as floor", []op{{keep: open(8)}, {floor: 0}, {keep: open(7)}}, 0},
+		{"the same version may be kept after a drop", []op{{keep: open(8)}, {floor: 0}, {keep: open(8)}}, 8},
+		{"an ended head is kept as a floor above it", []op{{keep: open(8)}, {keep: closed(9)}, {keep: open(8)}, {keep: open(9)}}, 0},
+		{"a reopen after the end is kept", []op{{keep: closed(9)}, {keep: open(10)}}, 10},
+		{"a drop with nothing known leaves nothing", []op{{floor: 0}, {keep: open(3)}}, 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := &Orchestrator{cfg: config{storeTimeout: time.Second}}
+			for _, op := range tt.ops {
+				if op.keep != nil {
+					o.keepHead(op.keep)
+				} else {
+					o.dropKept("inc_1", op.floor)
+				}
+			}
+			var got int64
+			if v, ok := o.heads.Load("inc_1"); ok && v.(*kept).head != nil {
+				got = v.(*kept).head.Version
+			}
+			assert.Equal(t, tt.want, got)
+		})
+	}
+}
+
+// TestKeptFloorsAreSwept: a drop's floor goes once it is older than
+// keptFloorFor, at the next drop; a head kept since stays.
+func TestKeptFloorsAreSwept(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		o := &Orchestrator{cfg: config{storeTimeout: time.Second}}
+		o.keepHead(&incident.Incident{ID: "inc_ended", State: incident.StateClosed, Version: 4})
+		o.dropKept("inc_kept", 2)
+		o.keepHead(&incident.Incident{ID: "inc_kept", State: incident.StateResolving, Version: 2})
+		_, ok := o.heads.Load("inc_ended")
+		require.True(t, ok, "the end left a floor")
+
+		time.Sleep(o.keptFloorFor() + time.Millisecond)
+		o.dropKept("inc_other", 1)
+		_, ok = o.heads.Load("inc_ended")
+		assert.False(t, ok, "the old floor was swept")
+		v, ok := o.heads.Load("inc_kept")
+		require.True(t, ok)
+		assert.Equal(t, int64(2), v.(*kept).head.Version, "a head kept after the drop stays")
+		assert.Len(t, o.floors, 1, "only the new floor waits for the sweep")
+	})
+}
