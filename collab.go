@@ -258,7 +258,8 @@ func (o *Orchestrator) reapprove(inc *incident.Incident, now time.Time) {
 // is more than incident.MaxClockSkew ahead of the orchestrator's clock;
 // the error also matches incident.ErrInvalidEvidence and holds an
 // *incident.EvidenceError. A value or source that looks like a credential,
-// or holds the incident's own, is refused the same way and also matches
+// or holds the incident's own (or that of an incident merged into it,
+// as this process was handed it), is refused the same way and also matches
 // incident.ErrCredentialEvidence; no error quotes the value. It returns
 // one matching ErrLimitReached when the incident holds
 // incident.MaxEvidence observables, ErrIncidentEnded for an incident that
@@ -312,10 +313,10 @@ func (o *Orchestrator) checkEvidence(id string, ev incident.Observable, now time
 	if !ev.SeenAt.IsZero() && ev.SeenAt.After(now.Add(incident.MaxClockSkew)) {
 		return &incident.EvidenceError{Field: "SeenAt", Reason: "more than " + incident.MaxClockSkew.String() + " after now"}
 	}
-	if c := o.credential(id).Reveal(); c != "" {
+	for _, c := range o.credentials(id) {
 		for _, f := range [...]struct{ name, s string }{{"Value", ev.Value}, {"Source", ev.Source}} {
-			if strings.Contains(f.s, c) {
-				return &incident.EvidenceError{Field: f.name, Reason: "holds the incident's credential",
+			if strings.Contains(f.s, c.Reveal()) {
+				return &incident.EvidenceError{Field: f.name, Reason: "holds the incident's credential, or that of one merged into it",
 					Err: incident.ErrCredentialEvidence}
 			}
 		}

@@ -241,3 +241,28 @@ func passed(inc *incident.Incident, state incident.State) bool {
 	}
 	return false
 }
+
+// TestMergedCredentialsExpireAndGoWithTheIncident: the credentials of
+// incidents merged into one are kept for redaction for the credential TTL
+// after they came, and no longer once the incident ended (forgotten, or
+// not among the open incidents at a resume).
+func TestMergedCredentialsExpireAndGoWithTheIncident(t *testing.T) {
+	clk := &testClock{t: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)}
+	o := newCredOrchestrator(t, incident.NewMemStore(), &credRecorder{}, clk, WithCredentialTTL(time.Hour))
+	o.keepMergedCredential("inc_p", incident.NewSecret("child-one"))
+	clk.add(30 * time.Minute)
+	o.keepMergedCredential("inc_p", incident.NewSecret("child-two"))
+	assert.Equal(t, "[REDACTED] [REDACTED]", o.redact("inc_p", "child-one child-two"))
+
+	clk.add(45 * time.Minute) // child-one came 75 minutes ago, child-two 45
+	assert.Equal(t, "child-one [REDACTED]", o.redact("inc_p", "child-one child-two"))
+
+	o.sweepCredentials(map[string]bool{"inc_p": true}, clk.now())
+	assert.Equal(t, "child-one [REDACTED]", o.redact("inc_p", "child-one child-two"), "open: kept")
+	o.sweepCredentials(map[string]bool{}, clk.now())
+	assert.Equal(t, "child-one child-two", o.redact("inc_p", "child-one child-two"), "ended elsewhere: swept")
+
+	o.keepMergedCredential("inc_q", incident.NewSecret("child-three"))
+	o.forgetCredential("inc_q")
+	assert.Equal(t, "child-three", o.redact("inc_q", "child-three"), "ended here: forgotten")
+}

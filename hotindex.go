@@ -174,7 +174,7 @@ func (h *hotIndex) put(k hotKey, inc *incident.Incident) *hotEntry {
 	e := h.live[inc.ID]
 	if e == nil {
 		h.seq++
-		e = &hotEntry{id: inc.ID, key: k, kind: inc.Kind, subject: inc.Subject, born: h.seq}
+		e = &hotEntry{id: inc.ID, key: k, dedup: inc.DedupKey, kind: inc.Kind, subject: inc.Subject, born: h.seq}
 		e.room = incident.MaxSignalSamples - len(inc.Signals.Samples)
 		if h.live == nil {
 			h.live = map[string]*hotEntry{}
@@ -284,6 +284,7 @@ func (b *batch) finish(id string, err error) {
 type hotEntry struct {
 	id      string
 	key     hotKey // the key it was filed under, to re-file signals
+	dedup   string // the incident's own dedup key: signals of others joined it by a merge
 	kind    string
 	subject string
 	born    uint64      // hotIndex.seq when created

@@ -62,7 +62,7 @@ func (o *Orchestrator) Report(ctx context.Context, sig incident.Signal) (inciden
 	}
 	if e, b := o.hot.join(hotKeyOf(&sig), &sig, o.cfg.now, !o.cfg.unsafeAcks, o.newBatch); e != nil {
 		if !sig.Credential.IsZero() {
-			o.keepCredential(e.id, sig.Credential)
+			o.keepSignalCredential(e, &sig)
 		}
 		o.gate.wait(ctx)
 		rc, err := o.stored(ctx, incident.Receipt{IncidentID: e.id}, b)
@@ -186,7 +186,7 @@ func (o *Orchestrator) openOrFind(ctx context.Context, s incident.Signal, count 
 			if b, ok = res.entry.add(sig, o.cfg.now, !o.cfg.unsafeAcks, o.newBatch); !ok {
 				return incident.Receipt{}, nil, errEnded // it ended meanwhile: file the signal again
 			}
-			o.keepCredential(res.entry.id, sig.Credential)
+			o.keepSignalCredential(res.entry, sig)
 		}
 		return incident.Receipt{IncidentID: res.entry.id, Opened: opened}, b, nil
 	}

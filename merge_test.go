@@ -735,3 +735,36 @@ func TestResumeFinishesAMergeCutShort(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, parent, rc.IncidentID, "a later signal of the child's key joins the parent")
 }
+
+// TestMergedCredentialStaysRedactedOnTheParent: once an incident is merged
+// (and its credential forgotten with its end), the parent's record keeps
+// the child's credential out: a person's note quoting it is redacted, and
+// evidence holding it is refused. A later signal for the child's key,
+// bringing the child's credential again, joins the parent without taking
+// the place of the parent's own credential, which stays redacted too.
+func TestMergedCredentialStaysRedactedOnTheParent(t *testing.T) {
+	ctx := context.Background()
+	o, _ := desk(t)
+	const parentSecret, childSecret = "violet-otter-tangerine", "amber-heron-quartz"
+	for _, s := range []string{parentSecret, childSecret} {
+		require.Equal(t, s, incident.RedactCredentials(s), "no pattern catches it: only the kept credential can")
+	}
+	ps, cs := bruteforce("parent"), bruteforce("child")
+	ps.Credential, cs.Credential = incident.NewSecret(parentSecret), incident.NewSecret(childSecret)
+	parent, child := file(t, o, ps), file(t, o, cs)
+	require.NoError(t, o.Merge(ctx, parent, child, "alice", "one attacker"))
+	rc, err := o.Report(ctx, cs)
+	require.NoError(t, err)
+	require.Equal(t, parent, rc.IncidentID, "the child's key joins the parent")
+
+	require.NoError(t, o.AddNote(ctx, parent, "bob", "the gateway logged "+childSecret+" and "+parentSecret))
+	inc := get(t, o, parent)
+	note := inc.Timeline[len(inc.Timeline)-1].Detail
+	assert.NotContains(t, note, childSecret)
+	assert.NotContains(t, note, parentSecret, "the parent's own credential is still the one kept")
+	assert.Contains(t, note, "the gateway logged "+incident.Redacted+" and "+incident.Redacted)
+
+	err = o.AttachEvidence(ctx, parent, incident.Observable{Type: incident.ObservableKeyID, Value: childSecret}, "bob")
+	require.ErrorIs(t, err, incident.ErrCredentialEvidence)
+	assert.NotContains(t, err.Error(), childSecret)
+}

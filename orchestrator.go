@@ -37,7 +37,8 @@ type Orchestrator struct {
 	running    atomic.Bool
 	stopping   atomic.Bool // Run is giving its leases up: none is taken any more
 	hot        hotIndex
-	creds      sync.Map // incident ID → incident.Secret, never persisted
+	creds      sync.Map // incident ID → keptCredential, never persisted
+	merged     sync.Map // incident ID → *mergedCredentials: those of incidents merged into it, for redaction
 	sched      scheduler
 	gate       gate // shut while containment work waits for its first call (gate.go)
 	slots      slots

@@ -1,7 +1,9 @@
 package breach
 
 import (
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/breachkit/breach/incident"
@@ -11,7 +13,14 @@ import (
 // the logs or a person, should a plugin have put it in an error message.
 func (o *Orchestrator) redact(id, s string) string {
 	if c := o.credential(id).Reveal(); c != "" && strings.Contains(s, c) {
-		return strings.ReplaceAll(s, c, incident.Redacted)
+		s = strings.ReplaceAll(s, c, incident.Redacted)
+	}
+	if v, ok := o.merged.Load(id); ok {
+		for _, c := range v.(*mergedCredentials).live(o.cfg.now(), o.cfg.credentialTTL) {
+			if c := c.Reveal(); c != "" && strings.Contains(s, c) {
+				s = strings.ReplaceAll(s, c, incident.Redacted)
+			}
+		}
 	}
 	return s
 }
@@ -26,7 +35,7 @@ func (o *Orchestrator) scrub(id, s string) string {
 // redactFindings removes the incident's credential from what an
 // investigator wrote, before it is stored, reported or sent to customers.
 func (o *Orchestrator) redactFindings(id string, f incident.Findings) incident.Findings {
-	if o.credential(id).IsZero() {
+	if len(o.credentials(id)) == 0 {
 		return f
 	}
 	r := func(s string) string { return o.redact(id, s) }
@@ -109,7 +118,99 @@ func (o *Orchestrator) credentialFor(inc *incident.Incident) incident.Secret {
 	return o.credential(inc.ID)
 }
 
-func (o *Orchestrator) forgetCredential(id string) { o.creds.Delete(id) }
+// forgetCredential forgets the incident's credential and those of the
+// incidents merged into it.
+func (o *Orchestrator) forgetCredential(id string) {
+	o.creds.Delete(id)
+	o.merged.Delete(id)
+}
+
+// keepSignalCredential keeps the credential sig brought for the incident
+// of e: as its own when sig carries the incident's key, and for redaction
+// alone when sig joined it through a merge (the key of an incident merged
+// into it). A merged key's credential is not the incident's: containers
+// are never handed it, and it never replaces the incident's own.
+func (o *Orchestrator) keepSignalCredential(e *hotEntry, sig *incident.Signal) {
+	if sig.Key() == e.dedup {
+		o.keepCredential(e.id, sig.Credential)
+		return
+	}
+	o.keepMergedCredential(e.id, sig.Credential)
+}
+
+// maxMergedCredentials bounds the credentials of merged incidents kept for
+// one incident; the oldest goes first.
+const maxMergedCredentials = 2 * incident.MaxMerged
+
+// mergedCredentials are the credentials of the incidents merged into one
+// incident that this process was handed (the merged incident's own, and
+// those later signals for its key brought), kept in memory to redact them
+// from the incident's record for the credential TTL after the last
+// handover. It is safe for concurrent use.
+type mergedCredentials struct {
+	mu    sync.Mutex
+	creds []keptCredential
+}
+
+// keep adds s, or makes it as new as at when it is there already.
+func (m *mergedCredentials) keep(s incident.Secret, at time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i := range m.creds {
+		if m.creds[i].s.Reveal() == s.Reveal() {
+			m.creds[i].at = at
+			return
+		}
+	}
+	if len(m.creds) >= maxMergedCredentials {
+		m.creds = slices.Delete(m.creds, 0, 1)
+	}
+	m.creds = append(m.creds, keptCredential{s: s, at: at})
+}
+
+// sweep drops what expired by now, and what was kept before before, and
+// returns how many are left.
+func (m *mergedCredentials) sweep(now time.Time, ttl time.Duration, before time.Time) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.creds = slices.DeleteFunc(m.creds, func(k keptCredential) bool { return now.Sub(k.at) >= ttl || k.at.Before(before) })
+	return len(m.creds)
+}
+
+// live drops what expired by now and returns the rest.
+func (m *mergedCredentials) live(now time.Time, ttl time.Duration) []incident.Secret {
+	m.sweep(now, ttl, time.Time{})
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]incident.Secret, len(m.creds))
+	for i, k := range m.creds {
+		out[i] = k.s
+	}
+	return out
+}
+
+// keepMergedCredential keeps s, the credential of an incident merged into
+// id, for redaction alone.
+func (o *Orchestrator) keepMergedCredential(id string, s incident.Secret) {
+	if s.IsZero() {
+		return
+	}
+	v, _ := o.merged.LoadOrStore(id, &mergedCredentials{})
+	v.(*mergedCredentials).keep(s, o.cfg.now())
+}
+
+// credentials returns every credential held for id: its own and those of
+// the incidents merged into it.
+func (o *Orchestrator) credentials(id string) []incident.Secret {
+	var out []incident.Secret
+	if c := o.credential(id); !c.IsZero() {
+		out = append(out, c)
+	}
+	if v, ok := o.merged.Load(id); ok {
+		out = append(out, v.(*mergedCredentials).live(o.cfg.now(), o.cfg.credentialTTL)...)
+	}
+	return out
+}
 
 // sweepCredentials forgets the credentials that expired and, when open is
 // not nil, those of incidents not in it that were kept before mark (the
@@ -120,6 +221,16 @@ func (o *Orchestrator) sweepCredentials(open map[string]bool, mark time.Time) {
 		k := v.(keptCredential)
 		if now.Sub(k.at) >= o.cfg.credentialTTL || (open != nil && !open[id.(string)] && k.at.Before(mark)) {
 			o.creds.CompareAndDelete(id, v)
+		}
+		return true
+	})
+	o.merged.Range(func(id, v any) bool {
+		var before time.Time // the incident ended: what was kept before mark goes
+		if open != nil && !open[id.(string)] {
+			before = mark
+		}
+		if v.(*mergedCredentials).sweep(now, o.cfg.credentialTTL, before) == 0 {
+			o.merged.CompareAndDelete(id, v)
 		}
 		return true
 	})
