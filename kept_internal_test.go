@@ -79,3 +79,20 @@ func TestKeptFloorsAreSwept(t *testing.T) {
 		assert.Len(t, o.floors, 1, "only the new floor waits for the sweep")
 	})
 }
+
+// TestFirstPageNotKeptPastAFloor: the first page of customers a write
+// stored is not kept when, by the time it is, a newer version was learnt
+// (another write, the end) and the kept head dropped.
+func TestFirstPageNotKeptPastAFloor(t *testing.T) {
+	o := &Orchestrator{cfg: config{storeTimeout: time.Second, notifyBatch: 10}}
+	customers := []incident.Customer{{ID: "acct_7"}}
+	inc := &incident.Incident{ID: "inc_1", State: incident.StateNotifying, Version: 5}
+	o.keepFirstPage(inc, true, customers)
+	_, ok := o.pages.Load("inc_1")
+	require.True(t, ok, "kept while nothing newer is known")
+
+	o.dropKept("inc_1", 7) // the incident ended at version 6
+	o.keepFirstPage(inc, true, customers)
+	_, ok = o.pages.Load("inc_1")
+	assert.False(t, ok, "the page of version 5 is not kept past the floor")
+}

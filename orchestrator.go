@@ -55,7 +55,7 @@ type Orchestrator struct {
 	heads      sync.Map // incident ID → *kept: the head kept for the next step (write.go)
 	floorsMu   sync.Mutex
 	floors     []keptFloor // the floors drops left in heads, oldest first, for the sweep
-	pages      sync.Map    // incident ID → firstPage: the first customers, kept from the write of the findings (write.go)
+	pages      sync.Map    // incident ID → *firstPage: the first customers, kept from the write of the findings (write.go)
 	aliases    sync.Map    // dedup key of a merged incident → its parent's ID (merge.go)
 }
 

@@ -157,7 +157,9 @@ func (o *Orchestrator) keepHead(inc *incident.Incident) {
 // first page of customers) and leaves a floor: no head older than floor,
 // or than the head dropped, is kept for a while.
 func (o *Orchestrator) dropKept(id string, floor int64) {
-	o.pages.Delete(id)
+	// The floor first, then the page: a page kept meanwhile is dropped
+	// here, or by its keeper, who finds the floor (keepFirstPage).
+	defer o.pages.Delete(id)
 	for {
 		cur, ok := o.heads.Load(id)
 		if ok {
@@ -219,14 +221,18 @@ func (o *Orchestrator) keepFirstPage(inc *incident.Incident, first bool, custome
 		return
 	}
 	page := slices.Clone(customers[:min(len(customers), o.cfg.notifyBatch)])
-	o.pages.Store(inc.ID, firstPage{version: inc.Version, customers: page})
+	p := &firstPage{version: inc.Version, customers: page}
+	o.pages.Store(inc.ID, p)
+	if v, ok := o.heads.Load(inc.ID); ok && v.(*kept).floor > inc.Version {
+		o.pages.CompareAndDelete(inc.ID, p) // dropped since: a newer version was learnt
+	}
 }
 
 // customersAt returns the page of inc's customers after its outreach
 // cursor: the kept first page when it is the head's, or the store's.
 func (o *Orchestrator) customersAt(ctx context.Context, inc *incident.Incident) ([]incident.Customer, error) {
 	if v, ok := o.pages.Load(inc.ID); ok && inc.Outreach.Cursor == "" {
-		if p := v.(firstPage); p.version == inc.Version {
+		if p := v.(*firstPage); p.version == inc.Version {
 			return slices.Clone(p.customers), nil
 		}
 	}
