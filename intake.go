@@ -239,7 +239,7 @@ func (o *Orchestrator) openOrJoin(ctx context.Context, sig *incident.Signal, key
 			// lease keeps it from looking orphaned to other replicas). A
 			// replica that only reports (no Run) leaves it to those that
 			// run.
-			_, _ = o.leaseHead(ctx, inc) // without it, the first step takes the lease
+			_, _ = o.leaseHead(ctx, inc, true) // without it, the first step takes the lease
 		}
 		e := o.hot.put(hk, inc)
 		o.changed()

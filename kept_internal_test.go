@@ -1,6 +1,9 @@
 package breach
 
 import (
+	"context"
+	"log/slog"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -95,4 +98,59 @@ func TestFirstPageNotKeptPastAFloor(t *testing.T) {
 	o.keepFirstPage(inc, true, customers)
 	_, ok = o.pages.Load("inc_1")
 	assert.False(t, ok, "the page of version 5 is not kept past the floor")
+}
+
+// stallingHead is a MemStore whose next Head, once armed, reads the head
+// and then waits for release before it answers.
+type stallingHead struct {
+	*incident.MemStore
+	armed   atomic.Bool
+	reading chan struct{}
+	release chan struct{}
+}
+
+func (s *stallingHead) Head(ctx context.Context, id string) (*incident.Incident, error) {
+	h, err := s.MemStore.Head(ctx, id)
+	if s.armed.CompareAndSwap(true, false) {
+		s.reading <- struct{}{}
+		<-s.release
+	}
+	return h, err
+}
+
+// TestTakeOverKeepsNoStaleRead: a read of the head in flight across a
+// takeOver (a flush's) returns the version takeOver's ListOpen saw, while
+// the old owner's write in flight lands a newer one. The read is not kept:
+// the first step here, which trusts what is kept, reads the store.
+func TestTakeOverKeepsNoStaleRead(t *testing.T) {
+	ctx := context.Background()
+	store := &stallingHead{MemStore: incident.NewMemStore(), reading: make(chan struct{}), release: make(chan struct{})}
+	pb := Playbook{Kind: "apikey.compromised", Strategy: InvestigateFirst}
+	a, err := New(store, WithLease("a", time.Minute), WithPlaybook(pb), WithLogger(slog.New(slog.DiscardHandler)))
+	require.NoError(t, err)
+	b, err := New(store, WithLease("b", time.Minute), WithPlaybook(pb), WithLogger(slog.New(slog.DiscardHandler))) // the old owner, whose write is in flight
+	require.NoError(t, err)
+	rc, err := b.Report(ctx, incident.Signal{Kind: "apikey.compromised", Subject: "key_1", Severity: incident.SeverityHigh, Source: "s"})
+	require.NoError(t, err)
+	id := rc.IncidentID
+
+	store.armed.Store(true)
+	done := make(chan struct{})
+	go func() { defer close(done); _, _ = a.head(ctx, id, true) }() // a flush on a reads the head
+	<-store.reading
+
+	require.NoError(t, a.takeOver(ctx))                                          // ListOpen sees v1; lease taken
+	require.NoError(t, b.AddNote(ctx, id, "bob", "the old owner's write lands")) // v2
+	close(store.release)
+	<-done
+
+	a.leasesMu.Lock()
+	held := a.leases[id] != nil
+	a.leasesMu.Unlock()
+	require.True(t, held, "a adopted it: its first step has had=true and trusts the kept head")
+	kept, err := a.head(ctx, id, true)
+	require.NoError(t, err)
+	cur, err := store.MemStore.Head(ctx, id)
+	require.NoError(t, err)
+	require.Equal(t, cur.Version, kept.Version, "the head a's step trusts is the store's")
 }

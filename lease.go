@@ -168,17 +168,26 @@ func (o *Orchestrator) holdLease(st *stepRun, id string) (held, had bool, err er
 }
 
 // leaseHead takes the lease on h's incident for this replica and, when it
-// gets it, adopts the incident with h as its kept head: its first step here
-// reads nothing. It reports false when another replica holds the lease.
-func (o *Orchestrator) leaseHead(ctx context.Context, h *incident.Incident) (bool, error) {
+// gets it, adopts the incident at h's Version. It reports false when
+// another replica holds the lease. With fresh (h is what this replica just
+// created) h is kept, and the first step here reads nothing; otherwise h
+// was read before the lease, and may be stale: nothing as old as h is kept
+// for a while (a read in flight from before the lease may return it), and
+// the first step reads the store.
+func (o *Orchestrator) leaseHead(ctx context.Context, h *incident.Incident, fresh bool) (bool, error) {
 	since := time.Now()
 	ok, err := o.leaser.Lease(ctx, h.ID, o.cfg.owner, o.cfg.leaseTTL)
 	if err != nil || !ok {
 		return false, err
 	}
+	if !fresh {
+		o.dropKept(h.ID, h.Version+1)
+	}
 	o.adopt(h.ID, since)
 	o.wrote(h.ID, h.Version)
-	o.keepHead(h)
+	if fresh {
+		o.keepHead(h)
+	}
 	return true, nil
 }
 
@@ -325,7 +334,7 @@ func (o *Orchestrator) takeOver(ctx context.Context) error {
 		if h == nil {
 			continue // ended since
 		}
-		ok, err := o.leaseHead(ctx, h)
+		ok, err := o.leaseHead(ctx, h, false)
 		if err != nil {
 			return err
 		}
@@ -334,9 +343,8 @@ func (o *Orchestrator) takeOver(ctx context.Context) error {
 			// owner stopped acting on it; yet a write of its may have
 			// been in flight then. The first step here reads the head:
 			// a plugin call made from a stale one could repeat one made
-			// already. Prompt, or urgent for containment: it waited a TTL
-			// already.
-			o.dropKept(id, 0)
+			// already (leaseHead keeps nothing). Prompt, or urgent for
+			// containment: it waited a TTL already.
 			o.sched.addAt(id, max(prompt, o.priorityOf(h)))
 		}
 	}

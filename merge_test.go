@@ -768,3 +768,26 @@ func TestMergedCredentialStaysRedactedOnTheParent(t *testing.T) {
 	require.ErrorIs(t, err, incident.ErrCredentialEvidence)
 	assert.NotContains(t, err.Error(), childSecret)
 }
+
+// TestReportAllMergedKeyKeepsParentCredential: ReportAll, like Report,
+// keeps a credential brought for a merged key for redaction alone: the
+// parent's own stays the one kept, and redacted.
+func TestReportAllMergedKeyKeepsParentCredential(t *testing.T) {
+	ctx := context.Background()
+	o, _ := desk(t)
+	const parentSecret, childSecret = "violet-otter-tangerine", "amber-heron-quartz"
+	ps, cs := bruteforce("parent"), bruteforce("child")
+	ps.Credential, cs.Credential = incident.NewSecret(parentSecret), incident.NewSecret(childSecret)
+	parent, child := file(t, o, ps), file(t, o, cs)
+	require.NoError(t, o.Merge(ctx, parent, child, "alice", "one attacker"))
+	rc, err := o.Report(ctx, cs) // slow path: the child's key is filed on the parent's hot entry
+	require.NoError(t, err)
+	require.Equal(t, parent, rc.IncidentID)
+	rcs, err := o.ReportAll(ctx, []incident.Signal{cs}) // fast path
+	require.NoError(t, err)
+	require.Equal(t, parent, rcs[0].IncidentID)
+
+	require.NoError(t, o.AddNote(ctx, parent, "bob", "the gateway logged "+parentSecret))
+	inc := get(t, o, parent)
+	assert.NotContains(t, inc.Timeline[len(inc.Timeline)-1].Detail, parentSecret, "the parent's own credential was replaced by the child's")
+}

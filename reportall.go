@@ -92,7 +92,7 @@ func (o *Orchestrator) ReportAll(ctx context.Context, sigs []incident.Signal) ([
 			continue
 		}
 		if !sig.Credential.IsZero() {
-			o.keepCredential(e.id, sig.Credential)
+			o.keepSignalCredential(e, sig)
 		}
 		o.gate.wait(ctx)
 		receipts[i].IncidentID = e.id

@@ -169,16 +169,13 @@ func (o *Orchestrator) resume(ctx context.Context) error {
 			// Adopt what no other replica holds, now: the rest is theirs
 			// (and, should they die, taken over by takeOver), and what
 			// this one will drive is not an orphan while it waits here.
-			ok, err := o.leaseHead(ctx, inc)
+			ok, err := o.leaseHead(ctx, inc, false)
 			if err != nil {
 				return err
 			}
 			if !ok {
 				continue
 			}
-			// inc was read before the lease was taken: another replica
-			// may have written since (and let go). The first step reads.
-			o.dropKept(inc.ID, 0)
 		}
 		o.sched.addAt(inc.ID, o.priorityOf(inc))
 	}

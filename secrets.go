@@ -9,17 +9,22 @@ import (
 	"github.com/breachkit/breach/incident"
 )
 
-// redact removes the incident's credential from text bound for the record,
-// the logs or a person, should a plugin have put it in an error message.
+// redact removes the incident's credential, and those of the incidents
+// merged into it, from text bound for the record, the logs or a person,
+// should a plugin have put one in an error message. The longest goes
+// first: one credential may hold another.
 func (o *Orchestrator) redact(id, s string) string {
-	if c := o.credential(id).Reveal(); c != "" && strings.Contains(s, c) {
-		s = strings.ReplaceAll(s, c, incident.Redacted)
+	if _, ok := o.merged.Load(id); !ok { // the incident's own alone: no list to build
+		if c := o.credential(id).Reveal(); c != "" && strings.Contains(s, c) {
+			s = strings.ReplaceAll(s, c, incident.Redacted)
+		}
+		return s
 	}
-	if v, ok := o.merged.Load(id); ok {
-		for _, c := range v.(*mergedCredentials).live(o.cfg.now(), o.cfg.credentialTTL) {
-			if c := c.Reveal(); c != "" && strings.Contains(s, c) {
-				s = strings.ReplaceAll(s, c, incident.Redacted)
-			}
+	cs := o.credentials(id)
+	slices.SortFunc(cs, func(a, b incident.Secret) int { return len(b.Reveal()) - len(a.Reveal()) })
+	for _, c := range cs {
+		if c := c.Reveal(); c != "" && strings.Contains(s, c) {
+			s = strings.ReplaceAll(s, c, incident.Redacted)
 		}
 	}
 	return s
