@@ -266,3 +266,79 @@ func TestMergedCredentialsExpireAndGoWithTheIncident(t *testing.T) {
 	o.forgetCredential("inc_q")
 	assert.Equal(t, "child-three", o.redact("inc_q", "child-three"), "ended here: forgotten")
 }
+
+// TestChildCredentialRedactedAfterAMergeElsewhere: a replica holding the
+// credential of an incident another replica merged keeps it out of the
+// parent's record: from the first head of the parent it reads, and across
+// a resume (which would otherwise forget it with the ended child).
+func TestChildCredentialRedactedAfterAMergeElsewhere(t *testing.T) {
+	const parentSecret, childSecret = "violet-otter-tangerine", "amber-heron-quartz"
+	for _, resume := range []bool{false, true} {
+		t.Run(map[bool]string{false: "parent read", true: "resume"}[resume], func(t *testing.T) {
+			ctx := context.Background()
+			store := incident.NewMemStore()
+			clk := &testClock{t: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)}
+			a := newCredOrchestrator(t, store, &credRecorder{}, clk)
+			b := newCredOrchestrator(t, store, &credRecorder{}, clk)
+			ps, cs := credSignal(), credSignal()
+			cs.Subject = "key_43"
+			ps.Credential, cs.Credential = incident.NewSecret(parentSecret), incident.NewSecret(childSecret)
+			rp, err := a.Report(ctx, ps)
+			require.NoError(t, err)
+			rch, err := a.Report(ctx, cs)
+			require.NoError(t, err)
+			require.NotEqual(t, rp.IncidentID, rch.IncidentID)
+			stepUntil(t, a, rp.IncidentID, incident.StateContained)
+			stepUntil(t, a, rch.IncidentID, incident.StateContained)
+			clk.add(time.Minute) // what a kept stays older than the resume's mark
+			require.NoError(t, b.Merge(ctx, rp.IncidentID, rch.IncidentID, "alice", "one attacker"))
+			if resume {
+				require.NoError(t, a.resume(ctx))
+			}
+			require.NoError(t, a.AddNote(ctx, rp.IncidentID, "bob", "the gateway logged "+childSecret+" and "+parentSecret))
+			inc, err := a.Get(ctx, rp.IncidentID)
+			require.NoError(t, err)
+			note := inc.Timeline[len(inc.Timeline)-1].Detail
+			assert.Equal(t, "the gateway logged "+incident.Redacted+" and "+incident.Redacted, note)
+			assert.Equal(t, parentSecret, a.credential(rp.IncidentID).Reveal(), "the parent's own stays its own")
+			assert.True(t, a.credential(rch.IncidentID).IsZero(), "moved, not kept twice")
+		})
+	}
+}
+
+// TestEndedIncidentCredentials: an incident that ended merged hands its
+// credentials (its own, and those merged into it) to its parent for
+// redaction, as old as they were; one that ended otherwise forgets them.
+func TestEndedIncidentCredentials(t *testing.T) {
+	clk := &testClock{t: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)}
+	o := newCredOrchestrator(t, incident.NewMemStore(), &credRecorder{}, clk, WithCredentialTTL(time.Hour))
+	o.keepCredential("inc_c", incident.NewSecret("child-own"))
+	clk.add(30 * time.Minute)
+	o.keepMergedCredential("inc_c", incident.NewSecret("grandchild"))
+	o.endCredentials(&incident.Incident{ID: "inc_c", State: incident.StateMerged, MergedInto: "inc_p"})
+	const text = "child-own grandchild"
+	assert.Equal(t, text, o.redact("inc_c", text), "forgotten for the child")
+	assert.Equal(t, "[REDACTED] [REDACTED]", o.redact("inc_p", text), "kept for the parent")
+	assert.True(t, o.credential("inc_p").IsZero(), "never the parent's own")
+	clk.add(45 * time.Minute) // the child's own came 75 minutes ago
+	assert.Equal(t, "child-own [REDACTED]", o.redact("inc_p", text), "as old as it was")
+
+	o.keepCredential("inc_d", incident.NewSecret("closed-own"))
+	o.keepMergedCredential("inc_d", incident.NewSecret("closed-merged"))
+	o.endCredentials(&incident.Incident{ID: "inc_d", State: incident.StateClosed})
+	assert.Equal(t, "closed-own closed-merged", o.redact("inc_d", "closed-own closed-merged"))
+}
+
+// TestKeepRacingASweepIsNotLost: a credential kept into a set the sweep
+// has just found empty, as the sweep takes the set out of the map, is kept
+// in a new set, not lost with the old one.
+func TestKeepRacingASweepIsNotLost(t *testing.T) {
+	clk := &testClock{t: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)}
+	o := newCredOrchestrator(t, incident.NewMemStore(), &credRecorder{}, clk)
+	m := &mergedCredentials{}
+	o.merged.Store("inc_p", m)
+	require.True(t, m.sweep(clk.now(), time.Hour, time.Time{}), "the sweep found it empty")
+	o.keepMergedCredential("inc_p", incident.NewSecret("child-one")) // between the sweep and its delete
+	o.merged.CompareAndDelete("inc_p", m)                            // the sweep's delete
+	assert.Equal(t, incident.Redacted, o.redact("inc_p", "child-one"))
+}

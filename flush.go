@@ -89,6 +89,7 @@ func (o *Orchestrator) flushEntry(ctx context.Context, e *hotEntry) error {
 		// another replica, say): they belong to a new incident, or to the
 		// one it was merged into.
 		o.hot.remove(e.id)
+		o.endCredentials(inc)
 		o.retarget(inc)
 		return o.refileBatch(ctx, e, d, b)
 	}

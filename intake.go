@@ -368,6 +368,7 @@ func (o *Orchestrator) resumeAliases(ctx context.Context, open []*incident.Incid
 				continue
 			}
 			o.aliases.Store(c.DedupKey, p.ID)
+			o.moveCredentials(c.ID, p.ID) // before the sweep forgets them with c
 			queue = append(queue, c.Merged...)
 		}
 	}

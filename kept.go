@@ -183,6 +183,7 @@ func (o *Orchestrator) head(ctx context.Context, id string, trustKept bool) (*in
 	inc, err := o.store.Head(ctx, id)
 	if err == nil {
 		o.keepHead(inc)
+		o.adoptMerged(inc)
 	}
 	return inc, err
 }

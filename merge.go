@@ -108,10 +108,11 @@ func (o *Orchestrator) Merge(ctx context.Context, parentID, childID, actor, reas
 	// may stay in it. (The child's is forgotten once it has ended.)
 	why := o.scrub(parentID, o.redact(childID, reason))
 	if child.MergedInto != parentID {
-		// The child's credentials are forgotten once it ends; the parent's
-		// record keeps them out from before then (a person's note, a
-		// plugin's error quoting the child's key), as it does its own.
-		// Should the merge be refused, redacting them there does no harm.
+		// The child's credentials move to the parent once its end is
+		// written (endCredentials); the parent's record keeps them out from
+		// before then (a person's note, a plugin's error quoting the
+		// child's key), as it does its own. Should the merge be refused,
+		// redacting them there does no harm.
 		for _, c := range o.credentials(childID) {
 			o.keepMergedCredential(parentID, c)
 		}

@@ -127,7 +127,51 @@ func (o *Orchestrator) credentialFor(inc *incident.Incident) incident.Secret {
 // incidents merged into it.
 func (o *Orchestrator) forgetCredential(id string) {
 	o.creds.Delete(id)
-	o.merged.Delete(id)
+	if v, ok := o.merged.LoadAndDelete(id); ok {
+		v.(*mergedCredentials).end(time.Time{}, 0) // a keep racing this one retries on a new set
+	}
+}
+
+// endCredentials is told that inc ended: the credentials held for it are
+// forgotten, or, when it was merged, kept for its parent's redaction (the
+// parent's record must keep them out: a note quoting the merged key, a
+// plugin's error).
+func (o *Orchestrator) endCredentials(inc *incident.Incident) {
+	if inc.State == incident.StateMerged && inc.MergedInto != "" {
+		o.moveCredentials(inc.ID, inc.MergedInto)
+		return
+	}
+	o.forgetCredential(inc.ID)
+}
+
+// adoptMerged moves the credentials this process holds for the incidents
+// merged into inc to inc's redaction set: a merge done on another replica
+// is learnt from the first head of the parent read here that lists the
+// child. (A merge done here moved them as the child's end was written.)
+func (o *Orchestrator) adoptMerged(inc *incident.Incident) {
+	for _, id := range inc.Merged {
+		o.moveCredentials(id, inc.ID)
+	}
+}
+
+// moveCredentials keeps the live credentials held for from (its own and
+// those merged into it) for the redaction of to, as old as they were, and
+// forgets them for from. Each is kept for to before it is forgotten for
+// from.
+func (o *Orchestrator) moveCredentials(from, to string) {
+	now, ttl := o.cfg.now(), o.cfg.credentialTTL
+	if v, ok := o.creds.Load(from); ok {
+		if k := v.(keptCredential); now.Sub(k.at) < ttl {
+			o.keepMergedAt(to, k.s, k.at)
+		}
+		o.creds.CompareAndDelete(from, v)
+	}
+	if v, ok := o.merged.Load(from); ok {
+		for _, k := range v.(*mergedCredentials).end(now, ttl) {
+			o.keepMergedAt(to, k.s, k.at)
+		}
+		o.merged.CompareAndDelete(from, v)
+	}
 }
 
 // keepSignalCredential keeps the credential sig brought for the incident
@@ -155,41 +199,71 @@ const maxMergedCredentials = 2 * incident.MaxMerged
 type mergedCredentials struct {
 	mu    sync.Mutex
 	creds []keptCredential
+	// dead: the set left the map (swept empty, forgotten, moved); a keep
+	// refused by it stores a new set rather than be lost with this one.
+	dead bool
 }
 
-// keep adds s, or makes it as new as at when it is there already.
-func (m *mergedCredentials) keep(s incident.Secret, at time.Time) {
+// keep adds s, or makes it as new as at when it is there already. It
+// returns false, keeping nothing, once the set is dead.
+func (m *mergedCredentials) keep(s incident.Secret, at time.Time) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.dead {
+		return false
+	}
 	for i := range m.creds {
 		if m.creds[i].s.Reveal() == s.Reveal() {
-			m.creds[i].at = at
-			return
+			m.creds[i].at = later(m.creds[i].at, at)
+			return true
 		}
 	}
 	if len(m.creds) >= maxMergedCredentials {
 		m.creds = slices.Delete(m.creds, 0, 1)
 	}
 	m.creds = append(m.creds, keptCredential{s: s, at: at})
+	return true
 }
 
-// sweep drops what expired by now, and what was kept before before, and
-// returns how many are left.
-func (m *mergedCredentials) sweep(now time.Time, ttl time.Duration, before time.Time) int {
+// later returns the later of a and b.
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// sweep drops what expired by now and what was kept before before. A set
+// left empty dies (the caller takes it out of the map) and sweep reports
+// true; a keep racing the removal is then refused, not lost.
+func (m *mergedCredentials) sweep(now time.Time, ttl time.Duration, before time.Time) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.creds = slices.DeleteFunc(m.creds, func(k keptCredential) bool { return now.Sub(k.at) >= ttl || k.at.Before(before) })
-	return len(m.creds)
+	m.dead = m.dead || len(m.creds) == 0
+	return m.dead
 }
 
-// live drops what expired by now and returns the rest.
-func (m *mergedCredentials) live(now time.Time, ttl time.Duration) []incident.Secret {
-	m.sweep(now, ttl, time.Time{})
+// end kills the set and returns what had not expired by now (nothing when
+// ttl is 0).
+func (m *mergedCredentials) end(now time.Time, ttl time.Duration) []keptCredential {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	out := make([]incident.Secret, len(m.creds))
-	for i, k := range m.creds {
-		out[i] = k.s
+	m.dead = true
+	out := slices.DeleteFunc(m.creds, func(k keptCredential) bool { return now.Sub(k.at) >= ttl })
+	m.creds = nil
+	return out
+}
+
+// live returns what has not expired by now.
+func (m *mergedCredentials) live(now time.Time, ttl time.Duration) []incident.Secret {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]incident.Secret, 0, len(m.creds))
+	for _, k := range m.creds {
+		if now.Sub(k.at) < ttl {
+			out = append(out, k.s)
+		}
 	}
 	return out
 }
@@ -197,11 +271,21 @@ func (m *mergedCredentials) live(now time.Time, ttl time.Duration) []incident.Se
 // keepMergedCredential keeps s, the credential of an incident merged into
 // id, for redaction alone.
 func (o *Orchestrator) keepMergedCredential(id string, s incident.Secret) {
+	o.keepMergedAt(id, s, o.cfg.now())
+}
+
+// keepMergedAt keeps s for the redaction of id as handed over at at.
+func (o *Orchestrator) keepMergedAt(id string, s incident.Secret, at time.Time) {
 	if s.IsZero() {
 		return
 	}
-	v, _ := o.merged.LoadOrStore(id, &mergedCredentials{})
-	v.(*mergedCredentials).keep(s, o.cfg.now())
+	for {
+		v, _ := o.merged.LoadOrStore(id, &mergedCredentials{})
+		if v.(*mergedCredentials).keep(s, at) {
+			return
+		}
+		o.merged.CompareAndDelete(id, v) // swept or forgotten as this came: a new set
+	}
 }
 
 // credentials returns every credential held for id: its own and those of
@@ -234,7 +318,7 @@ func (o *Orchestrator) sweepCredentials(open map[string]bool, mark time.Time) {
 		if open != nil && !open[id.(string)] {
 			before = mark
 		}
-		if v.(*mergedCredentials).sweep(now, o.cfg.credentialTTL, before) == 0 {
+		if v.(*mergedCredentials).sweep(now, o.cfg.credentialTTL, before) {
 			o.merged.CompareAndDelete(id, v)
 		}
 		return true

@@ -27,6 +27,7 @@ func (o *Orchestrator) mutate(ctx context.Context, inc *incident.Incident, fn fu
 	saved := o.savedHead(inc)
 	for range maxConflicts {
 		inc.Timeline, inc.Deliveries = nil, nil
+		o.adoptMerged(inc)
 		if err := fn(inc); err != nil {
 			*inc = *saved.Clone()
 			return err
@@ -59,7 +60,7 @@ func (o *Orchestrator) mutate(ctx context.Context, inc *incident.Incident, fn fu
 			// only of an investigation that failed, which stored none).
 			o.keepFirstPage(inc, saved.Investigation == nil && saved.Reopens == 0, ch.Customers)
 			if !inc.State.Open() {
-				o.forgetCredential(inc.ID)
+				o.endCredentials(inc)
 				o.retarget(inc)
 				if o.leaser != nil {
 					o.forgetLease(inc.ID) // the write gave it up
