@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"runtime/debug"
 	"slices"
@@ -244,7 +245,9 @@ func (o *Orchestrator) openOrJoin(ctx context.Context, sig *incident.Signal, key
 		e := o.hot.put(hk, inc)
 		o.changed()
 		o.announce(ctx, inc, inc.DetectedAt, ch.Entries)
-		o.log.Info("breach: incident opened", "incident", inc.ID, "kind", inc.Kind, "subject", inc.Subject, "severity", inc.Severity.String())
+		if o.log.Enabled(ctx, slog.LevelInfo) {
+			o.log.Info("breach: incident opened", "incident", inc.ID, "kind", inc.Kind, "subject", inc.Subject, "severity", inc.Severity.String())
+		}
 		// The reporter wakes the worker once it has the answer (openOrFind):
 		// woken now, the worker would lose the processor's next slot to
 		// the reporter, and wait behind every runnable goroutine.

@@ -55,13 +55,18 @@ func (o *Orchestrator) keepHead(inc *incident.Incident) {
 	var k *kept
 	for {
 		cur, ok := o.heads.Load(inc.ID)
+		var prev *incident.Incident
 		if ok {
-			if c := cur.(*kept); inc.Version < c.floor || c.head != nil && c.head.Version >= inc.Version {
+			c := cur.(*kept)
+			if inc.Version < c.floor || c.head != nil && c.head.Version >= inc.Version {
 				return
 			}
+			prev = c.head
 		}
 		if k == nil {
-			k = &kept{head: inc.Clone(), floor: inc.Version}
+			// Kept heads are never changed: the new one shares with the
+			// one it replaces the parts the write left as they were.
+			k = &kept{head: inc.CloneSharing(prev), floor: inc.Version}
 		}
 		if !ok {
 			if _, loaded := o.heads.LoadOrStore(inc.ID, k); !loaded {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/breachkit/breach/incident"
@@ -156,12 +157,15 @@ func (o *Orchestrator) fire(inc *incident.Incident, ev incident.Event, actor, de
 // (entries): only what was stored is told. since is when the incident
 // entered the state the first of them left.
 func (o *Orchestrator) announce(ctx context.Context, inc *incident.Incident, since time.Time, entries incident.Timeline) {
+	logged := o.log.Enabled(ctx, slog.LevelInfo) // no message built for a logger that drops it
 	for i := range entries {
 		e := &entries[i]
 		if e.Type != incident.EntryTransition {
 			continue
 		}
-		o.log.Info("breach: incident "+string(e.Event), "incident", inc.ID, "from", string(e.From), "to", string(e.To), "actor", e.Actor)
+		if logged {
+			o.log.Info("breach: incident "+string(e.Event), "incident", inc.ID, "from", string(e.From), "to", string(e.To), "actor", e.Actor)
+		}
 		if o.cfg.observer == nil {
 			since = e.At
 			continue

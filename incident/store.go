@@ -302,7 +302,7 @@ func (m *MemStore) Apply(ctx context.Context, ch Change) error {
 
 // write applies a checked change to r, under m.mu.
 func (m *MemStore) write(r *record, ch Change) {
-	r.head = ch.Head.Clone()
+	r.head = ch.Head.CloneSharing(r.head) // what is stored is never changed: versions share what they did not change
 	r.tl = m.names.appendPacked(r.tl, ch.Entries)
 	for _, d := range ch.Deliveries {
 		if i, ok := r.delAt[d.IdempotencyKey]; ok {
