@@ -10,7 +10,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-
 // fill gives every field reachable from v a value that is not its zero
 // value: pointers point, slices and maps hold one element.
 func fill(v reflect.Value, n *int) {
