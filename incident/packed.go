@@ -2,7 +2,9 @@ package incident
 
 import (
 	"math"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -29,11 +31,72 @@ type packedEntry struct {
 	hash     Hash
 }
 
+// join appends q, a run packed by names.pack for p, to p.
+func (p *packedTimeline) join(q packedTimeline) {
+	p.entries = append(p.entries, q.entries...)
+	p.raw = append(p.raw, q.raw...)
+}
+
 // names interns the short strings of timelines. It belongs to one MemStore
-// and is guarded by its mutex.
+// and has its own lock, so that a change is packed before the store's lock
+// is taken: names are only ever added, and an index once given keeps its
+// string.
 type names struct {
+	mu   sync.RWMutex
 	idx  map[string]uint32
 	strs []string
+}
+
+// pack returns tl packed as a run to join to a timeline; raw says that the
+// timeline has gone raw already (see packedTimeline), so the run must be
+// raw too. It takes the read lock when every name is known, as it almost
+// always is, and the write lock only to add a name.
+func (t *names) pack(tl Timeline, raw bool) packedTimeline {
+	if len(tl) == 0 {
+		return packedTimeline{}
+	}
+	if raw {
+		return packedTimeline{raw: slices.Clone(tl)}
+	}
+	p := packedTimeline{entries: make([]packedEntry, 0, len(tl))}
+	t.mu.RLock()
+	n := 0
+	for ; n < len(tl); n++ {
+		pe, ok := t.known(&tl[n])
+		if !ok {
+			break
+		}
+		p.entries = append(p.entries, pe)
+	}
+	t.mu.RUnlock()
+	if n < len(tl) {
+		t.mu.Lock()
+		p = t.appendPacked(p, tl[n:])
+		t.mu.Unlock()
+	}
+	return p
+}
+
+// known packs e when every one of its names has an index, under t.mu.
+func (t *names) known(e *Entry) (packedEntry, bool) {
+	actor, ok1 := t.idx[e.Actor]
+	typ, ok2 := t.idx[string(e.Type)]
+	ev, ok3 := t.idx[string(e.Event)]
+	from, ok4 := t.idx[string(e.From)]
+	to, ok5 := t.idx[string(e.To)]
+	if !(ok1 && ok2 && ok3 && ok4 && ok5) || actor >= math.MaxUint32 || max(typ, ev, from, to) >= math.MaxUint16 {
+		return packedEntry{}, false
+	}
+	return packEntry(e, actor, typ, ev, from, to), true
+}
+
+func packEntry(e *Entry, actor, typ, ev, from, to uint32) packedEntry {
+	pe := packedEntry{actor: actor, typ: uint16(typ), ev: uint16(ev), from: uint16(from), to: uint16(to),
+		at: math.MinInt64, detail: strings.Clone(e.Detail), hash: e.Hash}
+	if !e.At.IsZero() {
+		pe.at = e.At.UnixMicro()
+	}
+	return pe
 }
 
 func (t *names) id(s string, limit uint32) (uint32, bool) {
@@ -52,7 +115,8 @@ func (t *names) id(s string, limit uint32) (uint32, bool) {
 	return i, true
 }
 
-// appendPacked returns p with tl appended.
+// appendPacked returns p with tl appended, adding names as needed, under
+// the write lock of t.mu.
 func (t *names) appendPacked(p packedTimeline, tl Timeline) packedTimeline {
 	for i := range tl {
 		e := &tl[i]
@@ -69,12 +133,7 @@ func (t *names) appendPacked(p packedTimeline, tl Timeline) packedTimeline {
 			p.raw = append(p.raw, *e)
 			continue
 		}
-		pe := packedEntry{actor: actor, typ: uint16(typ), ev: uint16(ev), from: uint16(from), to: uint16(to),
-			at: math.MinInt64, detail: strings.Clone(e.Detail), hash: e.Hash}
-		if !e.At.IsZero() {
-			pe.at = e.At.UnixMicro()
-		}
-		p.entries = append(p.entries, pe)
+		p.entries = append(p.entries, packEntry(e, actor, typ, ev, from, to))
 	}
 	return p
 }
@@ -85,6 +144,9 @@ func (t *names) unpack(p packedTimeline, from, n int) Timeline {
 	if from >= end {
 		return nil
 	}
+	t.mu.RLock()
+	strs := t.strs // append-only: what it holds now stays as it is
+	t.mu.RUnlock()
 	tl := make(Timeline, 0, end-from)
 	for i := from; i < end; i++ {
 		if i >= len(p.entries) {
@@ -92,8 +154,8 @@ func (t *names) unpack(p packedTimeline, from, n int) Timeline {
 			continue
 		}
 		pe := &p.entries[i]
-		e := Entry{Actor: t.strs[pe.actor], Type: EntryType(t.strs[pe.typ]), Event: Event(t.strs[pe.ev]),
-			From: State(t.strs[pe.from]), To: State(t.strs[pe.to]), Detail: pe.detail, Hash: pe.hash}
+		e := Entry{Actor: strs[pe.actor], Type: EntryType(strs[pe.typ]), Event: Event(strs[pe.ev]),
+			From: State(strs[pe.from]), To: State(strs[pe.to]), Detail: pe.detail, Hash: pe.hash}
 		if pe.at != math.MinInt64 {
 			e.At = time.UnixMicro(pe.at).UTC()
 		}

@@ -237,6 +237,12 @@ func (m *MemStore) Create(ctx context.Context, ch Change) error {
 		return err
 	}
 	inc := ch.Head
+	// The record is made before the lock is taken: under it, a Create
+	// only checks the ID and the dedup key and files the record.
+	head := inc.Clone()
+	head.Version = 1
+	r := &record{head: head, tl: m.names.pack(ch.Entries, false)}
+	r.addEffects(ch)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.byID == nil {
@@ -252,14 +258,18 @@ func (m *MemStore) Create(ctx context.Context, ch Change) error {
 		}
 		m.open[inc.DedupKey] = inc.ID
 	}
-	inc.Version = 1
-	r := &record{}
-	m.write(r, ch)
 	m.byID[inc.ID] = r
+	inc.Version = 1
 	return nil
 }
 
 // Apply implements Store.
+//
+// The new head is cloned and the entries packed before the lock is taken,
+// against the head read under a read lock; under the lock, Apply only
+// checks that this head is still the stored one and swaps it. A change
+// that raced another to the same incident then fails with the
+// ConflictError the Version check would have given.
 func (m *MemStore) Apply(ctx context.Context, ch Change) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -268,18 +278,31 @@ func (m *MemStore) Apply(ctx context.Context, ch Change) error {
 		return err
 	}
 	inc := ch.Head
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.mu.RLock()
 	r, ok := m.byID[inc.ID]
+	var cur *Incident
+	var raw bool
+	if ok {
+		cur, raw = r.head, r.tl.raw != nil
+	}
+	m.mu.RUnlock()
 	if !ok {
 		return notFound(inc.ID)
 	}
-	cur := r.head
 	if cur.Version != inc.Version {
 		return &ConflictError{ID: inc.ID, Expected: inc.Version, Actual: cur.Version}
 	}
 	if err := ch.Check(cur.Chain); err != nil {
 		return err
+	}
+	next := inc.CloneSharing(cur) // what is stored is never changed: versions share what they did not change
+	next.Version = cur.Version + 1
+	run := m.names.pack(ch.Entries, raw) // raw only grows with a write, which the head check below sees
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if r.head != cur {
+		return &ConflictError{ID: inc.ID, Expected: inc.Version, Actual: r.head.Version}
 	}
 	wasOpen, isOpen := cur.State.Open(), inc.State.Open()
 	if isOpen {
@@ -295,15 +318,16 @@ func (m *MemStore) Apply(ctx context.Context, ch Change) error {
 	} else {
 		delete(m.leases, inc.ID) // see Leaser
 	}
-	inc.Version = cur.Version + 1
-	m.write(r, ch)
+	r.head = next
+	r.tl.join(run)
+	r.addEffects(ch)
+	inc.Version = next.Version
 	return nil
 }
 
-// write applies a checked change to r, under m.mu.
-func (m *MemStore) write(r *record, ch Change) {
-	r.head = ch.Head.CloneSharing(r.head) // what is stored is never changed: versions share what they did not change
-	r.tl = m.names.appendPacked(r.tl, ch.Entries)
+// addEffects files the deliveries and customers of a checked change in r,
+// replacing those with the same key: under m.mu, or before r is filed.
+func (r *record) addEffects(ch Change) {
 	for _, d := range ch.Deliveries {
 		if i, ok := r.delAt[d.IdempotencyKey]; ok {
 			r.dels[i] = d
