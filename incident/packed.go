@@ -84,7 +84,7 @@ func (t *names) known(e *Entry) (packedEntry, bool) {
 	ev, ok3 := t.idx[string(e.Event)]
 	from, ok4 := t.idx[string(e.From)]
 	to, ok5 := t.idx[string(e.To)]
-	if !(ok1 && ok2 && ok3 && ok4 && ok5) || actor >= math.MaxUint32 || max(typ, ev, from, to) >= math.MaxUint16 {
+	if !(ok1 && ok2 && ok3 && ok4 && ok5) || actor == math.MaxUint32 || max(typ, ev, from, to) >= math.MaxUint16 {
 		return packedEntry{}, false
 	}
 	return packEntry(e, actor, typ, ev, from, to), true

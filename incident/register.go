@@ -216,43 +216,44 @@ func (m *MemStore) List(ctx context.Context, f ListFilter) (Page, error) {
 	}
 	size := f.PageSize()
 	m.mu.RLock()
-	defer m.mu.RUnlock()
 	// first holds the size+1 incidents that come first in the register's
 	// order, as a heap whose root is the one that comes last of them.
 	first := pageHeap{}
-	for _, s := range m.byID {
-		if !f.Matches(s.head) || (after != nil && !after.Precedes(s.head.DetectedAt, s.head.ID)) {
+	for _, r := range m.byID {
+		h := r.head.Load()
+		if !f.Matches(h) || (after != nil && !after.Precedes(h.DetectedAt, h.ID)) {
 			continue
 		}
 		if len(first) <= size {
-			heap.Push(&first, s)
-		} else if newestFirst(s.head, first[0].head) < 0 {
-			first[0] = s
+			heap.Push(&first, h)
+		} else if newestFirst(h, first[0]) < 0 {
+			first[0] = h
 			heap.Fix(&first, 0)
 		}
 	}
-	hits := []*record(first)
-	slices.SortFunc(hits, func(a, b *record) int { return newestFirst(a.head, b.head) })
+	m.mu.RUnlock()
+	hits := []*Incident(first)
+	slices.SortFunc(hits, newestFirst)
 	var p Page
 	if len(hits) > size {
 		hits = hits[:size]
-		p.Next = CursorAfter(hits[size-1].head).String()
+		p.Next = CursorAfter(hits[size-1]).String()
 	}
 	p.Incidents = make([]*Incident, len(hits))
-	for i, s := range hits {
-		p.Incidents[i] = s.head.Clone()
+	for i, h := range hits {
+		p.Incidents[i] = h.Clone()
 	}
 	return p, nil
 }
 
-// pageHeap is a heap of stored incidents whose root comes last in the
+// pageHeap is a heap of stored heads whose root comes last in the
 // register's order.
-type pageHeap []*record
+type pageHeap []*Incident
 
 func (h pageHeap) Len() int           { return len(h) }
-func (h pageHeap) Less(i, j int) bool { return newestFirst(h[i].head, h[j].head) > 0 }
+func (h pageHeap) Less(i, j int) bool { return newestFirst(h[i], h[j]) > 0 }
 func (h pageHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *pageHeap) Push(x any)        { *h = append(*h, x.(*record)) }
+func (h *pageHeap) Push(x any)        { *h = append(*h, x.(*Incident)) }
 func (h *pageHeap) Pop() any {
 	old := *h
 	x := old[len(old)-1]

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -119,22 +120,41 @@ type Leaser interface {
 // read; timeline entries, deliveries and customers, once written, are kept
 // where they are and copied only into the page a read returns. A change
 // costs what it holds, however large the incident.
+//
+// Writes to different incidents do not wait for each other: each incident
+// has its own lock, and a change is cloned and packed before it is taken.
+// Only a Create, or an Apply that changes whether an incident is open or
+// under which dedup key, takes the store-wide lock, and then only to file
+// the change; leases have a lock of their own.
 type MemStore struct {
-	mu     sync.RWMutex
-	byID   map[string]*record
-	names  names
-	open   map[string]string // dedup key → ID of the open incident
+	// Lock order: mu, then a record's mu, then lmu; names.mu is taken
+	// under any of them or none.
+	mu    sync.RWMutex // guards byID and open
+	byID  map[string]*record
+	open  map[string]string // dedup key → ID of the open incident
+	names names
+
+	lmu    sync.Mutex // guards leases
 	leases map[string]lease
 }
 
 // record is one incident in a MemStore.
 type record struct {
-	head      *Incident // never changed once stored: replaced
+	head atomic.Pointer[Incident] // never changed once stored: replaced, under mu
+
+	mu        sync.RWMutex // guards what follows; a write holds it for its swap
 	tl        packedTimeline
 	dels      []Delivery
 	delAt     map[string]int // idempotency key → index in dels
 	customers []Customer
 	custAt    map[string]int // recipient ID → index in customers
+}
+
+// record returns the record of incident id, or nil.
+func (m *MemStore) record(id string) *record {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.byID[id]
 }
 
 type lease struct {
@@ -153,8 +173,8 @@ func (m *MemStore) Lease(ctx context.Context, id, owner string, ttl time.Duratio
 		return false, err
 	}
 	now := time.Now()
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.lmu.Lock()
+	defer m.lmu.Unlock()
 	if l, ok := m.leases[id]; ok && l.owner != owner && now.Before(l.until) {
 		return false, nil
 	}
@@ -170,8 +190,8 @@ func (m *MemStore) Unlease(ctx context.Context, id, owner string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.lmu.Lock()
+	defer m.lmu.Unlock()
 	if l, ok := m.leases[id]; ok && l.owner == owner {
 		delete(m.leases, id)
 	}
@@ -187,15 +207,19 @@ func (m *MemStore) Renew(ctx context.Context, owner string, ttl time.Duration) (
 		return nil, err
 	}
 	now := time.Now()
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	// The store-wide lock for reading, so that no incident ends (which
+	// gives up its leases) between a renewal and the Version it returns.
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	m.lmu.Lock()
+	defer m.lmu.Unlock()
 	held := map[string]int64{}
 	for id, l := range m.leases {
 		if l.owner == owner && now.Before(l.until) {
 			m.leases[id] = lease{owner: owner, until: now.Add(ttl)}
 			held[id] = 0
 			if r, ok := m.byID[id]; ok {
-				held[id] = r.head.Version
+				held[id] = r.head.Load().Version
 			}
 		}
 	}
@@ -209,13 +233,15 @@ func (m *MemStore) Orphans(ctx context.Context, limit int) ([]string, error) {
 	}
 	now := time.Now()
 	m.mu.RLock()
+	m.lmu.Lock()
 	var heads []*Incident
 	for _, id := range m.open {
 		if l, ok := m.leases[id]; ok && now.Before(l.until) {
 			continue
 		}
-		heads = append(heads, m.byID[id].head)
+		heads = append(heads, m.byID[id].head.Load())
 	}
+	m.lmu.Unlock()
 	m.mu.RUnlock()
 	slices.SortFunc(heads, byDetected)
 	if limit > 0 && len(heads) > limit {
@@ -241,7 +267,8 @@ func (m *MemStore) Create(ctx context.Context, ch Change) error {
 	// only checks the ID and the dedup key and files the record.
 	head := inc.Clone()
 	head.Version = 1
-	r := &record{head: head, tl: m.names.pack(ch.Entries, false)}
+	r := &record{tl: m.names.pack(ch.Entries, false)}
+	r.head.Store(head)
 	r.addEffects(ch)
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -265,11 +292,11 @@ func (m *MemStore) Create(ctx context.Context, ch Change) error {
 
 // Apply implements Store.
 //
-// The new head is cloned and the entries packed before the lock is taken,
-// against the head read under a read lock; under the lock, Apply only
-// checks that this head is still the stored one and swaps it. A change
-// that raced another to the same incident then fails with the
-// ConflictError the Version check would have given.
+// The new head is cloned and the entries packed before any lock is taken,
+// against the head read then; under the incident's lock, Apply only checks
+// that this head is still the stored one and swaps it. A change that raced
+// another to the same incident then fails with the ConflictError the
+// Version check would have given.
 func (m *MemStore) Apply(ctx context.Context, ch Change) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -278,17 +305,13 @@ func (m *MemStore) Apply(ctx context.Context, ch Change) error {
 		return err
 	}
 	inc := ch.Head
-	m.mu.RLock()
-	r, ok := m.byID[inc.ID]
-	var cur *Incident
-	var raw bool
-	if ok {
-		cur, raw = r.head, r.tl.raw != nil
-	}
-	m.mu.RUnlock()
-	if !ok {
+	r := m.record(inc.ID)
+	if r == nil {
 		return notFound(inc.ID)
 	}
+	r.mu.RLock()
+	cur, raw := r.head.Load(), r.tl.raw != nil
+	r.mu.RUnlock()
 	if cur.Version != inc.Version {
 		return &ConflictError{ID: inc.ID, Expected: inc.Version, Actual: cur.Version}
 	}
@@ -297,28 +320,41 @@ func (m *MemStore) Apply(ctx context.Context, ch Change) error {
 	}
 	next := inc.CloneSharing(cur) // what is stored is never changed: versions share what they did not change
 	next.Version = cur.Version + 1
-	run := m.names.pack(ch.Entries, raw) // raw only grows with a write, which the head check below sees
+	run := m.names.pack(ch.Entries, raw) // raw only changes with a write, which the head check below sees
 
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if r.head != cur {
-		return &ConflictError{ID: inc.ID, Expected: inc.Version, Actual: r.head.Version}
-	}
 	wasOpen, isOpen := cur.State.Open(), inc.State.Open()
-	if isOpen {
-		if id, ok := m.open[inc.DedupKey]; ok && id != inc.ID {
-			return &DuplicateError{DedupKey: inc.DedupKey, ExistingID: id}
+	// An open incident's dedup key is in m.open (Create and Apply refuse a
+	// second one), so a change that keeps it open under the same key leaves
+	// m.open as it is.
+	filed := wasOpen != isOpen || (isOpen && cur.DedupKey != inc.DedupKey)
+	if filed {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if now := r.head.Load(); now != cur {
+		return &ConflictError{ID: inc.ID, Expected: inc.Version, Actual: now.Version}
+	}
+	if filed {
+		if isOpen {
+			if id, ok := m.open[inc.DedupKey]; ok && id != inc.ID {
+				return &DuplicateError{DedupKey: inc.DedupKey, ExistingID: id}
+			}
+		}
+		if wasOpen && m.open[cur.DedupKey] == cur.ID {
+			delete(m.open, cur.DedupKey)
+		}
+		if isOpen {
+			m.open[inc.DedupKey] = inc.ID
 		}
 	}
-	if wasOpen && m.open[cur.DedupKey] == cur.ID {
-		delete(m.open, cur.DedupKey)
-	}
-	if isOpen {
-		m.open[inc.DedupKey] = inc.ID
-	} else {
+	if !isOpen {
+		m.lmu.Lock()
 		delete(m.leases, inc.ID) // see Leaser
+		m.lmu.Unlock()
 	}
-	r.head = next
+	r.head.Store(next)
 	r.tl.join(run)
 	r.addEffects(ch)
 	inc.Version = next.Version
@@ -358,13 +394,11 @@ func (m *MemStore) Head(ctx context.Context, id string) (*Incident, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	r, ok := m.byID[id]
-	if !ok {
+	r := m.record(id)
+	if r == nil {
 		return nil, notFound(id)
 	}
-	return r.head.Clone(), nil
+	return r.head.Load().Clone(), nil
 }
 
 // FindOpen implements Store.
@@ -373,12 +407,15 @@ func (m *MemStore) FindOpen(ctx context.Context, dedupKey string) (*Incident, er
 		return nil, err
 	}
 	m.mu.RLock()
-	defer m.mu.RUnlock()
-	id, ok := m.open[dedupKey]
-	if !ok {
+	var h *Incident
+	if id, ok := m.open[dedupKey]; ok {
+		h = m.byID[id].head.Load() // open: a change that ends it waits for m.mu
+	}
+	m.mu.RUnlock()
+	if h == nil {
 		return nil, &notFoundError{what: "open incident with dedup key " + dedupKey}
 	}
-	return m.byID[id].head.Clone(), nil
+	return h.Clone(), nil
 }
 
 // ListOpen implements Store.
@@ -389,9 +426,12 @@ func (m *MemStore) ListOpen(ctx context.Context) ([]*Incident, error) {
 	m.mu.RLock()
 	out := make([]*Incident, 0, len(m.open))
 	for _, id := range m.open {
-		out = append(out, m.byID[id].head.Clone())
+		out = append(out, m.byID[id].head.Load())
 	}
 	m.mu.RUnlock()
+	for i, h := range out {
+		out[i] = h.Clone()
+	}
 	slices.SortFunc(out, byDetected)
 	return out, nil
 }
@@ -407,12 +447,12 @@ func (m *MemStore) Entries(ctx context.Context, id string, from, limit int) (Tim
 	if from < 0 {
 		return nil, &FilterError{Field: "from", Reason: "negative: " + strconv.Itoa(from)}
 	}
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	r, ok := m.byID[id]
-	if !ok {
+	r := m.record(id)
+	if r == nil {
 		return nil, notFound(id)
 	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
 	return m.names.unpack(r.tl, from, PartPage(limit)), nil
 }
 
@@ -424,12 +464,12 @@ func (m *MemStore) Deliveries(ctx context.Context, id string, q DeliveryQuery) (
 	if err := q.Validate(); err != nil {
 		return nil, err
 	}
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	r, ok := m.byID[id]
-	if !ok {
+	r := m.record(id)
+	if r == nil {
 		return nil, notFound(id)
 	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
 	var out []Delivery
 	if len(q.Keys) > 0 {
 		for _, k := range q.Keys {
@@ -464,12 +504,12 @@ func (m *MemStore) Customers(ctx context.Context, id string, after string, limit
 	if err := CheckLimit(limit); err != nil {
 		return nil, err
 	}
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	r, ok := m.byID[id]
-	if !ok {
+	r := m.record(id)
+	if r == nil {
 		return nil, notFound(id)
 	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
 	start := 0
 	if after != "" {
 		i, ok := r.custAt[after]

@@ -640,3 +640,95 @@ func TestStoreErrorMessages(t *testing.T) {
 	assert.NotErrorIs(t, &incident.ConflictError{}, incident.ErrDuplicate)
 	assert.NotErrorIs(t, &incident.DuplicateError{}, incident.ErrConflict)
 }
+
+// TestMemStoreEndRacesReopen: an incident ending races a Create of its
+// dedup key, a change to it that keeps it open, a Renew of its lease and
+// readers. Each round, the key has at most one open incident, FindOpen
+// and ListOpen never return an ended head, the Create succeeds exactly
+// when it came after the end, and the lease goes with the end. MemStore
+// takes its store-wide lock only for the changes that file or unfile an
+// open dedup key; this checks that the others cannot slip past them.
+func TestMemStoreEndRacesReopen(t *testing.T) {
+	const rounds = 200
+	s := incident.NewMemStore()
+	ctx := t.Context()
+	for round := range rounds {
+		key := fmt.Sprintf("apikey.compromised/key_%d", round)
+		a := create(t, s, newIncident(fmt.Sprintf("a-%d", round), key))
+		ok, err := s.Lease(ctx, a.ID, "replica-1", time.Minute)
+		require.NoError(t, err)
+		require.True(t, ok)
+		ended := a.Clone()
+		ended.State = incident.StateClosed
+		kept := a.Clone()
+		kept.Summary = "still open"
+		b := newIncident(fmt.Sprintf("b-%d", round), key)
+
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		var endErr, keptErr, createErr error
+		var created bool
+		var renewed map[string]int64
+		wg.Go(func() { <-start; endErr = s.Apply(ctx, incident.Split(ended)) })
+		wg.Go(func() { <-start; keptErr = s.Apply(ctx, incident.Split(kept)) })
+		wg.Go(func() {
+			<-start
+			createErr = s.Create(ctx, incident.Split(b))
+			created = createErr == nil
+		})
+		wg.Go(func() {
+			<-start
+			var err error
+			renewed, err = s.Renew(ctx, "replica-1", time.Minute)
+			assert.NoError(t, err)
+		})
+		wg.Go(func() {
+			<-start
+			for range 4 {
+				if h, err := s.FindOpen(ctx, key); err == nil {
+					assert.True(t, h.State.Open(), "round %d: FindOpen returned %s", round, h.State)
+				}
+				open, err := s.ListOpen(ctx)
+				assert.NoError(t, err)
+				for _, h := range open {
+					assert.True(t, h.State.Open(), "round %d: ListOpen returned %s %s", round, h.ID, h.State)
+				}
+			}
+		})
+		close(start)
+		wg.Wait()
+
+		// The end and the change that keeps it open start from one Version:
+		// exactly one lands.
+		require.True(t, (endErr == nil) != (keptErr == nil), "round %d: end %v, kept %v", round, endErr, keptErr)
+		if createErr != nil {
+			require.ErrorIs(t, createErr, incident.ErrDuplicate, "round %d", round)
+		}
+		if v, ok := renewed[a.ID]; ok && v != 1 {
+			// A lease renewed is one the end had not given up yet: the
+			// Version it returns is the first, or the change that kept
+			// the incident open.
+			assert.NoError(t, keptErr, "round %d: Renew returned the lease with the ended head's Version %d", round, v)
+		}
+		got, err := s.FindOpen(ctx, key)
+		switch {
+		case created:
+			require.NoError(t, endErr, "round %d: the Create landed, so the incident holding the key ended first", round)
+			require.NoError(t, err)
+			assert.Equal(t, b.ID, got.ID, "round %d", round)
+		case endErr == nil:
+			assert.ErrorIs(t, err, incident.ErrNotFound, "round %d: ended and not re-created", round)
+		default:
+			require.NoError(t, err)
+			assert.Equal(t, a.ID, got.ID, "round %d", round)
+		}
+		orphans, err := s.Orphans(ctx, 0)
+		require.NoError(t, err)
+		if endErr == nil {
+			held, err := s.Renew(ctx, "replica-1", time.Minute)
+			require.NoError(t, err)
+			assert.NotContains(t, held, a.ID, "round %d: the end gives the lease up", round)
+			assert.NotContains(t, orphans, a.ID, "round %d: an ended incident is no orphan", round)
+		}
+	}
+}
