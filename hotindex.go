@@ -229,24 +229,42 @@ func (h *hotIndex) retire(e *hotEntry) {
 }
 
 // pending returns the entries with signals not yet flushed: live ones with
-// a count, and retired ones until they are found empty.
+// a count, and retired ones until they are found empty. Every entry known
+// when it is called is looked at.
+//
+// The counts are read after h.mu is released: each takes its entry's own
+// lock, which reporters take for every signal they count, and a reporter
+// preempted while holding one must hold up only this flush, not every
+// lookup that misses the index (a new incident's Report among them).
 func (h *hotIndex) pending() []*hotEntry {
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	var out []*hotEntry
+	all := make([]*hotEntry, 0, len(h.live)+len(h.retiring))
 	for _, e := range h.live {
-		if e.pendingCount() > 0 {
+		all = append(all, e)
+	}
+	live := len(all)
+	for e := range h.retiring {
+		all = append(all, e)
+	}
+	h.mu.Unlock()
+	out := all[:0]
+	var empty []*hotEntry
+	for i, e := range all {
+		switch {
+		case e.pendingCount() > 0:
 			out = append(out, e)
+		case i >= live:
+			// Dead entries take no count (kill and add share its
+			// mutex): one found empty stays empty.
+			empty = append(empty, e)
 		}
 	}
-	for e := range h.retiring {
-		// Dead entries take no count (kill and add share its mutex): one
-		// found empty stays empty.
-		if e.pendingCount() > 0 {
-			out = append(out, e)
-		} else {
+	if len(empty) > 0 {
+		h.mu.Lock()
+		for _, e := range empty {
 			delete(h.retiring, e)
 		}
+		h.mu.Unlock()
 	}
 	return out
 }

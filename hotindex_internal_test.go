@@ -3,6 +3,8 @@ package breach
 import (
 	"context"
 	"log/slog"
+	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -83,4 +85,46 @@ func TestReportsDuringDismissalAreCounted(t *testing.T) {
 		counted += inc.Signals.Count
 	}
 	assert.Equal(t, acked.Load(), counted, "every acknowledged signal is counted")
+}
+
+// TestPendingHoldsNoLookUp: the flush's look at every entry's count waits
+// for an entry a reporter holds (here the test holds its lock, as a
+// reporter preempted mid-count would), but a lookup that misses the index
+// (a new incident's Report) does not wait for the flush. Before the fix,
+// pending held the index's lock while it waited, and every miss with it.
+func TestPendingHoldsNoLookUp(t *testing.T) {
+	var h hotIndex
+	held := h.put(hotKey{kind: "apikey.compromised", subject: "key_busy"}, &incident.Incident{ID: "inc_busy"})
+	_, _ = held.add(&incident.Signal{Kind: "apikey.compromised", Subject: "key_busy"}, time.Now, false, nil)
+	held.mu.Lock()
+	flushed := make(chan []*hotEntry, 1)
+	go func() { flushed <- h.pending() }()
+	// Wait until the flush is blocked on the held entry.
+	for !goroutineBlockedIn("pendingCount") {
+		runtime.Gosched()
+	}
+	missed := make(chan *hotEntry, 1)
+	go func() { missed <- h.get(hotKey{kind: "apikey.compromised", subject: "key_new"}) }()
+	select {
+	case e := <-missed:
+		assert.Nil(t, e, "a key the index does not hold")
+	case <-time.After(10 * time.Second): // a failure's bound, not a synchronisation
+		held.mu.Unlock()
+		t.Fatal("a lookup that missed the index waited for the flush")
+	}
+	held.mu.Unlock()
+	assert.Equal(t, []*hotEntry{held}, <-flushed, "the flush still finds the held entry's count")
+}
+
+// goroutineBlockedIn reports whether a goroutine is blocked on a mutex in
+// a function whose name contains fn.
+func goroutineBlockedIn(fn string) bool {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "[sync.Mutex.Lock") && strings.Contains(g, fn) {
+			return true
+		}
+	}
+	return false
 }
