@@ -50,6 +50,12 @@ func typicalIncident(i int) *incident.Incident {
 	}
 	inc.Signals = incident.SignalSummary{Count: 1, FirstSeen: t0, LastSeen: t0,
 		Samples: []incident.SignalSample{{At: t0, Source: "scanner", Severity: incident.SeverityCritical}}}
+	inc.Investigation = &incident.Investigation{Findings: incident.Findings{
+		Impact: incident.Impact{Customers: []incident.Customer{{ID: "acct_7", Email: "security@example.com"}},
+			Data: []incident.DataCategory{incident.DataAPIAccess}},
+	}}
+	inc.Deliveries = []incident.Delivery{{IdempotencyKey: id + "/notify/acct_7/email", Recipient: "acct_7",
+		Channel: "email", Status: incident.DeliverySent, Attempts: 1, SentAt: t0.Add(8 * time.Second)}}
 	details := []string{
 		"opened from a critical apikey.compromised signal about " + subject,
 		"contain-first playbook: containing before investigating",

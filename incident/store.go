@@ -145,10 +145,55 @@ type record struct {
 	mu        sync.RWMutex // guards what follows; a write holds it for its swap
 	tl        packedTimeline
 	dels      []Delivery
-	delAt     map[string]int // idempotency key → index in dels
+	delAt     map[string]int // idempotency key → index in dels; nil while there are few (see indexed)
 	customers []Customer
-	custAt    map[string]int // recipient ID → index in customers
+	custAt    map[string]int // recipient ID → index in customers; nil while there are few
 }
+
+// indexed is how many deliveries (or customers) a record holds before it
+// keeps a map from key to position: below it a scan is as quick, and most
+// incidents (one account, a notice or two) are spared two maps of a few
+// hundred bytes each.
+const indexed = 8
+
+// find returns the position of the item whose key is k, with the index
+// when there is one, else by a scan.
+func find[T any](items []T, at map[string]int, k string, key func(*T) string) (int, bool) {
+	if at != nil {
+		i, ok := at[k]
+		return i, ok
+	}
+	for i := range items {
+		if key(&items[i]) == k {
+			return i, true
+		}
+	}
+	return 0, false
+}
+
+// file puts item under its key in items, replacing the one there, and
+// keeps the index once items outgrow a scan.
+func file[T any](items []T, at map[string]int, item T, key func(*T) string) ([]T, map[string]int) {
+	k := key(&item)
+	if i, ok := find(items, at, k, key); ok {
+		items[i] = item
+		return items, at
+	}
+	items = append(items, item)
+	switch {
+	case at != nil:
+		at[k] = len(items) - 1
+	case len(items) > indexed:
+		at = make(map[string]int, len(items))
+		for i := range items {
+			at[key(&items[i])] = i
+		}
+	}
+	return items, at
+}
+
+func deliveryKey(d *Delivery) string { return d.IdempotencyKey }
+func customerKey(c *Customer) string { return RecipientID(*c) }
 
 // record returns the record of incident id, or nil.
 func (m *MemStore) record(id string) *record {
@@ -365,27 +410,10 @@ func (m *MemStore) Apply(ctx context.Context, ch Change) error {
 // replacing those with the same key: under m.mu, or before r is filed.
 func (r *record) addEffects(ch Change) {
 	for _, d := range ch.Deliveries {
-		if i, ok := r.delAt[d.IdempotencyKey]; ok {
-			r.dels[i] = d
-			continue
-		}
-		if r.delAt == nil {
-			r.delAt = map[string]int{}
-		}
-		r.delAt[d.IdempotencyKey] = len(r.dels)
-		r.dels = append(r.dels, d)
+		r.dels, r.delAt = file(r.dels, r.delAt, d, deliveryKey)
 	}
 	for _, c := range ch.Customers {
-		id := RecipientID(c)
-		if i, ok := r.custAt[id]; ok {
-			r.customers[i] = c
-			continue
-		}
-		if r.custAt == nil {
-			r.custAt = map[string]int{}
-		}
-		r.custAt[id] = len(r.customers)
-		r.customers = append(r.customers, c)
+		r.customers, r.custAt = file(r.customers, r.custAt, c, customerKey)
 	}
 }
 
@@ -473,7 +501,7 @@ func (m *MemStore) Deliveries(ctx context.Context, id string, q DeliveryQuery) (
 	var out []Delivery
 	if len(q.Keys) > 0 {
 		for _, k := range q.Keys {
-			if i, ok := r.delAt[k]; ok && (q.Status == "" || r.dels[i].Status == q.Status) {
+			if i, ok := find(r.dels, r.delAt, k, deliveryKey); ok && (q.Status == "" || r.dels[i].Status == q.Status) {
 				out = append(out, r.dels[i])
 			}
 		}
@@ -481,7 +509,7 @@ func (m *MemStore) Deliveries(ctx context.Context, id string, q DeliveryQuery) (
 	}
 	start := 0
 	if q.After != "" {
-		i, ok := r.delAt[q.After]
+		i, ok := find(r.dels, r.delAt, q.After, deliveryKey)
 		if !ok {
 			return nil, nil
 		}
@@ -512,7 +540,7 @@ func (m *MemStore) Customers(ctx context.Context, id string, after string, limit
 	defer r.mu.RUnlock()
 	start := 0
 	if after != "" {
-		i, ok := r.custAt[after]
+		i, ok := find(r.customers, r.custAt, after, customerKey)
 		if !ok {
 			return nil, nil
 		}

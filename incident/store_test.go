@@ -732,3 +732,59 @@ func TestMemStoreEndRacesReopen(t *testing.T) {
 		}
 	}
 }
+
+// TestMemStoreEffectsFoundByKeyAtAnySize: MemStore finds deliveries and
+// customers by scanning while an incident has few and by an index once it
+// has more than a few; either way a key finds its item, a rewrite replaces
+// it in place, and pages start after the key given.
+func TestMemStoreEffectsFoundByKeyAtAnySize(t *testing.T) {
+	for _, n := range []int{1, 8, 9, 40} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			s := incident.NewMemStore()
+			ctx := t.Context()
+			inc := newIncident("inc-1", "key-1")
+			inc.Investigation.Impact.Customers = nil
+			for i := range n {
+				inc.Investigation.Impact.Customers = append(inc.Investigation.Impact.Customers, incident.Customer{ID: fmt.Sprintf("cust-%02d", i)})
+				inc.Deliveries = append(inc.Deliveries, incident.Delivery{Recipient: fmt.Sprintf("cust-%02d", i), Channel: "email",
+					IdempotencyKey: fmt.Sprintf("del-%02d", i), Status: incident.DeliveryClaimed})
+			}
+			inc.Investigation.Impact.Affected = n
+			h := create(t, s, inc)
+			// Rewrite the last delivery and customer, and add one of each.
+			last := fmt.Sprintf("%02d", n-1)
+			h.Deliveries = []incident.Delivery{
+				{Recipient: "cust-" + last, Channel: "email", IdempotencyKey: "del-" + last, Status: incident.DeliverySent, Attempts: 1},
+				{Recipient: "cust-new", Channel: "email", IdempotencyKey: "del-new", Status: incident.DeliveryClaimed},
+			}
+			h.Investigation.Impact.Customers = []incident.Customer{{ID: "cust-" + last, Email: "rewritten@example.com"}, {ID: "cust-new"}}
+			apply(t, s, h)
+
+			got, err := s.Deliveries(ctx, "inc-1", incident.DeliveryQuery{Keys: []string{"del-" + last, "del-00", "del-new", "del-missing"}})
+			require.NoError(t, err)
+			require.Len(t, got, 3)
+			assert.Equal(t, incident.DeliverySent, got[0].Status, "the rewrite replaced it")
+			assert.Equal(t, "del-00", got[1].IdempotencyKey)
+			assert.Equal(t, "del-new", got[2].IdempotencyKey)
+			all, err := s.Deliveries(ctx, "inc-1", incident.DeliveryQuery{Limit: 1000})
+			require.NoError(t, err)
+			assert.Len(t, all, n+1, "a rewrite adds no delivery")
+			after, err := s.Deliveries(ctx, "inc-1", incident.DeliveryQuery{After: "del-" + last, Limit: 1000})
+			require.NoError(t, err)
+			require.Len(t, after, 1)
+			assert.Equal(t, "del-new", after[0].IdempotencyKey)
+
+			custs, err := s.Customers(ctx, "inc-1", "", 1000)
+			require.NoError(t, err)
+			require.Len(t, custs, n+1, "a rewrite adds no customer")
+			assert.Equal(t, "rewritten@example.com", custs[n-1].Email)
+			rest, err := s.Customers(ctx, "inc-1", "cust-"+last, 1000)
+			require.NoError(t, err)
+			require.Len(t, rest, 1)
+			assert.Equal(t, "cust-new", rest[0].ID)
+			none, err := s.Customers(ctx, "inc-1", "cust-missing", 1000)
+			require.NoError(t, err)
+			assert.Empty(t, none)
+		})
+	}
+}
