@@ -172,6 +172,10 @@ func (h *hotIndex) put(k hotKey, inc *incident.Incident) *hotEntry {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	e := h.live[inc.ID]
+	if e != nil && e.dead.Load() {
+		h.retireLocked(e) // killed by a retire that has not moved it yet
+		e = nil
+	}
 	if e == nil {
 		h.seq++
 		e = &hotEntry{id: inc.ID, key: k, dedup: inc.DedupKey, kind: inc.Kind, subject: inc.Subject, born: h.seq}
@@ -199,29 +203,56 @@ func (h *hotIndex) mark() uint64 {
 // entries made since may be for incidents opened after open was read.
 func (h *hotIndex) retain(open map[string]bool, mark uint64) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
+	var gone []*hotEntry
 	for id, e := range h.live {
 		if e.born <= mark && !open[id] {
-			h.retire(e)
+			gone = append(gone, e)
 		}
 	}
+	h.mu.Unlock()
+	h.retire(gone...)
 }
 
 // remove forgets the incident once it is no longer open: its entry is
 // marked dead, so the next signal with its key takes the slow path.
 func (h *hotIndex) remove(id string) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	if e := h.live[id]; e != nil {
+	e := h.live[id]
+	h.mu.Unlock()
+	if e != nil {
 		h.retire(e)
 	}
 }
 
-// retire marks e dead and keeps it until what it counted is flushed; h.mu
-// is held.
-func (h *hotIndex) retire(e *hotEntry) {
-	e.kill()
-	delete(h.live, e.id)
+// retire marks each of es dead, then moves it from the live entries to the
+// retiring ones, where it stays until what it counted is flushed.
+//
+// The entries are killed without h.mu: a kill takes the entry's lock,
+// which reporters take for every signal they count, and a reporter
+// preempted while holding one must hold up only this call, not every
+// lookup that misses the index. Meanwhile a dead entry among the live ones
+// is passed over by lookups, and put replaces it (retiring it itself).
+func (h *hotIndex) retire(es ...*hotEntry) {
+	if len(es) == 0 {
+		return
+	}
+	for _, e := range es {
+		e.kill()
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, e := range es {
+		h.retireLocked(e)
+	}
+}
+
+// retireLocked moves e, dead, from the live entries to the retiring ones;
+// h.mu is held. Filing it there again is harmless: a dead entry takes no
+// count, so one found empty (and dropped) stays empty.
+func (h *hotIndex) retireLocked(e *hotEntry) {
+	if h.live[e.id] == e {
+		delete(h.live, e.id)
+	}
 	if h.retiring == nil {
 		h.retiring = map[*hotEntry]struct{}{}
 	}

@@ -128,3 +128,63 @@ func goroutineBlockedIn(fn string) bool {
 	}
 	return false
 }
+
+// TestRetireHoldsNoLookUp: an incident leaving the index (its entry is
+// killed, which waits for a reporter holding the entry's lock, here the
+// test) does not hold up a lookup that misses the index; an entry put
+// for the same incident meanwhile is a live one, and the dead entry's
+// count is still flushed.
+func TestRetireHoldsNoLookUp(t *testing.T) {
+	var h hotIndex
+	inc := &incident.Incident{ID: "inc_busy", Kind: "apikey.compromised", Subject: "key_busy"}
+	k := hotKey{kind: inc.Kind, subject: inc.Subject}
+	old := h.put(k, inc)
+	_, ok := old.add(&incident.Signal{Kind: inc.Kind, Subject: inc.Subject}, time.Now, false, nil)
+	require.True(t, ok)
+	old.mu.Lock()
+	removed := make(chan struct{})
+	go func() { defer close(removed); h.remove(inc.ID) }()
+	for !goroutineBlockedIn("kill") {
+		runtime.Gosched()
+	}
+	missed := make(chan *hotEntry, 1)
+	go func() { missed <- h.get(hotKey{kind: "apikey.compromised", subject: "key_new"}) }()
+	select {
+	case e := <-missed:
+		assert.Nil(t, e, "a key the index does not hold")
+	case <-time.After(10 * time.Second): // a failure's bound, not a synchronisation
+		old.mu.Unlock()
+		t.Fatal("a lookup that missed the index waited for an entry being retired")
+	}
+	old.mu.Unlock()
+	<-removed
+
+	// The incident was found open again (its ending write failed, say):
+	// put gives a live entry, not the dead one.
+	again := h.put(k, inc)
+	require.NotSame(t, old, again)
+	_, ok = again.add(&incident.Signal{Kind: inc.Kind, Subject: inc.Subject}, time.Now, false, nil)
+	assert.True(t, ok, "the new entry counts")
+	assert.ElementsMatch(t, []*hotEntry{old, again}, h.pending(), "the dead entry's count is flushed too")
+}
+
+// TestPutReplacesAKilledEntry: between a retire's kill and its move of the
+// entry to the retiring ones, put for the same incident gives a new live
+// entry, and the killed one's count is still flushed.
+func TestPutReplacesAKilledEntry(t *testing.T) {
+	var h hotIndex
+	inc := &incident.Incident{ID: "inc_1", Kind: "apikey.compromised", Subject: "key_1"}
+	k := hotKey{kind: inc.Kind, subject: inc.Subject}
+	old := h.put(k, inc)
+	_, ok := old.add(&incident.Signal{Kind: inc.Kind, Subject: inc.Subject}, time.Now, false, nil)
+	require.True(t, ok)
+	old.kill() // the first half of retire
+	assert.Nil(t, h.get(k), "a lookup passes a killed entry over")
+	e := h.put(k, inc)
+	require.NotSame(t, old, e)
+	assert.False(t, e.dead.Load())
+	assert.Same(t, e, h.get(k))
+	assert.Equal(t, []*hotEntry{old}, h.pending(), "the killed entry's count is flushed")
+	h.retire(old) // the second half: e stays live
+	assert.Same(t, e, h.get(k))
+}
