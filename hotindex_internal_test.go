@@ -99,8 +99,17 @@ func TestPendingHoldsNoLookUp(t *testing.T) {
 	held.mu.Lock()
 	flushed := make(chan []*hotEntry, 1)
 	go func() { flushed <- h.pending() }()
-	// Wait until the flush is blocked on the held entry.
-	for !goroutineBlockedIn("pendingCount") {
+	assertMissWaitsForNone(t, &h, "pendingCount", held)
+	assert.Equal(t, []*hotEntry{held}, <-flushed, "the flush still finds the held entry's count")
+}
+
+// assertMissWaitsForNone waits until a goroutine is blocked on held's
+// lock in a function named like fn, checks that a lookup missing the index
+// meanwhile returns, and unlocks held.
+func assertMissWaitsForNone(t *testing.T, h *hotIndex, fn string, held *hotEntry) {
+	t.Helper()
+	defer held.mu.Unlock()
+	for !goroutineBlockedIn(fn) {
 		runtime.Gosched()
 	}
 	missed := make(chan *hotEntry, 1)
@@ -109,11 +118,8 @@ func TestPendingHoldsNoLookUp(t *testing.T) {
 	case e := <-missed:
 		assert.Nil(t, e, "a key the index does not hold")
 	case <-time.After(10 * time.Second): // a failure's bound, not a synchronisation
-		held.mu.Unlock()
-		t.Fatal("a lookup that missed the index waited for the flush")
+		t.Errorf("a lookup that missed the index waited for %s", fn)
 	}
-	held.mu.Unlock()
-	assert.Equal(t, []*hotEntry{held}, <-flushed, "the flush still finds the held entry's count")
 }
 
 // goroutineBlockedIn reports whether a goroutine is blocked on a mutex in
@@ -144,19 +150,7 @@ func TestRetireHoldsNoLookUp(t *testing.T) {
 	old.mu.Lock()
 	removed := make(chan struct{})
 	go func() { defer close(removed); h.remove(inc.ID) }()
-	for !goroutineBlockedIn("kill") {
-		runtime.Gosched()
-	}
-	missed := make(chan *hotEntry, 1)
-	go func() { missed <- h.get(hotKey{kind: "apikey.compromised", subject: "key_new"}) }()
-	select {
-	case e := <-missed:
-		assert.Nil(t, e, "a key the index does not hold")
-	case <-time.After(10 * time.Second): // a failure's bound, not a synchronisation
-		old.mu.Unlock()
-		t.Fatal("a lookup that missed the index waited for an entry being retired")
-	}
-	old.mu.Unlock()
+	assertMissWaitsForNone(t, &h, "kill", old)
 	<-removed
 
 	// The incident was found open again (its ending write failed, say):
