@@ -9,10 +9,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/breachkit/breach/incident"
+	"github.com/breachkit/breach/internal/textcheck"
 )
 
 // People working an incident together: notes, a commander, the severity,
@@ -67,8 +66,10 @@ func (o *Orchestrator) AddNote(ctx context.Context, id, actor, text string) erro
 // harmless. It changes nothing automation does.
 //
 // It returns an error matching ErrInvalidInput for an empty actor or
-// commander, a commander longer than MaxCommanderLen bytes or holding a
-// control character, or a note AddNote would refuse; one matching
+// commander, a commander longer than MaxCommanderLen bytes, not UTF-8 or
+// holding a character a signal's identifiers may not hold (a control
+// character, a line separator, a bidirectional control that would let it
+// display as another name), or a note AddNote would refuse; one matching
 // ErrIncidentEnded for an incident that has ended (closed, dismissed or
 // merged); and one matching incident.ErrNotFound for an unknown incident.
 // Nothing is recorded on error. It is safe for concurrent use.
@@ -81,8 +82,8 @@ func (o *Orchestrator) AssignCommander(ctx context.Context, id, commander, actor
 		return fmt.Errorf("%w: commander required", ErrInvalidInput)
 	case len(commander) > MaxCommanderLen:
 		return fmt.Errorf("%w: commander longer than %d bytes", ErrInvalidInput, MaxCommanderLen)
-	case !cleanName(commander):
-		return fmt.Errorf("%w: commander holds a control character or is not UTF-8", ErrInvalidInput)
+	case !textcheck.Ident(commander):
+		return fmt.Errorf("%w: commander is not UTF-8 or holds a control character, a line separator or a bidirectional control", ErrInvalidInput)
 	}
 	note, err := personText("note", note, false)
 	if err != nil {
@@ -378,13 +379,8 @@ func personText(field, s string, required bool) (string, error) {
 	case len(s) > MaxNoteLen:
 		return "", fmt.Errorf("%w: %s longer than %d bytes", ErrInvalidInput, field, MaxNoteLen)
 	}
-	if !utf8.ValidString(s) || strings.IndexFunc(s, func(r rune) bool { return unicode.IsControl(r) && r != '\t' && r != '\n' }) >= 0 {
+	if !textcheck.Text(s) {
 		return "", fmt.Errorf("%w: %s is not UTF-8 or holds a control character other than tab and newline", ErrInvalidInput, field)
 	}
 	return s, nil
-}
-
-// cleanName reports whether s is UTF-8 without a control character.
-func cleanName(s string) bool {
-	return utf8.ValidString(s) && strings.IndexFunc(s, unicode.IsControl) < 0
 }

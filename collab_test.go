@@ -165,6 +165,8 @@ func TestAssignCommander(t *testing.T) {
 		{"blank commander", id, "  ", "bob", "", "", breach.ErrInvalidInput},
 		{"commander too long", id, strings.Repeat("e", breach.MaxCommanderLen+1), "bob", "", "", breach.ErrInvalidInput},
 		{"commander with a control character", id, "erin\n", "bob", "", "", breach.ErrInvalidInput},
+		{"commander with a right-to-left override", id, "erin\u202enimda", "bob", "", "", breach.ErrInvalidInput},
+		{"commander with a line separator", id, "erin\u2028bob", "bob", "", "", breach.ErrInvalidInput},
 		{"bad note", id, "erin", "bob", "\x00", "", breach.ErrInvalidInput},
 		{"ended incident", ended, "erin", "bob", "", "", breach.ErrIncidentEnded},
 		{"unknown incident", "inc_nope", "erin", "bob", "", "", incident.ErrNotFound},

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/breachkit/breach/internal/textcheck"
 )
 
 // Bounds of what people add to an incident's head, which stays bounded
@@ -135,7 +137,7 @@ func evidenceText(field, s string, required, secret bool) error {
 		return &EvidenceError{Field: field, Reason: "empty"}
 	case len(s) > MaxObservableValue:
 		return &EvidenceError{Field: field, Reason: "longer than " + strconv.Itoa(MaxObservableValue) + " bytes"}
-	case !cleanIdent(s):
+	case !textcheck.Ident(s):
 		return &EvidenceError{Field: field, Reason: "not UTF-8, or holds a control, line separator or bidirectional formatting character"}
 	case secret && LooksLikeCredential(s):
 		return credentialEvidence(field)

@@ -10,6 +10,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/breachkit/breach/internal/textcheck"
 )
 
 // reportTimeLayout is how the report writes instants, always in UTC.
@@ -695,7 +697,7 @@ func escapeInline(s string) string {
 		case r < utf8.RuneSelf && strings.IndexByte("\\`*[]>|#~&", byte(r)) >= 0:
 			b.WriteByte('\\')
 			b.WriteByte(byte(r))
-		case badIdentRune(r):
+		case textcheck.BadIdentRune(r):
 			fmt.Fprintf(&b, "U+%04X", r)
 		default:
 			b.WriteRune(r)
@@ -746,7 +748,7 @@ func mermaidText(s string) string {
 			return '‹' // Mermaid renders labels as HTML
 		case r == '>':
 			return '›'
-		case r != '\t' && badIdentRune(r):
+		case r != '\t' && textcheck.BadIdentRune(r):
 			return '\ufffd'
 		}
 		return r

@@ -6,8 +6,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
+
+	"github.com/breachkit/breach/internal/textcheck"
 )
 
 // Limits on a Signal's fields. A signal over a limit is rejected by Validate
@@ -158,56 +159,8 @@ func (s *Signal) valid() bool {
 			return false // the full check decides
 		}
 	}
-	return cleanIdent(s.Subject) && cleanIdent(s.DedupKey) && cleanIdent(s.Source) && cleanIdent(s.Account) &&
-		cleanText(s.Summary)
-}
-
-// cleanIdent reports whether s is valid UTF-8 without the characters an
-// identifier may not hold (see Validate). It does not allocate.
-func cleanIdent(s string) bool {
-	for i := 0; i < len(s); {
-		if c := s[i]; c < utf8.RuneSelf {
-			if c < ' ' || c == 0x7f {
-				return false
-			}
-			i++
-			continue
-		}
-		r, n := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && n == 1 || badIdentRune(r) {
-			return false
-		}
-		i += n
-	}
-	return true
-}
-
-// cleanText reports whether s is valid UTF-8 whose only control characters
-// are tab and newline. It does not allocate.
-func cleanText(s string) bool {
-	for i := 0; i < len(s); {
-		if c := s[i]; c < utf8.RuneSelf {
-			if c < ' ' && c != '\t' && c != '\n' || c == 0x7f {
-				return false
-			}
-			i++
-			continue
-		}
-		r, n := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && n == 1 || unicode.IsControl(r) {
-			return false
-		}
-		i += n
-	}
-	return true
-}
-
-// badIdentRune reports a rune an identifier may not hold: a control
-// character (Cc), a line or paragraph separator, or a bidirectional
-// embedding, override or isolate.
-func badIdentRune(r rune) bool {
-	return unicode.IsControl(r) || r == '\u2028' || r == '\u2029' ||
-		'\u202a' <= r && r <= '\u202e' || '\u2066' <= r && r <= '\u2069'
+	return textcheck.Ident(s.Subject) && textcheck.Ident(s.DedupKey) && textcheck.Ident(s.Source) && textcheck.Ident(s.Account) &&
+		textcheck.Text(s.Summary)
 }
 
 // problems is the full check, naming every bad field.
@@ -224,9 +177,9 @@ func (s *Signal) problems() error {
 			bad(field, "longer than "+strconv.Itoa(max)+" bytes", nil)
 		case !utf8.ValidString(v):
 			bad(field, "not valid UTF-8", nil)
-		case ident && !cleanIdent(v):
+		case ident && !textcheck.Ident(v):
 			bad(field, "contains a control, separator or bidirectional formatting character", nil)
-		case !ident && !cleanText(v):
+		case !ident && !textcheck.Text(v):
 			bad(field, "contains a control character other than tab and newline", nil)
 		}
 	}
@@ -266,7 +219,7 @@ func (s *Signal) problems() error {
 			bad("Attributes", "empty key", nil)
 		case len(k) > MaxAttrKeyLen || !utf8.ValidString(k):
 			bad("Attributes", "a key is longer than "+strconv.Itoa(MaxAttrKeyLen)+" bytes or not UTF-8", nil)
-		case !cleanIdent(k):
+		case !textcheck.Ident(k):
 			bad("Attributes", "a key contains a control, separator or bidirectional formatting character", nil)
 		case c != "" && (strings.Contains(k, c) || strings.Contains(v, c)):
 			bad("Attributes", "an attribute contains the credential", nil)

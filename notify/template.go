@@ -9,9 +9,9 @@ import (
 	"strings"
 	"text/template"
 	"time"
-	"unicode"
 
 	"github.com/breachkit/breach/incident"
+	"github.com/breachkit/breach/internal/textcheck"
 )
 
 // Notice is what a customer notice template renders: the incident as the
@@ -111,10 +111,7 @@ func cleanText(s string) string {
 	}, s)
 }
 
-func unclean(r rune) bool {
-	return unicode.IsControl(r) && r != '\t' && r != '\n' || r == '\u2028' || r == '\u2029' ||
-		'\u202a' <= r && r <= '\u202e' || '\u2066' <= r && r <= '\u2069'
-}
+func unclean(r rune) bool { return r != '\t' && r != '\n' && textcheck.BadIdentRune(r) }
 
 // Rendered is a rendered notice.
 type Rendered struct {
