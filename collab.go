@@ -42,8 +42,8 @@ const (
 // incident.ErrNotFound for an unknown incident. AddNote is safe for
 // concurrent use, and works whether or not Run is running.
 func (o *Orchestrator) AddNote(ctx context.Context, id, actor, text string) error {
-	if actor == "" {
-		return errNoActor
+	if err := checkActor(actor); err != nil {
+		return err
 	}
 	text, err := personText("note", text, true)
 	if err != nil {
@@ -74,8 +74,8 @@ func (o *Orchestrator) AddNote(ctx context.Context, id, actor, text string) erro
 // merged); and one matching incident.ErrNotFound for an unknown incident.
 // Nothing is recorded on error. It is safe for concurrent use.
 func (o *Orchestrator) AssignCommander(ctx context.Context, id, commander, actor, note string) error {
-	if actor == "" {
-		return errNoActor
+	if err := checkActor(actor); err != nil {
+		return err
 	}
 	switch {
 	case strings.TrimSpace(commander) == "":
@@ -147,8 +147,8 @@ func (o *Orchestrator) AssignCommander(ctx context.Context, id, commander, actor
 // the change when it next writes, and decides again. It is safe for
 // concurrent use.
 func (o *Orchestrator) ChangeSeverity(ctx context.Context, id string, sev incident.Severity, actor, reason string) error {
-	if actor == "" {
-		return errNoActor
+	if err := checkActor(actor); err != nil {
+		return err
 	}
 	if !sev.Valid() {
 		return fmt.Errorf("%w: %w: %s", ErrInvalidInput, incident.ErrUnknownSeverity, sev)
@@ -267,8 +267,8 @@ func (o *Orchestrator) reapprove(inc *incident.Incident, now time.Time) {
 // has ended, and incident.ErrNotFound for an unknown incident. It is safe
 // for concurrent use.
 func (o *Orchestrator) AttachEvidence(ctx context.Context, id string, ev incident.Observable, actor string) error {
-	if actor == "" {
-		return errNoActor
+	if err := checkActor(actor); err != nil {
+		return err
 	}
 	now := o.cfg.now()
 	ev.AddedAt, ev.AddedBy = now, actor
@@ -345,8 +345,8 @@ func observableText(ev incident.Observable) string {
 // next (a note, the commander, evidence): act, without scheduling the
 // incident.
 func (o *Orchestrator) amend(ctx context.Context, id, actor string, change func(*incident.Incident) error) (*incident.Incident, error) {
-	if actor == "" {
-		return nil, errNoActor
+	if err := checkActor(actor); err != nil {
+		return nil, err
 	}
 	inc, err := o.store.Head(ctx, id)
 	if err != nil {
@@ -356,6 +356,19 @@ func (o *Orchestrator) amend(ctx context.Context, id, actor string, change func(
 		return nil, err
 	}
 	return inc, nil
+}
+
+// checkActor refuses an actor a person's action may not name: none, or
+// one that is not UTF-8 or holds a character an identifier may not (it is
+// shown on the timeline, the console and the report as who acted).
+func checkActor(actor string) error {
+	switch {
+	case actor == "":
+		return errNoActor
+	case !textcheck.Ident(actor):
+		return fmt.Errorf("%w: actor is not UTF-8 or holds a control character, a line separator or a bidirectional control", ErrInvalidInput)
+	}
+	return nil
 }
 
 // ended refuses a change to an incident that has ended.

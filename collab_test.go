@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -362,5 +363,48 @@ func TestPeoplesTextNeverHoldsACredential(t *testing.T) {
 			}
 			assert.Contains(t, string(b), "[REDACTED]", "the text is kept, the credentials removed")
 		})
+	}
+}
+
+// TestEveryPersonActionChecksItsActor: every action a person takes refuses
+// an actor that is missing or holds a character a signal's identifiers may
+// not (the actor is shown as who acted), with ErrInvalidInput and nothing
+// recorded.
+func TestEveryPersonActionChecksItsActor(t *testing.T) {
+	o, _ := desk(t)
+	id := file(t, o, leak())
+	other := file(t, o, bruteforce("alice"))
+	ctx := context.Background()
+	actions := map[string]func(actor string) error{
+		"Reopen":                 func(a string) error { return o.Reopen(ctx, id, a, "again") },
+		"Retry":                  func(a string) error { return o.Retry(ctx, id, a, "") },
+		"OverrideDecision":       func(a string) error { return o.OverrideDecision(ctx, id, true, a, "legal says so") },
+		"Approve":                func(a string) error { return o.Approve(ctx, id, "revoke", a, "") },
+		"Deny":                   func(a string) error { return o.Deny(ctx, id, "revoke", a, "") },
+		"MarkClockNotApplicable": func(a string) error { return o.MarkClockNotApplicable(ctx, id, "gdpr", a, "no personal data") },
+		"RecordMilestone":        func(a string) error { return o.RecordMilestone(ctx, id, incident.MilestoneContained, a, "") },
+		"PauseClock":             func(a string) error { return o.PauseClock(ctx, id, "gdpr", a, "waiting for counsel") },
+		"ResumeClock":            func(a string) error { return o.ResumeClock(ctx, id, "gdpr", a, "") },
+		"AddNote":                func(a string) error { return o.AddNote(ctx, id, a, "a note") },
+		"AssignCommander":        func(a string) error { return o.AssignCommander(ctx, id, "carol", a, "") },
+		"ChangeSeverity":         func(a string) error { return o.ChangeSeverity(ctx, id, incident.SeverityLow, a, "overstated") },
+		"AttachEvidence": func(a string) error {
+			return o.AttachEvidence(ctx, id, incident.Observable{Type: incident.ObservableIP, Value: "203.0.113.7"}, a)
+		},
+		"Dismiss":      func(a string) error { return o.Dismiss(ctx, id, a, "a test") },
+		"Merge":        func(a string) error { return o.Merge(ctx, id, other, a, "the same attack") },
+		"Acknowledge":  func(a string) error { return o.Acknowledge(ctx, id, a) },
+		"Resolve":      func(a string) error { return o.Resolve(ctx, id, a, "") },
+		"Close":        func(a string) error { return o.Close(ctx, id, a, "") },
+		"CompleteTask": func(a string) error { return o.CompleteTask(ctx, id, "rotate", a, "") },
+	}
+	for name, act := range actions {
+		for _, actor := range []string{"", "eve\u202elive", "eve\nmallory", "eve\u2028mallory", "caf\xe9"} {
+			t.Run(name+"/"+strconv.Quote(actor), func(t *testing.T) {
+				before, otherBefore := version(t, o, id), version(t, o, other)
+				checkRefused(t, o, id, before, act(actor), breach.ErrInvalidInput)
+				assert.Equal(t, otherBefore, version(t, o, other), "nothing is recorded on the other incident")
+			})
+		}
 	}
 }

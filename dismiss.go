@@ -36,8 +36,8 @@ import (
 // nothing was recorded.
 func (o *Orchestrator) Dismiss(ctx context.Context, id, actor, reason string) error {
 	reason = o.scrub(id, reason) // a person's text: credentials never enter the record
-	if actor == "" {
-		return errNoActor
+	if err := checkActor(actor); err != nil {
+		return err
 	}
 	release, err := o.slots.interrupt(ctx, id, errDismissing)
 	if err != nil {

@@ -7,15 +7,17 @@ import (
 
 // ErrInvalidInput is returned when a person's action is called with a
 // missing or bad argument: no actor (every step on the timeline names its
-// actor), no reason where one is required, an empty milestone. Nothing is
-// recorded.
+// actor), an actor that is not UTF-8 or holds a character a signal's
+// identifiers may not hold (a control character, a line separator, a
+// bidirectional control), no reason where one is required, an empty
+// milestone. Nothing is recorded.
 var ErrInvalidInput = errors.New("breach: invalid input")
 
-// errNoActor is ErrInvalidInput for an action without an actor.
 // ErrNoAlert is returned by Acknowledge when the incident has no open
 // on-call alert: none was raised, or it was acknowledged or resolved.
 var ErrNoAlert = errors.New("breach: no open on-call alert")
 
+// errNoActor is ErrInvalidInput for an action without an actor.
 var errNoActor = fmt.Errorf("%w: actor required", ErrInvalidInput)
 
 // ErrNoApprovalPending is returned when Approve or Deny names an action that

@@ -83,8 +83,8 @@ import (
 // was but for its version and UpdatedAt. It is safe for concurrent use and
 // never waits for automation.
 func (o *Orchestrator) Merge(ctx context.Context, parentID, childID, actor, reason string) error {
-	if actor == "" {
-		return errNoActor
+	if err := checkActor(actor); err != nil {
+		return err
 	}
 	switch {
 	case parentID == "" || childID == "":

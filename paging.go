@@ -263,8 +263,8 @@ func (o *Orchestrator) sendPages(ctx context.Context, inc *incident.Incident, pa
 // was, or it was acknowledged or resolved), incident.ErrNotFound for an
 // unknown ID, and errNoActor's error for an empty actor.
 func (o *Orchestrator) Acknowledge(ctx context.Context, id, actor string) error {
-	if actor == "" {
-		return errNoActor
+	if err := checkActor(actor); err != nil {
+		return err
 	}
 	inc, err := o.store.Head(ctx, id)
 	if err != nil {
