@@ -68,7 +68,7 @@ func (o *Orchestrator) flushEntry(ctx context.Context, e *hotEntry) error {
 	// The head kept from the last write, when there is one: a write made
 	// elsewhere since makes the compare-and-swap fail, and mutate reads
 	// the store's.
-	inc, err := o.head(ctx, e.id, true)
+	inc, err := o.flushHead(ctx, e.id)
 	if errors.Is(err, incident.ErrNotFound) {
 		// The store no longer has the incident: the signals open a new one.
 		o.log.Warn("breach: incident vanished from the store; its new signals open another", "incident", e.id)

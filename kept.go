@@ -177,6 +177,32 @@ func (o *Orchestrator) savedHead(inc *incident.Incident) *incident.Incident {
 	return inc.Clone()
 }
 
+// flushHead returns a working copy of the head of id for a group commit:
+// made from the kept head, it shares with it every part a commit leaves as
+// it is, and owns the parts a commit changes (the signal summary's
+// samples, which it appends to, and the on-call alert, which mutate
+// resolves when nobody is needed any more); the rest of what a commit sets
+// is fields of the head itself (counts, times, severity, the entries it
+// records). A kept head is never changed, so sharing is safe as long as a
+// commit changes nothing else in place; TestFlushLeavesTheKeptHeadAsItWas
+// holds it to that. Each of a storm's incidents is written at every
+// commit, and a deep copy of each was most of what a storm allocated.
+// Without a kept head it is head's working copy.
+func (o *Orchestrator) flushHead(ctx context.Context, id string) (*incident.Incident, error) {
+	if v, ok := o.heads.Load(id); ok {
+		if h := v.(*kept).head; h != nil {
+			w := *h
+			w.Signals.Samples = slices.Clip(w.Signals.Samples) // an append makes its own array
+			if w.Paging != nil {
+				p := *w.Paging
+				w.Paging = &p
+			}
+			return &w, nil
+		}
+	}
+	return o.head(ctx, id, true)
+}
+
 // head returns a working copy of the head of id: the one kept when it may
 // be trusted (see drive), or the store's.
 func (o *Orchestrator) head(ctx context.Context, id string, trustKept bool) (*incident.Incident, error) {

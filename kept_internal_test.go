@@ -154,3 +154,56 @@ func TestTakeOverKeepsNoStaleRead(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, cur.Version, kept.Version, "the head a's step trusts is the store's")
 }
+
+// TestFlushLeavesTheKeptHeadAsItWas: a group commit's working copy shares
+// the kept head's parts (flushHead); a commit that counts signals, raises
+// the severity, adds samples and resolves an alert nobody needs any more
+// leaves the kept head it started from exactly as it was, and stores all
+// of it.
+func TestFlushLeavesTheKeptHeadAsItWas(t *testing.T) {
+	ctx := context.Background()
+	clk := &testClock{t: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)}
+	o := newCredOrchestrator(t, incident.NewMemStore(), &credRecorder{}, clk)
+	sig := credSignal()
+	sig.Severity = incident.SeverityHigh
+	rc, err := o.Report(ctx, sig)
+	require.NoError(t, err)
+	stepUntil(t, o, rc.IncidentID, incident.StateResolving)
+	inc, err := o.store.Head(ctx, rc.IncidentID)
+	require.NoError(t, err)
+	// An alert left open by another replica, which no one is needed for
+	// now: this replica reads and keeps that head, and the commit's write
+	// resolves the alert.
+	inc.Paging = &incident.Paging{AlertKey: "alert-1", Reason: "approval", Needed: "approve", Level: 1,
+		OpenedAt: clk.now(), PagedAt: clk.now()}
+	require.NoError(t, o.store.Apply(ctx, incident.Change{Head: inc}))
+	_, err = o.head(ctx, inc.ID, false) // read, and kept
+	require.NoError(t, err)
+	v, ok := o.heads.Load(rc.IncidentID)
+	require.True(t, ok)
+	kept := v.(*kept).head
+	require.NotNil(t, kept)
+	require.NotNil(t, kept.Paging)
+	require.True(t, kept.Paging.Open(), "kept with the alert open")
+	before := kept.Clone()
+
+	for i := range 3 {
+		s := credSignal()
+		s.Summary = "seen again " + string(rune('a'+i))
+		s.At = clk.now()
+		e := o.hot.get(hotKeyOf(&s))
+		require.NotNil(t, e)
+		_, ok := e.add(&s, o.cfg.now, false, nil) // counted in memory, as a storm's are
+		require.True(t, ok)
+	}
+	require.NoError(t, o.flush(ctx))
+
+	assert.Equal(t, before, kept, "the kept head the commit started from is unchanged")
+	stored, err := o.store.Head(ctx, rc.IncidentID)
+	require.NoError(t, err)
+	assert.EqualValues(t, before.Signals.Count+3, stored.Signals.Count)
+	assert.Equal(t, incident.SeverityCritical, stored.Severity, "raised by the later signals")
+	assert.Len(t, stored.Signals.Samples, len(before.Signals.Samples)+3)
+	require.NotNil(t, stored.Paging)
+	assert.False(t, stored.Paging.ResolvedAt.IsZero(), "the alert nobody needs is resolved")
+}

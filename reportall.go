@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/breachkit/breach/incident"
 )
@@ -54,12 +55,19 @@ func (o *Orchestrator) ReportAll(ctx context.Context, sigs []incident.Signal) ([
 	receipts := make([]incident.Receipt, len(sigs))
 	var errs []error
 	fail := func(i int, err error) { errs = append(errs, &SignalError{Index: i, Err: err}) }
-	// The signals counted in memory, waiting for their batch's commit.
-	type waiting struct {
-		i int
-		b *batch
+	// The signals counted in memory, waiting for their batch's commit:
+	// most signals of a storm wait, so the list is as long as the batch,
+	// and taken from a pool, since a storm files batch after batch.
+	wp := waitsPool.Get().(*[]waiting)
+	waits := (*wp)[:0]
+	if cap(waits) < len(sigs) {
+		waits = make([]waiting, 0, len(sigs))
 	}
-	waits := make([]waiting, 0, len(sigs)) // most signals of a storm wait: no regrowth
+	defer func() {
+		clear(waits) // let go of the batches
+		*wp = waits[:0]
+		waitsPool.Put(wp)
+	}()
 	for i := range sigs {
 		if err := ctx.Err(); err != nil {
 			// What is left is not recorded, as a Report whose ctx has
@@ -129,6 +137,16 @@ func (o *Orchestrator) ReportAll(ctx context.Context, sigs []incident.Signal) ([
 	}
 	return receipts, errors.Join(errs...)
 }
+
+// waiting is a signal of a ReportAll batch counted in memory: its index,
+// and the batch whose commit stores it.
+type waiting struct {
+	i int
+	b *batch
+}
+
+// waitsPool holds the waiting lists of ReportAll calls that returned.
+var waitsPool = sync.Pool{New: func() any { return new([]waiting) }}
 
 // admit validates sig as Report does: an invalid signal, or one of a kind
 // no playbook answers, is refused.
