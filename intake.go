@@ -233,7 +233,6 @@ func (o *Orchestrator) openOrJoin(ctx context.Context, sig *incident.Signal, key
 			// credential until it expires.
 			return openResult{}, err
 		}
-		*inc = *ch.Head
 		if o.leaser != nil && o.running.Load() && !o.stopping.Load() {
 			// A running creator drives it: taking the lease now, with the
 			// head it wrote kept, spares the first step a read (and the

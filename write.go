@@ -52,7 +52,6 @@ func (o *Orchestrator) mutate(ctx context.Context, inc *incident.Incident, fn fu
 		ch := changeOf(inc)
 		err := o.store.Apply(ctx, ch)
 		if err == nil {
-			*inc = *ch.Head
 			o.wrote(inc.ID, inc.Version)
 			o.keepHead(inc)
 			// The store's first customers are these only if it holds
@@ -89,15 +88,15 @@ func (o *Orchestrator) mutate(ctx context.Context, inc *incident.Incident, fn fu
 
 // changeOf splits the working head inc into the change that writes it: the
 // entries recorded, the deliveries added and the customers of a new
-// investigation travel as parts; the head holds none of them.
+// investigation travel as parts, taken out of inc, and the change's head is
+// inc itself (the store keeps a copy, and sets inc's Version on success).
 func changeOf(inc *incident.Incident) incident.Change {
-	h := *inc
-	ch := incident.Change{Head: &h, Entries: inc.Timeline, Deliveries: inc.Deliveries}
-	h.Timeline, h.Deliveries = nil, nil
-	if inv := h.Investigation; inv != nil && len(inv.Impact.Customers) > 0 {
+	ch := incident.Change{Head: inc, Entries: inc.Timeline, Deliveries: inc.Deliveries}
+	inc.Timeline, inc.Deliveries = nil, nil
+	if inv := inc.Investigation; inv != nil && len(inv.Impact.Customers) > 0 {
 		c := *inv
 		ch.Customers, c.Impact.Customers = inv.Impact.Customers, nil
-		h.Investigation = &c
+		inc.Investigation = &c
 	}
 	return ch
 }
