@@ -379,12 +379,22 @@ func (o *Orchestrator) resumeAliases(ctx context.Context, open []*incident.Incid
 // finishMerges finishes the merges into the open incident p that a process
 // stopped between the child's end and the parent's last write: a child p
 // reserves (Merging) that is merged into p is taken in, as a later Merge
-// of the two would. A reservation whose child has not ended is left to
-// the next Merge of the two, which finishes or withdraws it.
+// of the two would. A reservation whose child ended otherwise (closed,
+// dismissed, merged elsewhere) or no longer exists can never be finished:
+// it is withdrawn, so that it no longer counts towards incident.MaxMerged
+// nor keeps p from being merged. One whose child is still open is left to
+// the next Merge of the two (a Merge may be under way), which finishes or
+// withdraws it.
 func (o *Orchestrator) finishMerges(ctx context.Context, p *incident.Incident) {
 	for _, id := range p.Merging {
 		c, err := o.store.Head(ctx, id)
-		if err != nil || c.State != incident.StateMerged || c.MergedInto != p.ID {
+		switch {
+		case errors.Is(err, incident.ErrNotFound),
+			err == nil && !c.State.Open() && (c.State != incident.StateMerged || c.MergedInto != p.ID):
+			parent := p.Clone()
+			o.withdraw(ctx, parent, id)
+			continue
+		case err != nil || c.State != incident.StateMerged || c.MergedInto != p.ID:
 			continue
 		}
 		o.aliases.Store(c.DedupKey, p.ID)

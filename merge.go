@@ -59,7 +59,9 @@ import (
 // behind keeps its place on the parent until Merge is called again (it
 // counts towards incident.MaxMerged for other merges into it, which
 // otherwise go ahead), and the parent cannot itself be merged into another
-// incident (ErrMergeBlocked, naming the child).
+// incident (ErrMergeBlocked, naming the child); should the child end
+// otherwise meanwhile (or be merged elsewhere), Run withdraws the
+// reservation as it resumes, since no Merge can finish it.
 //
 // Close, Resolve and Dismiss do not wait for a merge under way. A parent
 // that ends between Merge's last look at it and the child's end (the time

@@ -736,6 +736,40 @@ func TestResumeFinishesAMergeCutShort(t *testing.T) {
 	assert.Equal(t, parent, rc.IncidentID, "a later signal of the child's key joins the parent")
 }
 
+// TestResumeWithdrawsReservationsThatCannotFinish: a parent's reservations
+// (Merging) whose child ended otherwise, was merged elsewhere or no longer
+// exists can never be finished; the next process to Run withdraws them as
+// it resumes, and leaves the one whose child is still open (its Merge may
+// be under way) to the next Merge of the two.
+func TestResumeWithdrawsReservationsThatCannotFinish(t *testing.T) {
+	ctx := context.Background()
+	mem := incident.NewMemStore()
+	o, err := breach.New(mem, breach.WithPlaybook(loginPlaybook()), quiet)
+	require.NoError(t, err)
+	parent := file(t, o, bruteforce("parent"))
+	closed := file(t, o, bruteforce("closed"))
+	elsewhere := file(t, o, bruteforce("elsewhere"))
+	other := file(t, o, bruteforce("other"))
+	open := file(t, o, bruteforce("open"))
+	setHead(t, mem, closed, func(h *incident.Incident) { h.State = incident.StateClosed })
+	setHead(t, mem, elsewhere, func(h *incident.Incident) { h.State, h.MergedInto = incident.StateMerged, other })
+	setHead(t, mem, parent, func(h *incident.Incident) { h.Merging = []string{closed, "inc_gone", elsewhere, open} })
+
+	o2, err := breach.New(mem, breach.WithPlaybook(loginPlaybook()), quiet)
+	require.NoError(t, err)
+	stop := running(t, o2)
+	defer stop()
+	actx, cancel := context.WithTimeout(ctx, 10*time.Second) // a failure's bound
+	defer cancel()
+	// One write withdraws each.
+	got, err := o2.Await(actx, parent, func(inc *incident.Incident) bool { return len(inc.Merging) <= 1 })
+	require.NoError(t, err, "the reservations that cannot finish were not withdrawn")
+	assert.Equal(t, []string{open}, got.Merging, "only the open child's reservation stays")
+	assert.Empty(t, got.Merged)
+	assert.EqualValues(t, 1, got.Signals.Count, "nothing was taken in")
+	require.NoError(t, o2.Merge(ctx, parent, open, "alice", "the same attacker"), "the open child can still be merged")
+}
+
 // TestMergedCredentialStaysRedactedOnTheParent: once an incident is merged
 // (and its credential forgotten with its end), the parent's record keeps
 // the child's credential out: a person's note quoting it is redacted, and
