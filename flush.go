@@ -34,6 +34,7 @@ func (o *Orchestrator) flush(ctx context.Context) error {
 	// containment, say) to the back of the run queue.
 	write := func() {
 		for i := next.Add(1) - 1; i < int64(len(pending)); i = next.Add(1) - 1 {
+			o.gate.yield()
 			if err := o.flushEntry(ctx, pending[i]); err != nil {
 				mu.Lock()
 				errs = append(errs, err)

@@ -2,6 +2,7 @@ package breach
 
 import (
 	"context"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,7 +24,10 @@ import (
 // without one), and holds intake for maxGateHold at most from the latest
 // reason it was shut for: a step that never reaches its call pauses
 // intake no longer than that, and only a stream of new containment work
-// keeps it paused. Opening new incidents is never held.
+// keeps it paused. Opening new incidents is never held; the group
+// committer yields its processor between incidents while the gate is shut
+// (yield); and a signal that may open a contain-first incident shuts the
+// gate already while it looks its key up under the hot index's lock.
 type gate struct {
 	shut atomic.Bool // read on every signal: nothing else is touched while it is open
 
@@ -33,6 +37,8 @@ type gate struct {
 	latest time.Time           // when the latest of them came
 	open   chan struct{}       // closed when it opens again
 	ids    map[string]struct{} // incidents whose containment work holds it
+
+	gosched func() // runtime.Gosched when nil; tests count the yields
 }
 
 // maxGateHold bounds how long intake waits at a shut gate, from the latest
@@ -57,6 +63,23 @@ func (g *gate) stop() {
 		delete(g.ids, id)
 		g.releaseLocked()
 	}
+}
+
+// yield lets waiting containment work go first while the gate is shut:
+// the group committer calls it between incidents. Its writes are what
+// acknowledgements wait for, so it does not park as intake does; but on
+// busy cores a committer that keeps its processor keeps the worker, and the
+// containment call, queued behind it (with a collection marking, the
+// committer is all that runs on the other processor).
+func (g *gate) yield() {
+	if !g.shut.Load() {
+		return
+	}
+	if g.gosched != nil {
+		g.gosched()
+		return
+	}
+	runtime.Gosched()
 }
 
 // hold shuts the gate for one more reason, while Run is going, and

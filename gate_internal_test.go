@@ -3,8 +3,10 @@ package breach
 import (
 	"context"
 	"log/slog"
+	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -183,4 +185,69 @@ func TestSchedulerWakesOneWorkerAndPassesOn(t *testing.T) {
 			assert.Equal(t, 1, n, id)
 		}
 	})
+}
+
+// TestCommitterYieldsWhileContainmentWaits: while containment work holds
+// the gate, the group committer yields its processor before each incident
+// it writes; with the gate open it does not.
+func TestCommitterYieldsWhileContainmentWaits(t *testing.T) {
+	ctx := context.Background()
+	pb := benchPlaybook()
+	pb.Strategy = StrategyBySeverity // low: investigate first, so opening holds no gate
+	o, err := New(incident.NewMemStore(), WithPlaybook(pb), WithLogger(slog.New(slog.DiscardHandler)), WithUnsafeAcks())
+	require.NoError(t, err)
+	var yields atomic.Int64 // the committer writes with several goroutines
+	o.gate.gosched = func() { yields.Add(1) }
+	o.gate.start()
+	defer o.gate.stop()
+	report := func() {
+		for i := range 3 {
+			_, err := o.Report(ctx, incident.Signal{Kind: "apikey.compromised", Subject: "key_" + strconv.Itoa(i),
+				Severity: incident.SeverityLow})
+			require.NoError(t, err)
+		}
+	}
+	report() // opens the three incidents
+	report() // counted in memory, for the commit
+	require.NoError(t, o.flush(ctx))
+	assert.Zero(t, yields.Load(), "the gate is open")
+
+	report()
+	o.gate.holdFor("inc_contain") // a new incident waits for its first containment call
+	require.NoError(t, o.flush(ctx))
+	assert.EqualValues(t, 3, yields.Load(), "one yield before each of the three incidents written")
+	o.gate.releaseFor("inc_contain")
+}
+
+// TestMissShutsTheGateWhileItWaits: a signal that may open a contain-first
+// incident and misses the hot index's snapshot looks its key up under the
+// index's lock with the gate shut, so that the wait does not happen behind
+// every runnable reporter; one that may not open such an incident leaves
+// the gate as it is.
+func TestMissShutsTheGateWhileItWaits(t *testing.T) {
+	pb := benchPlaybook()
+	pb.Strategy = StrategyBySeverity // critical contains first, low does not
+	o, err := New(incident.NewMemStore(), WithPlaybook(pb), WithLogger(slog.New(slog.DiscardHandler)))
+	require.NoError(t, err)
+	o.gate.start()
+	defer o.gate.stop()
+	for _, tc := range []struct {
+		sev  incident.Severity
+		shut bool
+	}{{incident.SeverityCritical, true}, {incident.SeverityLow, false}} {
+		o.hot.mu.Lock() // held as a contended lock would be
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			sig := incident.Signal{Kind: "apikey.compromised", Subject: "key_" + tc.sev.String(), Severity: tc.sev}
+			_, _ = o.count(&sig)
+		}()
+		for !goroutineBlockedIn("locked") {
+			runtime.Gosched()
+		}
+		assert.Equal(t, tc.shut, o.gate.shut.Load(), "severity %s", tc.sev)
+		o.hot.mu.Unlock()
+		<-done
+		assert.False(t, o.gate.shut.Load(), "the hold goes with the lookup")
+	}
 }

@@ -119,11 +119,27 @@ type hotIndex struct {
 }
 
 func (h *hotIndex) get(k hotKey) *hotEntry {
+	if e := h.cached(k); e != nil {
+		return e
+	}
+	return h.locked(k)
+}
+
+// cached returns the live entry for k from the lock-free snapshot, or nil
+// when the snapshot has none (the entry may be among those added since:
+// see locked).
+func (h *hotIndex) cached(k hotKey) *hotEntry {
 	if m := h.read.Load(); m != nil {
 		if e := m.get(k); e != nil && !e.dead.Load() {
 			return e
 		}
 	}
+	return nil
+}
+
+// locked returns the live entry for k among those added since the
+// snapshot, under h.mu, or nil.
+func (h *hotIndex) locked(k hotKey) *hotEntry {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	e := h.dirty.get(k)
@@ -137,17 +153,6 @@ func (h *hotIndex) get(k hotKey) *hotEntry {
 		return nil
 	}
 	return e
-}
-
-// join counts s on the live entry for k and returns it; it returns nil,
-// counting nothing, when there is none.
-func (h *hotIndex) join(k hotKey, s *incident.Signal, now func() time.Time, wait bool, newBatch func()) (*hotEntry, *batch) {
-	if e := h.get(k); e != nil {
-		if b, ok := e.add(s, now, wait, newBatch); ok {
-			return e, b
-		}
-	}
-	return nil, nil
 }
 
 // fold makes a new snapshot of the live entries; h.mu is held.

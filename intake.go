@@ -61,7 +61,7 @@ func (o *Orchestrator) Report(ctx context.Context, sig incident.Signal) (inciden
 	if err := o.admit(&sig); err != nil {
 		return incident.Receipt{}, err
 	}
-	if e, b := o.hot.join(hotKeyOf(&sig), &sig, o.cfg.now, !o.cfg.unsafeAcks, o.newBatch); e != nil {
+	if e, b := o.count(&sig); e != nil {
 		if !sig.Credential.IsZero() {
 			o.keepSignalCredential(e, &sig)
 		}
@@ -77,6 +77,31 @@ func (o *Orchestrator) Report(ctx context.Context, sig incident.Signal) (inciden
 		o.observeSignal(ctx, &sig, rc)
 	}
 	return rc, err
+}
+
+// count counts sig on the open incident the hot index holds for its key,
+// and returns the entry with the batch whose commit stores the count; it
+// returns nil, counting nothing, when the index holds none (or only a dead
+// one). A key the index's lock-free snapshot does not hold is looked up
+// under the index's lock, which may wait; when sig may open a
+// contain-first incident the containment gate is shut for that wait, as it
+// is for the opening that follows (openOrFind): a goroutine that waits
+// while the gate is open waits behind every runnable reporter.
+func (o *Orchestrator) count(sig *incident.Signal) (*hotEntry, *batch) {
+	k := hotKeyOf(sig)
+	e := o.hot.cached(k)
+	if e == nil {
+		if o.containsFirst(sig.Kind, sig.Severity) {
+			defer o.gate.hold()()
+		}
+		if e = o.hot.locked(k); e == nil {
+			return nil, nil
+		}
+	}
+	if b, ok := e.add(sig, o.cfg.now, !o.cfg.unsafeAcks, o.newBatch); ok {
+		return e, b
+	}
+	return nil, nil
 }
 
 type openResult struct {

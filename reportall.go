@@ -82,7 +82,7 @@ func (o *Orchestrator) ReportAll(ctx context.Context, sigs []incident.Signal) ([
 			fail(i, err)
 			continue
 		}
-		e, b := o.hot.join(hotKeyOf(sig), sig, o.cfg.now, !o.cfg.unsafeAcks, o.newBatch)
+		e, b := o.count(sig)
 		if e == nil {
 			// Not known here: opened or found in the store, its count
 			// (when it joined an open incident) waited for with the rest.
