@@ -108,9 +108,9 @@ func (o *Orchestrator) flushEntry(ctx context.Context, e *hotEntry) error {
 }
 
 func (o *Orchestrator) refileBatch(ctx context.Context, e *hotEntry, d delta, b *batch) error {
-	id, left, err := o.refile(ctx, e, d)
+	id, err := o.refile(ctx, e, d)
 	if err != nil {
-		return o.flushFailed(e, left, b, err)
+		return o.flushFailed(e, d, b, err)
 	}
 	o.finishBatch(b, id, nil)
 	return nil
@@ -185,14 +185,13 @@ func endedAt(inc *incident.Incident) time.Time {
 }
 
 // refile files signals counted on an incident that ended (or vanished) as
-// one signal for the same key, which opens a new incident (or finds the one
-// open now), and writes the whole count to it. It returns the incident the
-// signals are on and, on error, what of d is not stored: all of it, or,
-// when the signal opened the incident and the write of the rest failed,
-// the rest (the next flush files that on the incident it opened).
-func (o *Orchestrator) refile(ctx context.Context, e *hotEntry, d delta) (string, delta, error) {
+// one signal for the same key, which opens a new incident holding them all
+// (or finds the one open now, and writes them all to it). Each way they
+// are stored in one write, or not at all. It returns the incident the
+// signals are on.
+func (o *Orchestrator) refile(ctx context.Context, e *hotEntry, d delta) (string, error) {
 	if d.count == 0 {
-		return "", d, nil
+		return "", nil
 	}
 	sig := incident.Signal{Kind: e.kind, Subject: e.subject, DedupKey: e.key.dedup, Severity: d.severity,
 		Source: "coalesced", Summary: strconv.FormatInt(d.count, 10) + " signal(s) that arrived as the previous incident ended",
@@ -207,24 +206,17 @@ func (o *Orchestrator) refile(ctx context.Context, e *hotEntry, d delta) (string
 		sig.At = o.cfg.now()
 	}
 	if err := sig.Validate(); err != nil {
-		return "", d, err
+		return "", err
 	}
-	rc, err := o.openOrFindKey(ctx, sig)
-	if err != nil {
-		return "", d, err
-	}
-	rest := delta{count: d.count, first: d.first, last: d.last, untimed: d.untimed, severity: d.severity}
-	if rc.Opened {
-		rest.count-- // the signal that opened it counts one
-	}
-	if rest.count == 0 {
-		return rc.IncidentID, rest, nil
+	rc, err := o.openOrFindKey(ctx, sig, &d)
+	if err != nil || rc.Opened {
+		return rc.IncidentID, err
 	}
 	inc, err := o.store.Head(ctx, rc.IncidentID)
 	if err == nil {
-		err = o.mutate(ctx, inc, func(inc *incident.Incident) error { o.applyDelta(inc, rest); return nil })
+		err = o.mutate(ctx, inc, func(inc *incident.Incident) error { o.applyDelta(inc, d); return nil })
 	}
-	return rc.IncidentID, rest, err
+	return rc.IncidentID, err
 }
 
 func (o *Orchestrator) applyDelta(inc *incident.Incident, d delta) {

@@ -125,7 +125,7 @@ func (o *Orchestrator) reportSlow(ctx context.Context, s incident.Signal) (incid
 // opened it): the caller waits for it.
 func (o *Orchestrator) fileSlow(ctx context.Context, s incident.Signal) (incident.Receipt, *batch, error) {
 	for range 3 {
-		rc, b, err := o.openOrFind(ctx, s, true)
+		rc, b, err := o.openOrFind(ctx, s, true, nil)
 		if !errors.Is(err, errEnded) {
 			return rc, b, err
 		}
@@ -134,9 +134,10 @@ func (o *Orchestrator) fileSlow(ctx context.Context, s incident.Signal) (inciden
 }
 
 // openOrFindKey opens the incident for sig's key, or finds the open one,
-// without counting sig on an incident it finds.
-func (o *Orchestrator) openOrFindKey(ctx context.Context, sig incident.Signal) (incident.Receipt, error) {
-	rc, _, err := o.openOrFind(ctx, sig, false)
+// without counting sig on an incident it finds. An incident it opens holds
+// the counts of whole (see newIncident).
+func (o *Orchestrator) openOrFindKey(ctx context.Context, sig incident.Signal, whole *delta) (incident.Receipt, error) {
+	rc, _, err := o.openOrFind(ctx, sig, false, whole)
 	return rc, err
 }
 
@@ -170,7 +171,7 @@ func (o *Orchestrator) stored(ctx context.Context, rc incident.Receipt, b *batch
 // incident it found ended before the signal could be counted on it. With
 // count, the signal is counted on an incident it finds open, and the batch
 // that stores the count is returned.
-func (o *Orchestrator) openOrFind(ctx context.Context, s incident.Signal, count bool) (incident.Receipt, *batch, error) {
+func (o *Orchestrator) openOrFind(ctx context.Context, s incident.Signal, count bool, whole *delta) (incident.Receipt, *batch, error) {
 	sig := &s
 	if sig.At.IsZero() {
 		sig.At = o.cfg.now()
@@ -192,7 +193,7 @@ func (o *Orchestrator) openOrFind(ctx context.Context, s incident.Signal, count 
 		}()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 		defer cancel()
-		return o.openOrJoin(sctx, sig, key, hk, me)
+		return o.openOrJoin(sctx, sig, key, hk, me, whole)
 	})
 	select {
 	case <-ctx.Done():
@@ -225,7 +226,7 @@ func (o *Orchestrator) openOrFind(ctx context.Context, s incident.Signal, count 
 // the only store call before the first containment call, and an open
 // incident holding the key makes it fail with ErrDuplicate, after which
 // the incident is looked up and joined.
-func (o *Orchestrator) openOrJoin(ctx context.Context, sig *incident.Signal, key string, hk hotKey, me *byte) (openResult, error) {
+func (o *Orchestrator) openOrJoin(ctx context.Context, sig *incident.Signal, key string, hk hotKey, me *byte, whole *delta) (openResult, error) {
 	_, lookUp := o.aliases.Load(key) // a merge redirects the key: look it up first
 	for range 4 {
 		if lookUp {
@@ -243,7 +244,7 @@ func (o *Orchestrator) openOrJoin(ctx context.Context, sig *incident.Signal, key
 			}
 		}
 		lookUp = true
-		inc := o.newIncident(sig, key)
+		inc := o.newIncident(sig, key, whole)
 		// The credential is kept before the incident can be seen, so that
 		// no step (a resume, another worker) finds it without one.
 		o.keepCredential(inc.ID, sig.Credential)
@@ -281,7 +282,11 @@ func (o *Orchestrator) openOrJoin(ctx context.Context, sig *incident.Signal, key
 	return openResult{}, errors.New("breach: dedup key " + key + " keeps changing hands in the store")
 }
 
-func (o *Orchestrator) newIncident(sig *incident.Signal, key string) *incident.Incident {
+// newIncident is the incident sig opens. With whole, sig stands for the
+// signals whole counted (a refile: see flush.go), and the incident is
+// created holding all of them, so that they are stored in one write or not
+// at all.
+func (o *Orchestrator) newIncident(sig *incident.Signal, key string, whole *delta) *incident.Incident {
 	now := o.cfg.now()
 	inc := &incident.Incident{
 		ID:                    o.cfg.newID(),
@@ -300,6 +305,19 @@ func (o *Orchestrator) newIncident(sig *incident.Signal, key string) *incident.I
 	}
 	inc.Signals = incident.SignalSummary{Count: 1, FirstSeen: sig.At, LastSeen: sig.At,
 		Samples: []incident.SignalSample{{At: sig.At, Source: sig.Source, Severity: sig.Severity, Summary: sig.Summary}}}
+	if whole != nil && whole.count > 0 {
+		inc.Signals = incident.SignalSummary{Count: whole.count, FirstSeen: whole.first, LastSeen: whole.last}
+		if inc.Signals.FirstSeen.IsZero() {
+			inc.Signals.FirstSeen = sig.At
+		}
+		if inc.Signals.LastSeen.IsZero() {
+			inc.Signals.LastSeen = sig.At
+		}
+		inc.Signals.Samples = slices.Clone(whole.samples[:min(len(whole.samples), incident.MaxSignalSamples)])
+		if len(inc.Signals.Samples) == 0 {
+			inc.Signals.Samples = []incident.SignalSample{{At: sig.At, Source: sig.Source, Severity: sig.Severity, Summary: sig.Summary}}
+		}
+	}
 	detail := "opened from a " + sig.Severity.String() + " " + sig.Kind + " signal about " + sig.Subject
 	if sig.Summary != "" {
 		detail += ": " + sig.Summary
