@@ -28,8 +28,12 @@ type ConsoleConfig struct {
 	// route asks it first: an error or an empty name refuses the request
 	// with 401 Unauthorized, and nothing is read or recorded. The error's
 	// text is logged at debug level, never shown. The name is the actor
-	// the timeline records for the person's actions. Actor must be safe
-	// for concurrent use.
+	// the timeline records for the person's actions, so it must be one
+	// every action accepts (see ErrInvalidInput): a name that is not
+	// UTF-8 or holds a control character, a line separator or a
+	// bidirectional control is refused with 401 too, and logged at warn
+	// level, since only the host can mend it. Actor must be safe for
+	// concurrent use.
 	Actor func(r *http.Request) (string, error)
 	// Authorize says whether actor may do action on the incident with ID
 	// incidentID: ConsoleView for every page and read of the JSON API
@@ -182,6 +186,12 @@ func (c *console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Cache-Control", "no-store")
 	actor, err := c.cfg.Actor(r)
+	if err == nil && actor != "" {
+		if err = checkActor(actor); err != nil {
+			c.log.Warn("breach: console: the host's Actor named someone no action accepts", "method", r.Method,
+				"path", r.URL.Path, "actor", strconv.QuoteToASCII(actor), "err", err)
+		}
+	}
 	if err != nil || actor == "" {
 		if err != nil {
 			c.log.Debug("breach: console: no actor", "method", r.Method, "path", r.URL.Path, "err", err)

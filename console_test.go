@@ -537,6 +537,8 @@ func consoleRefusals() []struct {
 	}{
 		{"actor error", breach.ConsoleConfig{Actor: failing}, nil, http.StatusUnauthorized},
 		{"empty actor", breach.ConsoleConfig{}, []string{"X-Actor", ""}, http.StatusUnauthorized},
+		{"actor with a bidirectional control", breach.ConsoleConfig{}, []string{"X-Actor", "eve\u202eecila"}, http.StatusUnauthorized},
+		{"actor not UTF-8", breach.ConsoleConfig{}, []string{"X-Actor", "Jos\xe9"}, http.StatusUnauthorized},
 		{"authorize refuses", breach.ConsoleConfig{Authorize: refuseApprovals}, []string{"X-Actor", "mallory"}, http.StatusForbidden},
 	}
 }
@@ -578,6 +580,9 @@ func TestConsoleRefusesWithoutActorOrLeave(t *testing.T) {
 			}
 			assert.Equal(t, before, r.head(t, id).Version, "nothing recorded")
 			assert.NotContains(t, r.logs.String(), "key_42")
+			if strings.HasPrefix(rf.name, "actor with") || strings.HasPrefix(rf.name, "actor not") {
+				assert.Contains(t, r.logs.String(), "no action accepts", "a name only the host can mend is logged")
+			}
 		})
 	}
 	t.Run("authorize sees the action and the incident", func(t *testing.T) {
