@@ -135,6 +135,18 @@ func goroutineBlockedIn(fn string) bool {
 	return false
 }
 
+// countedEntry puts an entry for a new incident id in h and counts one
+// signal on it.
+func countedEntry(t *testing.T, h *hotIndex, id string) (*incident.Incident, hotKey, *hotEntry) {
+	t.Helper()
+	inc := &incident.Incident{ID: id, Kind: "apikey.compromised", Subject: "key_" + id}
+	k := hotKey{kind: inc.Kind, subject: inc.Subject}
+	e := h.put(k, inc)
+	_, ok := e.add(&incident.Signal{Kind: inc.Kind, Subject: inc.Subject}, time.Now, false, nil)
+	require.True(t, ok)
+	return inc, k, e
+}
+
 // TestRetireHoldsNoLookUp: an incident leaving the index (its entry is
 // killed, which waits for a reporter holding the entry's lock, here the
 // test) does not hold up a lookup that misses the index; an entry put
@@ -142,11 +154,7 @@ func goroutineBlockedIn(fn string) bool {
 // count is still flushed.
 func TestRetireHoldsNoLookUp(t *testing.T) {
 	var h hotIndex
-	inc := &incident.Incident{ID: "inc_busy", Kind: "apikey.compromised", Subject: "key_busy"}
-	k := hotKey{kind: inc.Kind, subject: inc.Subject}
-	old := h.put(k, inc)
-	_, ok := old.add(&incident.Signal{Kind: inc.Kind, Subject: inc.Subject}, time.Now, false, nil)
-	require.True(t, ok)
+	inc, k, old := countedEntry(t, &h, "inc_busy")
 	old.mu.Lock()
 	removed := make(chan struct{})
 	go func() { defer close(removed); h.remove(inc.ID) }()
@@ -157,7 +165,7 @@ func TestRetireHoldsNoLookUp(t *testing.T) {
 	// put gives a live entry, not the dead one.
 	again := h.put(k, inc)
 	require.NotSame(t, old, again)
-	_, ok = again.add(&incident.Signal{Kind: inc.Kind, Subject: inc.Subject}, time.Now, false, nil)
+	_, ok := again.add(&incident.Signal{Kind: inc.Kind, Subject: inc.Subject}, time.Now, false, nil)
 	assert.True(t, ok, "the new entry counts")
 	assert.ElementsMatch(t, []*hotEntry{old, again}, h.pending(), "the dead entry's count is flushed too")
 }
@@ -167,11 +175,7 @@ func TestRetireHoldsNoLookUp(t *testing.T) {
 // entry, and the killed one's count is still flushed.
 func TestPutReplacesAKilledEntry(t *testing.T) {
 	var h hotIndex
-	inc := &incident.Incident{ID: "inc_1", Kind: "apikey.compromised", Subject: "key_1"}
-	k := hotKey{kind: inc.Kind, subject: inc.Subject}
-	old := h.put(k, inc)
-	_, ok := old.add(&incident.Signal{Kind: inc.Kind, Subject: inc.Subject}, time.Now, false, nil)
-	require.True(t, ok)
+	inc, k, old := countedEntry(t, &h, "inc_1")
 	old.kill() // the first half of retire
 	assert.Nil(t, h.get(k), "a lookup passes a killed entry over")
 	e := h.put(k, inc)
