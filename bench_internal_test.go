@@ -158,6 +158,18 @@ func BenchmarkReportOpen(b *testing.B) {
 			}
 		}
 	})
+	// The same, each signal bringing the key's credential (a leaked-key
+	// report does): kept for containment, not stored again while fresh.
+	withCred := sig
+	withCred.Credential = incident.NewSecret("sk_live_benchmark_0123456789")
+	b.Run("report-credential", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := o.Report(ctx, withCred); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	var mu sync.Mutex
 	m := map[string]int64{"apikey.compromised/key_42": 0}
 	b.Run("mutex-map-baseline", func(b *testing.B) {

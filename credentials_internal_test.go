@@ -342,3 +342,36 @@ func TestKeepRacingASweepIsNotLost(t *testing.T) {
 	o.merged.CompareAndDelete("inc_p", m)                            // the sweep's delete
 	assert.Equal(t, incident.Redacted, o.redact("inc_p", "child-one"))
 }
+
+// TestCountingACredentialAllocatesNothing: a signal for an open incident
+// that brings the incident's credential again (a leaked-key storm) is
+// counted without allocating: the credential kept moments ago is not
+// stored again, and its key is compared without being built. It is still
+// the one kept, and a different credential replaces it.
+func TestCountingACredentialAllocatesNothing(t *testing.T) {
+	ctx := context.Background()
+	clk := &testClock{t: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)}
+	o := newCredOrchestrator(t, incident.NewMemStore(), &credRecorder{}, clk, WithUnsafeAcks())
+	sig := credSignal()
+	rc, err := o.Report(ctx, sig)
+	require.NoError(t, err)
+	assert.Zero(t, testing.AllocsPerRun(100, func() {
+		if _, err := o.Report(ctx, sig); err != nil {
+			t.Fatal(err)
+		}
+	}))
+	assert.Equal(t, testSecret, o.credential(rc.IncidentID).Reveal())
+
+	clk.add(2 * time.Second) // past the refresh: stored again, with its new time
+	_, err = o.Report(ctx, sig)
+	require.NoError(t, err)
+	v, ok := o.creds.Load(rc.IncidentID)
+	require.True(t, ok)
+	assert.Equal(t, clk.now(), v.(keptCredential).at, "kept again once it is no longer fresh")
+
+	other := credSignal()
+	other.Credential = incident.NewSecret("sk_live_another_key_0000")
+	_, err = o.Report(ctx, other)
+	require.NoError(t, err)
+	assert.Equal(t, "sk_live_another_key_0000", o.credential(rc.IncidentID).Reveal(), "a different credential replaces it at once")
+}

@@ -250,7 +250,10 @@ func WithStoreTimeout(d time.Duration) Option {
 }
 
 // WithCredentialTTL bounds how long this process keeps a credential that
-// came with a signal, for containers to use; the default is 24 hours. A
+// came with a signal, for containers to use; the default is 24 hours. It
+// runs from the credential's last arrival, give or take an eighth of it
+// (a second at most): a credential that comes again within that is not
+// kept again. A
 // credential is forgotten sooner when its incident ends, whichever replica
 // ends it (this one learns it at its next resume or flush). A non-positive
 // duration is an error matching ErrInvalidOption.

@@ -92,9 +92,26 @@ type keptCredential struct {
 // life and is not handed out (see credentialFor), so a signal that brings
 // the credential again after the reopen must not be dropped in its favour.
 func (o *Orchestrator) keepCredential(id string, s incident.Secret) {
-	if !s.IsZero() {
-		o.creds.Store(id, keptCredential{s: s, at: o.cfg.now()})
+	if s.IsZero() {
+		return
 	}
+	now := o.cfg.now()
+	if v, ok := o.creds.Load(id); ok {
+		// A storm of signals brings the same credential again and again:
+		// kept moments ago, it is not stored again (which would allocate
+		// for every signal). Its expiry moves at most credentialRefresh
+		// earlier than from the last signal.
+		if k := v.(keptCredential); k.s == s && now.Sub(k.at) < o.credentialRefresh() {
+			return
+		}
+	}
+	o.creds.Store(id, keptCredential{s: s, at: now})
+}
+
+// credentialRefresh is how long a kept credential that comes again is
+// not stored again: an eighth of the credential TTL, a second at most.
+func (o *Orchestrator) credentialRefresh() time.Duration {
+	return min(time.Second, o.cfg.credentialTTL/8)
 }
 
 // credential returns the credential held for the incident, or the zero
@@ -180,11 +197,20 @@ func (o *Orchestrator) moveCredentials(from, to string) {
 // into it). A merged key's credential is not the incident's: containers
 // are never handed it, and it never replaces the incident's own.
 func (o *Orchestrator) keepSignalCredential(e *hotEntry, sig *incident.Signal) {
-	if sig.Key() == e.dedup {
+	if hasKey(sig, e.dedup) {
 		o.keepCredential(e.id, sig.Credential)
 		return
 	}
 	o.keepMergedCredential(e.id, sig.Credential)
+}
+
+// hasKey reports whether sig.Key() is key, without building it.
+func hasKey(sig *incident.Signal, key string) bool {
+	if sig.DedupKey != "" {
+		return sig.DedupKey == key
+	}
+	n := len(sig.Kind)
+	return len(key) == n+1+len(sig.Subject) && key[:n] == sig.Kind && key[n] == '/' && key[n+1:] == sig.Subject
 }
 
 // maxMergedCredentials bounds the credentials of merged incidents kept for
@@ -280,7 +306,10 @@ func (o *Orchestrator) keepMergedAt(id string, s incident.Secret, at time.Time) 
 		return
 	}
 	for {
-		v, _ := o.merged.LoadOrStore(id, &mergedCredentials{})
+		v, ok := o.merged.Load(id)
+		if !ok {
+			v, _ = o.merged.LoadOrStore(id, &mergedCredentials{})
+		}
 		if v.(*mergedCredentials).keep(s, at) {
 			return
 		}
