@@ -38,9 +38,9 @@ func (p *packedTimeline) join(q packedTimeline) {
 }
 
 // names interns the short strings of timelines. It belongs to one MemStore
-// and has its own lock, so that a change is packed before the store's lock
-// is taken: names are only ever added, and an index once given keeps its
-// string.
+// and has its own lock, so that a change is packed before the store's
+// locks are taken: names are only ever added, and an index once given
+// keeps its string.
 type names struct {
 	mu   sync.RWMutex
 	idx  map[string]uint32
@@ -49,8 +49,8 @@ type names struct {
 
 // pack returns tl packed as a run to join to a timeline; raw says that the
 // timeline has gone raw already (see packedTimeline), so the run must be
-// raw too. It takes the read lock when every name is known, as it almost
-// always is, and the write lock only to add a name.
+// raw too. It packs under t.mu, which only packs and the snapshot unpack
+// takes of the names contend for.
 func (t *names) pack(tl Timeline, raw bool) packedTimeline {
 	if len(tl) == 0 {
 		return packedTimeline{}
@@ -58,45 +58,9 @@ func (t *names) pack(tl Timeline, raw bool) packedTimeline {
 	if raw {
 		return packedTimeline{raw: slices.Clone(tl)}
 	}
-	p := packedTimeline{entries: make([]packedEntry, 0, len(tl))}
-	t.mu.RLock()
-	n := 0
-	for ; n < len(tl); n++ {
-		pe, ok := t.known(&tl[n])
-		if !ok {
-			break
-		}
-		p.entries = append(p.entries, pe)
-	}
-	t.mu.RUnlock()
-	if n < len(tl) {
-		t.mu.Lock()
-		p = t.appendPacked(p, tl[n:])
-		t.mu.Unlock()
-	}
-	return p
-}
-
-// known packs e when every one of its names has an index, under t.mu.
-func (t *names) known(e *Entry) (packedEntry, bool) {
-	actor, ok1 := t.idx[e.Actor]
-	typ, ok2 := t.idx[string(e.Type)]
-	ev, ok3 := t.idx[string(e.Event)]
-	from, ok4 := t.idx[string(e.From)]
-	to, ok5 := t.idx[string(e.To)]
-	if !(ok1 && ok2 && ok3 && ok4 && ok5) || actor == math.MaxUint32 || max(typ, ev, from, to) >= math.MaxUint16 {
-		return packedEntry{}, false
-	}
-	return packEntry(e, actor, typ, ev, from, to), true
-}
-
-func packEntry(e *Entry, actor, typ, ev, from, to uint32) packedEntry {
-	pe := packedEntry{actor: actor, typ: uint16(typ), ev: uint16(ev), from: uint16(from), to: uint16(to),
-		at: math.MinInt64, detail: strings.Clone(e.Detail), hash: e.Hash}
-	if !e.At.IsZero() {
-		pe.at = e.At.UnixMicro()
-	}
-	return pe
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.appendPacked(packedTimeline{entries: make([]packedEntry, 0, len(tl))}, tl)
 }
 
 func (t *names) id(s string, limit uint32) (uint32, bool) {
@@ -115,8 +79,8 @@ func (t *names) id(s string, limit uint32) (uint32, bool) {
 	return i, true
 }
 
-// appendPacked returns p with tl appended, adding names as needed, under
-// the write lock of t.mu.
+// appendPacked returns p with tl appended, adding names as needed; t.mu is
+// held.
 func (t *names) appendPacked(p packedTimeline, tl Timeline) packedTimeline {
 	for i := range tl {
 		e := &tl[i]
@@ -133,7 +97,12 @@ func (t *names) appendPacked(p packedTimeline, tl Timeline) packedTimeline {
 			p.raw = append(p.raw, *e)
 			continue
 		}
-		p.entries = append(p.entries, packEntry(e, actor, typ, ev, from, to))
+		pe := packedEntry{actor: actor, typ: uint16(typ), ev: uint16(ev), from: uint16(from), to: uint16(to),
+			at: math.MinInt64, detail: strings.Clone(e.Detail), hash: e.Hash}
+		if !e.At.IsZero() {
+			pe.at = e.At.UnixMicro()
+		}
+		p.entries = append(p.entries, pe)
 	}
 	return p
 }
