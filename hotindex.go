@@ -23,10 +23,20 @@ func hotKeyOf(s *incident.Signal) hotKey {
 // incidentHotKey is the hot-index key an incident's own signals are filed
 // under.
 func incidentHotKey(inc *incident.Incident) hotKey {
-	if inc.DedupKey == inc.Kind+"/"+inc.Subject {
-		return hotKey{kind: inc.Kind, subject: inc.Subject}
+	if k := (hotKey{kind: inc.Kind, subject: inc.Subject}); k.is(inc.DedupKey) {
+		return k
 	}
 	return hotKey{dedup: inc.DedupKey}
+}
+
+// is reports whether k stands for the dedup key dedup (incident.Signal.Key:
+// the signal's DedupKey, else kind "/" subject), without building it.
+func (k hotKey) is(dedup string) bool {
+	if k.dedup != "" {
+		return k.dedup == dedup
+	}
+	n := len(k.kind)
+	return len(dedup) == n+1+len(k.subject) && dedup[:n] == k.kind && dedup[n] == '/' && dedup[n+1:] == k.subject
 }
 
 // hotMap is a map from hotKey hashing a single string per lookup.

@@ -186,3 +186,21 @@ func TestPutReplacesAKilledEntry(t *testing.T) {
 	h.retire(old) // the second half: e stays live
 	assert.Same(t, e, h.get(k))
 }
+
+// TestHotKeyIsTheSignalsKey: a signal's hot key stands for its dedup key
+// (incident.Signal.Key) and for no other.
+func TestHotKeyIsTheSignalsKey(t *testing.T) {
+	for _, sig := range []incident.Signal{
+		{Kind: "apikey.compromised", Subject: "key_42"},
+		{Kind: "apikey.compromised", Subject: "key_42", DedupKey: "custom/key"},
+		{Kind: "a/b", Subject: "c"},
+		{Kind: "a", Subject: "b/c"},
+	} {
+		k := hotKeyOf(&sig)
+		assert.True(t, k.is(sig.Key()), "%+v", sig)
+		for _, other := range []string{"", "apikey.compromised/key_4", "apikey.compromised/key_420", "apikey.compromisedXkey_42",
+			"custom/keys", "a/b/d", "a/c"} {
+			assert.False(t, k.is(other), "%+v is not %q", sig, other)
+		}
+	}
+}

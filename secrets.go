@@ -197,20 +197,11 @@ func (o *Orchestrator) moveCredentials(from, to string) {
 // into it). A merged key's credential is not the incident's: containers
 // are never handed it, and it never replaces the incident's own.
 func (o *Orchestrator) keepSignalCredential(e *hotEntry, sig *incident.Signal) {
-	if hasKey(sig, e.dedup) {
+	if hotKeyOf(sig).is(e.dedup) {
 		o.keepCredential(e.id, sig.Credential)
 		return
 	}
 	o.keepMergedCredential(e.id, sig.Credential)
-}
-
-// hasKey reports whether sig.Key() is key, without building it.
-func hasKey(sig *incident.Signal, key string) bool {
-	if sig.DedupKey != "" {
-		return sig.DedupKey == key
-	}
-	n := len(sig.Kind)
-	return len(key) == n+1+len(sig.Subject) && key[:n] == sig.Kind && key[n] == '/' && key[n+1:] == sig.Subject
 }
 
 // maxMergedCredentials bounds the credentials of merged incidents kept for
