@@ -82,8 +82,9 @@ func (o *Orchestrator) AssignCommander(ctx context.Context, id, commander, actor
 		return fmt.Errorf("%w: commander required", ErrInvalidInput)
 	case len(commander) > MaxCommanderLen:
 		return fmt.Errorf("%w: commander longer than %d bytes", ErrInvalidInput, MaxCommanderLen)
-	case !textcheck.Ident(commander):
-		return fmt.Errorf("%w: commander is not UTF-8 or holds a control character, a line separator or a bidirectional control", ErrInvalidInput)
+	}
+	if err := checkName("commander", commander); err != nil {
+		return err
 	}
 	note, err := personText("note", note, false)
 	if err != nil {
@@ -362,11 +363,17 @@ func (o *Orchestrator) amend(ctx context.Context, id, actor string, change func(
 // one that is not UTF-8 or holds a character an identifier may not (it is
 // shown on the timeline, the console and the report as who acted).
 func checkActor(actor string) error {
-	switch {
-	case actor == "":
+	if actor == "" {
 		return errNoActor
-	case !textcheck.Ident(actor):
-		return fmt.Errorf("%w: actor is not UTF-8 or holds a control character, a line separator or a bidirectional control", ErrInvalidInput)
+	}
+	return checkName("actor", actor)
+}
+
+// checkName refuses a person's name (field says which) that is not UTF-8
+// or holds a character an identifier may not.
+func checkName(field, s string) error {
+	if !textcheck.Ident(s) {
+		return fmt.Errorf("%w: %s is not UTF-8 or holds a control character, a line separator or a bidirectional control", ErrInvalidInput, field)
 	}
 	return nil
 }
