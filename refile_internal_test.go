@@ -121,3 +121,19 @@ func TestRefileStoresAllOrNothing(t *testing.T) {
 		})
 	}
 }
+
+// TestApplyDeltaOfUntimedSignalsKeepsFirstSeen: a commit of signals that
+// came without a time (their first-seen time unknown) moves LastSeen to
+// the commit and leaves FirstSeen as it was. Before the fix it set
+// FirstSeen to the zero time.
+func TestApplyDeltaOfUntimedSignalsKeepsFirstSeen(t *testing.T) {
+	clk := &testClock{t: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)}
+	o := newCredOrchestrator(t, incident.NewMemStore(), &credRecorder{}, clk)
+	first := clk.now().Add(-time.Hour)
+	inc := &incident.Incident{Severity: incident.SeverityHigh,
+		Signals: incident.SignalSummary{Count: 1, FirstSeen: first, LastSeen: first}}
+	o.applyDelta(inc, delta{count: 2, untimed: true, last: clk.now()})
+	assert.EqualValues(t, 3, inc.Signals.Count)
+	assert.Equal(t, first, inc.Signals.FirstSeen)
+	assert.Equal(t, clk.now(), inc.Signals.LastSeen)
+}
