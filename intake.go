@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"maps"
 	"runtime/debug"
-	"slices"
 	"time"
 
 	"github.com/breachkit/breach/incident"
@@ -306,17 +305,13 @@ func (o *Orchestrator) newIncident(sig *incident.Signal, key string, whole *delt
 	inc.Signals = incident.SignalSummary{Count: 1, FirstSeen: sig.At, LastSeen: sig.At,
 		Samples: []incident.SignalSample{{At: sig.At, Source: sig.Source, Severity: sig.Severity, Summary: sig.Summary}}}
 	if whole != nil && whole.count > 0 {
-		inc.Signals = incident.SignalSummary{Count: whole.count, FirstSeen: whole.first, LastSeen: whole.last}
-		if inc.Signals.FirstSeen.IsZero() {
-			inc.Signals.FirstSeen = sig.At
+		// sig stands for whole's signals: their count, times and samples
+		// (its own sample when they kept none).
+		inc.Signals.Count = 0
+		if len(whole.samples) > 0 {
+			inc.Signals.Samples = nil
 		}
-		if inc.Signals.LastSeen.IsZero() {
-			inc.Signals.LastSeen = sig.At
-		}
-		inc.Signals.Samples = slices.Clone(whole.samples[:min(len(whole.samples), incident.MaxSignalSamples)])
-		if len(inc.Signals.Samples) == 0 {
-			inc.Signals.Samples = []incident.SignalSample{{At: sig.At, Source: sig.Source, Severity: sig.Severity, Summary: sig.Summary}}
-		}
+		o.applyDelta(inc, *whole)
 	}
 	detail := "opened from a " + sig.Severity.String() + " " + sig.Kind + " signal about " + sig.Subject
 	if sig.Summary != "" {
