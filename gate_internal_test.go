@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -250,4 +251,41 @@ func TestMissShutsTheGateWhileItWaits(t *testing.T) {
 		<-done
 		assert.False(t, o.gate.shut.Load(), "the hold goes with the lookup")
 	}
+}
+
+// TestReportAllWaitsAtTheGateBeforeItsBatch: a ReportAll that comes while
+// containment work holds the gate counts none of its signals until the
+// gate opens: a storm's reporters, woken together by a group commit, must
+// not each run into their next batch before they park. ReportAll leaves
+// the batch it is given as it was.
+func TestReportAllWaitsAtTheGateBeforeItsBatch(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		pb := benchPlaybook()
+		pb.Strategy = StrategyBySeverity // low: investigate first, so opening holds no gate
+		o, err := New(incident.NewMemStore(), WithPlaybook(pb), WithLogger(slog.New(slog.DiscardHandler)), WithUnsafeAcks())
+		require.NoError(t, err)
+		sig := incident.Signal{Kind: "apikey.compromised", Subject: "key_1", Severity: incident.SeverityLow, Source: "gateway"}
+		_, err = o.Report(ctx, sig) // opens the incident
+		require.NoError(t, err)
+		e := o.hot.locked(hotKeyOf(&sig))
+		require.NotNil(t, e)
+		sigs := []incident.Signal{sig, sig, sig}
+		before := slices.Clone(sigs)
+
+		o.gate.start()
+		defer o.gate.stop()
+		o.gate.holdFor("inc_contain") // a new incident waits for its first containment call
+		done := make(chan error, 1)
+		go func() {
+			_, err := o.ReportAll(ctx, sigs)
+			done <- err
+		}()
+		synctest.Wait()
+		assert.Zero(t, e.pendingCount(), "no signal of the batch is counted while the gate is shut")
+		o.gate.releaseFor("inc_contain")
+		require.NoError(t, <-done)
+		assert.EqualValues(t, 3, e.pendingCount())
+		assert.Equal(t, before, sigs, "ReportAll changes none of the signals it is given")
+	})
 }

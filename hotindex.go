@@ -327,16 +327,21 @@ type delta struct {
 // counts they added to one entry to be stored. done closes when the flush
 // that took them has written them (err nil, id the incident they are on) or
 // failed (err; the counts are dropped, and each waiting Report says so).
+// ended is set as done closes: a waiter that may find the batch already
+// ended (ReportAll's, with thousands of signals) reads it instead of a
+// select, which takes the channel's lock.
 type batch struct {
-	done chan struct{}
-	err  error
-	id   string
+	done  chan struct{}
+	ended atomic.Bool
+	err   error
+	id    string
 }
 
 // finish tells the batch's waiters the outcome; a nil batch has none.
 func (b *batch) finish(id string, err error) {
 	if b != nil {
 		b.id, b.err = id, err
+		b.ended.Store(true)
 		close(b.done)
 	}
 }

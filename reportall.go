@@ -29,8 +29,11 @@ func (e *SignalError) Unwrap() error { return e.Err }
 // signal waiting for its own, so a storm costs no goroutine switch per
 // signal.
 //
-// Signals counted on open incidents pause, as in Report, while new
-// containment work waits for its first call.
+// While new containment work waits for its first call, ReportAll pauses
+// as Report does (10ms at most from the latest such work, or until ctx
+// ends): before its first signal, and after each signal it counts on an
+// open incident. It reads sigs and changes none of them: a caller may
+// file the same slice again, or from several goroutines at once.
 //
 // Acknowledged means durable, as with Report: ReportAll returns once every
 // signal it accepted is stored. A signal that fails (invalid, of an unknown
@@ -52,6 +55,10 @@ func (o *Orchestrator) ReportAll(ctx context.Context, sigs []incident.Signal) ([
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	// A batch that comes while containment work waits for its first call
+	// waits before any of its work, not after its first signal: a storm's
+	// reporters, woken together by a group commit, come back together.
+	o.gate.wait(ctx)
 	receipts := make([]incident.Receipt, len(sigs))
 	var errs []error
 	fail := func(i int, err error) { errs = append(errs, &SignalError{Index: i, Err: err}) }
@@ -116,15 +123,17 @@ func (o *Orchestrator) ReportAll(ctx context.Context, sigs []incident.Signal) ([
 	// Many signals share a batch (one per incident per commit): the wait
 	// parks once per batch, the rest find it done.
 	for _, w := range waits {
-		select {
-		case <-w.b.done:
-		case <-ctx.Done():
+		if !w.b.ended.Load() {
 			select {
 			case <-w.b.done:
-			default:
-				receipts[w.i] = incident.Receipt{}
-				fail(w.i, fmt.Errorf("%w: %w", ErrOutcomeUnknown, ctx.Err()))
-				continue
+			case <-ctx.Done():
+				select {
+				case <-w.b.done:
+				default:
+					receipts[w.i] = incident.Receipt{}
+					fail(w.i, fmt.Errorf("%w: %w", ErrOutcomeUnknown, ctx.Err()))
+					continue
+				}
 			}
 		}
 		if w.b.err != nil {
