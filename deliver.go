@@ -62,9 +62,7 @@ func (o *Orchestrator) send(st *stepRun, inc *incident.Incident, pb *Playbook, t
 			}
 			break
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		deliver := func() {
 			defer sem.Release(1)
 			res := &results[n]
 			msg := notify.Message{
@@ -96,6 +94,18 @@ func (o *Orchestrator) send(st *stepRun, inc *incident.Incident, pb *Playbook, t
 				res.ob.Outcome = outcomeInterrupted
 				o.observe(st.calls, res.ob)
 			}
+		}
+		if n == len(todo)-1 {
+			// The last notice is sent from this goroutine, which would
+			// only wait for it otherwise (each attempt is still a call of
+			// its own: see retry.Call).
+			deliver()
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			deliver()
 		}()
 	}
 	wg.Wait()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -183,6 +184,35 @@ func TestApplyAllSucceed(t *testing.T) {
 		assert.Equal(t, want, reqs[0], actions[i].Name)
 		assert.Equal(t, "sk_live_leaked", reqs[0].Credential.Reveal())
 	}
+}
+
+// TestApplyRunsTheLastActionOnTheCallersGoroutine: every action but the
+// last runs on a goroutine of its own; the last runs on the caller's,
+// which would only wait for it otherwise. Each attempt's call is still
+// made on a goroutine of its own, created by the action's goroutine.
+func TestApplyRunsTheLastActionOnTheCallersGoroutine(t *testing.T) {
+	stack := func() string {
+		buf := make([]byte, 64<<10)
+		return string(buf[:runtime.Stack(buf, false)])
+	}
+	caller, _, _ := strings.Cut(strings.TrimPrefix(stack(), "goroutine "), " ")
+	var mu sync.Mutex
+	onCaller := map[string]bool{}
+	r := containment.Runner{OnCall: func(req containment.Request) {
+		s := stack() // the call's goroutine, and the goroutine that created it
+		mu.Lock()
+		defer mu.Unlock()
+		onCaller[req.Action] = strings.Contains(s, "in goroutine "+caller+"\n")
+	}}
+	var revoke, block, isolate calls
+	actions := []containment.Action{
+		{Name: "revoke", Container: revoke.container(nil)},
+		{Name: "block", Container: block.container(nil)},
+		{Name: "isolate", Container: isolate.container(nil)},
+	}
+	rs := r.Apply(t.Context(), actions, baseRequest(), keyOf)
+	require.NoError(t, rs.Err())
+	assert.Equal(t, map[string]bool{"revoke": false, "block": false, "isolate": true}, onCaller)
 }
 
 func TestApplyNoActions(t *testing.T) {

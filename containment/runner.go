@@ -127,9 +127,7 @@ func (r Runner) run(ctx context.Context, actions []Action, base Request, keyOf f
 			finish(i, Result{Action: a.Name, IdempotencyKey: key, Err: err, Started: t, Finished: t})
 			continue
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		apply := func() {
 			defer sem.Release(1)
 			res := Result{Action: a.Name, IdempotencyKey: key, Started: now()}
 			out := retry.Do(ctx, a.Policy, r.Stop, func(ctx context.Context, attempt int) error {
@@ -143,6 +141,18 @@ func (r Runner) run(ctx context.Context, actions []Action, base Request, keyOf f
 			})
 			res.Attempts, res.Err, res.Finished = out.Attempts, out.Err, now()
 			finish(i, res)
+		}
+		if i == len(actions)-1 {
+			// The last action runs on the caller's goroutine, which would
+			// only wait for it otherwise (each attempt is still a call of
+			// its own: see retry.Call).
+			apply()
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			apply()
 		}()
 	}
 	wg.Wait()
