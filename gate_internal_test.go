@@ -289,3 +289,35 @@ func TestReportAllWaitsAtTheGateBeforeItsBatch(t *testing.T) {
 		assert.Equal(t, before, sigs, "ReportAll changes none of the signals it is given")
 	})
 }
+
+// TestOpenerPokesOnceAndStopsTheFallback: the reporter that opens an
+// incident wakes a worker for it, and stops the timer that would have
+// woken one after pokeAfter had it not (a timer and a goroutine per
+// incident, for nothing); a reporter that gives up first leaves the timer
+// to wake one.
+func TestOpenerPokesOnceAndStopsTheFallback(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		o, err := New(incident.NewMemStore(), WithPlaybook(benchPlaybook()), WithLogger(slog.New(slog.DiscardHandler)))
+		require.NoError(t, err)
+		woken := func() bool {
+			select {
+			case <-o.sched.wake:
+				return true
+			default:
+				return false
+			}
+		}
+		_, err = o.Report(t.Context(), incident.Signal{Kind: "apikey.compromised", Subject: "key_1", Severity: incident.SeverityCritical})
+		require.NoError(t, err)
+		assert.True(t, woken(), "the opener wakes a worker")
+		time.Sleep(2 * pokeAfter)
+		synctest.Wait()
+		assert.False(t, woken(), "and no timer wakes another")
+
+		wake := o.sched.addFor("inc_given_up", normal) // its caller never pokes
+		require.NotNil(t, wake)
+		time.Sleep(pokeAfter)
+		synctest.Wait()
+		assert.True(t, woken(), "the timer wakes a worker when the caller does not")
+	})
+}

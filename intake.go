@@ -105,7 +105,8 @@ func (o *Orchestrator) count(sig *incident.Signal) (*hotEntry, *batch) {
 
 type openResult struct {
 	entry   *hotEntry
-	creator *byte // the token of the caller whose signal opened the incident
+	creator *byte       // the token of the caller whose signal opened the incident
+	wake    *time.Timer // wakes a worker for the incident if the creator does not (addFor)
 }
 
 // reportSlow opens or finds the incident for a signal the hot index does
@@ -205,6 +206,9 @@ func (o *Orchestrator) openOrFind(ctx context.Context, s incident.Signal, count 
 		opened := res.creator == me
 		if opened {
 			o.sched.poke() // for the step of the incident it opened
+			if res.wake != nil {
+				res.wake.Stop()
+			}
 		}
 		var b *batch
 		if !opened && count {
@@ -275,8 +279,8 @@ func (o *Orchestrator) openOrJoin(ctx context.Context, sig *incident.Signal, key
 		// The reporter wakes the worker once it has the answer (openOrFind):
 		// woken now, the worker would lose the processor's next slot to
 		// the reporter, and wait behind every runnable goroutine.
-		o.sched.addFor(inc.ID, o.priorityOf(inc))
-		return openResult{entry: e, creator: me}, nil
+		wake := o.sched.addFor(inc.ID, o.priorityOf(inc))
+		return openResult{entry: e, creator: me, wake: wake}, nil
 	}
 	return openResult{}, errors.New("breach: dedup key " + key + " keeps changing hands in the store")
 }

@@ -69,11 +69,13 @@ func (s *scheduler) addAt(id string, p priority) {
 // worker to the caller's poke, made from the goroutine that will next give
 // up its processor: the worker woken then is the next to run there. In
 // case that never comes (the caller gave up), a worker is woken after
-// pokeAfter all the same.
-func (s *scheduler) addFor(id string, p priority) {
+// pokeAfter all the same, by the timer it returns (nil when id was not
+// queued), which a caller that poked stops.
+func (s *scheduler) addFor(id string, p priority) *time.Timer {
 	if s.queue(id, p) {
-		time.AfterFunc(pokeAfter, s.poke)
+		return time.AfterFunc(pokeAfter, s.poke)
 	}
+	return nil
 }
 
 // pokeAfter is when addFor's work wakes a worker if its caller did not.
