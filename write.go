@@ -235,12 +235,14 @@ func (o *Orchestrator) beginStep(ctx, grace context.Context, id string) (*stepRu
 }
 
 // callContext is the context of one step's plugin calls, bounded by the
-// playbook's StepTimeout.
+// playbook's StepTimeout. Without one it is the step's calls context
+// itself, which ends when the step does (each call has its own timeout
+// besides: see retry.Call).
 func (st *stepRun) callContext(pb *Playbook) (context.Context, context.CancelFunc) {
 	if pb != nil && pb.StepTimeout > 0 {
 		return context.WithTimeout(st.calls, pb.StepTimeout)
 	}
-	return context.WithCancel(st.calls)
+	return st.calls, func() {}
 }
 
 // maxStack bounds the panic stack kept on a timeline entry.
