@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -320,4 +321,47 @@ func TestOpenerPokesOnceAndStopsTheFallback(t *testing.T) {
 		synctest.Wait()
 		assert.True(t, woken(), "the timer wakes a worker when the caller does not")
 	})
+}
+
+// TestOpenRunsOnTheReportersGoroutineWithMemStore: with the library's
+// MemStore, whose calls never block, a new incident is opened on the
+// goroutine of the Report that opens it, not handed to a goroutine of its
+// own and back; with a host's store it is opened on one of its own, so
+// that a Report whose ctx ends can leave a store call that hangs
+// (TestReportCancelledWhileTheStoreBlocks).
+func TestOpenRunsOnTheReportersGoroutineWithMemStore(t *testing.T) {
+	goroutine := func() string {
+		buf := make([]byte, 64)
+		id, _, _ := strings.Cut(strings.TrimPrefix(string(buf[:runtime.Stack(buf, false)]), "goroutine "), " ")
+		return id
+	}
+	for _, tc := range []struct {
+		name     string
+		store    incident.Store
+		onCaller bool
+	}{
+		{"MemStore", incident.NewMemStore(), true},
+		{"host store", struct{ incident.Store }{incident.NewMemStore()}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var opened []string // the goroutines the opening's transitions were told on
+			obs := ObserverFunc(func(_ context.Context, ob Observation) {
+				if ob.Kind == ObserveTransition {
+					mu.Lock()
+					defer mu.Unlock()
+					opened = append(opened, goroutine())
+				}
+			})
+			o, err := New(tc.store, WithPlaybook(benchPlaybook()), WithObserver(obs), WithLogger(slog.New(slog.DiscardHandler)))
+			require.NoError(t, err)
+			rc, err := o.Report(t.Context(), incident.Signal{Kind: "apikey.compromised", Subject: "key_1", Severity: incident.SeverityCritical})
+			require.NoError(t, err)
+			require.True(t, rc.Opened)
+			mu.Lock()
+			defer mu.Unlock()
+			require.NotEmpty(t, opened)
+			assert.Equal(t, tc.onCaller, opened[0] == goroutine(), "opened on the reporter's goroutine")
+		})
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/breachkit/breach/incident"
+	"golang.org/x/sync/singleflight"
 )
 
 // storeTimeout bounds the store work a Report does on behalf of every
@@ -47,10 +48,12 @@ const storeTimeout = 30 * time.Second
 //
 // Cancellation: a Report whose ctx has ended when it is called records
 // nothing and returns ctx's error. When ctx ends while the incident is
-// being opened or looked up in the store, Report returns at once with an
-// error matching both ErrOutcomeUnknown and ctx's error: the signal may or
-// may not have been recorded, and reporting it again is safe (at worst it
-// is counted twice). Other errors (the store failed) mean the same.
+// being opened or looked up in a host's store, Report returns at once with
+// an error matching both ErrOutcomeUnknown and ctx's error: the signal may
+// or may not have been recorded, and reporting it again is safe (at worst
+// it is counted twice). Other errors (the store failed) mean the same. The
+// library's MemStore never blocks: with it the opening runs on the
+// caller's goroutine to its end, and Report says what it did.
 //
 // Report is safe for concurrent use and works whether Run is running or not.
 func (o *Orchestrator) Report(ctx context.Context, sig incident.Signal) (incident.Receipt, error) {
@@ -185,7 +188,7 @@ func (o *Orchestrator) openOrFind(ctx context.Context, s incident.Signal, count 
 		// its containment call starts: see gate.go), when Run is going.
 		defer o.gate.hold()()
 	}
-	ch := o.sf.DoChan(key, func() (res any, err error) {
+	open := func() (res any, err error) {
 		defer func() {
 			if v := recover(); v != nil { // a bug here must not take the host down
 				err = &incident.PanicError{Value: v, Stack: debug.Stack()}
@@ -194,32 +197,40 @@ func (o *Orchestrator) openOrFind(ctx context.Context, s incident.Signal, count 
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 		defer cancel()
 		return o.openOrJoin(sctx, sig, key, hk, me, whole)
-	})
-	select {
-	case <-ctx.Done():
-		return incident.Receipt{}, nil, fmt.Errorf("%w: %w", ErrOutcomeUnknown, ctx.Err())
-	case r := <-ch:
-		if r.Err != nil {
-			return incident.Receipt{}, nil, r.Err
-		}
-		res := r.Val.(openResult)
-		opened := res.creator == me
-		if opened {
-			o.sched.poke() // for the step of the incident it opened
-			if res.wake != nil {
-				res.wake.Stop()
-			}
-		}
-		var b *batch
-		if !opened && count {
-			var ok bool
-			if b, ok = res.entry.add(sig, o.cfg.now, !o.cfg.unsafeAcks, o.newBatch); !ok {
-				return incident.Receipt{}, nil, errEnded // it ended meanwhile: file the signal again
-			}
-			o.keepSignalCredential(res.entry, sig)
-		}
-		return incident.Receipt{IncidentID: res.entry.id, Opened: opened}, b, nil
 	}
+	var r singleflight.Result
+	if o.inline {
+		// The library's own store never blocks: the open runs on this
+		// goroutine (a goroutine of its own is for a caller to leave a
+		// store call that hangs) and its outcome is known.
+		r.Val, r.Err, _ = o.sf.Do(key, open)
+	} else {
+		select {
+		case <-ctx.Done():
+			return incident.Receipt{}, nil, fmt.Errorf("%w: %w", ErrOutcomeUnknown, ctx.Err())
+		case r = <-o.sf.DoChan(key, open):
+		}
+	}
+	if r.Err != nil {
+		return incident.Receipt{}, nil, r.Err
+	}
+	res := r.Val.(openResult)
+	opened := res.creator == me
+	if opened {
+		o.sched.poke() // for the step of the incident it opened
+		if res.wake != nil {
+			res.wake.Stop()
+		}
+	}
+	var b *batch
+	if !opened && count {
+		var ok bool
+		if b, ok = res.entry.add(sig, o.cfg.now, !o.cfg.unsafeAcks, o.newBatch); !ok {
+			return incident.Receipt{}, nil, errEnded // it ended meanwhile: file the signal again
+		}
+		o.keepSignalCredential(res.entry, sig)
+	}
+	return incident.Receipt{IncidentID: res.entry.id, Opened: opened}, b, nil
 }
 
 // openOrJoin opens an incident for a key the hot index does not hold, or

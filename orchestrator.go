@@ -30,6 +30,7 @@ import (
 // work whether or not Run is running; incidents advance only while it is.
 type Orchestrator struct {
 	store      incident.Store // the host's, isolated (see guardedStore)
+	inline     bool           // the store is the library's MemStore, called inline (guardedStore.inline)
 	lc         *incident.Lifecycle
 	cfg        config
 	log        *slog.Logger
@@ -97,6 +98,7 @@ func New(store incident.Store, opts ...Option) (*Orchestrator, error) {
 	g := &guardedStore{s: store, timeout: cfg.storeTimeout, inline: mem}
 	o := &Orchestrator{
 		store:      g,
+		inline:     mem,
 		lc:         incident.Standard(),
 		cfg:        cfg,
 		log:        cfg.logger,
