@@ -100,13 +100,9 @@ func (o *Orchestrator) send(st *stepRun, inc *incident.Incident, pb *Playbook, t
 			// only wait for it otherwise (each attempt is still a call of
 			// its own: see retry.Call).
 			deliver()
-			break
+		} else {
+			wg.Go(deliver)
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			deliver()
-		}()
 	}
 	wg.Wait()
 	return results

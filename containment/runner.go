@@ -147,13 +147,9 @@ func (r Runner) run(ctx context.Context, actions []Action, base Request, keyOf f
 			// only wait for it otherwise (each attempt is still a call of
 			// its own: see retry.Call).
 			apply()
-			break
+		} else {
+			wg.Go(apply)
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			apply()
-		}()
 	}
 	wg.Wait()
 	return results
