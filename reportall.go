@@ -31,8 +31,9 @@ func (e *SignalError) Unwrap() error { return e.Err }
 //
 // While new containment work waits for its first call, ReportAll pauses
 // as Report does (10ms at most from the latest such work, or until ctx
-// ends): before its first signal, and after each signal it counts on an
-// open incident. It reads sigs and changes none of them: a caller may
+// ends) after each signal it counts on an open incident, and before its
+// first signal when that one is for an open incident; opening an incident
+// never pauses. It reads sigs and changes none of them: a caller may
 // file the same slice again, or from several goroutines at once.
 //
 // Acknowledged means durable, as with Report: ReportAll returns once every
@@ -55,10 +56,13 @@ func (o *Orchestrator) ReportAll(ctx context.Context, sigs []incident.Signal) ([
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	// A batch that comes while containment work waits for its first call
-	// waits before any of its work, not after its first signal: a storm's
-	// reporters, woken together by a group commit, come back together.
-	o.gate.wait(ctx)
+	// A batch for open incidents that comes while containment work waits
+	// for its first call waits before any of its work, not after its
+	// first signal: a storm's reporters, woken together by a group commit,
+	// come back together. One that opens an incident does not wait.
+	if o.gate.shut.Load() && o.hot.cached(hotKeyOf(&sigs[0])) != nil {
+		o.gate.wait(ctx)
+	}
 	receipts := make([]incident.Receipt, len(sigs))
 	var errs []error
 	fail := func(i int, err error) { errs = append(errs, &SignalError{Index: i, Err: err}) }
