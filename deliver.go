@@ -42,6 +42,7 @@ func (o *Orchestrator) send(st *stepRun, inc *incident.Incident, pb *Playbook, t
 	actions := o.actionDescriptions(snap, pb)
 	sem := semaphore.NewWeighted(int64(o.cfg.deliveryConcurrency))
 	var wg sync.WaitGroup
+	defer wg.Wait() // also when the last notice, sent from here, panics
 	for n, p := range todo {
 		results[n].p = p
 		rid := incident.RecipientID(p.customer)
@@ -104,7 +105,6 @@ func (o *Orchestrator) send(st *stepRun, inc *incident.Incident, pb *Playbook, t
 			wg.Go(deliver)
 		}
 	}
-	wg.Wait()
 	return results
 }
 

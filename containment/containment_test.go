@@ -215,6 +215,39 @@ func TestApplyRunsTheLastActionOnTheCallersGoroutine(t *testing.T) {
 	assert.Equal(t, map[string]bool{"revoke": false, "block": false, "isolate": true}, onCaller)
 }
 
+// TestApplyWaitsForEveryActionWhenTheLastPanics: the last action runs on
+// the caller's goroutine; should the caller's own code for it panic
+// (OnResult here), Apply still waits for the other actions, so that no
+// OnResult comes after it returns.
+func TestApplyWaitsForEveryActionWhenTheLastPanics(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		var results []string
+		r := containment.Runner{OnResult: func(res containment.Result) {
+			mu.Lock()
+			results = append(results, res.Action)
+			mu.Unlock()
+			if res.Action == "last" {
+				panic("a host's OnResult fails")
+			}
+		}}
+		actions := []containment.Action{
+			{Name: "slow", Container: containment.Func(func(context.Context, containment.Request) error {
+				time.Sleep(50 * time.Millisecond)
+				return nil
+			})},
+			{Name: "last", Container: containment.Func(func(context.Context, containment.Request) error { return nil })},
+		}
+		func() {
+			defer func() { assert.Equal(t, "a host's OnResult fails", recover()) }()
+			r.Apply(t.Context(), actions, baseRequest(), keyOf)
+		}()
+		mu.Lock()
+		defer mu.Unlock()
+		assert.Equal(t, []string{"last", "slow"}, results, "the slow action's result came before Apply returned")
+	})
+}
+
 func TestApplyNoActions(t *testing.T) {
 	rs := containment.Runner{}.Apply(t.Context(), nil, baseRequest(), keyOf)
 	assert.Empty(t, rs)

@@ -103,6 +103,10 @@ func (r Runner) run(ctx context.Context, actions []Action, base Request, keyOf f
 	results := make(Results, len(actions))
 	sem := semaphore.NewWeighted(int64(n))
 	var wg sync.WaitGroup
+	// Every action's goroutine is waited for, even when the last action,
+	// which runs on this one, panics in the caller's code (OnResult, Now):
+	// OnResult is never called after Apply or Release returns.
+	defer wg.Wait()
 	var mu sync.Mutex // serialises OnResult
 	finish := func(i int, res Result) {
 		results[i] = res
@@ -151,7 +155,6 @@ func (r Runner) run(ctx context.Context, actions []Action, base Request, keyOf f
 			wg.Go(apply)
 		}
 	}
-	wg.Wait()
 	return results
 }
 
