@@ -53,7 +53,9 @@ const storeTimeout = 30 * time.Second
 // or may not have been recorded, and reporting it again is safe (at worst
 // it is counted twice). Other errors (the store failed) mean the same. The
 // library's MemStore never blocks: with it the opening runs on the
-// caller's goroutine to its end, and Report says what it did.
+// caller's goroutine to its end, and Report says what it did (the
+// Observer's and the logger's calls for the opening, which must be fast,
+// run there too).
 //
 // Report is safe for concurrent use and works whether Run is running or not.
 func (o *Orchestrator) Report(ctx context.Context, sig incident.Signal) (incident.Receipt, error) {
@@ -283,14 +285,16 @@ func (o *Orchestrator) openOrJoin(ctx context.Context, sig *incident.Signal, key
 		}
 		e := o.hot.put(hk, inc)
 		o.changed()
+		// The reporter wakes the worker once it has the answer (openOrFind):
+		// woken now, the worker would lose the processor's next slot to
+		// the reporter, and wait behind every runnable goroutine. Queued
+		// before the host's code below runs: should it panic, the timer
+		// wakes a worker all the same.
+		wake := o.sched.addFor(inc.ID, o.priorityOf(inc))
 		o.announce(ctx, inc, inc.DetectedAt, ch.Entries)
 		if o.log.Enabled(ctx, slog.LevelInfo) {
 			o.log.Info("breach: incident opened", "incident", inc.ID, "kind", inc.Kind, "subject", inc.Subject, "severity", inc.Severity.String())
 		}
-		// The reporter wakes the worker once it has the answer (openOrFind):
-		// woken now, the worker would lose the processor's next slot to
-		// the reporter, and wait behind every runnable goroutine.
-		wake := o.sched.addFor(inc.ID, o.priorityOf(inc))
 		return openResult{entry: e, creator: me, wake: wake}, nil
 	}
 	return openResult{}, errors.New("breach: dedup key " + key + " keeps changing hands in the store")
