@@ -219,10 +219,10 @@ func BenchmarkStorm(b *testing.B) {
 	// containment during a storm of that rate, with the cores not
 	// saturated by reporters the orchestrator could not keep up with.
 	b.Run("durable-batched-2M", func(b *testing.B) { storm(b, keys, 64, 4096, 2_000_000) })
-	// Batches of 512: the reporters hold 5 MB of signals in flight instead
-	// of 40 MB, which every collection must mark; while it marks, one of
-	// two processors is the collector's, so the containment tail follows
-	// how long a collection takes.
+	// Batches of 512: each reporter's ring holds 1,512 signals (15 MB in
+	// all) instead of 5,096 (50 MB), which every collection must mark;
+	// while it marks, one of two processors is the collector's, so the
+	// containment tail follows how long a collection takes.
 	b.Run("durable-batched512", func(b *testing.B) { storm(b, keys, 64, 512, 0) })
 	b.Run("durable-batched512-2M", func(b *testing.B) { storm(b, keys, 64, 512, 2_000_000) })
 	b.Run("mutex-map-baseline", func(b *testing.B) {

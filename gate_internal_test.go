@@ -365,3 +365,60 @@ func TestOpenRunsOnTheReportersGoroutineWithMemStore(t *testing.T) {
 		})
 	}
 }
+
+// TestReportAllOpensWithoutWaitingAtTheGate: a ReportAll whose first
+// signal opens a new incident does not wait at a gate that other
+// containment work holds, as Report does not.
+func TestReportAllOpensWithoutWaitingAtTheGate(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		o, err := New(incident.NewMemStore(), WithPlaybook(benchPlaybook()), WithLogger(slog.New(slog.DiscardHandler)))
+		require.NoError(t, err)
+		o.gate.start()
+		defer o.gate.stop()
+		o.gate.holdFor("inc_other") // another incident waits for its first containment call
+		start := time.Now()
+		rcs, err := o.ReportAll(t.Context(), []incident.Signal{{Kind: "apikey.compromised", Subject: "key_new", Severity: incident.SeverityCritical}})
+		require.NoError(t, err)
+		assert.True(t, rcs[0].Opened)
+		assert.Zero(t, time.Since(start), "opening an incident never waits at the gate")
+	})
+}
+
+// panicOnOpen is a log handler that panics on the record of an opening.
+type panicOnOpen struct{ slog.Handler }
+
+func (panicOnOpen) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h panicOnOpen) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == "breach: incident opened" {
+		panic("a host's log handler fails")
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+// TestOpeningQueuesItsWorkBeforeTheHostsCode: the incident an opening
+// created is queued for a worker before the host's code for the opening
+// (observer, logger) runs: should that panic, the Report fails, and a
+// worker is woken for the incident all the same.
+func TestOpeningQueuesItsWorkBeforeTheHostsCode(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		o, err := New(incident.NewMemStore(), WithPlaybook(benchPlaybook()),
+			WithLogger(slog.New(panicOnOpen{slog.DiscardHandler})))
+		require.NoError(t, err)
+		_, err = o.Report(t.Context(), incident.Signal{Kind: "apikey.compromised", Subject: "key_1", Severity: incident.SeverityCritical})
+		var pe *incident.PanicError
+		require.ErrorAs(t, err, &pe)
+		time.Sleep(pokeAfter)
+		synctest.Wait()
+		select {
+		case <-o.sched.wake:
+		default:
+			t.Fatal("no worker is woken for the incident")
+		}
+		id, ok := o.sched.pop()
+		require.True(t, ok, "the incident is queued")
+		inc, err := o.store.Head(t.Context(), id)
+		require.NoError(t, err)
+		assert.Equal(t, "key_1", inc.Subject)
+	})
+}
