@@ -26,8 +26,10 @@ type Runner struct {
 	// Now reads the clock for Result timestamps; nil means time.Now.
 	Now func() time.Time
 	// OnResult, when set, is called with each Result as its action
-	// finishes, one call at a time, before Apply or Release returns. The orchestrator
-	// uses it to persist each action's outcome as soon as it is known.
+	// finishes, one call at a time, before Apply or Release returns, on
+	// the goroutine that ran the action (each action but the last runs on
+	// one of its own, the last on the caller's). The orchestrator uses it
+	// to persist each action's outcome as soon as it is known.
 	OnResult func(Result)
 	// OnCall, when set, is called just before each attempt's call (Contain,
 	// or Release), with its request, on the goroutine that makes the call;
