@@ -172,7 +172,8 @@ type KeySet struct {
 	// by an unknown key identifier (see KeySet for when it starts). Zero
 	// means one minute; a negative value refreshes on every
 	// unknown identifier (concurrent ones still share one refresh). Refresh
-	// is not limited by it and starts it only when it fails.
+	// is not limited by it and starts it only when it fails, or when it
+	// leaves unknown an identifier a request asked for since the last load.
 	MinRefreshInterval time.Duration
 	// RefreshTimeout bounds one call to Source. Zero means
 	// 10 s. The call runs on a context detached from the
@@ -190,6 +191,7 @@ type KeySet struct {
 	spaced  bool             // the refresh interval runs, from last
 	last    time.Time        // when the refresh that started the interval finished
 	lastErr error            // the source's error at that refresh, matching ErrKeySource
+	asked   map[string]bool  // identifiers that missed and asked for the next load (see refresh)
 }
 
 // Verify checks that signature (the base64 of an ASN.1 DER ECDSA signature,
@@ -226,7 +228,7 @@ func (ks *KeySet) Verify(ctx context.Context, keyID, signature string, body []by
 // the error matches ErrKeySource. Otherwise the set is replaced by every
 // key that parses; keys that do not are left out and reported in an error
 // matching ErrBadKey.
-func (ks *KeySet) Refresh(ctx context.Context) error { return ks.refresh(ctx, true, 0) }
+func (ks *KeySet) Refresh(ctx context.Context) error { return ks.refresh(ctx, true, 0, "") }
 
 // IDs returns the identifiers of the keys the set holds, sorted.
 func (ks *KeySet) IDs() []string {
@@ -248,7 +250,7 @@ func (ks *KeySet) key(ctx context.Context, id string) (*ecdsa.PublicKey, error) 
 	if k != nil {
 		return k, nil
 	}
-	err := ks.refresh(ctx, false, seen)
+	err := ks.refresh(ctx, false, seen, id)
 	if k, _ := ks.lookup(id); k != nil {
 		return k, nil
 	}
@@ -290,6 +292,10 @@ func (ks *KeySet) fresh() (bool, error) {
 func (ks *KeySet) missed() {
 	ks.mu.Lock()
 	defer ks.mu.Unlock()
+	ks.missedLocked()
+}
+
+func (ks *KeySet) missedLocked() {
 	if interval := ks.interval(); ks.spaced && interval >= 0 && time.Since(ks.last) < interval {
 		return
 	}
@@ -303,14 +309,23 @@ func (ks *KeySet) interval() time.Duration {
 	return ks.MinRefreshInterval
 }
 
-// refresh loads the keys (force), or refreshes for a lookup that missed
-// after seen loads, unless the refresh interval runs or a load has
-// finished since.
-func (ks *KeySet) refresh(ctx context.Context, force bool, seen uint64) error {
+// refresh loads the keys (force), or refreshes for a lookup of id that
+// missed after seen loads, unless the refresh interval runs or a load has
+// finished since. Such a lookup asks for the next load: a load that leaves
+// an identifier asked for unknown starts the interval as it ends (in
+// load), so that no lookup made in between refreshes again, even when the
+// one that asked gave up waiting.
+func (ks *KeySet) refresh(ctx context.Context, force bool, seen uint64, id string) error {
 	if !force {
 		if ok, err := ks.fresh(); ok {
 			return err
 		}
+		ks.mu.Lock()
+		if ks.asked == nil {
+			ks.asked = map[string]bool{}
+		}
+		ks.asked[id] = true
+		ks.mu.Unlock()
 	}
 	detached := context.WithoutCancel(ctx)
 	ch := ks.group.DoChan("refresh", func() (any, error) {
@@ -356,7 +371,7 @@ func (ks *KeySet) load(ctx context.Context) error {
 	if err != nil {
 		err = fmt.Errorf("%w: %w", ErrKeySource, err)
 		ks.mu.Lock()
-		ks.spaced, ks.last, ks.lastErr = true, time.Now(), err
+		ks.spaced, ks.last, ks.lastErr, ks.asked = true, time.Now(), err, nil
 		ks.mu.Unlock()
 		return err
 	}
@@ -380,6 +395,18 @@ func (ks *KeySet) load(ctx context.Context) error {
 	ks.mu.Lock()
 	ks.keys, ks.bad, ks.loadAt, ks.lastErr = keys, bad, time.Now(), nil
 	ks.loads++
+	// An identifier asked for that this load leaves unknown starts the
+	// interval now, as the load becomes visible, not when its lookup
+	// comes back to say so (if it does: it may have given up): a lookup
+	// made in between would see a load newer than its miss and no
+	// interval, and refresh again.
+	for id := range ks.asked {
+		if keys[id] == nil {
+			ks.missedLocked()
+			break
+		}
+	}
+	ks.asked = nil
 	ks.mu.Unlock()
 	return errors.Join(errs...)
 }

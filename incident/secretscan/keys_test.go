@@ -182,6 +182,44 @@ func TestBurstWithUnknownKeyRefreshesOnce(t *testing.T) {
 	}
 }
 
+// TestMissWhoseAskerGaveUpStartsTheInterval: a refresh made for an unknown
+// identifier that leaves it unknown starts the refresh interval as the
+// load ends, even when the request that asked for it gave up waiting (and
+// so never came back to say it missed): the next request naming that
+// identifier does not refresh again. (Before, a request made between the
+// load's end and the asker's report refreshed again; a burst of one
+// forged identifier could cost two calls to the source.)
+func TestMissWhoseAskerGaveUpStartsTheInterval(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		k := newKey(t)
+		entered, release := make(chan struct{}), make(chan struct{})
+		var calls atomic.Int32
+		src := secretscan.KeySourceFunc(func(context.Context) (map[string]string, error) {
+			if calls.Add(1) == 1 {
+				close(entered)
+				<-release
+			}
+			return map[string]string{"k-old": pemOf(t, newKey(t))}, nil
+		})
+		ks := &secretscan.KeySet{Source: src}
+		body := []byte("[]")
+
+		ctx, cancel := context.WithCancel(t.Context())
+		gaveUp := make(chan error, 1)
+		go func() { gaveUp <- ks.Verify(ctx, "k-forged", sign(t, k, body), body) }()
+		<-entered
+		cancel()
+		require.ErrorIs(t, <-gaveUp, context.Canceled)
+		close(release)
+		synctest.Wait() // the refresh it asked for ends
+		require.Equal(t, []string{"k-old"}, ks.IDs())
+
+		err := ks.Verify(t.Context(), "k-forged", sign(t, k, body), body)
+		require.ErrorIs(t, err, secretscan.ErrUnknownKey)
+		assert.Equal(t, int32(1), calls.Load(), "the identifier is still unknown within the interval: no second refresh")
+	})
+}
+
 func TestKeySourceFailure(t *testing.T) {
 	k := newKey(t)
 	src := &countingSource{err: errors.New("api.github.com: 502")}
