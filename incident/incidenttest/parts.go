@@ -836,13 +836,14 @@ func largeLoad(t *testing.T, s incident.Store) {
 // written again, against an incident of that one batch (1,000), and a
 // single entry, delivery and customer, against an incident of none. The
 // fastest of several tries on the large incident must be within a factor
-// of 20 (and a little slack) of the fastest on the other. Alternating makes the measure robust to a loaded machine:
+// of 20 (the batch) or 10 (the single change), and a little slack, of the
+// fastest on the other. Alternating makes the measure robust to a loaded machine:
 // whatever slows one try slows its neighbour too.
 func largeApplyCost(t *testing.T, s incident.Store) {
 	if testing.Short() {
 		t.Skip("timing: not with -short")
 	}
-	const factor = 20
+	const factor, smallFactor = 20, 10
 	large, took := buildLarge(t, s, "inc-large")
 	t.Logf("batches of %d deliveries and customers written to an incident that held none: %s; that held %d: %s",
 		largeBatch, took[0], largeParts-largeBatch, took[len(took)-1])
@@ -874,7 +875,13 @@ func largeApplyCost(t *testing.T, s incident.Store) {
 		h.Deliveries = []incident.Delivery{delivery(fmt.Sprintf("probe-%d", try), "cust-probe")}
 		return incident.Split(withCustomers(h, incident.Customer{ID: fmt.Sprintf("probe-%d", try)}))
 	})
-	assert.LessOrEqual(t, onLarge, factor*onSmall+200*time.Microsecond,
+	// A store whose change costs what it holds takes about as long on
+	// both (MemStore: 4 µs and 4 µs); one that rewrites the incident 60
+	// times as long on the large one, and, on a loaded machine, where the
+	// small try slows more than the large, 28 times: under the factor of
+	// 20 with 200 µs of slack, it passed in 3 of 40 runs beside a storm
+	// benchmark. A tenth and 100 µs caught it in all.
+	assert.LessOrEqual(t, onLarge, smallFactor*onSmall+100*time.Microsecond,
 		"one entry, delivery and customer took %s on an incident of %d deliveries and customers, %s on one of none: a change must cost what it holds, not what the incident holds",
 		onLarge, 2*largeParts, onSmall)
 	t.Logf("a small change: %s on the small incident, %s on the large one", onSmall, onLarge)
