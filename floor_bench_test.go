@@ -3,6 +3,7 @@ package breach
 import (
 	"context"
 	"crypto/sha256"
+	"log/slog"
 	"strconv"
 	"sync"
 	"testing"
@@ -23,11 +24,7 @@ import (
 // them.
 func BenchmarkIncidentFloor(b *testing.B) {
 	const writes, entries, calls = 4, 13, 3
-	head := &incident.Incident{ID: "inc_0", Kind: "apikey.compromised", Subject: "key_0", Account: "acct_7",
-		DedupKey: "apikey.compromised/key_0", Severity: incident.SeverityCritical, State: incident.StateDetected,
-		DetectedAt: time.Now(), Signals: incident.SignalSummary{Count: 1, Samples: []incident.SignalSample{{Summary: "found in a public repository"}}},
-		Actions:  []incident.ActionRecord{{Name: "disable-key", IdempotencyKey: "brk_0", Status: incident.ActionApplied}},
-		Outreach: incident.Outreach{Sent: 1}}
+	head := floorHead()
 	detail := []byte("containment action \"disable-key\" applied (attempt 1, key brk_fee1c988b361103ae84f2f3561b6a43a)")
 	var mu sync.Mutex
 	heads := map[string]*incident.Incident{}
@@ -62,4 +59,66 @@ func BenchmarkIncidentFloor(b *testing.B) {
 			cancel()
 		}
 	}
+}
+
+// BenchmarkWrite is one of the incident's writes, the unit both the
+// orchestrator and BenchmarkIncidentFloor count: a change recording one
+// timeline entry on an open incident (the working copy's changes, the
+// store's write, the kept copy), against the floor's write (a copy of the
+// head into a map under a lock, and one SHA-256 for the entry).
+func BenchmarkWrite(b *testing.B) {
+	b.Run("orchestrator", func(b *testing.B) {
+		o, err := New(incident.NewMemStore(), WithPlaybook(benchPlaybook()), WithLogger(slog.New(slog.DiscardHandler)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx := context.Background()
+		rc, err := o.Report(ctx, incident.Signal{Kind: "apikey.compromised", Subject: "key_1", Severity: incident.SeverityLow})
+		if err != nil {
+			b.Fatal(err)
+		}
+		inc, err := o.head(ctx, rc.IncidentID, false)
+		if err != nil {
+			b.Fatal(err)
+		}
+		o.keepHead(inc)
+		b.ReportAllocs()
+		for b.Loop() {
+			err := o.mutate(ctx, inc, func(inc *incident.Incident) error {
+				o.record(inc, incident.ActorSystem, incident.EntryNote, "containment action \"disable-key\" applied")
+				return nil
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("floor", func(b *testing.B) {
+		head := floorHead()
+		detail := []byte("containment action \"disable-key\" applied")
+		var mu sync.Mutex
+		heads := map[string]*incident.Incident{}
+		var prev [32]byte
+		b.ReportAllocs()
+		for b.Loop() {
+			h := head.Clone()
+			d := sha256.New()
+			d.Write(prev[:])
+			d.Write(detail)
+			d.Sum(prev[:0])
+			mu.Lock()
+			heads[h.ID] = h
+			mu.Unlock()
+		}
+	})
+}
+
+// floorHead is the head the floor copies at each write: an API-key
+// incident with its containment action applied and its notice sent.
+func floorHead() *incident.Incident {
+	return &incident.Incident{ID: "inc_0", Kind: "apikey.compromised", Subject: "key_0", Account: "acct_7",
+		DedupKey: "apikey.compromised/key_0", Severity: incident.SeverityCritical, State: incident.StateDetected,
+		DetectedAt: time.Now(), Signals: incident.SignalSummary{Count: 1, Samples: []incident.SignalSample{{Summary: "found in a public repository"}}},
+		Actions:  []incident.ActionRecord{{Name: "disable-key", IdempotencyKey: "brk_0", Status: incident.ActionApplied}},
+		Outreach: incident.Outreach{Sent: 1}}
 }
