@@ -42,16 +42,24 @@ func benchPlaybook() Playbook {
 	}
 }
 
+// benchOrchestrator is an orchestrator of benchPlaybook on a MemStore,
+// logging nothing, not running.
+func benchOrchestrator(b *testing.B) *Orchestrator {
+	b.Helper()
+	o, err := New(incident.NewMemStore(), WithPlaybook(benchPlaybook()), WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return o
+}
+
 // BenchmarkIncidentEndToEnd: one incident from Report to closed through the
 // whole API-key playbook (contain, investigate, notify one customer,
 // resolve, close) with MemStore and no-op plugins, against the bare
 // looplab/fsm happy path (NewFSM and the same seven events).
 func BenchmarkIncidentEndToEnd(b *testing.B) {
 	b.Run("orchestrator", func(b *testing.B) {
-		o, err := New(incident.NewMemStore(), WithPlaybook(benchPlaybook()), WithLogger(slog.New(slog.DiscardHandler)))
-		if err != nil {
-			b.Fatal(err)
-		}
+		o := benchOrchestrator(b)
 		ctx := context.Background()
 		sig := incident.Signal{Kind: "apikey.compromised", Account: "acct_7", Severity: incident.SeverityCritical}
 		i := 0
@@ -74,10 +82,7 @@ func BenchmarkIncidentEndToEnd(b *testing.B) {
 		}
 	})
 	b.Run("orchestrator-parallel", func(b *testing.B) {
-		o, err := New(incident.NewMemStore(), WithPlaybook(benchPlaybook()), WithLogger(slog.New(slog.DiscardHandler)))
-		if err != nil {
-			b.Fatal(err)
-		}
+		o := benchOrchestrator(b)
 		ctx := context.Background()
 		var n atomic.Int64
 		b.ReportAllocs()

@@ -3,7 +3,6 @@ package breach
 import (
 	"context"
 	"crypto/sha256"
-	"log/slog"
 	"strconv"
 	"sync"
 	"testing"
@@ -68,10 +67,7 @@ func BenchmarkIncidentFloor(b *testing.B) {
 // head into a map under a lock, and one SHA-256 for the entry).
 func BenchmarkWrite(b *testing.B) {
 	b.Run("orchestrator", func(b *testing.B) {
-		o, err := New(incident.NewMemStore(), WithPlaybook(benchPlaybook()), WithLogger(slog.New(slog.DiscardHandler)))
-		if err != nil {
-			b.Fatal(err)
-		}
+		o := benchOrchestrator(b)
 		ctx := context.Background()
 		rc, err := o.Report(ctx, incident.Signal{Kind: "apikey.compromised", Subject: "key_1", Severity: incident.SeverityLow})
 		if err != nil {
