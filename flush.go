@@ -222,9 +222,7 @@ func (o *Orchestrator) refile(ctx context.Context, e *hotEntry, d delta) (string
 func (o *Orchestrator) applyDelta(inc *incident.Incident, d delta) {
 	s := &inc.Signals
 	s.Count += d.count
-	if !d.first.IsZero() && (s.FirstSeen.IsZero() || d.first.Before(s.FirstSeen)) { // untimed signals tell no first time
-		s.FirstSeen = d.first
-	}
+	s.FirstSeen = firstSeen(s.FirstSeen, d.first)
 	if d.last.After(s.LastSeen) {
 		s.LastSeen = d.last
 	}

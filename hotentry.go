@@ -95,9 +95,7 @@ func (e *hotEntry) add(s *incident.Signal, now func() time.Time, wait bool, newB
 		if at.After(e.last) {
 			e.last = at
 		}
-		if e.first.IsZero() || at.Before(e.first) {
-			e.first = at
-		}
+		e.first = firstSeen(e.first, at)
 	}
 	if !wait {
 		return nil, true
@@ -134,15 +132,24 @@ func (e *hotEntry) take() (delta, *batch) {
 	return d, b
 }
 
+// firstSeen is the earlier of two first-seen times, a zero time being none
+// (signals that came untimed tell no first time): counts merged from
+// anywhere (an entry, a flush, a merged incident) keep the first time of
+// those that have one.
+func firstSeen(a, b time.Time) time.Time {
+	if a.IsZero() || !b.IsZero() && b.Before(a) {
+		return b
+	}
+	return a
+}
+
 // giveBack merges a delta that could not be flushed into what came since
 // (for counts no report waits for).
 func (e *hotEntry) giveBack(d delta) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.count += d.count
-	if !d.first.IsZero() && (e.first.IsZero() || d.first.Before(e.first)) {
-		e.first = d.first
-	}
+	e.first = firstSeen(e.first, d.first)
 	if d.last.After(e.last) {
 		e.last = d.last
 	}

@@ -349,9 +349,7 @@ func (o *Orchestrator) absorb(ctx context.Context, parent, child *incident.Incid
 		inc.Merging = without(inc.Merging, child.ID)
 		s := &inc.Signals
 		s.Count += child.Signals.Count
-		if f := child.Signals.FirstSeen; !f.IsZero() && (s.FirstSeen.IsZero() || f.Before(s.FirstSeen)) {
-			s.FirstSeen = f
-		}
+		s.FirstSeen = firstSeen(s.FirstSeen, child.Signals.FirstSeen)
 		if l := child.Signals.LastSeen; l.After(s.LastSeen) {
 			s.LastSeen = l
 		}
