@@ -127,13 +127,6 @@ type hotIndex struct {
 	misses   int
 }
 
-func (h *hotIndex) get(k hotKey) *hotEntry {
-	if e := h.cached(k); e != nil {
-		return e
-	}
-	return h.locked(k)
-}
-
 // cached returns the live entry for k from the lock-free snapshot, or nil
 // when the snapshot has none (the entry may be among those added since:
 // see locked).

@@ -122,6 +122,15 @@ func assertMissWaitsForNone(t *testing.T, h *hotIndex, fn string, held *hotEntry
 	}
 }
 
+// get looks k up as Orchestrator.count does: in the snapshot, then among
+// the entries added since.
+func (h *hotIndex) get(k hotKey) *hotEntry {
+	if e := h.cached(k); e != nil {
+		return e
+	}
+	return h.locked(k)
+}
+
 // goroutineBlockedIn reports whether a goroutine is blocked on a mutex in
 // a function whose name contains fn.
 func goroutineBlockedIn(fn string) bool {
