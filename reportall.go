@@ -131,13 +131,11 @@ func (o *Orchestrator) ReportAll(ctx context.Context, sigs []incident.Signal) ([
 			select {
 			case <-w.b.done:
 			case <-ctx.Done():
-				select {
-				case <-w.b.done:
-				default:
-					receipts[w.i] = incident.Receipt{}
-					fail(w.i, fmt.Errorf("%w: %w", ErrOutcomeUnknown, ctx.Err()))
-					continue
-				}
+			}
+			if !w.b.ended.Load() { // ctx ended first
+				receipts[w.i] = incident.Receipt{}
+				fail(w.i, fmt.Errorf("%w: %w", ErrOutcomeUnknown, ctx.Err()))
+				continue
 			}
 		}
 		if w.b.err != nil {
