@@ -201,7 +201,7 @@ func (o *Orchestrator) openOrFind(ctx context.Context, s incident.Signal, count 
 		return o.openOrJoin(sctx, sig, key, hk, me, whole)
 	}
 	var r singleflight.Result
-	if o.inline {
+	if o.store.inline {
 		// The library's own store never blocks: the open runs on this
 		// goroutine (a goroutine of its own is for a caller to leave a
 		// store call that hangs) and its outcome is known.

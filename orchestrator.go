@@ -29,8 +29,7 @@ import (
 // An Orchestrator is safe for concurrent use. Report and the human actions
 // work whether or not Run is running; incidents advance only while it is.
 type Orchestrator struct {
-	store      incident.Store // the host's, isolated (see guardedStore)
-	inline     bool           // the store is the library's MemStore, called inline (guardedStore.inline)
+	store      *guardedStore // the host's, isolated
 	lc         *incident.Lifecycle
 	cfg        config
 	log        *slog.Logger
@@ -98,7 +97,6 @@ func New(store incident.Store, opts ...Option) (*Orchestrator, error) {
 	g := &guardedStore{s: store, timeout: cfg.storeTimeout, inline: mem}
 	o := &Orchestrator{
 		store:      g,
-		inline:     mem,
 		lc:         incident.Standard(),
 		cfg:        cfg,
 		log:        cfg.logger,
@@ -169,7 +167,7 @@ func (o *Orchestrator) Timeline(ctx context.Context, id string, from, limit int)
 // incident.ErrNotSupported when the store does not implement
 // incident.Lister.
 func (o *Orchestrator) List(ctx context.Context, f incident.ListFilter) (incident.Page, error) {
-	g := o.store.(*guardedStore)
+	g := o.store
 	l, ok := g.s.(incident.Lister)
 	if !ok {
 		return incident.Page{}, fmt.Errorf("breach: list: store %T: %w: it does not implement incident.Lister", g.s, incident.ErrNotSupported)
