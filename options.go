@@ -253,10 +253,9 @@ func WithStoreTimeout(d time.Duration) Option {
 // came with a signal, for containers to use; the default is 24 hours. It
 // runs from the credential's last arrival, give or take an eighth of it
 // (a second at most): a credential that comes again within that is not
-// kept again. A
-// credential is forgotten sooner when its incident ends, whichever replica
-// ends it (this one learns it at its next resume or flush). A non-positive
-// duration is an error matching ErrInvalidOption.
+// kept again. A credential is forgotten sooner when its incident ends,
+// whichever replica ends it (this one learns it at its next resume or
+// flush). A non-positive duration is an error matching ErrInvalidOption.
 func WithCredentialTTL(d time.Duration) Option {
 	return func(c *config) error {
 		if d <= 0 {

@@ -261,7 +261,8 @@ func (o *Orchestrator) sendPages(ctx context.Context, inc *incident.Incident, pa
 // the escalation policy pages nobody further, and the levels paged are
 // told. It returns an error matching ErrNoAlert when no alert is open (none
 // was, or it was acknowledged or resolved), incident.ErrNotFound for an
-// unknown ID, and errNoActor's error for an empty actor.
+// unknown ID, and ErrInvalidInput for an empty actor or one no action
+// accepts (see ErrInvalidInput).
 func (o *Orchestrator) Acknowledge(ctx context.Context, id, actor string) error {
 	if err := checkActor(actor); err != nil {
 		return err
