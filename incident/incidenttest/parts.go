@@ -837,8 +837,8 @@ func largeLoad(t *testing.T, s incident.Store) {
 // single entry, delivery and customer, against an incident of none. The
 // fastest of several tries on the large incident must be within a factor
 // of 20 (the batch) or 10 (the single change), and a little slack, of the
-// fastest on the other. Alternating makes the measure robust to a loaded machine:
-// whatever slows one try slows its neighbour too.
+// fastest on the other. The tries alternate, so that a loaded machine
+// slows both sides, though not always alike (see the single change).
 func largeApplyCost(t *testing.T, s incident.Store) {
 	if testing.Short() {
 		t.Skip("timing: not with -short")
