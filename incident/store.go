@@ -407,7 +407,7 @@ func (m *MemStore) Apply(ctx context.Context, ch Change) error {
 }
 
 // addEffects files the deliveries and customers of a checked change in r,
-// replacing those with the same key: under m.mu, or before r is filed.
+// replacing those with the same key: under r.mu, or before r is filed.
 func (r *record) addEffects(ch Change) {
 	for _, d := range ch.Deliveries {
 		r.dels, r.delAt = file(r.dels, r.delAt, d, deliveryKey)
