@@ -265,6 +265,7 @@ func (o *Orchestrator) openOrJoin(ctx context.Context, sig *incident.Signal, key
 		// no step (a resume, another worker) finds it without one.
 		o.keepCredential(inc.ID, sig.Credential)
 		ch := changeOf(inc)
+		ch.Frozen = true // inc is not changed again: the store and the first step may keep it
 		err := o.store.Create(ctx, ch)
 		if errors.Is(err, incident.ErrDuplicate) {
 			o.forgetCredential(inc.ID)

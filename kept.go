@@ -47,7 +47,14 @@ func (o *Orchestrator) keptFloorFor() time.Duration { return 2 * o.cfg.storeTime
 
 // keepHead keeps a copy of the head inc for the next step, unless a newer
 // one is kept or inc is older than a drop allows.
-func (o *Orchestrator) keepHead(inc *incident.Incident) {
+func (o *Orchestrator) keepHead(inc *incident.Incident) { o.keep(inc, false) }
+
+// keepWritten keeps v, a head written frozen (see incident.Change.Frozen),
+// itself: it is never changed again.
+func (o *Orchestrator) keepWritten(v *incident.Incident) { o.keep(v, true) }
+
+// keep is keepHead, of inc itself when frozen.
+func (o *Orchestrator) keep(inc *incident.Incident, frozen bool) {
 	if !inc.State.Open() {
 		o.dropKept(inc.ID, inc.Version+1)
 		return
@@ -66,7 +73,11 @@ func (o *Orchestrator) keepHead(inc *incident.Incident) {
 		if k == nil {
 			// Kept heads are never changed: the new one shares with the
 			// one it replaces the parts the write left as they were.
-			k = &kept{head: inc.CloneSharing(prev), floor: inc.Version}
+			h := inc
+			if !frozen {
+				h = inc.CloneSharing(prev)
+			}
+			k = &kept{head: h, floor: inc.Version}
 		}
 		if !ok {
 			if _, loaded := o.heads.LoadOrStore(inc.ID, k); !loaded {

@@ -207,3 +207,52 @@ func TestFlushLeavesTheKeptHeadAsItWas(t *testing.T) {
 	require.NotNil(t, stored.Paging)
 	assert.False(t, stored.Paging.ResolvedAt.IsZero(), "the alert nobody needs is resolved")
 }
+
+// TestWrittenVersionIsNotTheWorkingCopy: each write hands the store, and
+// keeps for the next step, one version of the head made for it, frozen
+// (incident.Change.Frozen); the step's working copy is not that version.
+// Changing every part of the working copy in the next write leaves the
+// version written before it as it was, and what is kept is what is stored.
+func TestWrittenVersionIsNotTheWorkingCopy(t *testing.T) {
+	ctx := context.Background()
+	clk := &testClock{t: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)}
+	o := newCredOrchestrator(t, incident.NewMemStore(), &credRecorder{}, clk)
+	rc, err := o.Report(ctx, credSignal())
+	require.NoError(t, err)
+	stepUntil(t, o, rc.IncidentID, incident.StateResolving)
+	inc, err := o.head(ctx, rc.IncidentID, true)
+	require.NoError(t, err)
+	keptNow := func() *incident.Incident {
+		v, ok := o.heads.Load(rc.IncidentID)
+		require.True(t, ok)
+		require.NotNil(t, v.(*kept).head)
+		return v.(*kept).head
+	}
+	require.NoError(t, o.mutate(ctx, inc, func(inc *incident.Incident) error {
+		o.record(inc, "alice@example.com", incident.EntryNote, "first")
+		return nil
+	}))
+	written := keptNow()
+	before := written.Clone()
+	require.NotEmpty(t, inc.Actions, "the working copy holds parts to change")
+	require.NotEmpty(t, inc.Milestones)
+	require.NotEmpty(t, inc.Signals.Samples)
+
+	require.NoError(t, o.mutate(ctx, inc, func(inc *incident.Incident) error {
+		inc.Actions[0].LastError = "changed in place"
+		for m := range inc.Milestones {
+			inc.Milestones[m] = clk.now().Add(time.Hour)
+		}
+		inc.Signals.Samples[0].Summary = "changed in place"
+		inc.Recommendations = append(inc.Recommendations, "added")
+		o.record(inc, "alice@example.com", incident.EntryNote, "second")
+		return nil
+	}))
+
+	assert.Equal(t, before, written, "the version written first is unchanged by the next write")
+	stored, err := o.store.Head(ctx, rc.IncidentID)
+	require.NoError(t, err)
+	assert.Equal(t, stored, keptNow(), "what is kept is what is stored")
+	assert.Equal(t, "changed in place", stored.Actions[0].LastError)
+	assert.Equal(t, inc.Version, stored.Version, "the working copy carries the Version written")
+}

@@ -170,10 +170,11 @@ func (o *Orchestrator) holdLease(st *stepRun, id string) (held, had bool, err er
 // leaseHead takes the lease on h's incident for this replica and, when it
 // gets it, adopts the incident at h's Version. It reports false when
 // another replica holds the lease. With fresh (h is what this replica just
-// created) h is kept, and the first step here reads nothing; otherwise h
-// was read before the lease, and may be stale: nothing as old as h is kept
-// for a while (a read in flight from before the lease may return it), and
-// the first step reads the store.
+// created, frozen: see incident.Change.Frozen) h itself is kept, and the
+// first step here reads nothing; otherwise h was read before the lease,
+// and may be stale: nothing as old as h is kept for a while (a read in
+// flight from before the lease may return it), and the first step reads
+// the store.
 func (o *Orchestrator) leaseHead(ctx context.Context, h *incident.Incident, fresh bool) (bool, error) {
 	since := time.Now()
 	ok, err := o.leaser.Lease(ctx, h.ID, o.cfg.owner, o.cfg.leaseTTL)
@@ -186,7 +187,7 @@ func (o *Orchestrator) leaseHead(ctx context.Context, h *incident.Incident, fres
 	o.adopt(h.ID, since)
 	o.wrote(h.ID, h.Version)
 	if fresh {
-		o.keepHead(h)
+		o.keepWritten(h)
 	}
 	return true, nil
 }

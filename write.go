@@ -50,10 +50,16 @@ func (o *Orchestrator) mutate(ctx context.Context, inc *incident.Incident, fn fu
 			unmark = o.ending(inc.ID)
 		}
 		ch := changeOf(inc)
+		// The version written is made once, frozen: the store and the
+		// next step keep it as it is, sharing with the version before it
+		// the parts this write left as they were.
+		v := inc.CloneSharing(saved)
+		ch.Head, ch.Frozen = v, true
 		err := o.store.Apply(ctx, ch)
 		if err == nil {
+			inc.Version = v.Version
 			o.wrote(inc.ID, inc.Version)
-			o.keepHead(inc)
+			o.keepWritten(v)
 			// The store's first customers are these only if it holds
 			// none from before: the head had no findings, and none were
 			// ever cleared (a reopen clears them; a retry clears findings

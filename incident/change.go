@@ -33,6 +33,11 @@ type Change struct {
 	// Customers are added to the incident's affected customers, or replace
 	// the one with the same recipient ID.
 	Customers []Customer
+	// Frozen promises that the caller never changes Head, nor anything it
+	// points to, once the call is made, but for the Version the store
+	// sets: the store may keep Head itself instead of a copy (MemStore
+	// does), and the caller may keep it too, as the version it wrote.
+	Frozen bool
 }
 
 // Split returns the Change that writes inc as it is: inc's head, with

@@ -23,7 +23,8 @@ import (
 // Implementations must be safe for concurrent use, must honour ctx (return
 // its error when it ends before the operation does, having applied nothing
 // or all of it), and must never return or keep an alias of a caller's
-// data: they store and hand out copies. incidenttest.TestStore checks all
+// data: they store and hand out copies (a frozen Change's head excepted,
+// which a store may keep: see Change.Frozen). incidenttest.TestStore checks all
 // of this for a host's implementation.
 type Store interface {
 	// Create stores a new incident from ch: its head with Version 1 (it
@@ -309,9 +310,14 @@ func (m *MemStore) Create(ctx context.Context, ch Change) error {
 	}
 	inc := ch.Head
 	// The record is made before the lock is taken: under it, a Create
-	// only checks the ID and the dedup key and files the record.
-	head := inc.Clone()
-	head.Version = 1
+	// only checks the ID and the dedup key and files the record. A frozen
+	// head is kept as it is (see Change.Frozen), and its Version set once
+	// the Create succeeds, before anyone can read it.
+	head := inc
+	if !ch.Frozen {
+		head = inc.Clone()
+		head.Version = 1
+	}
 	r := &record{tl: m.names.pack(ch.Entries, false)}
 	r.head.Store(head)
 	r.addEffects(ch)
@@ -330,8 +336,8 @@ func (m *MemStore) Create(ctx context.Context, ch Change) error {
 		}
 		m.open[inc.DedupKey] = inc.ID
 	}
-	m.byID[inc.ID] = r
 	inc.Version = 1
+	m.byID[inc.ID] = r
 	return nil
 }
 
@@ -363,8 +369,14 @@ func (m *MemStore) Apply(ctx context.Context, ch Change) error {
 	if err := ch.Check(cur.Chain); err != nil {
 		return err
 	}
-	next := inc.CloneSharing(cur) // what is stored is never changed: versions share what they did not change
-	next.Version = cur.Version + 1
+	// What is stored is never changed: versions share what they did not
+	// change, and a frozen head (see Change.Frozen) is kept as it is, its
+	// Version set once the swap below is won.
+	next := inc
+	if !ch.Frozen {
+		next = inc.CloneSharing(cur)
+		next.Version = cur.Version + 1
+	}
 	run := m.names.pack(ch.Entries, raw) // raw only changes with a write, which the head check below sees
 
 	wasOpen, isOpen := cur.State.Open(), inc.State.Open()
@@ -399,10 +411,10 @@ func (m *MemStore) Apply(ctx context.Context, ch Change) error {
 		delete(m.leases, inc.ID) // see Leaser
 		m.lmu.Unlock()
 	}
+	inc.Version = cur.Version + 1
 	r.head.Store(next)
 	r.tl.join(run)
 	r.addEffects(ch)
-	inc.Version = next.Version
 	return nil
 }
 

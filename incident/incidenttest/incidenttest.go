@@ -65,7 +65,9 @@ import (
 //   - a large incident (5,000 deliveries and 5,000 customers written 500 at
 //     a time, several hundred entries) reads back whole, and an Apply costs
 //     about the same on it as on a small one (not checked with -short);
-//   - that incidents are copied in and out (never aliased), that every
+//   - that incidents are copied in and out (never aliased, but for a
+//     frozen head, which the store may keep but changes nothing of except
+//     its Version, and leaves as it was when it refuses the change), that every
 //     field survives a round trip with the timeline still verifying, that
 //     concurrent Creates and Applys are safe and readers never see half a
 //     change, and that each method returns ctx's error for a cancelled
@@ -171,6 +173,11 @@ var groups = []struct {
 		{"Entries", copiesEntries},
 		{"Deliveries", copiesDeliveries},
 		{"Customers", copiesCustomers},
+	}},
+	{"Frozen", []check{
+		{"Create", frozenCreate},
+		{"Apply", frozenApply},
+		{"Refused", frozenRefused},
 	}},
 	{"RoundTrip", []check{
 		{"FullIncident", roundTripFull},
@@ -753,6 +760,61 @@ func copiesApply(t *testing.T, s incident.Store) {
 	mutate(ch.Head)
 	mutateParts(ch)
 	assertStored(t, s, r, "changing the change passed to Apply must not change the store: it must keep a copy")
+}
+
+// frozenCreate: a store may keep a frozen head (incident.Change.Frozen)
+// instead of a copy, but changes nothing of it except its Version: its
+// caller keeps it too, as the version it wrote.
+func frozenCreate(t *testing.T, s incident.Store) {
+	ch := incident.Split(FullIncident("inc-1", "key-1"))
+	ch.Frozen = true
+	want := ch.Head.Clone()
+	require.NoError(t, s.Create(t.Context(), ch))
+	assert.EqualValues(t, 1, ch.Head.Version, "Create must set Version 1 on a frozen head")
+	want.Version = 1
+	assertSame(t, want, ch.Head, "Create must change nothing of a frozen head but its Version")
+	assertStored(t, s, newRecord(ch), "a frozen Create stores the head as it was written")
+}
+
+// frozenApply: as frozenCreate, for Apply.
+func frozenApply(t *testing.T, s incident.Store) {
+	r := mustCreate(t, s, FullIncident("inc-1", "key-1"))
+	for v := int64(2); v <= 3; v++ {
+		h := r.next()
+		h.Summary = fmt.Sprintf("summary %d", v)
+		h.Record(note(h.Summary))
+		ch := incident.Split(h)
+		ch.Frozen = true
+		want := ch.Head.Clone()
+		require.NoError(t, s.Apply(t.Context(), ch), "Apply %d", v)
+		assert.Equal(t, v, ch.Head.Version, "Apply must set the new Version on a frozen head")
+		want.Version = v
+		assertSame(t, want, ch.Head, "Apply must change nothing of a frozen head but its Version")
+		r.apply(ch)
+		assertStored(t, s, r, "after frozen Apply %d", v)
+	}
+}
+
+// frozenRefused: a frozen change the store refuses leaves its head as it
+// was, Version included, and writes nothing.
+func frozenRefused(t *testing.T, s incident.Store) {
+	r := mustCreate(t, s, FullIncident("inc-1", "key-1"))
+	stale := r.next()
+	mustApply(t, s, r, r.next())
+	stale.Summary = "stale"
+	stale.Record(note("stale"))
+	ch := incident.Split(stale)
+	ch.Frozen = true
+	want := ch.Head.Clone()
+	require.ErrorIs(t, s.Apply(t.Context(), ch), incident.ErrConflict, "Apply from a stale Version")
+	assertSame(t, want, ch.Head, "a refused Apply must leave a frozen head as it was")
+	assertStored(t, s, r, "a refused frozen Apply writes nothing")
+
+	dup := incident.Split(FullIncident("inc-2", "key-1"))
+	dup.Frozen = true
+	want = dup.Head.Clone()
+	require.ErrorIs(t, s.Create(t.Context(), dup), incident.ErrDuplicate, "Create of a second open incident for a key")
+	assertSame(t, want, dup.Head, "a refused Create must leave a frozen head as it was")
 }
 
 func copiesHead(t *testing.T, s incident.Store) {

@@ -173,6 +173,11 @@ func TestSuiteCatchesBrokenStores(t *testing.T) {
 		{bug: bugLaxCursor, want: map[string]string{
 			"List/InvalidFilter/garbage_cursor": "must fail with ErrInvalidFilter",
 		}},
+		{bug: bugStampsHead, want: map[string]string{
+			"Frozen/Create":  "Create must change nothing of a frozen head but its Version",
+			"Frozen/Apply":   "Apply must change nothing of a frozen head but its Version",
+			"Frozen/Refused": "a refused Apply must leave a frozen head as it was",
+		}},
 	} {
 		t.Run(string(tc.bug), func(t *testing.T) {
 			t.Parallel()
@@ -250,6 +255,7 @@ const (
 	bugTiesAscending     bug = "ties-ascending"     // List breaks DetectedAt ties by ID ascending
 	bugNoStateFilter     bug = "no-state-filter"    // List ignores ListFilter.States
 	bugLaxCursor         bug = "lax-cursor"         // List starts over on a malformed cursor
+	bugStampsHead        bug = "stamps-head"        // Create and Apply stamp the caller's head, as an ORM's hooks do
 )
 
 // naiveRecord is one incident in a naiveStore.
@@ -450,6 +456,7 @@ func (s *naiveStore) Create(ctx context.Context, ch incident.Change) error {
 		return err
 	}
 	h := ch.Head
+	s.stamp(h)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.byID == nil {
@@ -482,6 +489,7 @@ func (s *naiveStore) Apply(ctx context.Context, ch incident.Change) error {
 	if err := storable(h); err != nil {
 		return err
 	}
+	s.stamp(h)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r, ok := s.byID[h.ID]
@@ -514,6 +522,14 @@ func (s *naiveStore) Apply(ctx context.Context, ch incident.Change) error {
 		h.Version = version
 	}
 	return nil
+}
+
+// stamp is bugStampsHead's: the time of the write set on the caller's
+// head, before the write is checked.
+func (s *naiveStore) stamp(h *incident.Incident) {
+	if s.bug == bugStampsHead {
+		h.UpdatedAt = h.UpdatedAt.Add(time.Second)
+	}
 }
 
 func (s *naiveStore) record(id string) (*naiveRecord, error) {
