@@ -26,8 +26,11 @@ func (o *Orchestrator) investigate(st *stepRun, inc *incident.Incident, pb *Play
 	}
 	sctx, cancel := st.callContext(pb)
 	defer cancel()
-	snapshot := inc.Clone()
-	snapshot.Timeline = nil // investigators need the facts, not the history
+	// Each attempt is handed a copy of its own, made on the attempt's
+	// goroutine (one that outlived its timeout may still be making it when
+	// the step has moved on), from a version that never changes: the one
+	// written, kept, when inc is it.
+	src := o.savedHead(inc)
 	// An attempt that outlived its timeout may still be running after the
 	// policy gave up on it: only an attempt whose context is live may hand
 	// over its findings, under mu.
@@ -37,7 +40,9 @@ func (o *Orchestrator) investigate(st *stepRun, inc *incident.Incident, pb *Play
 	)
 	started := o.cfg.now()
 	out := retry.Do(sctx, pb.Investigation, st.stop.Done(), func(ctx context.Context, attempt int) error {
-		f, err := pb.Investigator.Investigate(ctx, snapshot.Clone())
+		snapshot := src.Clone()
+		snapshot.Timeline = nil // investigators need the facts, not the history
+		f, err := pb.Investigator.Investigate(ctx, snapshot)
 		if err != nil {
 			return err
 		}
