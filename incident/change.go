@@ -36,7 +36,11 @@ type Change struct {
 	// Frozen promises that the caller never changes Head, nor anything it
 	// points to, once the call is made, but for the Version the store
 	// sets: the store may keep Head itself instead of a copy (MemStore
-	// does), and the caller may keep it too, as the version it wrote.
+	// does), and the caller may keep it too, as the version it wrote. A
+	// frozen head goes to one write of one store: handed to another call
+	// (a retry, a second store), its Version would be set again under
+	// whoever kept it. The store must leave a frozen head it kept as it
+	// was through every later write.
 	Frozen bool
 }
 

@@ -341,7 +341,9 @@ func (m *MemStore) Create(ctx context.Context, ch Change) error {
 	return nil
 }
 
-// Apply implements Store.
+// Apply implements Store. It also refuses, with an error matching
+// ErrInvalidIncident, a head that is the stored version itself: a frozen
+// head handed to a second write (see Change.Frozen).
 //
 // The new head is cloned and the entries packed before any lock is taken,
 // against the head read then; under the incident's lock, Apply only checks
@@ -363,6 +365,11 @@ func (m *MemStore) Apply(ctx context.Context, ch Change) error {
 	r.mu.RLock()
 	cur, raw := r.head.Load(), r.tl.raw != nil
 	r.mu.RUnlock()
+	if inc == cur {
+		// A frozen head written before, handed to a write again: setting
+		// its Version would change the stored version in place.
+		return &invalidIncidentError{reason: "head is the stored version itself: a frozen head goes to one write only"}
+	}
 	if cur.Version != inc.Version {
 		return &ConflictError{ID: inc.ID, Expected: inc.Version, Actual: cur.Version}
 	}

@@ -788,3 +788,45 @@ func TestMemStoreEffectsFoundByKeyAtAnySize(t *testing.T) {
 		})
 	}
 }
+
+// TestMemStoreRefusesAFrozenHeadTwice: MemStore keeps a frozen head as the
+// stored version; handed to a write again (frozen or not), it is refused
+// before its Version is touched, so the stored version and what its caller
+// kept stay as they were while readers copy it.
+func TestMemStoreRefusesAFrozenHeadTwice(t *testing.T) {
+	for _, frozen := range []bool{true, false} {
+		t.Run(fmt.Sprint("frozen=", frozen), func(t *testing.T) {
+			ctx := context.Background()
+			s := incident.NewMemStore()
+			ch := incident.Split(newIncident("i1", "k1"))
+			ch.Frozen = true
+			require.NoError(t, s.Create(ctx, ch))
+			h := ch.Head
+			want := h.Clone()
+
+			var wg sync.WaitGroup
+			stop := make(chan struct{})
+			wg.Go(func() {
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+						_, _ = s.Head(ctx, "i1") // copies the stored version, under -race
+					}
+				}
+			})
+			again := incident.Change{Head: h, Frozen: frozen,
+				Deliveries: []incident.Delivery{{IdempotencyKey: "d1", Recipient: "c1", Channel: "email", Status: incident.DeliveryClaimed}}}
+			err := s.Apply(ctx, again)
+			close(stop)
+			wg.Wait()
+			assert.ErrorIs(t, err, incident.ErrInvalidIncident)
+			assert.Equal(t, want, h, "the version kept by its caller is unchanged")
+			assert.EqualValues(t, 1, head(t, s, "i1").Version)
+			ds, err := s.Deliveries(ctx, "i1", incident.DeliveryQuery{})
+			require.NoError(t, err)
+			assert.Empty(t, ds, "the refused change wrote nothing")
+		})
+	}
+}

@@ -65,13 +65,14 @@ import (
 //   - a large incident (5,000 deliveries and 5,000 customers written 500 at
 //     a time, several hundred entries) reads back whole, and an Apply costs
 //     about the same on it as on a small one (not checked with -short);
-//   - that incidents are copied in and out (never aliased, but for a
-//     frozen head, which the store may keep but changes nothing of except
-//     its Version, and leaves as it was when it refuses the change), that every
-//     field survives a round trip with the timeline still verifying, that
-//     concurrent Creates and Applys are safe and readers never see half a
-//     change, and that each method returns ctx's error for a cancelled
-//     context without acting.
+//   - that incidents are copied in and out, never aliased, but for a
+//     frozen head (incident.Change.Frozen), which the store may keep but
+//     changes nothing of except its Version, neither when it refuses the
+//     change nor through the writes after it;
+//   - that every field survives a round trip with the timeline still
+//     verifying, that concurrent Creates and Applys are safe and readers
+//     never see half a change, and that each method returns ctx's error for
+//     a cancelled context without acting.
 //
 // When the store also implements incident.Leaser, the Lease group checks
 // that contract too: one owner at a time per incident, renewal by Lease
@@ -178,6 +179,7 @@ var groups = []struct {
 		{"Create", frozenCreate},
 		{"Apply", frozenApply},
 		{"Refused", frozenRefused},
+		{"KeptAfterLaterWrites", frozenKept},
 	}},
 	{"RoundTrip", []check{
 		{"FullIncident", roundTripFull},
@@ -793,6 +795,30 @@ func frozenApply(t *testing.T, s incident.Store) {
 		r.apply(ch)
 		assertStored(t, s, r, "after frozen Apply %d", v)
 	}
+}
+
+// frozenKept: a frozen head the store kept stays as it was through the
+// writes after it, frozen or not, which store versions of their own.
+func frozenKept(t *testing.T, s incident.Store) {
+	r := mustCreate(t, s, FullIncident("inc-1", "key-1"))
+	var written, want []*incident.Incident
+	for v := int64(2); v <= 5; v++ {
+		h := r.next()
+		h.Summary = fmt.Sprintf("summary %d", v)
+		h.Milestones[incident.MilestoneResolved] = h.DetectedAt.Add(time.Duration(v) * time.Hour)
+		h.Record(note(h.Summary))
+		ch := incident.Split(h)
+		ch.Frozen = v < 5 // the last write is not frozen
+		require.NoError(t, s.Apply(t.Context(), ch), "Apply %d", v)
+		r.apply(ch)
+		if ch.Frozen {
+			written, want = append(written, ch.Head), append(want, ch.Head.Clone())
+		}
+	}
+	for i := range written {
+		assertSame(t, want[i], written[i], "frozen version %d must be left as it was by the writes after it", want[i].Version)
+	}
+	assertStored(t, s, r, "after frozen and unfrozen writes")
 }
 
 // frozenRefused: a frozen change the store refuses leaves its head as it

@@ -173,6 +173,9 @@ func TestSuiteCatchesBrokenStores(t *testing.T) {
 		{bug: bugLaxCursor, want: map[string]string{
 			"List/InvalidFilter/garbage_cursor": "must fail with ErrInvalidFilter",
 		}},
+		{bug: bugOverwritesKept, want: map[string]string{
+			"Frozen/KeptAfterLaterWrites": "frozen version 2 must be left as it was by the writes after it",
+		}},
 		{bug: bugStampsHead, want: map[string]string{
 			"Frozen/Create":  "Create must change nothing of a frozen head but its Version",
 			"Frozen/Apply":   "Apply must change nothing of a frozen head but its Version",
@@ -256,11 +259,13 @@ const (
 	bugNoStateFilter     bug = "no-state-filter"    // List ignores ListFilter.States
 	bugLaxCursor         bug = "lax-cursor"         // List starts over on a malformed cursor
 	bugStampsHead        bug = "stamps-head"        // Create and Apply stamp the caller's head, as an ORM's hooks do
+	bugOverwritesKept    bug = "overwrites-kept"    // a frozen head is kept, and a later write copied over it in place
 )
 
 // naiveRecord is one incident in a naiveStore.
 type naiveRecord struct {
 	head      *incident.Incident
+	frozen    bool // head is a frozen head kept as it was handed in (bugOverwritesKept)
 	entries   incident.Timeline
 	dels      []incident.Delivery
 	delAt     map[string]int // idempotency key → index in dels
@@ -510,7 +515,14 @@ func (s *naiveStore) Apply(ctx context.Context, ch incident.Change) error {
 		return &incident.DuplicateError{DedupKey: h.DedupKey, ExistingID: id}
 	}
 	version := r.head.Version + 1
-	r.head = s.in(h)
+	switch next := s.in(h); {
+	case s.bug == bugOverwritesKept && r.frozen:
+		*r.head = *next // into the caller's frozen head, kept
+	case s.bug == bugOverwritesKept && ch.Frozen:
+		r.head, r.frozen = h, true
+	default:
+		r.head = next
+	}
 	r.head.Version = version
 	if !h.State.Open() && s.bug != bugKeepsLeaseOnEnd {
 		delete(s.leases, h.ID)
