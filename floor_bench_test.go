@@ -3,6 +3,7 @@ package breach
 import (
 	"context"
 	"crypto/sha256"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -14,15 +15,13 @@ import (
 // BenchmarkIncidentFloor is the floor of BenchmarkIncidentEndToEnd's
 // guarantees, run beside it (go test -bench 'IncidentEndToEnd|IncidentFloor'):
 // what the API-key incident must do at the least, with nothing else. It
-// makes as many head writes as the orchestrator makes store writes (4: the
-// creation holding the first claims, the containment result, the findings
-// holding the notice claims, the notice result), each a copy of the head
-// into a map under a lock; one SHA-256 per timeline entry (13); and one
-// isolated call per plugin call (3: container, investigator, notifier),
-// each on its own goroutine under a timeout, as the orchestrator makes
-// them.
+// makes as many head writes as the orchestrator makes store writes
+// (floorWrites), each a copy of the head into a map under a lock; one
+// SHA-256 per timeline entry (floorEntries); and one isolated call per
+// plugin call (floorCalls), each on its own goroutine under a timeout, as
+// the orchestrator makes them.
 func BenchmarkIncidentFloor(b *testing.B) {
-	const writes, entries, calls = 4, 13, 3
+	const writes, entries, calls = floorWrites, floorEntries, floorCalls
 	head := floorHead()
 	detail := []byte("containment action \"disable-key\" applied (attempt 1, key brk_fee1c988b361103ae84f2f3561b6a43a)")
 	var mu sync.Mutex
@@ -59,6 +58,14 @@ func BenchmarkIncidentFloor(b *testing.B) {
 		}
 	}
 }
+
+// What the API-key incident of BenchmarkIncidentEndToEnd makes:
+// floorWrites store writes (the creation holding the first claims, the
+// containment result, the findings holding the notice claims, the notice
+// result), floorEntries timeline entries (BenchmarkIncidentParts checks
+// the count) and floorCalls plugin calls (container, investigator,
+// notifier).
+const floorWrites, floorEntries, floorCalls = 4, 12, 3
 
 // BenchmarkWrite is one of the incident's writes, the unit both the
 // orchestrator and BenchmarkIncidentFloor count: a change recording one
@@ -129,4 +136,79 @@ func floorHead() *incident.Incident {
 		DetectedAt: time.Now(), Signals: incident.SignalSummary{Count: 1, Samples: []incident.SignalSample{{Summary: "found in a public repository"}}},
 		Actions:  []incident.ActionRecord{{Name: "disable-key", IdempotencyKey: "brk_0", Status: incident.ActionApplied}},
 		Outreach: incident.Outreach{Sent: 1}}
+}
+
+// BenchmarkIncidentParts measures work BenchmarkIncidentFloor leaves out
+// but the API-key incident needs, each part on the incident's own record
+// as BenchmarkIncidentEndToEnd leaves it: rendering the customer's notice,
+// recording the incident's 13 timeline entries (their content redacted and
+// sealed, against the floor's 13 bare SHA-256), and a copy of its head
+// (against the floor's copy of its smaller head).
+func BenchmarkIncidentParts(b *testing.B) {
+	o := benchOrchestrator(b)
+	ctx := context.Background()
+	rc, err := o.Report(ctx, incident.Signal{Kind: "apikey.compromised", Subject: "key_1", Account: "acct_7", Severity: incident.SeverityCritical})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := o.settle(ctx, rc.IncidentID); err != nil {
+		b.Fatal(err)
+	}
+	inc, err := incident.Load(ctx, o.store, rc.IncidentID)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if inc.Investigation == nil || len(inc.Investigation.Impact.Customers) != 1 || len(inc.Timeline) != floorEntries {
+		b.Fatalf("not the API-key incident BenchmarkIncidentEndToEnd makes: %d entries", len(inc.Timeline))
+	}
+	pb := o.cfg.playbooks[inc.Kind]
+	b.Run("notice", func(b *testing.B) {
+		actions := o.actionDescriptions(inc, pb)
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := pb.template().Render(o.notice(inc, pb, inc.Investigation.Impact.Customers[0], actions)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("entries", func(b *testing.B) {
+		h := inc.Clone()
+		entries := slices.Clone(inc.Timeline)
+		h.Timeline = make(incident.Timeline, 0, len(entries))
+		b.ReportAllocs()
+		for b.Loop() {
+			h.Timeline, h.Chain = h.Timeline[:0], incident.Chain{}
+			for _, e := range entries {
+				o.record(h, e.Actor, e.Type, e.Detail)
+			}
+		}
+	})
+	b.Run("entries-floor", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var prev [32]byte
+			for _, e := range inc.Timeline {
+				d := sha256.New()
+				d.Write(prev[:])
+				d.Write([]byte(e.Detail))
+				d.Sum(prev[:0])
+			}
+		}
+	})
+	b.Run("head-copy", func(b *testing.B) {
+		h := inc.Clone()
+		h.Timeline, h.Deliveries = nil, nil
+		h.Investigation.Impact.Customers = nil
+		b.ReportAllocs()
+		for b.Loop() {
+			_ = h.Clone()
+		}
+	})
+	b.Run("head-copy-floor", func(b *testing.B) {
+		h := floorHead()
+		b.ReportAllocs()
+		for b.Loop() {
+			_ = h.Clone()
+		}
+	})
 }
