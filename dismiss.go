@@ -47,8 +47,14 @@ func (o *Orchestrator) Dismiss(ctx context.Context, id, actor, reason string) er
 	// worker that takes it off the queue meanwhile finds the slot taken,
 	// and the slot's release queues it again (slots.release).
 	defer release()
+	// The interruption cut the step running, which queues itself again
+	// only when it was not cut: from here on, a Dismiss that records
+	// nothing (refused, or a store that failed) queues the incident for
+	// the step it cut, and one that records the dismissal leaves it to the
+	// driver to finish should this call not.
 	inc, err := o.store.Head(ctx, id)
 	if err != nil {
+		o.sched.add(id)
 		return err
 	}
 	err = o.mutate(ctx, inc, func(inc *incident.Incident) error {
@@ -63,9 +69,10 @@ func (o *Orchestrator) Dismiss(ctx context.Context, id, actor, reason string) er
 		return nil
 	})
 	if err != nil {
-		if ctx.Err() != nil {
-			o.sched.add(id) // the write may have landed: the driver finishes what is on record
-		}
+		// Refused or failed: the cut step is taken again; or, when ctx
+		// ended, the write may have landed and the driver finishes what is
+		// on record.
+		o.sched.add(id)
 		return err
 	}
 	pending := func(err error) error {

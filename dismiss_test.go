@@ -1,0 +1,119 @@
+package breach_test
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/breachkit/breach"
+	"github.com/breachkit/breach/containment"
+	"github.com/breachkit/breach/incident"
+)
+
+// headFailStore is a MemStore whose next Head calls fail while fail > 0: a
+// store that blips.
+type headFailStore struct {
+	*incident.MemStore
+	fail atomic.Int32
+}
+
+var errBlip = errors.New("store: connection reset")
+
+func (s *headFailStore) Head(ctx context.Context, id string) (*incident.Incident, error) {
+	if s.fail.Add(-1) >= 0 {
+		return nil, errBlip
+	}
+	return s.MemStore.Head(ctx, id)
+}
+
+// TestFailedDismissRetakesTheInvestigationItCut: Dismiss interrupts a
+// running investigation, then fails on a store error before it records
+// anything ("nothing was recorded"). The incident is as it was, so
+// automation must carry on: the investigation runs again.
+func TestFailedDismissRetakesTheInvestigationItCut(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var calls atomic.Int32
+		inv := incident.InvestigatorFunc(func(ctx context.Context, inc *incident.Incident) (incident.Findings, error) {
+			if calls.Add(1) == 1 {
+				<-ctx.Done() // the first attempt runs until the interruption
+				return incident.Findings{}, ctx.Err()
+			}
+			return incident.Findings{RootCause: "key in a public repository"}, nil
+		})
+		pb := apiKeyPlaybook(&fakes{}, inv)
+		pb.Investigation = incident.Policy{Attempts: 1, Timeout: 24 * time.Hour}
+		store := &headFailStore{MemStore: incident.NewMemStore()}
+		o, err := breach.New(store, breach.WithPlaybook(pb), quiet)
+		require.NoError(t, err)
+		stop := running(t, o)
+		defer stop()
+		rc, err := o.Report(context.Background(), leak())
+		require.NoError(t, err)
+		synctest.Wait()
+		require.Equal(t, incident.StateInvestigating, get(t, o, rc.IncidentID).State)
+		require.EqualValues(t, 1, calls.Load())
+
+		store.fail.Store(1)
+		err = o.Dismiss(context.Background(), rc.IncidentID, "carol", "test key")
+		require.ErrorIs(t, err, errBlip)
+		store.fail.Store(0)
+		before := get(t, o, rc.IncidentID)
+		assert.Nil(t, before.Dismissal, "nothing recorded")
+
+		time.Sleep(time.Hour) // ample time for automation to carry on
+		synctest.Wait()
+		inc := get(t, o, rc.IncidentID)
+		t.Logf("after the failed Dismiss: state %s, investigator called %d time(s)", inc.State, calls.Load())
+		assert.Greater(t, calls.Load(), int32(1), "the interrupted investigation is never run again")
+		assert.Equal(t, incident.StateResolving, inc.State, "the incident is stranded")
+	})
+}
+
+// ctxContainer blocks its first Contain call until its context ends (a
+// slow revocation API), and succeeds at once afterwards.
+type ctxContainer struct{ calls atomic.Int32 }
+
+func (c *ctxContainer) Contain(ctx context.Context, req containment.Request) error {
+	if c.calls.Add(1) == 1 {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return nil
+}
+
+// TestFailedDismissRetakesTheContainmentItCut: the same while the key's
+// revocation is in flight: after the failed Dismiss the key must still be
+// disabled.
+func TestFailedDismissRetakesTheContainmentItCut(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := &ctxContainer{}
+		pb := apiKeyPlaybook(&fakes{}, impactInvestigator(incident.Impact{}))
+		pb.Containment[0].Container = c
+		pb.Containment[0].Policy = incident.Policy{Attempts: 3, Timeout: 24 * time.Hour}
+		store := &headFailStore{MemStore: incident.NewMemStore()}
+		o, err := breach.New(store, breach.WithPlaybook(pb), quiet)
+		require.NoError(t, err)
+		stop := running(t, o)
+		defer stop()
+		rc, err := o.Report(context.Background(), leak())
+		require.NoError(t, err)
+		synctest.Wait()
+		require.Equal(t, incident.StateContaining, get(t, o, rc.IncidentID).State)
+
+		store.fail.Store(1)
+		require.ErrorIs(t, o.Dismiss(context.Background(), rc.IncidentID, "carol", "test key"), errBlip)
+		store.fail.Store(0)
+
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		inc := get(t, o, rc.IncidentID)
+		t.Logf("after the failed Dismiss: state %s, action %s, Contain called %d time(s)", inc.State, inc.Actions[0].Status, c.calls.Load())
+		assert.Equal(t, incident.ActionApplied, inc.Actions[0].Status, "the key is never disabled")
+	})
+}
