@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 
 	"github.com/breachkit/breach/incident"
@@ -81,12 +82,21 @@ func Do(ctx context.Context, p incident.Policy, stop <-chan struct{}, fn func(ct
 	}
 }
 
+// The claims on a call (see Call).
+const (
+	callPending int32 = iota
+	callStarted
+	callAbandoned
+)
+
 // Call runs fn once with a context that ends after timeout (no limit when
 // timeout <= 0), recovering a panic into an *incident.PanicError and giving
 // up on a call that outlives the timeout with an *incident.TimeoutError. fn
 // runs on its own goroutine, which ends when fn returns: after a timeout
 // that goroutine may still be running, so a plugin that ignores its context
-// can overlap with the next attempt and must guard what it shares.
+// can overlap with the next attempt and must guard what it shares. A call
+// given up on before its goroutine started (ctx ended first) never runs fn
+// at all: once Call has returned so, fn cannot start later.
 func Call(ctx context.Context, timeout time.Duration, fn func(ctx context.Context) error) error {
 	cctx, cancel := ctx, context.CancelFunc(func() {})
 	if timeout > 0 {
@@ -94,7 +104,14 @@ func Call(ctx context.Context, timeout time.Duration, fn func(ctx context.Contex
 	}
 	defer cancel()
 	done := make(chan error, 1)
+	// The goroutine and a Call giving up race to claim the call: started,
+	// fn runs; abandoned first (or found ended by the goroutine), it never
+	// does.
+	var claim atomic.Int32
 	go func() {
+		if cctx.Err() != nil || !claim.CompareAndSwap(callPending, callStarted) {
+			return
+		}
 		defer func() {
 			if v := recover(); v != nil {
 				done <- &incident.PanicError{Value: v, Stack: debug.Stack()}
@@ -118,6 +135,7 @@ func Call(ctx context.Context, timeout time.Duration, fn func(ctx context.Contex
 			return result(err) // it finished as the context ended: what it did counts
 		default:
 		}
+		claim.CompareAndSwap(callPending, callAbandoned) // not started: it never will
 		if ctx.Err() != nil {
 			return context.Cause(ctx)
 		}

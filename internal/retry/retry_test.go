@@ -410,6 +410,26 @@ func TestCall(t *testing.T) {
 			assert.Equal(t, 250*time.Millisecond, te.After)
 		})
 	})
+	t.Run("given up on before it started, it never runs", func(t *testing.T) {
+		// A person's interruption landing before the call's goroutine
+		// runs: once Call has returned, the plugin must not start (a key
+		// re-disabled after its dismissal released it).
+		synctest.Test(t, func(t *testing.T) {
+			for _, timeout := range []time.Duration{0, time.Minute} {
+				ctx, cancel := context.WithCancelCause(t.Context())
+				cause := errors.New("dismissed")
+				cancel(cause)
+				var calls atomic.Int32
+				err := retry.Call(ctx, timeout, func(context.Context) error {
+					calls.Add(1)
+					return nil
+				})
+				assert.ErrorIs(t, err, cause)
+				synctest.Wait() // the call's goroutine has done all it will
+				assert.Zero(t, calls.Load(), "timeout %v", timeout)
+			}
+		})
+	})
 	t.Run("panic", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			err := retry.Call(t.Context(), 0, func(context.Context) error { panic(42) })
