@@ -43,6 +43,11 @@ func (o *Orchestrator) checkIncident(ctx context.Context, inc *incident.Incident
 	var escalation string
 	err := o.mutate(ctx, inc, func(inc *incident.Incident) error {
 		alerts, escalation = alerts[:0], ""
+		if !inc.State.Open() || inc.Dismissal != nil {
+			// Ended, or being dismissed (its clocks end with the
+			// dismissal): nothing to warn, escalate or approve by timeout.
+			return errUnchanged
+		}
 		for i := range inc.Deadlines {
 			d := &inc.Deadlines[i]
 			if d.Status != incident.DeadlineRunning {
@@ -77,6 +82,9 @@ func (o *Orchestrator) checkIncident(ctx context.Context, inc *incident.Incident
 		pages = climbed
 		return nil
 	})
+	if errors.Is(err, errUnchanged) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}

@@ -117,3 +117,83 @@ func TestFailedDismissRetakesTheContainmentItCut(t *testing.T) {
 		assert.Equal(t, incident.ActionApplied, inc.Actions[0].Status, "the key is never disabled")
 	})
 }
+
+// stallingReleaser contains at once and blocks every Release until open
+// is closed.
+type stallingReleaser struct {
+	open      chan struct{}
+	contained atomic.Int32
+	released  atomic.Int32
+}
+
+func (b *stallingReleaser) Contain(ctx context.Context, req containment.Request) error {
+	b.contained.Add(1)
+	return nil
+}
+
+func (b *stallingReleaser) Release(ctx context.Context, req containment.Request) error {
+	<-b.open
+	b.released.Add(1)
+	return nil
+}
+
+// TestNoEscalationWhileADismissalReleases: while Dismiss releases containment
+// (the dismissal is on record), the deadline checker finds an approval that
+// timed out. Automation must not change course on an incident being
+// dismissed: no escalation, no "take over" page.
+func TestNoEscalationWhileADismissalReleases(t *testing.T) {
+	for name, onTimeout := range map[string]containment.TimeoutAction{
+		"escalate on timeout": containment.EscalateOnTimeout, "proceed on timeout": containment.ProceedOnTimeout} {
+		t.Run(name, func(t *testing.T) { noEscalationWhileADismissalReleases(t, onTimeout) })
+	}
+}
+
+func noEscalationWhileADismissalReleases(t *testing.T, onTimeout containment.TimeoutAction) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakes{}
+		p := &pager{}
+		br := &stallingReleaser{open: make(chan struct{})}
+		pb := apiKeyPlaybook(f, impactInvestigator(incident.Impact{}))
+		pb.Containment = []containment.Action{
+			{Name: "disable-key", Container: br, Policy: incident.Policy{Attempts: 1, Timeout: 24 * time.Hour}},
+			{Name: "block-ips", Container: f.container(nil), Policy: incident.Policy{Attempts: 1},
+				Approval: &containment.ApprovalRule{Timeout: 10 * time.Minute, OnTimeout: onTimeout}},
+		}
+		o, err := breach.New(incident.NewMemStore(), breach.WithPlaybook(pb), breach.WithOnCall(p.notifier()),
+			breach.WithDeadlineInterval(time.Minute), quiet)
+		require.NoError(t, err)
+		stop := running(t, o)
+		defer stop()
+		rc, err := o.Report(context.Background(), leak())
+		require.NoError(t, err)
+		synctest.Wait()
+		inc := get(t, o, rc.IncidentID)
+		require.Equal(t, incident.StateContaining, inc.State)
+		require.Equal(t, incident.ActionApplied, inc.Action("disable-key").Status)
+		require.Equal(t, incident.ActionAwaiting, inc.Action("block-ips").Status)
+		pagesBefore := p.count(pageEscalate)
+
+		done := make(chan error, 1)
+		go func() { done <- o.Dismiss(context.Background(), rc.IncidentID, "carol", "test key") }()
+		synctest.Wait() // Dismiss waits in Release, its dismissal on record
+		require.NotNil(t, get(t, o, rc.IncidentID).Dismissal)
+
+		time.Sleep(15 * time.Minute) // the approval's timeout passes; the checker runs
+		synctest.Wait()
+		mid := get(t, o, rc.IncidentID)
+		close(br.open)
+		require.NoError(t, <-done)
+		synctest.Wait()
+
+		inc = get(t, o, rc.IncidentID)
+		assert.Equal(t, incident.StateDismissed, inc.State)
+		assert.Equal(t, incident.StateContaining, mid.State, "state while the dismissal was under way")
+		assert.NotContains(t, transitions(inc), "containing>escalated", "transitions: %v", transitions(inc))
+		assert.Equal(t, pagesBefore, p.count(pageEscalate), "on-call paged to take over an incident being dismissed")
+		assert.NotEqual(t, incident.ActionApplied, inc.Action("block-ips").Status, "approved by timeout while being dismissed")
+		for _, e := range inc.Timeline {
+			assert.NotContains(t, e.Detail, "approved by timeout")
+		}
+		require.NoError(t, inc.Timeline.Verify())
+	})
+}

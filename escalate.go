@@ -35,11 +35,13 @@ func (o *Orchestrator) oneShot(inc *incident.Incident, a alert) []pageOut {
 }
 
 // escalate hands the incident to a person, recording why, and pages the
-// first level of its escalation policy in the same write.
+// first level of its escalation policy in the same write. It returns
+// errStale, recording nothing, when the incident left state from or is
+// being dismissed (the person dismissing it has it).
 func (o *Orchestrator) escalate(ctx context.Context, inc *incident.Incident, from incident.State, reason string) error {
 	var pages []pageOut
 	err := o.mutate(ctx, inc, func(inc *incident.Incident) error {
-		if inc.State != from {
+		if inc.State != from || inc.Dismissal != nil {
 			return errStale
 		}
 		now := o.cfg.now()
