@@ -306,12 +306,16 @@ func (o *Orchestrator) RecordMilestone(ctx context.Context, id string, m inciden
 
 // PauseClock stops a running notification clock, for a reason the law
 // allows (a law-enforcement delay, for example); the time spent paused is
-// added to its due time when it is resumed.
+// added to its due time when it is resumed. A clock that missed its due
+// time may be paused while the incident is open. It returns an error
+// matching ErrNoSuchClock, with nothing recorded, for a clock the incident
+// does not have, that is not running (waiting, paused, met) or that ended
+// with the incident.
 func (o *Orchestrator) PauseClock(ctx context.Context, id, clock, actor, reason string) error {
 	reason = o.scrub(id, reason) // a person's text: credentials never enter the record
 	_, err := o.act(ctx, id, actor, func(inc *incident.Incident) error {
 		d := inc.Deadline(clock)
-		if d == nil || (d.Status != incident.DeadlineRunning && d.Status != incident.DeadlineMissed) {
+		if d == nil || (d.Status != incident.DeadlineRunning && d.Status != incident.DeadlineMissed) || !d.EndedAt.IsZero() {
 			return fmt.Errorf("%w: %q on incident %s", ErrNoSuchClock, clock, inc.ID)
 		}
 		d.PausedAt, d.PauseReason, d.Status = o.cfg.now(), reason, incident.DeadlinePaused
@@ -322,7 +326,9 @@ func (o *Orchestrator) PauseClock(ctx context.Context, id, clock, actor, reason 
 }
 
 // ResumeClock restarts a paused clock; its due and warning times move by the
-// time it was paused.
+// time it was paused. It returns an error matching ErrNoSuchClock, with
+// nothing recorded, for a clock the incident does not have or that is not
+// paused (a paused clock ends, unpaused, with the incident).
 func (o *Orchestrator) ResumeClock(ctx context.Context, id, clock, actor, note string) error {
 	note = o.scrub(id, note) // a person's text: credentials never enter the record
 	_, err := o.act(ctx, id, actor, func(inc *incident.Incident) error {

@@ -2,6 +2,7 @@ package breach_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -733,6 +734,36 @@ func TestPlaybookClocksValidated(t *testing.T) {
 			}
 			assert.ErrorIs(t, err, breach.ErrInvalidPlaybook)
 			assert.Nil(t, o)
+		})
+	}
+}
+
+// TestPauseResumeRefusedOnceTheIncidentEnded: every clock ends with its
+// incident, so neither a clock that ended missed nor one that was paused
+// when the incident closed can be paused or resumed afterwards.
+func TestPauseResumeRefusedOnceTheIncidentEnded(t *testing.T) {
+	for _, paused := range []bool{false, true} {
+		t.Run(fmt.Sprint("paused=", paused), func(t *testing.T) {
+			ctx := context.Background()
+			o, clk, _, id := clockedIncident(t, breach.GDPR())
+			checkAt(t, o, clk, 73*time.Hour)
+			require.Equal(t, incident.DeadlineMissed, deadlineOf(t, o, id, gdprName).Status)
+			if paused {
+				require.NoError(t, o.PauseClock(ctx, id, gdprName, "legal", "law-enforcement delay"))
+			}
+			require.NoError(t, o.Resolve(ctx, id, "alice", "done"))
+			require.NoError(t, o.Close(ctx, id, "bob", "reviewed"))
+			before, err := o.Get(ctx, id)
+			require.NoError(t, err)
+			require.False(t, before.Deadline(gdprName).EndedAt.IsZero(), "the clock ended with the incident")
+
+			clk.Set(t0.Add(80 * time.Hour))
+			assert.ErrorIs(t, o.PauseClock(ctx, id, gdprName, "legal", "x"), breach.ErrNoSuchClock)
+			assert.ErrorIs(t, o.ResumeClock(ctx, id, gdprName, "legal", "x"), breach.ErrNoSuchClock)
+			after, err := o.Get(ctx, id)
+			require.NoError(t, err)
+			assert.Equal(t, before.Version, after.Version, "nothing was written")
+			assert.Equal(t, before.Deadlines, after.Deadlines)
 		})
 	}
 }
