@@ -33,7 +33,10 @@ import (
 // way. When ctx ends after the dismissal was recorded, the error matches
 // both ErrDismissalPending and ctx's error: the dismissal stands and the
 // next Run (or another call of Dismiss) finishes it. When ctx ends before,
-// nothing was recorded.
+// nothing was recorded. When another replica, stepping the incident, found
+// the dismissal and finished it while this call waited for its lease,
+// Dismiss returns nil: the record holds that replica's releases, each made
+// and recorded once.
 func (o *Orchestrator) Dismiss(ctx context.Context, id, actor, reason string) error {
 	reason = o.scrub(id, reason) // a person's text: credentials never enter the record
 	if err := checkActor(actor); err != nil {
@@ -95,6 +98,18 @@ func (o *Orchestrator) Dismiss(ctx context.Context, id, actor, reason string) er
 		}
 		defer l.detach()
 		ctx = fenced
+		// Another replica stepping the incident while this one waited for
+		// the lease found the dismissal and may have finished it, its
+		// releases included: go on from what is stored now.
+		fresh, err := o.store.Head(ctx, id)
+		if err != nil {
+			o.giveUpLease(id, false)
+			return pending(err)
+		}
+		if inc = fresh; !inc.State.Open() {
+			o.giveUpLease(id, true)
+			return nil // finished there
+		}
 	}
 	failed, err := o.finishDismissal(ctx, nil, inc, o.cfg.playbooks[inc.Kind])
 	if o.leaser != nil {
@@ -190,9 +205,15 @@ func (o *Orchestrator) finishDismissal(ctx context.Context, stop <-chan struct{}
 				return
 			}
 			err := o.mutate(ctx, inc, func(inc *incident.Incident) error {
+				if r := inc.Action(res.Action); !inc.State.Open() || r != nil && r.Status == incident.ActionReleased {
+					return errUnchanged // released and recorded by another writer meanwhile
+				}
 				o.recordAction(inc, res, incident.ActionReleased, incident.ActionReleaseFailed, "released", "release failed")
 				return nil
 			})
+			if errors.Is(err, errUnchanged) {
+				return
+			}
 			if err == nil {
 				o.observeAction(ctx, inc, "release", res, outcomeOf(res.Err))
 			}

@@ -3,6 +3,7 @@ package breach_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -14,6 +15,7 @@ import (
 	"github.com/breachkit/breach"
 	"github.com/breachkit/breach/containment"
 	"github.com/breachkit/breach/incident"
+	"github.com/breachkit/breach/notify"
 )
 
 // headFailStore is a MemStore whose next Head calls fail while fail > 0: a
@@ -195,5 +197,65 @@ func noEscalationWhileADismissalReleases(t *testing.T, onTimeout containment.Tim
 			assert.NotContains(t, e.Detail, "approved by timeout")
 		}
 		require.NoError(t, inc.Timeline.Verify())
+	})
+}
+
+type countingReleaser struct{ releases atomic.Int32 }
+
+func (c *countingReleaser) Contain(ctx context.Context, req containment.Request) error { return nil }
+func (c *countingReleaser) Release(ctx context.Context, req containment.Request) error {
+	c.releases.Add(1)
+	return nil
+}
+
+// TestDismissOnAnotherReplicaReleasesOnce: replica a notifies; a person
+// dismisses on replica b, which waits for a's lease while a finds the
+// dismissal and finishes it. b then goes on from what is stored: the key
+// is released once, and recorded released once.
+func TestDismissOnAnotherReplicaReleasesOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const ttl = 3 * time.Second
+		store := incident.NewMemStore()
+		g := newGate(2)
+		rel := &countingReleaser{}
+		pb := apiKeyPlaybook(&fakes{}, impactInvestigator(incident.Impact{Customers: customers(40),
+			Data: []incident.DataCategory{incident.DataAPIAccess}}))
+		pb.Containment[0].Container = rel
+		pb.Notifiers = []notify.Route{{Channel: "email", Notifier: g.notifier()}}
+		pb.Delivery = incident.Policy{Attempts: 1, Timeout: time.Hour}
+		a := leasedReplica(t, store, "a", ttl, pb)
+		stopA := running(t, a)
+		defer stopA()
+		b := leasedReplica(t, store, "b", ttl, pb)
+		rc, err := a.Report(context.Background(), leak())
+		require.NoError(t, err)
+		synctest.Wait()
+		require.Equal(t, incident.StateNotifying, get(t, a, rc.IncidentID).State)
+
+		done := make(chan error, 1)
+		go func() { done <- b.Dismiss(context.Background(), rc.IncidentID, "carol", "test key") }()
+		time.Sleep(ttl) // a learns of b's write
+		synctest.Wait()
+		g.release()
+		require.NoError(t, <-done)
+		callsAtReturn, _ := g.counts()
+		time.Sleep(10 * ttl)
+		synctest.Wait()
+		callsAfter, _ := g.counts()
+
+		inc := get(t, a, rc.IncidentID)
+		require.NoError(t, inc.Timeline.Verify())
+		assert.Equal(t, incident.StateDismissed, inc.State)
+		releases := 0
+		for _, e := range inc.Timeline {
+			if e.Type == incident.EntryRelease && strings.Contains(e.Detail, "released") {
+				releases++
+			}
+		}
+		assert.Equal(t, callsAtReturn, callsAfter, "notices started after Dismiss returned")
+		assert.Equal(t, 1, releases, "release recorded once")
+		assert.EqualValues(t, 1, rel.releases.Load(), "released once")
+		assert.Equal(t, []string{"detected>containing", "containing>contained", "contained>investigating",
+			"investigating>notifying", "notifying>dismissed"}, transitions(inc))
 	})
 }
