@@ -3,6 +3,7 @@ package breach
 import (
 	"context"
 	"errors"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -70,6 +71,8 @@ func (o *Orchestrator) flushEntry(ctx context.Context, e *hotEntry) error {
 	// elsewhere since makes the compare-and-swap fail, and mutate reads
 	// the store's.
 	inc, err := o.flushHead(ctx, e.id)
+	var pages []pageOut
+	raised := false
 	if errors.Is(err, incident.ErrNotFound) {
 		// The store no longer has the incident: the signals open a new one.
 		o.log.Warn("breach: incident vanished from the store; its new signals open another", "incident", e.id)
@@ -81,9 +84,12 @@ func (o *Orchestrator) flushEntry(ctx context.Context, e *hotEntry) error {
 			if !inc.State.Open() && !d.untimed && !d.first.IsZero() && d.first.After(endedAt(inc)) {
 				return errEnded
 			}
-			o.applyDelta(inc, d)
+			pages, raised = o.applyDelta(inc, d)
 			return nil
 		})
+	}
+	if err == nil && raised {
+		o.raised(ctx, inc, pages)
 	}
 	if errors.Is(err, errEnded) {
 		// Every one of these signals was seen after the incident ended (on
@@ -213,13 +219,39 @@ func (o *Orchestrator) refile(ctx context.Context, e *hotEntry, d delta) (string
 		return rc.IncidentID, err
 	}
 	inc, err := o.store.Head(ctx, rc.IncidentID)
+	var pages []pageOut
+	raised := false
 	if err == nil {
-		err = o.mutate(ctx, inc, func(inc *incident.Incident) error { o.applyDelta(inc, d); return nil })
+		err = o.mutate(ctx, inc, func(inc *incident.Incident) error { pages, raised = o.applyDelta(inc, d); return nil })
+	}
+	if err == nil && raised {
+		o.raised(ctx, inc, pages)
 	}
 	return rc.IncidentID, err
 }
 
-func (o *Orchestrator) applyDelta(inc *incident.Incident, d delta) {
+// raised follows a write in which signals raised inc's severity: the
+// pages it decided go out, and the incident is queued, as containment the
+// new severity needs no approval for may now run.
+func (o *Orchestrator) raised(ctx context.Context, inc *incident.Incident, pages []pageOut) {
+	o.sendPages(ctx, inc, pages)
+	if inc.State.Open() {
+		o.sched.addAt(inc.ID, o.priorityOf(inc))
+	}
+}
+
+// applyDelta adds the signals d gathered to inc. A signal more severe than
+// the incident and than every signal before it raises the severity as a
+// person's change would (approvals the new severity does not ask for are
+// given, an open alert moves to the new severity's escalation policy): it
+// returns the pages to send once the write lands, and whether it raised. One that is not (more of
+// what a person judged when they lowered it, or a signal counted before
+// their change and written after it) leaves the severity as it is.
+//
+// inc may be a flush's working copy, which shares its containment records
+// with the kept head (see flushHead): they are copied before a raise
+// changes them.
+func (o *Orchestrator) applyDelta(inc *incident.Incident, d delta) (pages []pageOut, raised bool) {
 	s := &inc.Signals
 	s.Count += d.count
 	s.FirstSeen = firstSeen(s.FirstSeen, d.first)
@@ -231,9 +263,24 @@ func (o *Orchestrator) applyDelta(inc *incident.Incident, d delta) {
 			s.Samples = append(s.Samples, smp)
 		}
 	}
-	if d.severity > inc.Severity {
-		o.record(inc, incident.ActorSystem, incident.EntrySignal,
-			"severity raised from "+inc.Severity.String()+" to "+d.severity.String()+" by a later signal")
-		inc.Severity = d.severity
+	before := s.MaxSeverity
+	s.MaxSeverity = max(s.MaxSeverity, d.severity)
+	if d.severity <= inc.Severity || d.severity <= before {
+		return nil, false
 	}
+	inc.Actions = ownActions(inc.Actions)
+	return o.setSeverity(inc, d.severity, incident.ActorSystem,
+		"severity raised from "+inc.Severity.String()+" to "+d.severity.String()+" by a later signal"), true
+}
+
+// ownActions returns a copy of actions that shares no approval with them.
+func ownActions(actions []incident.ActionRecord) []incident.ActionRecord {
+	c := slices.Clone(actions)
+	for i := range c {
+		if a := c[i].Approval; a != nil {
+			cp := *a
+			c[i].Approval = &cp
+		}
+	}
+	return c
 }

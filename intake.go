@@ -322,7 +322,7 @@ func (o *Orchestrator) newIncident(sig *incident.Signal, key string, whole *delt
 		EnteredAt:             now,
 		UpdatedAt:             now,
 	}
-	inc.Signals = incident.SignalSummary{Count: 1, FirstSeen: sig.At, LastSeen: sig.At,
+	inc.Signals = incident.SignalSummary{Count: 1, FirstSeen: sig.At, LastSeen: sig.At, MaxSeverity: sig.Severity,
 		Samples: []incident.SignalSample{{At: sig.At, Source: sig.Source, Severity: sig.Severity, Summary: sig.Summary}}}
 	if whole != nil && whole.count > 0 {
 		// sig stands for whole's signals: their count, times and samples
@@ -331,7 +331,7 @@ func (o *Orchestrator) newIncident(sig *incident.Signal, key string, whole *delt
 		if len(whole.samples) > 0 {
 			inc.Signals.Samples = nil
 		}
-		o.applyDelta(inc, *whole)
+		o.applyDelta(inc, *whole) // nothing to page, nor to approve, on a new incident
 	}
 	detail := "opened from a " + sig.Severity.String() + " " + sig.Kind + " signal about " + sig.Subject
 	if sig.Summary != "" {

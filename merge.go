@@ -349,6 +349,7 @@ func (o *Orchestrator) absorb(ctx context.Context, parent, child *incident.Incid
 		inc.Merging = without(inc.Merging, child.ID)
 		s := &inc.Signals
 		s.Count += child.Signals.Count
+		s.MaxSeverity = max(s.MaxSeverity, child.Signals.MaxSeverity)
 		s.FirstSeen = firstSeen(s.FirstSeen, child.Signals.FirstSeen)
 		if l := child.Signals.LastSeen; l.After(s.LastSeen) {
 			s.LastSeen = l

@@ -232,3 +232,101 @@ func TestChangeSeverityDuringContainment(t *testing.T) {
 		assert.NoError(t, inc.Timeline.Verify())
 	})
 }
+
+// TestPersonsSeverityStandsAgainstAnEarlierSignal: a duplicate signal
+// is counted (acknowledged) before a person lowers the severity; when the
+// count is written, the person's severity must stand. The signal came
+// first: it is no "later signal".
+func TestPersonsSeverityStandsAgainstAnEarlierSignal(t *testing.T) {
+	o, err := breach.New(incident.NewMemStore(), quiet, breach.WithUnsafeAcks(),
+		breach.WithPlaybook(apiKeyPlaybook(&fakes{}, impactInvestigator(incident.Impact{}))))
+	require.NoError(t, err)
+	ctx := context.Background()
+	id := file(t, o, leak()) // critical
+	dup, err := o.Report(ctx, leak())
+	require.NoError(t, err)
+	require.False(t, dup.Opened)
+	require.Equal(t, id, dup.IncidentID)
+
+	require.NoError(t, o.ChangeSeverity(ctx, id, incident.SeverityLow, "alice", "a test key: overstated"))
+	require.NoError(t, o.Flush(ctx)) // the group commit of the signal counted before
+	inc := get(t, o, id)
+	assert.EqualValues(t, 2, inc.Signals.Count)
+	assert.Equal(t, incident.SeverityLow, inc.Severity, "the person's severity was overwritten by the flush of an earlier signal")
+}
+
+// TestPersonsSeverityStandsAgainstASignalWaitingForItsCommit: the same with
+// durable acknowledgements and Run: a duplicate signal waits for its group
+// commit while a person lowers the severity.
+func TestPersonsSeverityStandsAgainstASignalWaitingForItsCommit(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		o, err := breach.New(incident.NewMemStore(), quiet, breach.WithFlushInterval(time.Second),
+			breach.WithPlaybook(apiKeyPlaybook(&fakes{}, impactInvestigator(incident.Impact{}))))
+		require.NoError(t, err)
+		stop := running(t, o)
+		defer stop()
+		ctx := context.Background()
+		id := file(t, o, leak()) // critical
+		await(t, o, id, incident.StateResolving)
+		reported := make(chan error, 1)
+		go func() { _, err := o.Report(ctx, leak()); reported <- err }()
+		synctest.Wait() // the duplicate is counted and waits for its commit
+		require.NoError(t, o.ChangeSeverity(ctx, id, incident.SeverityLow, "alice", "a test key: overstated"))
+		require.NoError(t, <-reported)
+		inc := get(t, o, id)
+		assert.EqualValues(t, 2, inc.Signals.Count)
+		assert.Equal(t, incident.SeverityLow, inc.Severity, "the person's severity was overwritten by the commit of an earlier signal")
+	})
+}
+
+// TestSignalRaisingTheSeverityReapproves: a later signal raises the
+// severity to one whose rule needs no approval; the waiting action runs,
+// as a severity change re-evaluates the playbook.
+func TestSignalRaisingTheSeverityReapproves(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r, stop := startRig(t, critical, incident.SeverityHigh, nil, breach.WithFlushInterval(time.Millisecond))
+		defer stop()
+		r.awaitAction(t, incident.ActionAwaiting)
+		_, err := r.o.Report(context.Background(), leak()) // critical
+		require.NoError(t, err)
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		inc := r.get(t)
+		require.Equal(t, incident.SeverityCritical, inc.Severity)
+		assert.NotEqual(t, incident.ActionAwaiting, inc.Action("disable-key").Status, "still waits for an approval the severity no longer needs")
+	})
+}
+
+// TestSignalMoreSevereThanAnyRaisesAPersonsSeverity: after a person lowered
+// the severity, more signals as severe as those before leave it as they
+// set it; a signal more severe than every one before is news, and raises
+// it, on the record as a severity change by the system.
+func TestSignalMoreSevereThanAnyRaisesAPersonsSeverity(t *testing.T) {
+	o, err := breach.New(incident.NewMemStore(), quiet, breach.WithUnsafeAcks(),
+		breach.WithPlaybook(apiKeyPlaybook(&fakes{}, impactInvestigator(incident.Impact{}))))
+	require.NoError(t, err)
+	ctx := context.Background()
+	high := leak()
+	high.Severity = incident.SeverityHigh
+	id := file(t, o, high)
+	require.NoError(t, o.ChangeSeverity(ctx, id, incident.SeverityLow, "alice", "a test key: overstated"))
+
+	_, err = o.Report(ctx, high) // as severe as the first: what alice judged
+	require.NoError(t, err)
+	require.NoError(t, o.Flush(ctx))
+	inc := get(t, o, id)
+	assert.Equal(t, incident.SeverityLow, inc.Severity)
+	assert.Equal(t, incident.SeverityHigh, inc.Signals.MaxSeverity)
+
+	_, err = o.Report(ctx, leak()) // critical: more severe than any before
+	require.NoError(t, err)
+	require.NoError(t, o.Flush(ctx))
+	inc = get(t, o, id)
+	assert.Equal(t, incident.SeverityCritical, inc.Severity)
+	assert.Equal(t, incident.SeverityCritical, inc.Signals.MaxSeverity)
+	assert.EqualValues(t, 3, inc.Signals.Count)
+	last := inc.Timeline[len(inc.Timeline)-1]
+	assert.Equal(t, incident.EntrySeverity, last.Type)
+	assert.Equal(t, incident.ActorSystem, last.Actor)
+	assert.Equal(t, "severity raised from low to critical by a later signal", last.Detail)
+}

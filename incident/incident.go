@@ -201,6 +201,13 @@ type SignalSummary struct {
 	FirstSeen time.Time      `json:"first_seen"`
 	LastSeen  time.Time      `json:"last_seen"`
 	Samples   []SignalSample `json:"samples,omitempty"` // at most MaxSignalSamples, oldest first
+	// MaxSeverity is the highest severity of the signals counted (of a
+	// merged incident's too); SeverityUnknown on records written before it
+	// was kept. A signal raises the incident's severity only when it is
+	// more severe than both the incident and every signal before it: a
+	// person who lowered the severity is not overruled by more of what
+	// they judged.
+	MaxSeverity Severity `json:"max_severity,omitempty"`
 }
 
 // SignalSample is what an incident keeps of one signal: never its

@@ -182,7 +182,7 @@ func TestJSONReadsOldFieldNames(t *testing.T) {
 	want.Version = 1
 	want.Deliveries = want.Deliveries[:2]
 	want.Outreach, want.Chain, want.Investigation.Impact.Affected = incident.Outreach{}, incident.Chain{}, 0
-	want.Reopens, want.EnteredAt, want.Paging = 0, time.Time{}, nil
+	want.Reopens, want.EnteredAt, want.Paging, want.Signals.MaxSeverity = 0, time.Time{}, nil, incident.SeverityUnknown
 	want.Commander, want.Evidence, want.MergedInto, want.Merged, want.Merging = "", nil, "", nil, nil
 	want.Attributes["DedupKey"] = "an attribute named like a field"
 

@@ -76,9 +76,10 @@ func FullIncident(id, dedupKey string) *incident.Incident {
 		EnteredAt:             at(5 * time.Minute),
 		UpdatedAt:             at(5*time.Minute + 5*us),
 		Signals: incident.SignalSummary{
-			Count:     3,
-			FirstSeen: at(-time.Hour),
-			LastSeen:  at(-time.Minute),
+			Count:       3,
+			FirstSeen:   at(-time.Hour),
+			LastSeen:    at(-time.Minute),
+			MaxSeverity: incident.SeverityCritical,
 			Samples: []incident.SignalSample{
 				{At: at(-time.Hour), Source: "github-scanner", Severity: incident.SeverityHigh, Summary: "key in commit 1a2b3c"},
 				{At: at(-time.Minute), Source: "gateway", Severity: incident.SeverityCritical, Summary: "key used from 203.0.113.7"},
