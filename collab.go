@@ -353,10 +353,20 @@ func (o *Orchestrator) amend(ctx context.Context, id, actor string, change func(
 	if err != nil {
 		return nil, err
 	}
-	if err := o.mutate(ctx, inc, change); err != nil {
+	if err := o.mutate(ctx, inc, func(inc *incident.Incident) error { return refusedIfMerged(inc, change(inc)) }); err != nil {
 		return nil, err
 	}
 	return inc, nil
+}
+
+// refusedIfMerged is err, the refusal of a person's action on inc, also
+// matching ErrIncidentEnded and ErrMerged and naming the parent when inc
+// was merged (see ErrMerged).
+func refusedIfMerged(inc *incident.Incident, err error) error {
+	if err == nil || inc.State != incident.StateMerged || errors.Is(err, ErrMerged) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ended(inc), err)
 }
 
 // checkActor refuses an actor a person's action may not name: none, or

@@ -65,7 +65,7 @@ func (o *Orchestrator) Dismiss(ctx context.Context, id, actor, reason string) er
 			return nil // under way: finish it
 		}
 		if _, err := o.lc.Next(inc.State, incident.EventDismiss); err != nil {
-			return err
+			return refusedIfMerged(inc, err)
 		}
 		inc.Dismissal = &incident.Dismissal{By: actor, Reason: reason, At: o.cfg.now()}
 		o.record(inc, actor, incident.EntryNote, "dismissed as a false positive: "+reason+"; releasing containment")

@@ -825,3 +825,48 @@ func TestReportAllMergedKeyKeepsParentCredential(t *testing.T) {
 	inc := get(t, o, parent)
 	assert.NotContains(t, inc.Timeline[len(inc.Timeline)-1].Detail, parentSecret, "the parent's own credential was replaced by the child's")
 }
+
+// TestActionsRefusedOnAMergedIncident: every person's action refused on a
+// merged incident matches ErrMerged and ErrIncidentEnded (ErrMerged's
+// doc), keeps the refusal's own error, names the parent and records
+// nothing.
+func TestActionsRefusedOnAMergedIncident(t *testing.T) {
+	o, _ := desk(t)
+	ctx := context.Background()
+	parent := file(t, o, bruteforce("alice"))
+	child := file(t, o, bruteforce("bob"))
+	require.NoError(t, o.Merge(ctx, parent, child, "alice", "one attack"))
+	var te *incident.TransitionError
+	tests := []struct {
+		name string
+		act  func() error
+		also func(err error) bool // the refusal's own error, kept
+	}{
+		{"Resolve", func() error { return o.Resolve(ctx, child, "alice", "x") }, func(err error) bool { return errors.As(err, &te) }},
+		{"Close", func() error { return o.Close(ctx, child, "alice", "x") }, func(err error) bool { return errors.As(err, &te) }},
+		{"Dismiss", func() error { return o.Dismiss(ctx, child, "alice", "x") }, func(err error) bool { return errors.As(err, &te) }},
+		{"Reopen", func() error { return o.Reopen(ctx, child, "alice", "x") }, func(err error) bool { return errors.As(err, &te) }},
+		{"Retry", func() error { return o.Retry(ctx, child, "alice", "x") }, nil},
+		{"Approve", func() error { return o.Approve(ctx, child, "revoke", "alice", "x") }, func(err error) bool { return errors.Is(err, breach.ErrNoApprovalPending) }},
+		{"OverrideDecision", func() error { return o.OverrideDecision(ctx, child, true, "alice", "x") }, nil},
+		{"CompleteTask", func() error { return o.CompleteTask(ctx, child, "scan", "alice", "x") }, func(err error) bool { return errors.Is(err, breach.ErrNoSuchTask) }},
+		{"PauseClock", func() error { return o.PauseClock(ctx, child, breach.GDPR().Name, "alice", "x") }, func(err error) bool { return errors.Is(err, breach.ErrNoSuchClock) }},
+		{"AssignCommander", func() error { return o.AssignCommander(ctx, child, "carol", "alice", "") }, nil},
+		{"ChangeSeverity", func() error { return o.ChangeSeverity(ctx, child, incident.SeverityLow, "alice", "x") }, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := get(t, o, child)
+			err := tt.act()
+			assert.ErrorIs(t, err, breach.ErrMerged)
+			assert.ErrorIs(t, err, breach.ErrIncidentEnded)
+			if err != nil {
+				assert.Contains(t, err.Error(), parent, "names the parent")
+			}
+			if tt.also != nil {
+				assert.True(t, tt.also(err), "keeps its own error: %v", err)
+			}
+			assert.Equal(t, before.Version, get(t, o, child).Version, "nothing recorded")
+		})
+	}
+}
