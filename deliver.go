@@ -12,6 +12,7 @@ import (
 
 	"github.com/breachkit/breach/incident"
 	"github.com/breachkit/breach/internal/ratelimit"
+	"github.com/breachkit/breach/internal/relay"
 	"github.com/breachkit/breach/internal/retry"
 	"github.com/breachkit/breach/notify"
 	"golang.org/x/sync/semaphore"
@@ -42,7 +43,18 @@ func (o *Orchestrator) send(st *stepRun, inc *incident.Incident, pb *Playbook, t
 	actions := o.actionDescriptions(snap, pb)
 	sem := semaphore.NewWeighted(int64(o.cfg.deliveryConcurrency))
 	var wg sync.WaitGroup
-	defer wg.Wait() // also when the last notice, sent from here, panics
+	// Every notice's goroutine is waited for, also when the last notice,
+	// sent from here, panics; a panic in the library's or the host's code
+	// (the clock) on another's is raised again here, where the step's
+	// driver recovers it.
+	var panics relay.Panics
+	returned := false
+	defer func() {
+		wg.Wait()
+		if returned {
+			panics.Repanic()
+		}
+	}()
 	for n, p := range todo {
 		results[n].p = p
 		rid := incident.RecipientID(p.customer)
@@ -102,9 +114,10 @@ func (o *Orchestrator) send(st *stepRun, inc *incident.Incident, pb *Playbook, t
 			// its own: see retry.Call).
 			deliver()
 		} else {
-			wg.Go(deliver)
+			panics.Go(&wg, deliver)
 		}
 	}
+	returned = true
 	return results
 }
 

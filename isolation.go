@@ -3,6 +3,7 @@ package breach
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"runtime/debug"
 	"time"
 
@@ -162,4 +163,47 @@ func storeErr(op string, err error) error {
 		return fmt.Errorf("breach: store %s: %w", op, err)
 	}
 	return err
+}
+
+// safeHandler is the host's slog.Handler (WithLogger), isolated as the rest
+// of its code is: a panic in it drops the record (or the attributes) and
+// goes no further, so that a failing log sink never unwinds one of the
+// library's goroutines (a worker, the group committer, a detector's
+// runner, a lease's timer) and takes the process down.
+type safeHandler struct{ h slog.Handler }
+
+func (s safeHandler) Enabled(ctx context.Context, l slog.Level) (ok bool) {
+	defer func() {
+		if recover() != nil {
+			ok = false
+		}
+	}()
+	return s.h.Enabled(ctx, l)
+}
+
+func (s safeHandler) Handle(ctx context.Context, r slog.Record) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("breach: the log handler panicked: %v", v)
+		}
+	}()
+	return s.h.Handle(ctx, r)
+}
+
+func (s safeHandler) WithAttrs(attrs []slog.Attr) (h slog.Handler) {
+	defer func() {
+		if recover() != nil {
+			h = s
+		}
+	}()
+	return safeHandler{s.h.WithAttrs(attrs)}
+}
+
+func (s safeHandler) WithGroup(name string) (h slog.Handler) {
+	defer func() {
+		if recover() != nil {
+			h = s
+		}
+	}()
+	return safeHandler{s.h.WithGroup(name)}
 }

@@ -72,7 +72,8 @@ func WithPlaybook(p Playbook) Option {
 }
 
 // WithLogger sets the logger; the default is slog.Default(). Credentials
-// never reach it.
+// never reach it. Its handler is host code, isolated as the rest is: a
+// handler that panics loses that record, and nothing else.
 func WithLogger(l *slog.Logger) Option {
 	return func(c *config) error {
 		if l == nil {

@@ -99,7 +99,7 @@ func New(store incident.Store, opts ...Option) (*Orchestrator, error) {
 		store:      g,
 		lc:         incident.Standard(),
 		cfg:        cfg,
-		log:        cfg.logger,
+		log:        slog.New(safeHandler{cfg.logger.Handler()}),
 		leases:     map[string]*heldLease{},
 		commitPoke: make(chan struct{}, 1),
 		changes:    make(chan struct{}),

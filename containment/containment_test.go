@@ -248,6 +248,44 @@ func TestApplyWaitsForEveryActionWhenTheLastPanics(t *testing.T) {
 	})
 }
 
+// TestApplyRaisesAPanicOfAnotherActionsGoroutine: the caller's code
+// (OnResult) panicking for an action run on a goroutine of its own does
+// not take the process down: once every action has ended, Apply panics
+// on the caller's goroutine, where the caller recovers its own code's
+// panics, with an *incident.PanicError holding the value.
+func TestApplyRaisesAPanicOfAnotherActionsGoroutine(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		var results []string
+		r := containment.Runner{OnResult: func(res containment.Result) {
+			mu.Lock()
+			results = append(results, res.Action)
+			mu.Unlock()
+			if res.Action == "first" {
+				panic("a host's OnResult fails")
+			}
+		}}
+		actions := []containment.Action{
+			{Name: "first", Container: containment.Func(func(context.Context, containment.Request) error { return nil })},
+			{Name: "last", Container: containment.Func(func(context.Context, containment.Request) error {
+				time.Sleep(50 * time.Millisecond)
+				return nil
+			})},
+		}
+		var got any
+		func() {
+			defer func() { got = recover() }()
+			r.Apply(t.Context(), actions, baseRequest(), keyOf)
+		}()
+		var pe *incident.PanicError
+		require.ErrorAs(t, got.(error), &pe)
+		assert.Equal(t, "a host's OnResult fails", pe.Value)
+		mu.Lock()
+		defer mu.Unlock()
+		assert.ElementsMatch(t, []string{"first", "last"}, results, "every action ended before Apply panicked")
+	})
+}
+
 func TestApplyNoActions(t *testing.T) {
 	rs := containment.Runner{}.Apply(t.Context(), nil, baseRequest(), keyOf)
 	assert.Empty(t, rs)

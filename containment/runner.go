@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/breachkit/breach/incident"
+	"github.com/breachkit/breach/internal/relay"
 	"github.com/breachkit/breach/internal/retry"
 	"golang.org/x/sync/semaphore"
 )
@@ -47,7 +48,11 @@ type Runner struct {
 // the action's Policy, at most Concurrency at a time. base is the request
 // every action starts from; Apply fills in Action, IdempotencyKey (from
 // keyOf) and Attempt. Apply returns when every action has finished; when ctx
-// ends, actions not yet started get ctx's error without being called.
+// ends, actions not yet started get ctx's error without being called. A
+// panic in the caller's code (OnResult, OnCall, Now) is raised on the
+// caller's goroutine once every action has ended, as an
+// *incident.PanicError when it happened on another action's goroutine; a
+// panic in a Container is its action's error (see incident.PanicError).
 func (r Runner) Apply(ctx context.Context, actions []Action, base Request, keyOf func(Action) string) Results {
 	return r.run(ctx, actions, base, keyOf, func(ctx context.Context, a Action, req Request) error {
 		if err := a.Container.Contain(ctx, req); err != nil {
@@ -107,8 +112,17 @@ func (r Runner) run(ctx context.Context, actions []Action, base Request, keyOf f
 	var wg sync.WaitGroup
 	// Every action's goroutine is waited for, even when the last action,
 	// which runs on this one, panics in the caller's code (OnResult, Now):
-	// OnResult is never called after Apply or Release returns.
-	defer wg.Wait()
+	// OnResult is never called after Apply or Release returns. A panic in
+	// that code on another action's goroutine is raised again here, once
+	// they have all ended, where the caller recovers its own.
+	var panics relay.Panics
+	returned := false
+	defer func() {
+		wg.Wait()
+		if returned {
+			panics.Repanic()
+		}
+	}()
 	var mu sync.Mutex // serialises OnResult
 	finish := func(i int, res Result) {
 		results[i] = res
@@ -154,9 +168,10 @@ func (r Runner) run(ctx context.Context, actions []Action, base Request, keyOf f
 			// its own: see retry.Call).
 			apply()
 		} else {
-			wg.Go(apply)
+			panics.Go(&wg, apply)
 		}
 	}
+	returned = true
 	return results
 }
 

@@ -1,0 +1,204 @@
+package breach_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/breachkit/breach"
+	"github.com/breachkit/breach/containment"
+	"github.com/breachkit/breach/incident"
+)
+
+// panicOnMessage is a host log handler that panics on records with one
+// message; hit, when set, is closed first.
+type panicOnMessage struct {
+	msg  string
+	hit  chan struct{}
+	once *sync.Once
+}
+
+func (panicOnMessage) Enabled(context.Context, slog.Level) bool { return true }
+func (h panicOnMessage) WithAttrs([]slog.Attr) slog.Handler     { return h }
+func (h panicOnMessage) WithGroup(string) slog.Handler          { return h }
+func (h panicOnMessage) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == h.msg {
+		if h.hit != nil {
+			h.once.Do(func() { close(h.hit) })
+		}
+		panic("host log handler fails on " + r.Message)
+	}
+	return nil
+}
+
+// TestLogHandlerPanicOnAContainmentGoroutine: a playbook with two containment
+// actions; the first (run on a goroutine of the Runner) finishes last, so
+// its OnResult write moves the incident to contained and logs the
+// transition. A host log handler that panics on that record must not kill
+// the process.
+func TestLogHandlerPanicOnAContainmentGoroutine(t *testing.T) {
+	f := &fakes{}
+	bDone := make(chan struct{})
+	var once sync.Once
+	obs := breach.ObserverFunc(func(ctx context.Context, ob breach.Observation) {
+		if ob.Kind == breach.ObserveStep && ob.Step == "contain" && ob.Target == "b" {
+			once.Do(func() { close(bDone) })
+		}
+	})
+	pb := apiKeyPlaybook(f, impactInvestigator(incident.Impact{}))
+	pb.Containment = []containment.Action{
+		{Name: "a", Container: containment.Func(func(ctx context.Context, req containment.Request) error {
+			select { // finish after b's result is recorded
+			case <-bDone:
+			case <-time.After(5 * time.Second):
+			}
+			return nil
+		})},
+		{Name: "b", Container: containment.Func(func(ctx context.Context, req containment.Request) error { return nil })},
+	}
+	o, err := breach.New(incident.NewMemStore(), breach.WithPlaybook(pb), breach.WithObserver(obs),
+		breach.WithLogger(slog.New(panicOnMessage{msg: "breach: incident contained"})))
+	require.NoError(t, err)
+	running(t, o)
+	rc, err := o.Report(context.Background(), leak())
+	require.NoError(t, err)
+	await(t, o, rc.IncidentID, incident.StateResolving, incident.StateEscalated, incident.StateInvestigating)
+}
+
+// TestLogHandlerPanicOnADetectorsError: a detector that stops with an error is
+// logged "and not restarted"; a log handler that panics on that record must
+// not kill the process.
+func TestLogHandlerPanicOnADetectorsError(t *testing.T) {
+	hit := make(chan struct{})
+	o, err := breach.New(incident.NewMemStore(), breach.WithPlaybook(apiKeyPlaybook(&fakes{}, nil)),
+		breach.WithLogger(slog.New(panicOnMessage{msg: "breach: detector stopped with an error; not restarted", hit: hit, once: new(sync.Once)})))
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- o.Run(ctx, incident.DetectorFunc(func(ctx context.Context, r incident.Reporter) error {
+			return errors.New("feed unavailable")
+		}))
+	}()
+	<-hit // the record was handled (and the handler panicked)
+	rc, err := o.Report(context.Background(), leak())
+	require.NoError(t, err)
+	await(t, o, rc.IncidentID, incident.StateResolving)
+	cancel()
+	require.NoError(t, <-done)
+}
+
+// TestCalendarPanicOnAContainmentGoroutine: a business-day clock that
+// starts when the incident is contained, with a host Calendar that panics.
+// As in TestLogHandlerPanicOnAContainmentGoroutine the write that moves the
+// incident to contained is made on a containment Runner goroutine: the
+// panic is raised again on the worker's, which recovers it.
+func TestCalendarPanicOnAContainmentGoroutine(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakes{}
+		bDone := make(chan struct{})
+		var once sync.Once
+		obs := breach.ObserverFunc(func(ctx context.Context, ob breach.Observation) {
+			if ob.Kind == breach.ObserveStep && ob.Step == "contain" && ob.Target == "b" {
+				once.Do(func() { close(bDone) })
+			}
+		})
+		var calls atomic.Int32
+		pb := apiKeyPlaybook(f, impactInvestigator(incident.Impact{}))
+		pb.Clocks = []breach.Clock{{Name: "report", Start: incident.MilestoneContained, Stop: incident.MilestoneAuthorityNotified,
+			BusinessDays: 2, Calendar: func(time.Time) bool { panic("holiday table not loaded") }}}
+		pb.Containment = []containment.Action{
+			{Name: "a", Container: containment.Func(func(ctx context.Context, req containment.Request) error {
+				calls.Add(1)
+				select {
+				case <-bDone:
+				case <-time.After(5 * time.Second):
+				}
+				return nil
+			})},
+			{Name: "b", Container: containment.Func(func(ctx context.Context, req containment.Request) error { return nil })},
+		}
+		o, err := breach.New(incident.NewMemStore(), breach.WithPlaybook(pb), breach.WithObserver(obs), quiet)
+		require.NoError(t, err)
+		stop := running(t, o)
+		defer stop()
+		rc, err := o.Report(context.Background(), leak())
+		require.NoError(t, err)
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		// The process lives on; the step whose write panicked is taken
+		// again, and the incident stays on record, not contained.
+		assert.Greater(t, calls.Load(), int32(1), "the step is retried")
+		assert.Equal(t, incident.StateContaining, get(t, o, rc.IncidentID).State)
+	})
+}
+
+// readOnlyStore is a MemStore whose Apply fails while fail is set, and
+// for its first failFirst calls.
+type readOnlyStore struct {
+	*incident.MemStore
+	fail      atomic.Bool
+	failFirst atomic.Int64
+}
+
+func (s *readOnlyStore) Apply(ctx context.Context, ch incident.Change) error {
+	if s.fail.Load() || s.failFirst.Add(-1) >= 0 {
+		return errors.New("database is read-only")
+	}
+	return s.MemStore.Apply(ctx, ch)
+}
+
+// TestLogHandlerPanicInTheGroupCommitter: a Report joining an open incident waits
+// for the group committer's write; the store fails it, and the committer
+// logs a warning. A log handler that panics on that record must not kill
+// the process; the Report gets an error.
+func TestLogHandlerPanicInTheGroupCommitter(t *testing.T) {
+	s := &readOnlyStore{MemStore: incident.NewMemStore()}
+	o, err := breach.New(s, breach.WithPlaybook(apiKeyPlaybook(&fakes{}, nil)),
+		breach.WithLogger(slog.New(panicOnMessage{msg: "breach: storing signal counts failed; the reports waiting for them are told"})))
+	require.NoError(t, err)
+	rc, err := o.Report(context.Background(), leak())
+	require.NoError(t, err)
+	require.True(t, rc.Opened)
+	s.fail.Store(true)
+	_, err = o.Report(context.Background(), leak())
+	require.Error(t, err, "the count was not stored")
+}
+
+// panicOnErrors is a host log handler that panics on every Error record
+// (a handler forwarding errors to a broken sink).
+type panicOnErrors struct{}
+
+func (panicOnErrors) Enabled(context.Context, slog.Level) bool { return true }
+func (h panicOnErrors) WithAttrs([]slog.Attr) slog.Handler     { return h }
+func (h panicOnErrors) WithGroup(string) slog.Handler          { return h }
+func (panicOnErrors) Handle(_ context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelError {
+		panic("error sink unavailable")
+	}
+	return nil
+}
+
+// TestLogHandlerPanicInTheWorkersRecovery: a step's write fails (the store is
+// down for a moment) and the worker logs "driving incident failed; will
+// retry" at Error level, which the handler panics on, as it does on the log
+// of a recovered panic: neither escapes the worker, and the retry goes on.
+func TestLogHandlerPanicInTheWorkersRecovery(t *testing.T) {
+	s := &readOnlyStore{MemStore: incident.NewMemStore()}
+	s.failFirst.Store(1) // the first step's write fails; the retry a second later would succeed
+	o, err := breach.New(s, breach.WithPlaybook(apiKeyPlaybook(&fakes{}, impactInvestigator(incident.Impact{}))),
+		breach.WithLogger(slog.New(panicOnErrors{})))
+	require.NoError(t, err)
+	running(t, o)
+	rc, err := o.Report(context.Background(), leak())
+	require.NoError(t, err)
+	await(t, o, rc.IncidentID, incident.StateResolving)
+}

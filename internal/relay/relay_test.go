@@ -1,0 +1,38 @@
+package relay_test
+
+import (
+	"errors"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/breachkit/breach/incident"
+	"github.com/breachkit/breach/internal/relay"
+)
+
+func TestRepanicCarriesTheFirstPanicToTheWaiter(t *testing.T) {
+	var p relay.Panics
+	var wg sync.WaitGroup
+	p.Go(&wg, func() { panic("host code failed") })
+	p.Go(&wg, func() {})
+	wg.Wait()
+	var got any
+	func() {
+		defer func() { got = recover() }()
+		p.Repanic()
+	}()
+	var pe *incident.PanicError
+	require.True(t, errors.As(got.(error), &pe), "the value is an *incident.PanicError: %v", got)
+	assert.Equal(t, "host code failed", pe.Value)
+	assert.Contains(t, string(pe.Stack), "relay_test.go", "the stack is the panicking goroutine's")
+}
+
+func TestRepanicWithoutAPanicReturns(t *testing.T) {
+	var p relay.Panics
+	var wg sync.WaitGroup
+	p.Go(&wg, func() {})
+	wg.Wait()
+	assert.NotPanics(t, p.Repanic)
+}
