@@ -49,10 +49,11 @@ type Runner struct {
 // every action starts from; Apply fills in Action, IdempotencyKey (from
 // keyOf) and Attempt. Apply returns when every action has finished; when ctx
 // ends, actions not yet started get ctx's error without being called. A
-// panic in the caller's code (OnResult, OnCall, Now) is raised on the
+// panic in the caller's code (OnResult, Now) is raised on the
 // caller's goroutine once every action has ended, as an
 // *incident.PanicError when it happened on another action's goroutine; a
-// panic in a Container is its action's error (see incident.PanicError).
+// panic in a Container or in OnCall, which run in the attempt's isolated
+// call, is the action's error (see incident.PanicError).
 func (r Runner) Apply(ctx context.Context, actions []Action, base Request, keyOf func(Action) string) Results {
 	return r.run(ctx, actions, base, keyOf, func(ctx context.Context, a Action, req Request) error {
 		if err := a.Container.Contain(ctx, req); err != nil {
