@@ -38,6 +38,12 @@ import (
 // Dismiss returns nil: the record holds that replica's releases, each made
 // and recorded once.
 func (o *Orchestrator) Dismiss(ctx context.Context, id, actor, reason string) error {
+	// Every error names no credential: a release's, or the reason a
+	// dismissal is pending (a plugin's error quoting the key), included.
+	return o.redactErr(id, o.dismiss(ctx, id, actor, reason))
+}
+
+func (o *Orchestrator) dismiss(ctx context.Context, id, actor, reason string) error {
 	reason = o.scrub(id, reason) // a person's text: credentials never enter the record
 	if err := checkActor(actor); err != nil {
 		return err

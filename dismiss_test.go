@@ -3,7 +3,10 @@ package breach_test
 import (
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -258,4 +261,64 @@ func TestDismissOnAnotherReplicaReleasesOnce(t *testing.T) {
 		assert.Equal(t, []string{"detected>containing", "containing>contained", "contained>investigating",
 			"investigating>notifying", "notifying>dismissed"}, transitions(inc))
 	})
+}
+
+type echoingReleaser struct{}
+
+func (echoingReleaser) Contain(ctx context.Context, req containment.Request) error { return nil }
+func (echoingReleaser) Release(ctx context.Context, req containment.Request) error {
+	if req.Attempt == 1 {
+		return errors.New("vendor: cannot re-enable key " + req.Credential.Reveal() + ": rate limited")
+	}
+	return nil
+}
+
+// TestDismissErrorNamesNoCredential: Dismiss's ctx ends while a release
+// waits to retry: Dismiss returns ErrDismissalPending. Its error (which the
+// console shows as the message of a 409) must not hold the credential.
+func TestDismissErrorNamesNoCredential(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var logs strings.Builder
+		var logMu sync.Mutex
+		pb := apiKeyPlaybook(&fakes{}, failingInvestigator) // contained, then escalated
+		pb.Containment[0].Container = echoingReleaser{}
+		pb.Containment[0].Policy = incident.Policy{Attempts: 3, Backoff: time.Second}
+		o, err := breach.New(incident.NewMemStore(), breach.WithPlaybook(pb), breach.WithLogger(newLockedTextLogger(&logs, &logMu)))
+		require.NoError(t, err)
+		running(t, o)
+		rc, err := o.Report(context.Background(), leak())
+		require.NoError(t, err)
+		await(t, o, rc.IncidentID, incident.StateEscalated)
+
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond) // ends in the backoff
+		defer cancel()
+		err = o.Dismiss(ctx, rc.IncidentID, "carol", "test key")
+		require.ErrorIs(t, err, breach.ErrDismissalPending)
+		assert.NotContains(t, err.Error(), canary, "Dismiss's error holds the credential")
+
+		inc := await(t, o, rc.IncidentID, incident.StateDismissed) // Run finishes the dismissal
+		for _, e := range inc.Timeline {
+			assert.NotContains(t, e.Detail, canary)
+		}
+		logMu.Lock()
+		defer logMu.Unlock()
+		assert.NotContains(t, logs.String(), canary)
+	})
+}
+
+// lockedWriter serialises the writes of a logger's handler into w.
+type lockedWriter struct {
+	w  io.Writer
+	mu *sync.Mutex
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// newLockedTextLogger logs everything as text into w, under mu.
+func newLockedTextLogger(w io.Writer, mu *sync.Mutex) *slog.Logger {
+	return slog.New(slog.NewTextHandler(lockedWriter{w, mu}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
