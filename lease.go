@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -330,6 +331,7 @@ func (o *Orchestrator) takeOver(ctx context.Context) error {
 		}
 		return cmp.Compare(pb, pa) // urgent first
 	})
+	var errs []error
 	for _, id := range ids {
 		h := heads[id]
 		if h == nil {
@@ -337,7 +339,14 @@ func (o *Orchestrator) takeOver(ctx context.Context) error {
 		}
 		ok, err := o.leaseHead(ctx, h, false)
 		if err != nil {
-			return err
+			// The Lease may have landed all the same (its answer was
+			// lost): held by this replica in the store but not known to
+			// it, renewed by every Renew, the incident would be no
+			// orphan for anyone. It is queued: its step takes the lease
+			// (again), or finds another replica holds it.
+			errs = append(errs, fmt.Errorf("incident %s: %w", id, err))
+			o.sched.later(o.cfg.retryDelay, id, max(prompt, o.priorityOf(h)))
+			continue
 		}
 		if ok {
 			// h was read after the lease ran out, so after the last
@@ -349,7 +358,7 @@ func (o *Orchestrator) takeOver(ctx context.Context) error {
 			o.sched.addAt(id, max(prompt, o.priorityOf(h)))
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // dropLease gives up the lease on id.
