@@ -2,9 +2,11 @@ package breach
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"slices"
 	"time"
 
 	"github.com/breachkit/breach/incident"
@@ -105,17 +107,33 @@ func (g *guardedStore) write(ctx context.Context, op string, ch incident.Change,
 
 func (g *guardedStore) Head(ctx context.Context, id string) (*incident.Incident, error) {
 	inc, err := call(g, ctx, func(ctx context.Context) (*incident.Incident, error) { return g.s.Head(ctx, id) })
-	return inc, storeErr("head", err)
+	return incOrErr("head of "+id, inc, storeErr("head", err))
 }
 
 func (g *guardedStore) FindOpen(ctx context.Context, key string) (*incident.Incident, error) {
 	inc, err := call(g, ctx, func(ctx context.Context) (*incident.Incident, error) { return g.s.FindOpen(ctx, key) })
-	return inc, storeErr("find open", err)
+	return incOrErr("open incident for "+key, inc, storeErr("find open", err))
 }
 
 func (g *guardedStore) ListOpen(ctx context.Context) ([]*incident.Incident, error) {
 	incs, err := call(g, ctx, func(ctx context.Context) ([]*incident.Incident, error) { return g.s.ListOpen(ctx) })
+	if err == nil && slices.Contains(incs, nil) {
+		return nil, fmt.Errorf("breach: store list open: %w", errNoIncident)
+	}
 	return incs, storeErr("list open", err)
+}
+
+// errNoIncident is a host store's broken answer: no incident and no error.
+var errNoIncident = errors.New("the store returned no incident and no error")
+
+// incOrErr is a store's answer (inc, err), with no incident and no error
+// (a host store breaking its contract) made an error, what naming what was
+// asked for, instead of a nil incident for the orchestrator to trip on.
+func incOrErr(what string, inc *incident.Incident, err error) (*incident.Incident, error) {
+	if err == nil && inc == nil {
+		return nil, fmt.Errorf("breach: store: %s: %w", what, errNoIncident)
+	}
+	return inc, err
 }
 
 func (g *guardedStore) Entries(ctx context.Context, id string, from, limit int) (incident.Timeline, error) {
