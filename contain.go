@@ -5,9 +5,11 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/breachkit/breach/containment"
 	"github.com/breachkit/breach/incident"
+	"github.com/breachkit/breach/internal/relay"
 )
 
 // uncontained returns the playbook's actions that are neither applied nor
@@ -65,12 +67,25 @@ func (o *Orchestrator) contain(st *stepRun, inc *incident.Incident, pb *Playbook
 		for _, name := range asked {
 			o.log.Warn("breach: containment action waits for approval", "incident", inc.ID, "action", name)
 		}
-		o.sendPages(st.write, inc, pages)
 		var run []containment.Action
 		for _, a := range todo {
 			if r := inc.Action(a.Name); r != nil && r.Status == incident.ActionPending {
 				run = append(run, a)
 			}
+		}
+		// The pages asking for approvals go out beside the actions that
+		// need none, not before them: a pager that is slow, or down for
+		// its whole retry policy, never delays disabling the key. They
+		// record their outcome on a copy of their own, through their own
+		// compare-and-swap.
+		var paging sync.WaitGroup
+		var pagingPanics relay.Panics
+		defer paging.Wait()
+		if len(run) > 0 && len(pages) > 0 {
+			own := inc.Clone()
+			pagingPanics.Go(&paging, func() { o.sendPages(st.write, own, pages) })
+		} else {
+			o.sendPages(st.write, inc, pages)
 		}
 		if len(run) > 0 {
 			sctx, cancel := st.callContext(pb)
@@ -106,6 +121,8 @@ func (o *Orchestrator) contain(st *stepRun, inc *incident.Incident, pb *Playbook
 				},
 			}
 			results := runner.Apply(sctx, run, o.baseRequest(inc), recordedKeys(inc))
+			paging.Wait()
+			pagingPanics.Repanic()
 			if werr != nil {
 				return false, werr
 			}
