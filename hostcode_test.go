@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -201,4 +202,31 @@ func TestLogHandlerPanicInTheWorkersRecovery(t *testing.T) {
 	rc, err := o.Report(context.Background(), leak())
 	require.NoError(t, err)
 	await(t, o, rc.IncidentID, incident.StateResolving)
+}
+
+// TestObserverEndingAWorkerStrandsNothing: an Observer that calls
+// runtime.Goexit (what t.FailNow and require do inside a host's test
+// observer) while observing a containment step on a worker's goroutine:
+// the incident is taken again and driven on, and another worker takes the
+// lost one's place.
+func TestObserverEndingAWorkerStrandsNothing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var once sync.Once
+		obs := breach.ObserverFunc(func(ctx context.Context, ob breach.Observation) {
+			if ob.Kind == breach.ObserveStep && ob.Step == "contain" {
+				once.Do(runtime.Goexit)
+			}
+		})
+		o, err := breach.New(incident.NewMemStore(), breach.WithPlaybook(apiKeyPlaybook(&fakes{}, impactInvestigator(incident.Impact{}))),
+			breach.WithObserver(obs), quiet)
+		require.NoError(t, err)
+		running(t, o)
+		rc, err := o.Report(context.Background(), leak())
+		require.NoError(t, err)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Hour) // virtual
+		defer cancel()
+		_, err = o.Await(ctx, rc.IncidentID, func(inc *incident.Incident) bool { return inc.State == incident.StateResolving })
+		h, _ := o.Head(context.Background(), rc.IncidentID)
+		require.NoError(t, err, "incident left in %s for an hour", h.State)
+	})
 }

@@ -48,11 +48,7 @@ func (o *Orchestrator) Run(ctx context.Context, detectors ...incident.Detector) 
 		o.sched.later(o.cfg.retryDelay, resumeAll, normal)
 	}
 	for range o.cfg.concurrency {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			o.work(ctx, grace)
-		}()
+		wg.Go(func() { o.work(ctx, grace, &wg) })
 	}
 	wg.Go(func() {
 		// With durable acknowledgements the group committer writes counts
@@ -186,24 +182,46 @@ func (o *Orchestrator) resume(ctx context.Context) error {
 	return nil
 }
 
-// work takes incidents off the queue and drives each as far as it goes.
-func (o *Orchestrator) work(ctx, grace context.Context) {
+// work takes incidents off the queue and drives each as far as it goes,
+// on a goroutine of wg. Should host code end the goroutine (runtime.Goexit:
+// a test's t.FailNow in an observer, say), the incident it drove is taken
+// again later and another worker takes this one's place.
+func (o *Orchestrator) work(ctx, grace context.Context, wg *sync.WaitGroup) {
+	current, finished := "", false
+	defer func() {
+		if finished {
+			return
+		}
+		o.log.Error("breach: host code ended a worker's goroutine; another takes its place", "incident", current)
+		if current != "" {
+			if current != resumeAll {
+				o.gate.releaseFor(current)
+			}
+			o.sched.done(current)
+			o.sched.later(o.cfg.retryDelay, current, normal)
+		}
+		wg.Go(func() { o.work(ctx, grace, wg) })
+	}()
 	for {
 		id, ok := o.sched.next(ctx)
 		if !ok {
+			finished = true
 			return
 		}
+		current = id
 		if id == resumeAll {
 			if err := o.resume(ctx); err != nil && ctx.Err() == nil {
 				o.log.ErrorContext(ctx, "breach: resuming open incidents failed; will retry", "err", err)
 				o.sched.later(o.cfg.retryDelay, resumeAll, normal)
 			}
 			o.sched.done(id)
+			current = ""
 			continue
 		}
 		o.driveSafely(ctx, grace, id)
 		o.gate.releaseFor(id) // the step made no containment call
 		o.sched.done(id)
+		current = ""
 	}
 }
 
