@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/breachkit/breach/incident"
 )
 
@@ -404,6 +406,10 @@ func (o *Orchestrator) forgetLease(id string) bool {
 }
 
 // dropLeases gives up every lease this replica holds: Run does it last.
+// The Unleases are made a few at a time under one deadline
+// (unleaseBudget, at most a TTL): a lease not given up runs out by itself
+// within its TTL, so a store that is slow or hangs holds Run for that
+// long at the most, not for a TTL per lease.
 func (o *Orchestrator) dropLeases() {
 	o.leasesMu.Lock()
 	ids := make([]string, 0, len(o.leases))
@@ -411,7 +417,27 @@ func (o *Orchestrator) dropLeases() {
 		ids = append(ids, id)
 	}
 	o.leasesMu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), min(o.cfg.leaseTTL, unleaseBudget))
+	defer cancel()
+	var g errgroup.Group
+	g.SetLimit(unleaseConcurrency)
 	for _, id := range ids {
-		o.dropLease(id)
+		if !o.forgetLease(id) {
+			continue
+		}
+		g.Go(func() error {
+			if err := o.leaser.Unlease(ctx, id, o.cfg.owner); err != nil {
+				o.log.Warn("breach: giving up the lease failed; it runs out by itself", "incident", id, "err", err)
+			}
+			return nil
+		})
 	}
+	_ = g.Wait()
 }
+
+// unleaseBudget bounds the Unleases of Run's last act, and
+// unleaseConcurrency how many are in flight at once.
+const (
+	unleaseBudget      = 2 * time.Second
+	unleaseConcurrency = 8
+)

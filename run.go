@@ -15,8 +15,10 @@ import (
 // a time, until ctx ends. It first resumes every open incident in the
 // store. When ctx ends, Run stops the detectors, lets plugin calls in flight
 // finish within the shutdown grace (WithShutdownGrace), persists what
-// happened and pending signal counts, and returns nil with no goroutine of
-// its own left running. A detector that fails or panics is logged and not
+// happened and pending signal counts (within 10 seconds), gives up its
+// leases with a Leaser store (within 2 seconds, or a TTL if shorter: those
+// it could not give up run out by themselves), and returns nil with no
+// goroutine of its own left running. A detector that fails or panics is logged and not
 // restarted; the rest go on. Run returns ErrRunning if called while already
 // running.
 func (o *Orchestrator) Run(ctx context.Context, detectors ...incident.Detector) error {
