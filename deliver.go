@@ -61,7 +61,7 @@ func (o *Orchestrator) send(st *stepRun, inc *incident.Incident, pb *Playbook, t
 		r, ok := notices[rid]
 		var rerr error
 		if !ok {
-			r, rerr = pb.template().Render(o.notice(snap, pb, p.customer, actions))
+			r, rerr = o.render(sctx, pb, o.notice(snap, pb, p.customer, actions))
 			if rerr == nil {
 				notices[rid] = r
 			}
@@ -246,4 +246,25 @@ func (o *Orchestrator) notice(inc *incident.Incident, pb *Playbook, c incident.C
 		Sender:          pb.Sender,
 		Contact:         pb.Contact,
 	}
+}
+
+// render renders a customer's notice. A host's template (Playbook.Template)
+// is host code, and runs as an isolated call, bounded by the Delivery
+// policy's timeout and by ctx: a template that is slow (or loops) fails
+// its notices, or is cut when Run stops, instead of holding the step past
+// the shutdown grace. The library's own renders inline.
+func (o *Orchestrator) render(ctx context.Context, pb *Playbook, n notify.Notice) (notify.Rendered, error) {
+	if pb.Template == nil {
+		return notify.DefaultTemplate().Render(n)
+	}
+	var r notify.Rendered
+	err := retry.Call(ctx, pb.Delivery.Defaults().Timeout, func(context.Context) error {
+		var err error
+		r, err = pb.Template.Render(n)
+		return err
+	})
+	if err != nil {
+		return notify.Rendered{}, fmt.Errorf("breach: rendering the notice: %w", err)
+	}
+	return r, nil
 }
