@@ -39,8 +39,11 @@ func dismissing(inc *incident.Incident) error {
 // matching incident.ErrDuplicate when another open incident holds the
 // dedup key, and a *incident.TransitionError from any other state.
 func (o *Orchestrator) Reopen(ctx context.Context, id, actor, reason string) error {
-	reason = o.scrub(id, reason) // a person's text: credentials never enter the record
-	_, err := o.act(ctx, id, actor, func(inc *incident.Incident) error {
+	reason, err := o.personsText(id, "reason", reason, false) // credentials never enter the record
+	if err != nil {
+		return err
+	}
+	_, err = o.act(ctx, id, actor, func(inc *incident.Incident) error {
 		if err := o.fire(inc, incident.EventReopen, actor, reason); err != nil {
 			return err
 		}
@@ -67,8 +70,11 @@ func (o *Orchestrator) Reopen(ctx context.Context, id, actor, reason string) err
 // again, with the same idempotency keys. It returns ErrNotEscalated for an
 // incident that is not escalated.
 func (o *Orchestrator) Retry(ctx context.Context, id, actor, note string) error {
-	note = o.scrub(id, note) // a person's text: credentials never enter the record
-	_, err := o.act(ctx, id, actor, func(inc *incident.Incident) error {
+	note, err := o.personsText(id, "note", note, false) // credentials never enter the record
+	if err != nil {
+		return err
+	}
+	_, err = o.act(ctx, id, actor, func(inc *incident.Incident) error {
 		if err := dismissing(inc); err != nil {
 			return err
 		}
@@ -107,8 +113,11 @@ func (o *Orchestrator) Retry(ctx context.Context, id, actor, note string) error 
 // it back to notification. It returns an error matching ErrDecisionLocked
 // while notices are being sent or once the incident is resolved.
 func (o *Orchestrator) OverrideDecision(ctx context.Context, id string, notifyCustomers bool, actor, reason string) error {
-	reason = o.scrub(id, reason) // a person's text: credentials never enter the record
-	_, err := o.act(ctx, id, actor, func(inc *incident.Incident) error {
+	reason, err := o.personsText(id, "reason", reason, false) // credentials never enter the record
+	if err != nil {
+		return err
+	}
+	_, err = o.act(ctx, id, actor, func(inc *incident.Incident) error {
 		if err := dismissing(inc); err != nil {
 			return err
 		}

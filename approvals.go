@@ -17,14 +17,20 @@ import (
 // run it). An escalated incident (approval timed out) still needs Retry to
 // resume containment.
 func (o *Orchestrator) Approve(ctx context.Context, id, action, actor, note string) error {
-	note = o.scrub(id, note) // a person's text: credentials never enter the record
+	note, err := o.personsText(id, "note", note, false) // credentials never enter the record
+	if err != nil {
+		return err
+	}
 	return o.decide(ctx, id, action, actor, note, true)
 }
 
 // Deny refuses a containment action that waits for approval: it will not
 // run, and containment completes without it. Errors as for Approve.
 func (o *Orchestrator) Deny(ctx context.Context, id, action, actor, note string) error {
-	note = o.scrub(id, note) // a person's text: credentials never enter the record
+	note, err := o.personsText(id, "note", note, false) // credentials never enter the record
+	if err != nil {
+		return err
+	}
 	return o.decide(ctx, id, action, actor, note, false)
 }
 

@@ -265,11 +265,14 @@ func (o *Orchestrator) endClocks(inc *incident.Incident, now time.Time, actor, h
 // not have or that has already ended met or late, and ErrInvalidInput for an
 // empty reason.
 func (o *Orchestrator) MarkClockNotApplicable(ctx context.Context, id, clock, actor, reason string) error {
-	reason = o.scrub(id, reason) // a person's text: credentials never enter the record
+	reason, err := o.personsText(id, "reason", reason, false) // credentials never enter the record
+	if err != nil {
+		return err
+	}
 	if reason == "" {
 		return fmt.Errorf("%w: a reason is required to mark clock %q not applicable", ErrInvalidInput, clock)
 	}
-	_, err := o.act(ctx, id, actor, func(inc *incident.Incident) error {
+	_, err = o.act(ctx, id, actor, func(inc *incident.Incident) error {
 		d := inc.Deadline(clock)
 		if d == nil || d.Status.Done() {
 			return fmt.Errorf("%w: %q on incident %s", ErrNoSuchClock, clock, inc.ID)
@@ -292,11 +295,14 @@ func (o *Orchestrator) MarkClockNotApplicable(ctx context.Context, id, clock, ac
 // late. Only the first time a milestone is reached counts. It works on
 // open and closed incidents alike.
 func (o *Orchestrator) RecordMilestone(ctx context.Context, id string, m incident.Milestone, actor, note string) error {
-	note = o.scrub(id, note) // a person's text: credentials never enter the record
+	note, err := o.personsText(id, "note", note, false) // credentials never enter the record
+	if err != nil {
+		return err
+	}
 	if m == "" {
 		return fmt.Errorf("%w: empty milestone", ErrInvalidInput)
 	}
-	_, err := o.act(ctx, id, actor, func(inc *incident.Incident) error {
+	_, err = o.act(ctx, id, actor, func(inc *incident.Incident) error {
 		o.record(inc, actor, incident.EntryNote, withNote("milestone "+string(m), note))
 		o.reach(inc, m, o.cfg.now(), actor, note)
 		return nil
@@ -312,8 +318,11 @@ func (o *Orchestrator) RecordMilestone(ctx context.Context, id string, m inciden
 // does not have, that is not running (waiting, paused, met) or that ended
 // with the incident.
 func (o *Orchestrator) PauseClock(ctx context.Context, id, clock, actor, reason string) error {
-	reason = o.scrub(id, reason) // a person's text: credentials never enter the record
-	_, err := o.act(ctx, id, actor, func(inc *incident.Incident) error {
+	reason, err := o.personsText(id, "reason", reason, false) // credentials never enter the record
+	if err != nil {
+		return err
+	}
+	_, err = o.act(ctx, id, actor, func(inc *incident.Incident) error {
 		d := inc.Deadline(clock)
 		if d == nil || (d.Status != incident.DeadlineRunning && d.Status != incident.DeadlineMissed) || !d.EndedAt.IsZero() {
 			return fmt.Errorf("%w: %q on incident %s", ErrNoSuchClock, clock, inc.ID)
@@ -330,8 +339,11 @@ func (o *Orchestrator) PauseClock(ctx context.Context, id, clock, actor, reason 
 // nothing recorded, for a clock the incident does not have or that is not
 // paused (a paused clock ends, unpaused, with the incident).
 func (o *Orchestrator) ResumeClock(ctx context.Context, id, clock, actor, note string) error {
-	note = o.scrub(id, note) // a person's text: credentials never enter the record
-	_, err := o.act(ctx, id, actor, func(inc *incident.Incident) error {
+	note, err := o.personsText(id, "note", note, false) // credentials never enter the record
+	if err != nil {
+		return err
+	}
+	_, err = o.act(ctx, id, actor, func(inc *incident.Incident) error {
 		d := inc.Deadline(clock)
 		if d == nil || d.Status != incident.DeadlinePaused {
 			return fmt.Errorf("%w: %q is not paused on incident %s", ErrNoSuchClock, clock, inc.ID)

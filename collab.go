@@ -399,6 +399,17 @@ func ended(inc *incident.Incident) error {
 	return nil
 }
 
+// personsText checks a note or reason a person gave on incident id (named
+// field; required or not) as personText does, and returns it with the
+// credentials scrub removes removed.
+func (o *Orchestrator) personsText(id, field, s string, required bool) (string, error) {
+	s, err := personText(field, s, required)
+	if err != nil {
+		return "", err
+	}
+	return o.scrub(id, s), nil
+}
+
 // personText checks a note or reason a person gave (named field) and
 // returns it with "\r\n" as "\n".
 func personText(field, s string, required bool) (string, error) {

@@ -44,7 +44,10 @@ func (o *Orchestrator) Dismiss(ctx context.Context, id, actor, reason string) er
 }
 
 func (o *Orchestrator) dismiss(ctx context.Context, id, actor, reason string) error {
-	reason = o.scrub(id, reason) // a person's text: credentials never enter the record
+	reason, err := o.personsText(id, "reason", reason, true) // credentials never enter the record
+	if err != nil {
+		return err
+	}
 	if err := checkActor(actor); err != nil {
 		return err
 	}

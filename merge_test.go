@@ -870,3 +870,40 @@ func TestActionsRefusedOnAMergedIncident(t *testing.T) {
 		})
 	}
 }
+
+// TestPersonsTextIsChecked: every action that takes a person's note or
+// reason refuses text a note would refuse (control characters, more than
+// MaxNoteLen bytes) with ErrInvalidInput, recording nothing; a dismissal
+// needs a reason.
+func TestPersonsTextIsChecked(t *testing.T) {
+	o, _ := desk(t)
+	ctx := context.Background()
+	id := file(t, o, bruteforce("alice"))
+	bad := "a reason\x00with a NUL"
+	long := strings.Repeat("x", breach.MaxNoteLen+1)
+	tests := map[string]func(text string) error{
+		"Dismiss":                func(s string) error { return o.Dismiss(ctx, id, "alice", s) },
+		"Resolve":                func(s string) error { return o.Resolve(ctx, id, "alice", s) },
+		"Close":                  func(s string) error { return o.Close(ctx, id, "alice", s) },
+		"Reopen":                 func(s string) error { return o.Reopen(ctx, id, "alice", s) },
+		"Retry":                  func(s string) error { return o.Retry(ctx, id, "alice", s) },
+		"Approve":                func(s string) error { return o.Approve(ctx, id, "revoke", "alice", s) },
+		"Deny":                   func(s string) error { return o.Deny(ctx, id, "revoke", "alice", s) },
+		"PauseClock":             func(s string) error { return o.PauseClock(ctx, id, breach.GDPR().Name, "alice", s) },
+		"ResumeClock":            func(s string) error { return o.ResumeClock(ctx, id, breach.GDPR().Name, "alice", s) },
+		"MarkClockNotApplicable": func(s string) error { return o.MarkClockNotApplicable(ctx, id, breach.GDPR().Name, "alice", s) },
+		"RecordMilestone": func(s string) error {
+			return o.RecordMilestone(ctx, id, incident.MilestoneAuthorityNotified, "alice", s)
+		},
+		"CompleteTask": func(s string) error { return o.CompleteTask(ctx, id, "scan", "alice", s) },
+	}
+	for name, act := range tests {
+		t.Run(name, func(t *testing.T) {
+			before := get(t, o, id)
+			assert.ErrorIs(t, act(bad), breach.ErrInvalidInput)
+			assert.ErrorIs(t, act(long), breach.ErrInvalidInput)
+			assert.Equal(t, before.Version, get(t, o, id).Version, "nothing recorded")
+		})
+	}
+	assert.ErrorIs(t, o.Dismiss(ctx, id, "alice", " "), breach.ErrInvalidInput, "a dismissal needs a reason")
+}

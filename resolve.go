@@ -15,9 +15,12 @@ import (
 // *incident.TransitionError when the incident cannot be resolved in its
 // state.
 func (o *Orchestrator) Resolve(ctx context.Context, id, actor, note string) error {
-	note = o.scrub(id, note) // a person's text: credentials never enter the record
+	note, err := o.personsText(id, "note", note, false) // credentials never enter the record
+	if err != nil {
+		return err
+	}
 	var open []string
-	_, err := o.act(ctx, id, actor, func(inc *incident.Incident) error {
+	_, err = o.act(ctx, id, actor, func(inc *incident.Incident) error {
 		if err := dismissing(inc); err != nil {
 			return err
 		}
@@ -44,8 +47,11 @@ func (o *Orchestrator) Resolve(ctx context.Context, id, actor, note string) erro
 // done. It returns a *incident.TransitionError for an incident that is not
 // resolved.
 func (o *Orchestrator) Close(ctx context.Context, id, actor, note string) error {
-	note = o.scrub(id, note) // a person's text: credentials never enter the record
-	_, err := o.act(ctx, id, actor, func(inc *incident.Incident) error {
+	note, err := o.personsText(id, "note", note, false) // credentials never enter the record
+	if err != nil {
+		return err
+	}
+	_, err = o.act(ctx, id, actor, func(inc *incident.Incident) error {
 		return o.fire(inc, incident.EventClose, actor, note)
 	})
 	return err
@@ -55,8 +61,11 @@ func (o *Orchestrator) Close(ctx context.Context, id, actor, note string) error 
 // ErrNoSuchTask for an unknown task; completing a done task again changes
 // nothing.
 func (o *Orchestrator) CompleteTask(ctx context.Context, id, taskID, actor, note string) error {
-	note = o.scrub(id, note) // a person's text: credentials never enter the record
-	_, err := o.act(ctx, id, actor, func(inc *incident.Incident) error {
+	note, err := o.personsText(id, "note", note, false) // credentials never enter the record
+	if err != nil {
+		return err
+	}
+	_, err = o.act(ctx, id, actor, func(inc *incident.Incident) error {
 		for i := range inc.Tasks {
 			t := &inc.Tasks[i]
 			if t.ID != taskID {
