@@ -8,7 +8,6 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"sync"
 
 	"github.com/breachkit/breach/incident"
 	"github.com/breachkit/breach/internal/ratelimit"
@@ -42,19 +41,13 @@ func (o *Orchestrator) send(st *stepRun, inc *incident.Incident, pb *Playbook, t
 	snap := inc
 	actions := o.actionDescriptions(snap, pb)
 	sem := semaphore.NewWeighted(int64(o.cfg.deliveryConcurrency))
-	var wg sync.WaitGroup
 	// Every notice's goroutine is waited for, also when the last notice,
 	// sent from here, panics; a panic in the library's or the host's code
 	// (the clock) on another's is raised again here, where the step's
 	// driver recovers it.
-	var panics relay.Panics
+	var g relay.Group
 	returned := false
-	defer func() {
-		wg.Wait()
-		if returned {
-			panics.Repanic()
-		}
-	}()
+	defer g.End(&returned)
 	for n, p := range todo {
 		results[n].p = p
 		rid := incident.RecipientID(p.customer)
@@ -114,7 +107,7 @@ func (o *Orchestrator) send(st *stepRun, inc *incident.Incident, pb *Playbook, t
 			// its own: see retry.Call).
 			deliver()
 		} else {
-			panics.Go(&wg, deliver)
+			g.Go(deliver)
 		}
 	}
 	returned = true

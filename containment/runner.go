@@ -110,20 +110,14 @@ func (r Runner) run(ctx context.Context, actions []Action, base Request, keyOf f
 	}
 	results := make(Results, len(actions))
 	sem := semaphore.NewWeighted(int64(n))
-	var wg sync.WaitGroup
 	// Every action's goroutine is waited for, even when the last action,
 	// which runs on this one, panics in the caller's code (OnResult, Now):
 	// OnResult is never called after Apply or Release returns. A panic in
 	// that code on another action's goroutine is raised again here, once
 	// they have all ended, where the caller recovers its own.
-	var panics relay.Panics
+	var g relay.Group
 	returned := false
-	defer func() {
-		wg.Wait()
-		if returned {
-			panics.Repanic()
-		}
-	}()
+	defer g.End(&returned)
 	var mu sync.Mutex // serialises OnResult
 	finish := func(i int, res Result) {
 		results[i] = res
@@ -169,7 +163,7 @@ func (r Runner) run(ctx context.Context, actions []Action, base Request, keyOf f
 			// its own: see retry.Call).
 			apply()
 		} else {
-			panics.Go(&wg, apply)
+			g.Go(apply)
 		}
 	}
 	returned = true

@@ -45,3 +45,24 @@ func (p *Panics) Repanic() {
 		panic(first)
 	}
 }
+
+// Group is a sync.WaitGroup whose goroutines' panics are raised again on
+// the goroutine that waits for them (see Panics). The zero value is ready
+// for use.
+type Group struct {
+	wg     sync.WaitGroup
+	panics Panics
+}
+
+// Go runs fn on a goroutine of g.
+func (g *Group) Go(fn func()) { g.panics.Go(&g.wg, fn) }
+
+// End waits for g's goroutines, then, when *returned (the waiting function
+// returned normally: it is not itself panicking), raises the first panic
+// of theirs. It is meant to be deferred: defer g.End(&returned).
+func (g *Group) End(returned *bool) {
+	g.wg.Wait()
+	if *returned {
+		g.panics.Repanic()
+	}
+}

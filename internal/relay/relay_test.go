@@ -36,3 +36,20 @@ func TestRepanicWithoutAPanicReturns(t *testing.T) {
 	wg.Wait()
 	assert.NotPanics(t, p.Repanic)
 }
+
+func TestGroupEndRaisesOnlyWhenTheWaiterReturned(t *testing.T) {
+	for _, returned := range []bool{true, false} {
+		var g relay.Group
+		g.Go(func() { panic("host code failed") })
+		var got any
+		func() {
+			defer func() { got = recover() }()
+			g.End(&returned)
+		}()
+		if returned {
+			assert.NotNil(t, got, "raised on the waiter's goroutine")
+		} else {
+			assert.Nil(t, got, "a waiter already panicking keeps its own panic")
+		}
+	}
+}
