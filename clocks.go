@@ -315,8 +315,8 @@ func (o *Orchestrator) RecordMilestone(ctx context.Context, id string, m inciden
 // added to its due time when it is resumed. A clock that missed its due
 // time may be paused while the incident is open. It returns an error
 // matching ErrNoSuchClock, with nothing recorded, for a clock the incident
-// does not have, that is not running (waiting, paused, met) or that ended
-// with the incident.
+// does not have or that is not running (waiting, paused, met), and for
+// every clock of an incident that has ended (its clocks ended with it).
 func (o *Orchestrator) PauseClock(ctx context.Context, id, clock, actor, reason string) error {
 	reason, err := o.personsText(id, "reason", reason, false) // credentials never enter the record
 	if err != nil {
@@ -324,7 +324,7 @@ func (o *Orchestrator) PauseClock(ctx context.Context, id, clock, actor, reason 
 	}
 	_, err = o.act(ctx, id, actor, func(inc *incident.Incident) error {
 		d := inc.Deadline(clock)
-		if d == nil || (d.Status != incident.DeadlineRunning && d.Status != incident.DeadlineMissed) || !d.EndedAt.IsZero() {
+		if d == nil || (d.Status != incident.DeadlineRunning && d.Status != incident.DeadlineMissed) || !inc.State.Open() {
 			return fmt.Errorf("%w: %q on incident %s", ErrNoSuchClock, clock, inc.ID)
 		}
 		d.PausedAt, d.PauseReason, d.Status = o.cfg.now(), reason, incident.DeadlinePaused

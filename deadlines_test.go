@@ -764,6 +764,11 @@ func TestPauseResumeRefusedOnceTheIncidentEnded(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, before.Version, after.Version, "nothing was written")
 			assert.Equal(t, before.Deadlines, after.Deadlines)
+
+			// Reopened, the incident's missed clock may be paused again.
+			require.NoError(t, o.Reopen(ctx, id, "alice", "the key was used again"))
+			require.Equal(t, incident.DeadlineMissed, deadlineOf(t, o, id, gdprName).Status)
+			assert.NoError(t, o.PauseClock(ctx, id, gdprName, "legal", "law-enforcement delay"))
 		})
 	}
 }

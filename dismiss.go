@@ -26,7 +26,10 @@ import (
 // never tried as incident.DeliveryCancelled; notices already sent stay
 // recorded as sent.
 //
-// It returns a *incident.TransitionError, with nothing recorded, when the
+// It returns an error matching ErrInvalidInput, with nothing recorded, for
+// an empty actor or reason, or a reason AddNote would refuse (a call that
+// finishes a dismissal already on record needs one too, and records it
+// nowhere); a *incident.TransitionError, with nothing recorded, when the
 // incident cannot be dismissed in its state (resolving, or already ended),
 // and the release failures joined (each a *containment.ActionError) when
 // some containment could not be undone; the incident is dismissed either
@@ -40,7 +43,10 @@ import (
 func (o *Orchestrator) Dismiss(ctx context.Context, id, actor, reason string) error {
 	// Every error names no credential: a release's, or the reason a
 	// dismissal is pending (a plugin's error quoting the key), included.
-	return o.redactErr(id, o.dismiss(ctx, id, actor, reason))
+	// The credentials are taken first: the write that ends the incident
+	// forgets them, and the releases' errors from before it may quote one.
+	secrets := o.credentials(id)
+	return redactWith(secrets, o.redactErr(id, o.dismiss(ctx, id, actor, reason)))
 }
 
 func (o *Orchestrator) dismiss(ctx context.Context, id, actor, reason string) error {

@@ -322,3 +322,33 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 func newLockedTextLogger(w io.Writer, mu *sync.Mutex) *slog.Logger {
 	return slog.New(slog.NewTextHandler(lockedWriter{w, mu}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
+
+// quotingReleaser contains, and fails every release with an error quoting
+// the key it was handed.
+type quotingReleaser struct{}
+
+func (quotingReleaser) Contain(ctx context.Context, req containment.Request) error { return nil }
+func (quotingReleaser) Release(ctx context.Context, req containment.Request) error {
+	return incident.Permanent(errors.New("vendor: cannot re-enable key " + req.Credential.Reveal()))
+}
+
+// TestDismissReleaseFailureNamesNoCredential: Dismiss finishes (the incident
+// is dismissed) with a release that failed quoting the key. The write that
+// ended the incident forgot the credential before Dismiss returned; its
+// error names none all the same.
+func TestDismissReleaseFailureNamesNoCredential(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		pb := apiKeyPlaybook(&fakes{}, failingInvestigator) // contained, then escalated
+		pb.Containment[0].Container = quotingReleaser{}
+		o, err := breach.New(incident.NewMemStore(), breach.WithPlaybook(pb), quiet)
+		require.NoError(t, err)
+		running(t, o)
+		rc, err := o.Report(context.Background(), leak())
+		require.NoError(t, err)
+		await(t, o, rc.IncidentID, incident.StateEscalated)
+		err = o.Dismiss(context.Background(), rc.IncidentID, "carol", "test key")
+		require.Error(t, err)
+		require.Equal(t, incident.StateDismissed, get(t, o, rc.IncidentID).State)
+		assert.NotContains(t, err.Error(), canary, "Dismiss's error holds the credential")
+	})
+}

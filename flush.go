@@ -3,6 +3,7 @@ package breach
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"sync"
@@ -79,8 +80,9 @@ func (o *Orchestrator) flushEntry(ctx context.Context, e *hotEntry) error {
 		o.hot.remove(e.id)
 		return o.refileBatch(ctx, e, d, b)
 	}
+	var resolved []pageOut
 	if err == nil {
-		err = o.mutate(ctx, inc, func(inc *incident.Incident) error {
+		resolved, err = o.mutateLeavingPages(ctx, inc, func(inc *incident.Incident) error {
 			if !inc.State.Open() && !d.untimed && !d.first.IsZero() && d.first.After(endedAt(inc)) {
 				return errEnded
 			}
@@ -88,8 +90,11 @@ func (o *Orchestrator) flushEntry(ctx context.Context, e *hotEntry) error {
 			return nil
 		})
 	}
-	if err == nil && raised {
-		o.raised(ctx, inc, pages)
+	if err == nil {
+		// After the batch is answered, and off the commit loop (see
+		// pageAside): the reports waiting for this commit, and for the
+		// next, never wait for a pager.
+		defer o.raised(ctx, inc, append(resolved, pages...), raised)
 	}
 	if errors.Is(err, errEnded) {
 		// Every one of these signals was seen after the incident ended (on
@@ -219,25 +224,48 @@ func (o *Orchestrator) refile(ctx context.Context, e *hotEntry, d delta) (string
 		return rc.IncidentID, err
 	}
 	inc, err := o.store.Head(ctx, rc.IncidentID)
-	var pages []pageOut
+	var pages, resolved []pageOut
 	raised := false
 	if err == nil {
-		err = o.mutate(ctx, inc, func(inc *incident.Incident) error { pages, raised = o.applyDelta(inc, d); return nil })
+		resolved, err = o.mutateLeavingPages(ctx, inc, func(inc *incident.Incident) error {
+			pages, raised = o.applyDelta(inc, d)
+			return nil
+		})
 	}
-	if err == nil && raised {
-		o.raised(ctx, inc, pages)
+	if err == nil {
+		o.raised(ctx, inc, append(resolved, pages...), raised)
 	}
 	return rc.IncidentID, err
 }
 
-// raised follows a write in which signals raised inc's severity: the
-// pages it decided go out, and the incident is queued, as containment the
-// new severity needs no approval for may now run.
-func (o *Orchestrator) raised(ctx context.Context, inc *incident.Incident, pages []pageOut) {
-	o.sendPages(ctx, inc, pages)
-	if inc.State.Open() {
+// raised follows a group commit's write of inc: the pages it decided go out
+// aside (pageAside), and when signals raised the severity the incident is
+// queued, as containment the new severity needs no approval for may run.
+func (o *Orchestrator) raised(ctx context.Context, inc *incident.Incident, pages []pageOut, raised bool) {
+	o.pageAside(ctx, inc, pages)
+	if raised && inc.State.Open() {
 		o.sched.addAt(inc.ID, o.priorityOf(inc))
 	}
+}
+
+// pageAside sends pages a group commit decided on a goroutine of their
+// own, with a copy of inc for the notes of their failures: the commit
+// loop, and the reports waiting for its batches, never wait for a pager
+// that is slow or down (each page is bounded by its retry policy). Run
+// waits for them before it returns.
+func (o *Orchestrator) pageAside(ctx context.Context, inc *incident.Incident, pages []pageOut) {
+	if len(pages) == 0 {
+		return
+	}
+	own, ctx := inc.Clone(), context.WithoutCancel(ctx)
+	o.aside.Go(func() {
+		defer func() {
+			if v := recover(); v != nil {
+				o.log.Error("breach: panic while paging on-call", "incident", own.ID, "panic", fmt.Sprint(v))
+			}
+		}()
+		o.sendPages(ctx, own, pages)
+	})
 }
 
 // applyDelta adds the signals d gathered to inc. A signal more severe than
@@ -268,9 +296,17 @@ func (o *Orchestrator) applyDelta(inc *incident.Incident, d delta) (pages []page
 	if d.severity <= inc.Severity || d.severity <= before {
 		return nil, false
 	}
+	detail := "severity raised from " + inc.Severity.String() + " to " + d.severity.String() + " by a later signal"
+	if !inc.State.Open() || inc.Dismissal != nil {
+		// Ended, or being dismissed: the record says how severe it was,
+		// but nothing is approved or paged for it any more (a dismissal
+		// would release an action approved now that never ran).
+		inc.Severity = d.severity
+		o.record(inc, incident.ActorSystem, incident.EntrySeverity, detail)
+		return nil, false
+	}
 	inc.Actions = ownActions(inc.Actions)
-	return o.setSeverity(inc, d.severity, incident.ActorSystem,
-		"severity raised from "+inc.Severity.String()+" to "+d.severity.String()+" by a later signal"), true
+	return o.setSeverity(inc, d.severity, incident.ActorSystem, detail), true
 }
 
 // ownActions returns a copy of actions that shares no approval with them.

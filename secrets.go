@@ -78,6 +78,25 @@ func (o *Orchestrator) redactErr(id string, err error) error {
 	return err
 }
 
+// redactWith is err with the secrets in its message redacted, for an
+// error made while they were known and returned once they may be forgotten.
+func redactWith(secrets []incident.Secret, err error) error {
+	if err == nil || len(secrets) == 0 {
+		return err
+	}
+	msg := err.Error()
+	slices.SortFunc(secrets, func(a, b incident.Secret) int { return len(b.Reveal()) - len(a.Reveal()) })
+	for _, c := range secrets {
+		if c := c.Reveal(); c != "" {
+			msg = strings.ReplaceAll(msg, c, incident.Redacted)
+		}
+	}
+	if msg == err.Error() {
+		return err
+	}
+	return &redactedError{msg: msg, err: err}
+}
+
 // keptCredential is a credential held in memory for containers, with
 // when this process was handed it.
 type keptCredential struct {

@@ -3,6 +3,7 @@ package breach_test
 import (
 	"context"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -329,4 +330,102 @@ func TestSignalMoreSevereThanAnyRaisesAPersonsSeverity(t *testing.T) {
 	assert.Equal(t, incident.EntrySeverity, last.Type)
 	assert.Equal(t, incident.ActorSystem, last.Actor)
 	assert.Equal(t, "severity raised from low to critical by a later signal", last.Detail)
+}
+
+// awaitingDesk is an incident whose containment action awaits an approval
+// its critical rule asks at high severity, not driven (Run stopped), with
+// counts flushed only when the test says.
+func awaitingDesk(t *testing.T) (*breach.Orchestrator, *incident.MemStore, *fakes, string) {
+	f := &fakes{}
+	pb := apiKeyPlaybook(f, impactInvestigator(incident.Impact{}))
+	pb.Containment[0].Approval = critical
+	store := incident.NewMemStore()
+	o, err := breach.New(store, quiet, breach.WithPlaybook(pb), breach.WithUnsafeAcks(), breach.WithFlushInterval(time.Hour))
+	require.NoError(t, err)
+	stop := running(t, o)
+	sig := leak()
+	sig.Severity = incident.SeverityHigh
+	id := file(t, o, sig)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	_, err = o.Await(ctx, id, func(inc *incident.Incident) bool {
+		a := inc.Action("disable-key")
+		return a != nil && a.Status == incident.ActionAwaiting
+	})
+	require.NoError(t, err)
+	synctest.Wait()
+	stop()
+	return o, store, f, id
+}
+
+// TestSignalRaisingASeverityDuringADismissalApprovesNothing: a signal
+// raising the severity while a dismissal is under way approves no awaiting
+// action (ChangeSeverity refuses with ErrDismissalPending), so the driver
+// finishing the dismissal releases nothing that never ran.
+func TestSignalRaisingASeverityDuringADismissalApprovesNothing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		o, store, f, id := awaitingDesk(t)
+		setHead(t, store, id, func(h *incident.Incident) {
+			h.Dismissal = &incident.Dismissal{By: "carol", Reason: "a test key", At: time.Now()}
+		})
+		_, err := o.Report(context.Background(), leak()) // critical
+		require.NoError(t, err)
+		require.NoError(t, o.Flush(context.Background()))
+		inc := get(t, o, id)
+		assert.Equal(t, incident.ActionAwaiting, inc.Action("disable-key").Status,
+			"a signal approved an action of an incident being dismissed")
+		stop := running(t, o)
+		await(t, o, id, incident.StateDismissed)
+		synctest.Wait()
+		stop()
+		contained, released, _ := f.snapshot()
+		assert.Empty(t, released, "released an action that was never applied (contained %d)", len(contained))
+	})
+}
+
+// TestSignalRaisingAnEndedIncidentsSeverityApprovesNothing: signals counted
+// while the incident was open, written after it was dismissed, raise its
+// severity on the record but approve no awaiting action on it.
+func TestSignalRaisingAnEndedIncidentsSeverityApprovesNothing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		o, _, _, id := awaitingDesk(t)
+		_, err := o.Report(context.Background(), leak()) // critical, counted in memory
+		require.NoError(t, err)
+		require.NoError(t, o.Dismiss(context.Background(), id, "carol", "a test key"))
+		require.NoError(t, o.Flush(context.Background()))
+		inc := get(t, o, id)
+		require.Equal(t, incident.StateDismissed, inc.State)
+		t.Logf("severity %s, action %s", inc.Severity, inc.Action("disable-key").Status)
+		assert.NotEqual(t, incident.ActionPending, inc.Action("disable-key").Status,
+			"a dismissed incident's action was approved to run")
+	})
+}
+
+// TestSignalRaisingTheSeverityDoesNotWaitForThePager: a signal that raises
+// the severity (and so resolves the approval alert) does not hold the
+// Report waiting for its group commit while the pager is down: the pages
+// go out aside, after the batch is answered.
+func TestSignalRaisingTheSeverityDoesNotWaitForThePager(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var down atomic.Bool
+		pg := notify.PagerFunc(func(ctx context.Context, p notify.Page) error {
+			if down.Load() {
+				<-ctx.Done()
+				return ctx.Err()
+			}
+			return nil
+		})
+		r, stop := startRig(t, critical, incident.SeverityHigh, nil,
+			breach.WithFlushInterval(time.Millisecond), breach.WithOnCall(pg))
+		defer stop()
+		r.awaitAction(t, incident.ActionAwaiting)
+		require.True(t, r.get(t).Paging.Open())
+		down.Store(true)
+		start := time.Now()
+		_, err := r.o.Report(context.Background(), leak()) // critical: raises, approves, resolves the alert
+		require.NoError(t, err)
+		took := time.Since(start)
+		t.Logf("Report took %v", took)
+		assert.Less(t, took, time.Second, "a durable Report waited for on-call pages")
+	})
 }

@@ -25,13 +25,24 @@ const maxConflicts = 16
 // customers; mutate writes those as the parts of one incident.Change and
 // leaves inc a head again. On error inc is as it was before the call.
 func (o *Orchestrator) mutate(ctx context.Context, inc *incident.Incident, fn func(*incident.Incident) error) error {
+	pages, err := o.mutateLeavingPages(ctx, inc, fn)
+	if err == nil {
+		o.sendPages(ctx, inc, pages)
+	}
+	return err
+}
+
+// mutateLeavingPages is mutate without the pages the write decided (an
+// alert nobody needs any more, resolved): it returns them, for its caller
+// to send when it can wait for a pager (the group commit cannot).
+func (o *Orchestrator) mutateLeavingPages(ctx context.Context, inc *incident.Incident, fn func(*incident.Incident) error) ([]pageOut, error) {
 	saved := o.savedHead(inc)
 	for range maxConflicts {
 		inc.Timeline, inc.Deliveries = nil, nil
 		o.adoptMerged(inc)
 		if err := fn(inc); err != nil {
 			*inc = *saved.Clone()
-			return err
+			return nil, err
 		}
 		inc.UpdatedAt = o.cfg.now()
 		// An alert nobody needs any more (the incident moved on, or
@@ -74,22 +85,21 @@ func (o *Orchestrator) mutate(ctx context.Context, inc *incident.Incident, fn fu
 			}
 			o.changed()
 			o.announce(ctx, inc, enteredAt(saved), ch.Entries)
-			o.sendPages(ctx, inc, resolved)
-			return nil
+			return resolved, nil
 		}
 		unmark()
 		o.dropKept(inc.ID, saved.Version+1) // what was read is stale, or may be
 		*inc = *saved.Clone()
 		if !errors.Is(err, incident.ErrConflict) {
-			return err
+			return nil, err
 		}
 		fresh, err := o.store.Head(ctx, inc.ID)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		*inc, saved = *fresh, fresh.Clone()
 	}
-	return fmt.Errorf("breach: incident %s: %w: gave up after %d conflicting writes", inc.ID, incident.ErrConflict, maxConflicts)
+	return nil, fmt.Errorf("breach: incident %s: %w: gave up after %d conflicting writes", inc.ID, incident.ErrConflict, maxConflicts)
 }
 
 // changeOf splits the working head inc into the change that writes it: the
