@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"sync"
@@ -55,8 +56,36 @@ func (o *Orchestrator) flush(ctx context.Context) error {
 // flushConcurrency bounds the incidents Flush writes at once.
 const flushConcurrency = 8
 
-func (o *Orchestrator) flushEntry(ctx context.Context, e *hotEntry) error {
+// flushEntry writes what e gathered. A panic in the code it runs (host
+// code: the clock, say) is its error; and should that code end the
+// goroutine (runtime.Goexit), the reports waiting for the counts are told
+// all the same, never left waiting (the counts of unsafe acknowledgements
+// nobody waits for are dropped then, as a crash drops them).
+func (o *Orchestrator) flushEntry(ctx context.Context, e *hotEntry) (err error) {
 	d, b := e.take()
+	returned := false
+	defer func() {
+		if v := recover(); v != nil {
+			err = &incident.PanicError{Value: v, Stack: debug.Stack()}
+		} else if returned {
+			return
+		}
+		if err == nil {
+			err = errFlushCut
+		}
+		o.log.Error("breach: storing signal counts was cut", "incident", e.id, "err", err)
+		o.finishBatch(b, "", err) // nothing if the batch was answered already
+	}()
+	err = o.flushTaken(ctx, e, d, b)
+	returned = true
+	return err
+}
+
+// errFlushCut answers the reports of a flush that host code cut short.
+var errFlushCut = errors.New("breach: storing the signal counts was cut short")
+
+// flushTaken is flushEntry's work on what it took from e.
+func (o *Orchestrator) flushTaken(ctx context.Context, e *hotEntry, d delta, b *batch) error {
 	if d.count == 0 && d.severity == 0 && d.last.IsZero() && !d.untimed && len(d.samples) == 0 {
 		o.finishBatch(b, e.id, nil)
 		return nil
@@ -139,9 +168,9 @@ func (o *Orchestrator) flushFailed(e *hotEntry, d delta, b *batch, err error) er
 	return err
 }
 
-// finishBatch tells a batch's waiting reports the outcome.
+// finishBatch tells a batch's waiting reports the outcome, once.
 func (o *Orchestrator) finishBatch(b *batch, id string, err error) {
-	if b != nil {
+	if b != nil && !b.ended.Load() {
 		b.finish(id, err)
 		if o.batches.Add(-1) == 0 {
 			select { // the committer may stop
@@ -161,14 +190,26 @@ func (o *Orchestrator) commit() {
 	}
 }
 
+// commitLoop is the group committer. A panic in a flush (host code it
+// calls) is logged as a failed flush; should host code end its goroutine
+// (runtime.Goexit), another committer takes over, so that the reports
+// waiting for their counts are answered all the same.
 func (o *Orchestrator) commitLoop() {
+	ended := false
+	defer func() {
+		if !ended {
+			o.log.Error("breach: host code ended the group committer's goroutine; another takes over")
+			o.committing.Store(false)
+			o.commit()
+		}
+	}()
 	t := time.NewTimer(o.cfg.flushInterval)
 	defer t.Stop()
 	for {
 		select {
 		case <-t.C:
 			ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
-			if err := o.flush(ctx); err != nil {
+			if err := recovered(ctx, o.flush); err != nil {
 				o.log.Warn("breach: storing signal counts failed; the reports waiting for them are told", "err", err)
 			}
 			cancel()
@@ -180,6 +221,7 @@ func (o *Orchestrator) commitLoop() {
 			// A report may have started a batch after the load and seen
 			// the committer still running: look again.
 			if o.batches.Load() == 0 || !o.committing.CompareAndSwap(false, true) {
+				ended = true
 				return
 			}
 		}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"log/slog"
 	"runtime"
+	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -228,5 +230,69 @@ func TestObserverEndingAWorkerStrandsNothing(t *testing.T) {
 		_, err = o.Await(ctx, rc.IncidentID, func(inc *incident.Incident) bool { return inc.State == incident.StateResolving })
 		h, _ := o.Head(context.Background(), rc.IncidentID)
 		require.NoError(t, err, "incident left in %s for an hour", h.State)
+	})
+}
+
+// TestObserverEndingTheDeadlineChecker: an Observer ends the deadline
+// checker's goroutine (runtime.Goexit on an escalation it observes); the
+// check starts again on another, and the second incident's approval
+// timeout still escalates it.
+func TestObserverEndingTheDeadlineChecker(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var once sync.Once
+		obs := breach.ObserverFunc(func(ctx context.Context, ob breach.Observation) {
+			if ob.Kind == breach.ObserveTransition && ob.To == incident.StateEscalated {
+				once.Do(runtime.Goexit)
+			}
+		})
+		pb := apiKeyPlaybook(&fakes{}, impactInvestigator(incident.Impact{}))
+		pb.Containment[0].Approval = &containment.ApprovalRule{Timeout: time.Minute}
+		o, err := breach.New(incident.NewMemStore(), breach.WithPlaybook(pb), breach.WithObserver(obs), quiet,
+			breach.WithDeadlineInterval(time.Second))
+		require.NoError(t, err)
+		running(t, o)
+		first := file(t, o, leak())
+		await(t, o, first, incident.StateEscalated)
+		sig := leak()
+		sig.Subject = "key_43"
+		second := file(t, o, sig)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Hour) // virtual
+		defer cancel()
+		_, err = o.Await(ctx, second, func(inc *incident.Incident) bool { return inc.State == incident.StateEscalated })
+		require.NoError(t, err, "the second incident's approval timeout never escalated: the deadline checker is gone")
+	})
+}
+
+// TestClockEndingTheGroupCommitter: the host's clock ends the group
+// committer's goroutine (runtime.Goexit) as it writes a batch. The Report
+// waiting for the batch is answered (not recorded: it may report again),
+// another committer takes over, and the signal reported again is stored.
+func TestClockEndingTheGroupCommitter(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var armed atomic.Bool
+		var once sync.Once
+		clock := func() time.Time {
+			if armed.Load() && strings.Contains(string(debug.Stack()), "commitLoop") {
+				once.Do(runtime.Goexit)
+			}
+			return time.Now()
+		}
+		o, err := breach.New(incident.NewMemStore(), breach.WithPlaybook(apiKeyPlaybook(&fakes{}, nil)),
+			breach.WithNow(clock), quiet)
+		require.NoError(t, err)
+		rc, err := o.Report(context.Background(), leak())
+		require.NoError(t, err)
+		require.True(t, rc.Opened)
+		armed.Store(true)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // virtual
+		defer cancel()
+		_, err = o.Report(ctx, leak())
+		require.Error(t, err)
+		assert.ErrorContains(t, err, "signal not recorded")
+		assert.NotErrorIs(t, err, breach.ErrOutcomeUnknown, "answered, not left waiting")
+		again, err := o.Report(ctx, leak())
+		require.NoError(t, err, "another committer stores the batch")
+		assert.Equal(t, rc.IncidentID, again.IncidentID)
+		assert.EqualValues(t, 2, get(t, o, rc.IncidentID).Signals.Count)
 	})
 }

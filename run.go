@@ -55,7 +55,7 @@ func (o *Orchestrator) Run(ctx context.Context, detectors ...incident.Detector) 
 	wg.Go(func() {
 		// With durable acknowledgements the group committer writes counts
 		// as reports wait for them; this writes the counts of unsafe ones.
-		o.every(ctx, o.flushEvery(), "flushing signal counts", func(ctx context.Context) error {
+		o.every(&wg, ctx, o.flushEvery(), "flushing signal counts", func(ctx context.Context) error {
 			o.sweepCredentials(nil, time.Time{})
 			if !o.cfg.unsafeAcks {
 				return nil
@@ -63,7 +63,7 @@ func (o *Orchestrator) Run(ctx context.Context, detectors ...incident.Detector) 
 			return o.flush(ctx)
 		})
 	})
-	wg.Go(func() { o.every(ctx, o.cfg.deadlineInterval, "checking deadlines", o.checkDeadlines) })
+	wg.Go(func() { o.every(&wg, ctx, o.cfg.deadlineInterval, "checking deadlines", o.checkDeadlines) })
 	// Leases are renewed until the last step has wound down, the grace
 	// included: a step finishing its side effect after ctx ended still
 	// holds its lease (and is not fenced for want of a renewal).
@@ -71,8 +71,8 @@ func (o *Orchestrator) Run(ctx context.Context, detectors ...incident.Detector) 
 	defer stopRenewing()
 	var upkeep sync.WaitGroup
 	if o.leaser != nil {
-		upkeep.Go(func() { o.every(renewing, o.cfg.leaseTTL/3, "renewing leases", o.renewLeases) })
-		wg.Go(func() { o.every(ctx, o.cfg.leaseTTL/2, "taking over incidents", o.takeOver) })
+		upkeep.Go(func() { o.every(&upkeep, renewing, o.cfg.leaseTTL/3, "renewing leases", o.renewLeases) })
+		wg.Go(func() { o.every(&wg, ctx, o.cfg.leaseTTL/2, "taking over incidents", o.takeOver) })
 	}
 	<-ctx.Done()
 	graceTimer := time.AfterFunc(o.cfg.grace, cancelGrace)
@@ -104,20 +104,41 @@ func (o *Orchestrator) flushEvery() time.Duration {
 	return max(o.cfg.flushInterval, time.Second)
 }
 
-// every calls fn every d until ctx ends, logging its failures as what.
-func (o *Orchestrator) every(ctx context.Context, d time.Duration, what string, fn func(context.Context) error) {
+// every calls fn every d until ctx ends, logging its failures as what, on
+// a goroutine of wg. A panic in fn (host code it calls) is logged as a
+// failure; should host code end the goroutine (runtime.Goexit: a test's
+// t.FailNow in an observer, say), the loop starts again on another.
+func (o *Orchestrator) every(wg *sync.WaitGroup, ctx context.Context, d time.Duration, what string, fn func(context.Context) error) {
+	ended := false
+	defer func() {
+		if !ended {
+			o.log.Error("breach: host code ended the goroutine " + what + "; it starts again")
+			wg.Go(func() { o.every(wg, ctx, d, what, fn) })
+		}
+	}()
 	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
+			ended = true
 			return
 		case <-t.C:
-			if err := fn(ctx); err != nil && ctx.Err() == nil {
+			if err := recovered(ctx, fn); err != nil && ctx.Err() == nil {
 				o.log.Warn("breach: "+what+" failed; will retry", "err", err)
 			}
 		}
 	}
+}
+
+// recovered is fn(ctx), with a panic in it made an *incident.PanicError.
+func recovered(ctx context.Context, fn func(context.Context) error) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &incident.PanicError{Value: v, Stack: debug.Stack()}
+		}
+	}()
+	return fn(ctx)
 }
 
 // runDetector runs d until ctx ends and waits for it to return, for as
