@@ -3,7 +3,6 @@ package breach
 import (
 	"context"
 	"errors"
-	"fmt"
 	"runtime/debug"
 	"slices"
 	"strconv"
@@ -23,13 +22,27 @@ func (o *Orchestrator) flush(ctx context.Context) error {
 	// before it was called is stored, including those a concurrent flush
 	// had taken.
 	o.flushMu.Lock()
-	defer o.flushMu.Unlock()
 	var (
-		mu   sync.Mutex
-		errs []error
-		wg   sync.WaitGroup
-		next atomic.Int64
+		mu    sync.Mutex
+		errs  []error
+		wg    sync.WaitGroup
+		next  atomic.Int64
+		after []func() // what the writes leave to do once the flush is done (pages)
 	)
+	later := func(fn func()) {
+		mu.Lock()
+		after = append(after, fn)
+		mu.Unlock()
+	}
+	defer func() {
+		// Pages go out once the flush lets go of the lock, in the order
+		// they were decided: the next flush (Run's last, say) never waits
+		// for a pager, and neither do the reports, answered already.
+		o.flushMu.Unlock()
+		for _, fn := range after {
+			fn()
+		}
+	}()
 	pending := o.hot.pending()
 	// A few goroutines take the incidents in turn, rather than one
 	// goroutine each: each new goroutine would take the processor's next
@@ -38,7 +51,7 @@ func (o *Orchestrator) flush(ctx context.Context) error {
 	write := func() {
 		for i := next.Add(1) - 1; i < int64(len(pending)); i = next.Add(1) - 1 {
 			o.gate.yield()
-			if err := o.flushEntry(ctx, pending[i]); err != nil {
+			if err := o.flushEntry(ctx, pending[i], later); err != nil {
 				mu.Lock()
 				errs = append(errs, err)
 				mu.Unlock()
@@ -59,11 +72,13 @@ const flushConcurrency = 8
 // flushEntry writes what e gathered. A panic in the code it runs (host
 // code: the clock, say) is its error; and should that code end the
 // goroutine (runtime.Goexit), the reports waiting for the counts are told
-// all the same, never left waiting (the counts of unsafe acknowledgements
-// nobody waits for are dropped then, as a crash drops them).
-func (o *Orchestrator) flushEntry(ctx context.Context, e *hotEntry) (err error) {
+// all the same, never left waiting: the counts were stored, or they were
+// not (those of unsafe acknowledgements, nobody waiting, are kept for the
+// next flush).
+func (o *Orchestrator) flushEntry(ctx context.Context, e *hotEntry, later func(func())) (err error) {
 	d, b := e.take()
 	returned := false
+	var stored string // the incident the counts were written to, once they were
 	defer func() {
 		if v := recover(); v != nil {
 			err = &incident.PanicError{Value: v, Stack: debug.Stack()}
@@ -74,9 +89,16 @@ func (o *Orchestrator) flushEntry(ctx context.Context, e *hotEntry) (err error) 
 			err = errFlushCut
 		}
 		o.log.Error("breach: storing signal counts was cut", "incident", e.id, "err", err)
-		o.finishBatch(b, "", err) // nothing if the batch was answered already
+		switch {
+		case stored != "":
+			o.finishBatch(b, stored, nil) // written: the reports are answered so (once)
+		case b != nil:
+			o.finishBatch(b, "", err)
+		default:
+			e.giveBack(d) // not written: kept for the next flush
+		}
 	}()
-	err = o.flushTaken(ctx, e, d, b)
+	err = o.flushTaken(ctx, e, d, b, &stored, later)
 	returned = true
 	return err
 }
@@ -85,7 +107,9 @@ func (o *Orchestrator) flushEntry(ctx context.Context, e *hotEntry) (err error) 
 var errFlushCut = errors.New("breach: storing the signal counts was cut short")
 
 // flushTaken is flushEntry's work on what it took from e.
-func (o *Orchestrator) flushTaken(ctx context.Context, e *hotEntry, d delta, b *batch) error {
+// *stored is set to the incident the counts are on once they are written.
+// later is handed what is left to do once the flush is done.
+func (o *Orchestrator) flushTaken(ctx context.Context, e *hotEntry, d delta, b *batch, stored *string, later func(func())) error {
 	if d.count == 0 && d.severity == 0 && d.last.IsZero() && !d.untimed && len(d.samples) == 0 {
 		o.finishBatch(b, e.id, nil)
 		return nil
@@ -120,10 +144,9 @@ func (o *Orchestrator) flushTaken(ctx context.Context, e *hotEntry, d delta, b *
 		})
 	}
 	if err == nil {
-		// After the batch is answered, and off the commit loop (see
-		// pageAside): the reports waiting for this commit, and for the
-		// next, never wait for a pager.
-		defer o.raised(ctx, inc, append(resolved, pages...), raised)
+		*stored = e.id
+		pages := append(resolved, pages...)
+		later(func() { o.raised(ctx, inc, pages, raised) })
 	}
 	if errors.Is(err, errEnded) {
 		// Every one of these signals was seen after the incident ended (on
@@ -280,34 +303,17 @@ func (o *Orchestrator) refile(ctx context.Context, e *hotEntry, d delta) (string
 	return rc.IncidentID, err
 }
 
-// raised follows a group commit's write of inc: the pages it decided go out
-// aside (pageAside), and when signals raised the severity the incident is
-// queued, as containment the new severity needs no approval for may run.
+// raised follows a group commit's write of inc, once the flush is done: the
+// pages it decided go out (the batch's reports were answered, and the
+// flush's lock let go, first), and when signals raised the severity the
+// incident is queued, as containment the new severity needs no approval
+// for may run. The pages go in the order they were decided, on the
+// flush's goroutine and within its deadline.
 func (o *Orchestrator) raised(ctx context.Context, inc *incident.Incident, pages []pageOut, raised bool) {
-	o.pageAside(ctx, inc, pages)
+	o.sendPages(ctx, inc, pages)
 	if raised && inc.State.Open() {
 		o.sched.addAt(inc.ID, o.priorityOf(inc))
 	}
-}
-
-// pageAside sends pages a group commit decided on a goroutine of their
-// own, with a copy of inc for the notes of their failures: the commit
-// loop, and the reports waiting for its batches, never wait for a pager
-// that is slow or down (each page is bounded by its retry policy). Run
-// waits for them before it returns.
-func (o *Orchestrator) pageAside(ctx context.Context, inc *incident.Incident, pages []pageOut) {
-	if len(pages) == 0 {
-		return
-	}
-	own, ctx := inc.Clone(), context.WithoutCancel(ctx)
-	o.aside.Go(func() {
-		defer func() {
-			if v := recover(); v != nil {
-				o.log.Error("breach: panic while paging on-call", "incident", own.ID, "panic", fmt.Sprint(v))
-			}
-		}()
-		o.sendPages(ctx, own, pages)
-	})
 }
 
 // applyDelta adds the signals d gathered to inc. A signal more severe than

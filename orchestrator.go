@@ -49,7 +49,6 @@ type Orchestrator struct {
 	batches    atomic.Int64 // batches of reports waiting for a flush
 	committing atomic.Bool  // the group committer runs
 	commitPoke chan struct{}
-	aside      sync.WaitGroup // pages a group commit decided, sent aside (pageAside)
 	changesMu  sync.Mutex
 	changes    chan struct{}
 	limiters   sync.Map // channel name → *ratelimit.Limiter
