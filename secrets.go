@@ -20,9 +20,14 @@ func (o *Orchestrator) redact(id, s string) string {
 		}
 		return s
 	}
-	cs := o.credentials(id)
-	slices.SortFunc(cs, func(a, b incident.Secret) int { return len(b.Reveal()) - len(a.Reveal()) })
-	for _, c := range cs {
+	return redactSecrets(o.credentials(id), s)
+}
+
+// redactSecrets removes each of secrets from s, the longest first (one
+// credential may hold another); it sorts secrets.
+func redactSecrets(secrets []incident.Secret, s string) string {
+	slices.SortFunc(secrets, func(a, b incident.Secret) int { return len(b.Reveal()) - len(a.Reveal()) })
+	for _, c := range secrets {
 		if c := c.Reveal(); c != "" && strings.Contains(s, c) {
 			s = strings.ReplaceAll(s, c, incident.Redacted)
 		}
@@ -69,32 +74,28 @@ func (e *redactedError) Error() string { return e.msg }
 func (e *redactedError) Unwrap() error { return e.err }
 
 func (o *Orchestrator) redactErr(id string, err error) error {
-	if err == nil {
-		return nil
-	}
-	if msg := o.redact(id, err.Error()); msg != err.Error() {
-		return &redactedError{msg: msg, err: err}
-	}
-	return err
+	return redactedBy(err, func(s string) string { return o.redact(id, s) })
 }
 
 // redactWith is err with the secrets in its message redacted, for an
 // error made while they were known and returned once they may be forgotten.
 func redactWith(secrets []incident.Secret, err error) error {
-	if err == nil || len(secrets) == 0 {
+	if len(secrets) == 0 {
 		return err
 	}
-	msg := err.Error()
-	slices.SortFunc(secrets, func(a, b incident.Secret) int { return len(b.Reveal()) - len(a.Reveal()) })
-	for _, c := range secrets {
-		if c := c.Reveal(); c != "" {
-			msg = strings.ReplaceAll(msg, c, incident.Redacted)
-		}
+	return redactedBy(err, func(s string) string { return redactSecrets(secrets, s) })
+}
+
+// redactedBy is err, or a *redactedError with its message as redact leaves
+// it when redact changes it.
+func redactedBy(err error, redact func(string) string) error {
+	if err == nil {
+		return nil
 	}
-	if msg == err.Error() {
-		return err
+	if msg := redact(err.Error()); msg != err.Error() {
+		return &redactedError{msg: msg, err: err}
 	}
-	return &redactedError{msg: msg, err: err}
+	return err
 }
 
 // keptCredential is a credential held in memory for containers, with
