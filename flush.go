@@ -219,13 +219,10 @@ func (o *Orchestrator) commit() {
 // waiting for their counts are answered all the same.
 func (o *Orchestrator) commitLoop() {
 	ended := false
-	defer func() {
-		if !ended {
-			o.log.Error("breach: host code ended the group committer's goroutine; another takes over")
-			o.committing.Store(false)
-			o.commit()
-		}
-	}()
+	defer o.takeOverIfEnded(&ended, "the group committer's goroutine", func() {
+		o.committing.Store(false)
+		o.commit()
+	})
 	t := time.NewTimer(o.cfg.flushInterval)
 	defer t.Stop()
 	for {

@@ -109,12 +109,9 @@ func (o *Orchestrator) flushEvery() time.Duration {
 // t.FailNow in an observer, say), the loop starts again on another.
 func (o *Orchestrator) every(wg *sync.WaitGroup, ctx context.Context, d time.Duration, what string, fn func(context.Context) error) {
 	ended := false
-	defer func() {
-		if !ended {
-			o.log.Error("breach: host code ended the goroutine " + what + "; it starts again")
-			wg.Go(func() { o.every(wg, ctx, d, what, fn) })
-		}
-	}()
+	defer o.takeOverIfEnded(&ended, "the goroutine "+what, func() {
+		wg.Go(func() { o.every(wg, ctx, d, what, fn) })
+	})
 	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
@@ -127,6 +124,16 @@ func (o *Orchestrator) every(wg *sync.WaitGroup, ctx context.Context, d time.Dur
 				o.log.Warn("breach: "+what+" failed; will retry", "err", err)
 			}
 		}
+	}
+}
+
+// takeOverIfEnded, deferred by a goroutine's function, calls start, which
+// starts another in its place, when the function did not return (*returned
+// is false): host code it called ended the goroutine (runtime.Goexit).
+func (o *Orchestrator) takeOverIfEnded(returned *bool, what string, start func()) {
+	if !*returned {
+		o.log.Error("breach: host code ended " + what + "; another takes its place")
+		start()
 	}
 }
 
@@ -211,12 +218,8 @@ func (o *Orchestrator) resume(ctx context.Context) error {
 // again later and another worker takes this one's place.
 func (o *Orchestrator) work(ctx, grace context.Context, wg *sync.WaitGroup) {
 	current, finished := "", false
-	defer func() {
-		if finished {
-			return
-		}
-		o.log.Error("breach: host code ended a worker's goroutine; another takes its place", "incident", current)
-		if current != "" {
+	defer o.takeOverIfEnded(&finished, "a worker's goroutine", func() {
+		if current != "" { // taken again later
 			if current != resumeAll {
 				o.gate.releaseFor(current)
 			}
@@ -224,7 +227,7 @@ func (o *Orchestrator) work(ctx, grace context.Context, wg *sync.WaitGroup) {
 			o.sched.later(o.cfg.retryDelay, current, normal)
 		}
 		wg.Go(func() { o.work(ctx, grace, wg) })
-	}()
+	})
 	for {
 		id, ok := o.sched.next(ctx)
 		if !ok {
