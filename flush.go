@@ -125,28 +125,24 @@ func (o *Orchestrator) flushTaken(ctx context.Context, e *hotEntry, d delta, b *
 	// elsewhere since makes the compare-and-swap fail, and mutate reads
 	// the store's.
 	inc, err := o.flushHead(ctx, e.id)
-	var pages []pageOut
-	raised := false
 	if errors.Is(err, incident.ErrNotFound) {
 		// The store no longer has the incident: the signals open a new one.
 		o.log.Warn("breach: incident vanished from the store; its new signals open another", "incident", e.id)
 		o.hot.remove(e.id)
 		return o.refileBatch(ctx, e, d, b)
 	}
-	var resolved []pageOut
 	if err == nil {
-		resolved, err = o.mutateLeavingPages(ctx, inc, func(inc *incident.Incident) error {
+		var then func()
+		then, err = o.writeDelta(ctx, inc, d, func(inc *incident.Incident) error {
 			if !inc.State.Open() && !d.untimed && !d.first.IsZero() && d.first.After(endedAt(inc)) {
 				return errEnded
 			}
-			pages, raised = o.applyDelta(inc, d)
 			return nil
 		})
-	}
-	if err == nil {
-		*stored = e.id
-		pages := append(resolved, pages...)
-		later(func() { o.raised(ctx, inc, pages, raised) })
+		if err == nil {
+			*stored = e.id
+			later(then)
+		}
 	}
 	if errors.Is(err, errEnded) {
 		// Every one of these signals was seen after the incident ended (on
@@ -286,18 +282,35 @@ func (o *Orchestrator) refile(ctx context.Context, e *hotEntry, d delta) (string
 		return rc.IncidentID, err
 	}
 	inc, err := o.store.Head(ctx, rc.IncidentID)
-	var pages, resolved []pageOut
-	raised := false
 	if err == nil {
-		resolved, err = o.mutateLeavingPages(ctx, inc, func(inc *incident.Incident) error {
-			pages, raised = o.applyDelta(inc, d)
-			return nil
-		})
-	}
-	if err == nil {
-		o.raised(ctx, inc, append(resolved, pages...), raised)
+		var then func()
+		if then, err = o.writeDelta(ctx, inc, d, nil); err == nil {
+			then()
+		}
 	}
 	return rc.IncidentID, err
+}
+
+// writeDelta writes the signals d gathered to inc (applyDelta), once check
+// (when not nil) allows it on the head read, and returns what follows the
+// write (raised), for its caller to run when it can wait for a pager.
+func (o *Orchestrator) writeDelta(ctx context.Context, inc *incident.Incident, d delta, check func(*incident.Incident) error) (then func(), err error) {
+	var pages []pageOut
+	raised := false
+	resolved, err := o.mutateLeavingPages(ctx, inc, func(inc *incident.Incident) error {
+		if check != nil {
+			if err := check(inc); err != nil {
+				return err
+			}
+		}
+		pages, raised = o.applyDelta(inc, d)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	pages = append(resolved, pages...)
+	return func() { o.raised(ctx, inc, pages, raised) }, nil
 }
 
 // raised follows a group commit's write of inc, once the flush is done: the
