@@ -175,9 +175,7 @@ func (o *Orchestrator) giveUpLease(id string, ended bool) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), o.cfg.leaseTTL)
 	defer cancel()
-	if err := o.leaser.Unlease(ctx, id, o.cfg.owner); err != nil {
-		o.log.Warn("breach: giving up the lease failed; it runs out by itself", "incident", id, "err", err)
-	}
+	o.unlease(ctx, id)
 }
 
 // finishDismissal releases what was contained and then dismisses the

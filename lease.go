@@ -370,6 +370,12 @@ func (o *Orchestrator) dropLease(id string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), o.cfg.leaseTTL)
 	defer cancel()
+	o.unlease(ctx, id)
+}
+
+// unlease gives up this replica's lease on id in the store; a failure is
+// logged (the lease runs out by itself).
+func (o *Orchestrator) unlease(ctx context.Context, id string) {
 	if err := o.leaser.Unlease(ctx, id, o.cfg.owner); err != nil {
 		o.log.Warn("breach: giving up the lease failed; it runs out by itself", "incident", id, "err", err)
 	}
@@ -426,9 +432,7 @@ func (o *Orchestrator) dropLeases() {
 			continue
 		}
 		g.Go(func() error {
-			if err := o.leaser.Unlease(ctx, id, o.cfg.owner); err != nil {
-				o.log.Warn("breach: giving up the lease failed; it runs out by itself", "incident", id, "err", err)
-			}
+			o.unlease(ctx, id)
 			return nil
 		})
 	}
